@@ -34,6 +34,8 @@ pub enum InterruptCause {
     Queue(u16),
     /// The device configuration changed (ISR bit 1).
     ConfigChange,
+    /// A message held in the Pending Bit Array, sent when its mask cleared.
+    PendingDelivery,
 }
 
 /// Why a due interrupt did not become an MSI-X message or a line assertion.
@@ -64,7 +66,11 @@ pub enum Origin {
     #[default]
     Run,
     /// Parsed from a file: `path` and 1-based `line`, with the line's text.
-    File { path: String, line: u64, text: String },
+    File {
+        path: String,
+        line: u64,
+        text: String,
+    },
 }
 
 /// Interrupt mode a platform or OS handed to a device.
@@ -84,7 +90,11 @@ pub enum InterruptMode {
 pub enum EventKind {
     // ---- device side: the virtio-pci transport -------------------------------------------
     /// The driver wrote a vector selector; `read_back` is what the register now holds.
-    VectorWritten { selector: Selector, written: u16, read_back: u16 },
+    VectorWritten {
+        selector: Selector,
+        written: u16,
+        read_back: u16,
+    },
     /// The driver read a vector selector.
     VectorRead { selector: Selector, value: u16 },
     /// `device_status` was written.
@@ -94,7 +104,11 @@ pub enum EventKind {
     /// The device set DEVICE_NEEDS_RESET because the driver broke a rule it cannot recover from.
     NeedsReset { queue: Option<u16> },
     /// Feature negotiation finished: FEATURES_OK was accepted (or refused).
-    FeaturesNegotiated { offered: u64, accepted: u64, ok: bool },
+    FeaturesNegotiated {
+        offered: u64,
+        accepted: u64,
+        ok: bool,
+    },
     /// A queue was enabled with this size.
     QueueEnabled { queue: u16, size: u16 },
     /// A queue was reset through `queue_reset` (VIRTIO_F_RING_RESET).
@@ -110,13 +124,30 @@ pub enum EventKind {
 
     // ---- device side: PCI / MSI-X / INTx ----------------------------------------------------
     /// MSI-X Message Control changed.
-    MsixControl { enabled: bool, function_masked: bool },
+    MsixControl {
+        enabled: bool,
+        function_masked: bool,
+    },
     /// An MSI-X table entry was (re)programmed or its mask bit changed.
-    MsixEntry { entry: u16, address: u64, data: u32, masked: bool },
+    MsixEntry {
+        entry: u16,
+        address: u64,
+        data: u32,
+        masked: bool,
+    },
     /// An MSI-X message left the device.
-    MessageSent { cause: InterruptCause, entry: u16, address: u64, data: u32 },
+    MessageSent {
+        cause: InterruptCause,
+        entry: u16,
+        address: u64,
+        data: u32,
+    },
     /// A due interrupt was not signalled.
-    InterruptSuppressed { cause: InterruptCause, vector: u16, reason: SuppressReason },
+    InterruptSuppressed {
+        cause: InterruptCause,
+        vector: u16,
+        reason: SuppressReason,
+    },
     /// A masked entry's Pending Bit was set.
     PendingSet { entry: u16 },
     /// A Pending Bit was cleared (message delivered on unmask, or state dropped).
@@ -148,21 +179,46 @@ pub enum EventKind {
         affinity: u64,
     },
     /// The MSI-X capability as seen from the OS (a `!pci` dump, `lspci -vvv`, or the bus driver).
-    MsixCapabilitySeen { enabled: bool, function_masked: bool, table_size: u16 },
+    MsixCapabilitySeen {
+        enabled: bool,
+        function_masked: bool,
+        table_size: u16,
+    },
     /// The CPU received an interrupt on an APIC/IDT vector.
     CpuInterrupt { vector: u8 },
     /// An ISR ran; `message_id` for message interrupts; `claimed` is its return value.
-    IsrRan { message_id: Option<u32>, claimed: bool, isr_status: Option<u8> },
+    IsrRan {
+        message_id: Option<u32>,
+        claimed: bool,
+        isr_status: Option<u8>,
+    },
     /// A DPC ran for this message (or for the line interrupt when `None`).
-    DpcRan { message_id: Option<u32>, completions: u32 },
+    DpcRan {
+        message_id: Option<u32>,
+        completions: u32,
+    },
     /// A periodic counter summary (checklist 5.4): per message ISR and DPC counts.
-    CounterSummary { message: Option<u32>, isr_count: u64, dpc_count: u64 },
+    CounterSummary {
+        message: Option<u32>,
+        isr_count: u64,
+        dpc_count: u64,
+    },
     /// The platform stopped delivering because the interrupt budget ran out (a storm).
     InterruptBudgetExhausted { delivered: u64 },
     /// A line of a guest kernel log or driver print that a rule may quote.
     LogLine { text: String },
     /// A `/proc/interrupts` row: name, IRQ, and its total count.
-    IrqCount { irq: String, name: String, count: u64 },
+    IrqCount {
+        irq: String,
+        name: String,
+        count: u64,
+    },
+    /// The INTx pending state as the PCI Status register reports it (bit 3, `IntStatus` in
+    /// WinDbg `!pci`, `INTx+` in `lspci -vvv`): a pending line nobody acknowledges storms.
+    IntxStatus { pending: bool },
+    /// The INTx pin a function uses and the IRQ the OS routed it to (`lspci -vvv`
+    /// `Interrupt: pin A routed to IRQ 11`); pin 1 = INTA#. Lets a rule tie a line to its IRQ.
+    IntxRouted { pin: u8, irq: u32 },
 }
 
 /// One piece of evidence: what happened, when, and where it was seen.
