@@ -207,8 +207,10 @@ mod tests {
 
     #[test]
     fn overlapping_and_odd_layouts_are_refused() {
-        let mut l = Layout::default();
-        l.isr = Region::new(0, 0x0010, 4);
+        let l = Layout {
+            isr: Region::new(0, 0x0010, 4),
+            ..Layout::default()
+        };
         assert_eq!(
             l.validate(1, 2),
             Err(LayoutError::Overlap {
@@ -216,11 +218,15 @@ mod tests {
                 b: "isr"
             })
         );
-        let mut l = Layout::default();
-        l.notify_off_multiplier = 3;
+        let l = Layout {
+            notify_off_multiplier: 3,
+            ..Layout::default()
+        };
         assert_eq!(l.validate(1, 2), Err(LayoutError::BadMultiplier(3)));
-        let mut l = Layout::default();
-        l.device.bar = 1;
+        let l = Layout {
+            device: Region::new(1, 0x3000, 0x1000),
+            ..Layout::default()
+        };
         assert_eq!(l.validate(1, 2), Err(LayoutError::BadBar(1)));
     }
 }
