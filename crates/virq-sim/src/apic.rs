@@ -1,0 +1,237 @@
+//! Local APIC and IOAPIC semantics, just enough to make interrupt bugs behave as on hardware.
+//!
+//! What matters for the checklist: MSI address/data decode to a destination and a vector;
+//! level-triggered IOAPIC pins with remote IRR that re-deliver after EOI while the line stays
+//! high (so a driver that never reads ISR status really storms); priority by vector class.
+
+use serde::{Deserialize, Serialize};
+
+/// Base of the MSI address window (Intel SDM vol. 3, 11.11.1).
+pub const MSI_ADDRESS_BASE: u64 = 0xFEE0_0000;
+/// Number of IOAPIC pins.
+pub const IOAPIC_PINS: usize = 24;
+
+/// A decoded MSI message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MsiMessage {
+    pub destination: u8,
+    pub vector: u8,
+    pub delivery_mode: u8,
+    pub level_triggered: bool,
+}
+
+/// Decode an x86 MSI: address 0xFEExxxxx with destination in bits 19:12, data with vector in
+/// bits 7:0, delivery mode in 10:8 and trigger mode in bit 15. None if it is not an MSI.
+pub fn decode_msi(address: u64, data: u32) -> Option<MsiMessage> {
+    if address & 0xFFFF_FFFF_FFF0_0000 != MSI_ADDRESS_BASE {
+        return None;
+    }
+    Some(MsiMessage {
+        destination: ((address >> 12) & 0xFF) as u8,
+        vector: (data & 0xFF) as u8,
+        delivery_mode: ((data >> 8) & 0x7) as u8,
+        level_triggered: data & (1 << 15) != 0,
+    })
+}
+
+/// A 256-bit vector bitmap (IRR or ISR).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+struct Bitmap([u64; 4]);
+
+impl Bitmap {
+    fn set(&mut self, v: u8) {
+        self.0[v as usize / 64] |= 1 << (v % 64);
+    }
+    fn clear(&mut self, v: u8) {
+        self.0[v as usize / 64] &= !(1 << (v % 64));
+    }
+    fn highest(&self) -> Option<u8> {
+        (0..4).rev().find_map(|w| {
+            let bits = self.0[w];
+            (bits != 0).then(|| (w * 64 + 63 - bits.leading_zeros() as usize) as u8)
+        })
+    }
+}
+
+/// One CPU's local APIC: IRR, ISR and the processor priority they imply.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LocalApic {
+    pub id: u8,
+    irr: Bitmap,
+    isr: Bitmap,
+}
+
+impl LocalApic {
+    /// Latch a fixed interrupt. Vectors 0-15 are illegal for fixed delivery and dropped.
+    pub fn accept(&mut self, vector: u8) -> bool {
+        if vector < 16 {
+            return false;
+        }
+        self.irr.set(vector);
+        true
+    }
+
+    /// The vector the CPU would take now: the highest requested whose priority class is above
+    /// the class of the highest in service.
+    pub fn deliverable(&self) -> Option<u8> {
+        let want = self.irr.highest()?;
+        match self.isr.highest() {
+            Some(busy) if want >> 4 <= busy >> 4 => None,
+            _ => Some(want),
+        }
+    }
+
+    /// The CPU takes the interrupt: IRR -> ISR.
+    pub fn acknowledge(&mut self) -> Option<u8> {
+        let v = self.deliverable()?;
+        self.irr.clear(v);
+        self.isr.set(v);
+        Some(v)
+    }
+
+    /// End of interrupt: retire the highest in-service vector.
+    pub fn eoi(&mut self) -> Option<u8> {
+        let v = self.isr.highest()?;
+        self.isr.clear(v);
+        Some(v)
+    }
+
+    pub fn in_service(&self) -> Option<u8> {
+        self.isr.highest()
+    }
+}
+
+/// One IOAPIC redirection table entry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Redirection {
+    pub vector: u8,
+    pub destination: u8,
+    pub level_triggered: bool,
+    pub masked: bool,
+    /// Set when a level interrupt was sent and not yet EOI'd.
+    pub remote_irr: bool,
+}
+
+impl Default for Redirection {
+    fn default() -> Self {
+        Redirection {
+            vector: 0,
+            destination: 0,
+            level_triggered: false,
+            masked: true,
+            remote_irr: false,
+        }
+    }
+}
+
+/// The IOAPIC: pin levels and redirection entries.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IoApic {
+    pub entries: [Redirection; IOAPIC_PINS],
+    pub levels: [bool; IOAPIC_PINS],
+}
+
+impl Default for IoApic {
+    fn default() -> Self {
+        IoApic {
+            entries: [Redirection::default(); IOAPIC_PINS],
+            levels: [false; IOAPIC_PINS],
+        }
+    }
+}
+
+impl IoApic {
+    /// Set a pin's level. Returns the vector to send to the LAPIC, if the change sends one.
+    pub fn set_level(&mut self, pin: usize, level: bool) -> Option<u8> {
+        let was = std::mem::replace(self.levels.get_mut(pin)?, level);
+        let e = &mut self.entries[pin];
+        if !level || e.masked {
+            return None;
+        }
+        if e.level_triggered {
+            if e.remote_irr {
+                return None;
+            }
+            e.remote_irr = true;
+            Some(e.vector)
+        } else if !was {
+            Some(e.vector)
+        } else {
+            None
+        }
+    }
+
+    /// An EOI for `vector` reached the IOAPIC: clear remote IRR, and re-send at once for every
+    /// level pin that is still asserted. This is what turns a missed ISR-status read into a
+    /// storm.
+    pub fn eoi(&mut self, vector: u8) -> Vec<u8> {
+        let mut again = Vec::new();
+        for pin in 0..IOAPIC_PINS {
+            let e = &mut self.entries[pin];
+            if e.level_triggered && e.remote_irr && e.vector == vector {
+                e.remote_irr = false;
+                if self.levels[pin] && !e.masked {
+                    e.remote_irr = true;
+                    again.push(e.vector);
+                }
+            }
+        }
+        again
+    }
+
+    /// Program a pin (what the OS's HAL does when it connects a line interrupt).
+    pub fn program(&mut self, pin: usize, vector: u8, level_triggered: bool) -> Option<u8> {
+        let e = self.entries.get_mut(pin)?;
+        e.vector = vector;
+        e.level_triggered = level_triggered;
+        e.masked = false;
+        e.remote_irr = false;
+        let level = self.levels[pin];
+        // A line already high when unmasked is delivered now.
+        if level {
+            self.levels[pin] = false;
+            return self.set_level(pin, true);
+        }
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn msi_decode_takes_destination_and_vector() {
+        let m = decode_msi(0xFEE0_1000, 0x4062).unwrap();
+        assert_eq!(m.destination, 1);
+        assert_eq!(m.vector, 0x62);
+        assert_eq!(m.delivery_mode, 0);
+        assert!(decode_msi(0x1000, 0x62).is_none());
+    }
+
+    #[test]
+    fn level_pin_redelivers_after_eoi_while_high() {
+        let mut io = IoApic::default();
+        io.program(16, 0x71, true);
+        assert_eq!(io.set_level(16, true), Some(0x71));
+        assert_eq!(io.set_level(16, true), None, "remote IRR holds it");
+        assert_eq!(io.eoi(0x71), vec![0x71], "still high: storm");
+        io.set_level(16, false);
+        assert_eq!(io.eoi(0x71), Vec::<u8>::new());
+        assert!(!io.entries[16].remote_irr);
+    }
+
+    #[test]
+    fn lapic_priority_blocks_same_class() {
+        let mut l = LocalApic::default();
+        l.accept(0x61);
+        assert_eq!(l.acknowledge(), Some(0x61));
+        l.accept(0x62);
+        assert_eq!(l.deliverable(), None, "same class as the one in service");
+        l.accept(0x81);
+        assert_eq!(l.acknowledge(), Some(0x81));
+        assert_eq!(l.eoi(), Some(0x81));
+        assert_eq!(l.eoi(), Some(0x61));
+        assert_eq!(l.acknowledge(), Some(0x62));
+    }
+}

@@ -1,0 +1,536 @@
+//! A deterministic simulated PC for the interrupt chain.
+//!
+//! Guest RAM, a PCI bus reached through configuration mechanism #1 (ports 0xCF8/0xCFC) with a
+//! host bridge at 00:00.0, firmware-style BAR assignment, one CPU with a local APIC, an IOAPIC
+//! with level-triggered PCI pins, and a virtual clock. The guest OS model runs on it through
+//! [`GuestOs`]: the machine takes interrupts, the OS runs its ISR at the vector's priority,
+//! EOIs, then runs DPCs. Nothing depends on wall time, so the same inputs give the same
+//! event log.
+
+pub mod apic;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use thiserror::Error;
+use virq_device::{GuestMemory, InterruptSink, VirtioPciDevice};
+use virq_events::{Clock, EventKind, EventLog, EventSink};
+use vm_memory::GuestAddress;
+
+use apic::{IoApic, LocalApic, decode_msi};
+
+/// Port of the configuration address register.
+pub const CONFIG_ADDRESS_PORT: u16 = 0xCF8;
+/// First port of the configuration data window.
+pub const CONFIG_DATA_PORT: u16 = 0xCFC;
+/// Where firmware starts placing 64-bit memory BARs.
+pub const MMIO_BASE: u64 = 0xC000_0000;
+/// First IOAPIC pin used for PCI INTx (pins 0-15 are ISA).
+pub const PCI_INTX_FIRST_PIN: usize = 16;
+
+/// The machine's virtual clock in nanoseconds; every access and interrupt advances it by a
+/// fixed cost so runs are reproducible.
+#[derive(Debug, Default, Clone)]
+pub struct VirtualClock(Arc<AtomicU64>);
+
+impl VirtualClock {
+    pub fn advance(&self, ns: u64) {
+        self.0.fetch_add(ns, Ordering::Relaxed);
+    }
+}
+
+impl Clock for VirtualClock {
+    fn now_ns(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// Costs charged to the virtual clock.
+const CONFIG_ACCESS_NS: u64 = 200;
+const MMIO_ACCESS_NS: u64 = 100;
+const INTERRUPT_NS: u64 = 1_000;
+
+/// Interrupt controller state shared between the machine and device sinks.
+#[derive(Debug, Default)]
+struct Controllers {
+    lapic: LocalApic,
+    ioapic: IoApic,
+    /// MSI writes that did not decode as an interrupt (a bad table entry).
+    stray_msi: u64,
+}
+
+/// The sink a device on this machine sends interrupts to.
+#[derive(Debug)]
+pub struct DeviceInterrupts {
+    controllers: Arc<Mutex<Controllers>>,
+    pin: usize,
+}
+
+impl InterruptSink for DeviceInterrupts {
+    fn msi(&self, address: u64, data: u32) {
+        let mut c = self.controllers.lock().unwrap();
+        let lapic_id = c.lapic.id;
+        match decode_msi(address, data) {
+            Some(m)
+                if (m.destination == lapic_id || m.destination == 0xFF) && m.delivery_mode <= 1 =>
+            {
+                c.lapic.accept(m.vector);
+            }
+            _ => c.stray_msi += 1,
+        }
+    }
+
+    fn set_intx(&self, level: bool) {
+        let mut c = self.controllers.lock().unwrap();
+        if let Some(v) = c.ioapic.set_level(self.pin, level) {
+            c.lapic.accept(v);
+        }
+    }
+}
+
+/// Errors from machine construction.
+#[derive(Debug, Error)]
+pub enum MachineError {
+    #[error("guest RAM of {0} bytes could not be mapped")]
+    Ram(u64),
+    #[error("no free PCI slot")]
+    BusFull,
+    #[error("BAR space exhausted")]
+    BarSpace,
+}
+
+/// The OS half that runs on the machine's CPU.
+pub trait GuestOs {
+    /// Run the interrupt service routine(s) connected to IDT `vector`.
+    fn interrupt(&mut self, machine: &mut Machine, vector: u8);
+    /// Run queued DPCs; return false when none were queued.
+    fn run_dpcs(&mut self, machine: &mut Machine) -> bool;
+}
+
+/// What [`Machine::run_cpu`] did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct CpuRun {
+    pub interrupts: u64,
+    pub dpc_rounds: u64,
+    /// True when the interrupt budget ran out (a storm).
+    pub budget_exhausted: bool,
+}
+
+struct Slot {
+    device: VirtioPciDevice,
+    slot: u8,
+}
+
+/// The simulated PC.
+pub struct Machine {
+    ram: GuestMemory,
+    devices: Vec<Slot>,
+    controllers: Arc<Mutex<Controllers>>,
+    clock: VirtualClock,
+    events: Arc<EventLog>,
+    config_address: u32,
+    next_mmio: u64,
+    /// Interrupts delivered over the machine's life.
+    delivered: u64,
+    /// Stop delivering after this many interrupts in one [`Machine::run_cpu`].
+    pub interrupt_budget: u64,
+}
+
+impl std::fmt::Debug for Machine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Machine")
+            .field("devices", &self.devices.len())
+            .field("delivered", &self.delivered)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Machine {
+    /// A machine with `ram_bytes` of RAM at guest-physical 0 and an empty PCI bus.
+    pub fn new(ram_bytes: u64) -> Result<Self, MachineError> {
+        let ram = GuestMemory::from_ranges(&[(GuestAddress(0), ram_bytes as usize)])
+            .map_err(|_| MachineError::Ram(ram_bytes))?;
+        let clock = VirtualClock::default();
+        let events = Arc::new(
+            EventLog::new()
+                .with_clock(Box::new(clock.clone()))
+                .with_capacity_limit(1 << 20),
+        );
+        Ok(Machine {
+            ram,
+            devices: Vec::new(),
+            controllers: Arc::new(Mutex::new(Controllers::default())),
+            clock,
+            events,
+            config_address: 0,
+            next_mmio: MMIO_BASE,
+            delivered: 0,
+            interrupt_budget: 100_000,
+        })
+    }
+
+    pub fn ram(&self) -> &GuestMemory {
+        &self.ram
+    }
+
+    pub fn events(&self) -> Arc<EventLog> {
+        self.events.clone()
+    }
+
+    pub fn clock(&self) -> &VirtualClock {
+        &self.clock
+    }
+
+    /// Interrupts delivered to the CPU since the machine was built.
+    pub fn interrupts_delivered(&self) -> u64 {
+        self.delivered
+    }
+
+    /// MSI writes that did not decode to this CPU.
+    pub fn stray_msi(&self) -> u64 {
+        self.controllers.lock().unwrap().stray_msi
+    }
+
+    /// The interrupt sink for a device in `slot` (INTA# swizzled onto IOAPIC pin 16 + slot%8).
+    pub fn interrupt_sink_for_slot(&self, slot: u8) -> Arc<DeviceInterrupts> {
+        Arc::new(DeviceInterrupts {
+            controllers: self.controllers.clone(),
+            pin: Self::intx_pin(slot),
+        })
+    }
+
+    /// IOAPIC pin INTA# of `slot` is wired to.
+    pub fn intx_pin(slot: u8) -> usize {
+        PCI_INTX_FIRST_PIN + (slot as usize % 8)
+    }
+
+    /// Plug a device (built with [`Machine::interrupt_sink_for_slot`]) into the next slot.
+    /// Its events go to the machine's log.
+    pub fn plug(&mut self, mut device: VirtioPciDevice) -> Result<u8, MachineError> {
+        let slot = self.devices.len() as u8 + 1;
+        if slot >= 32 {
+            return Err(MachineError::BusFull);
+        }
+        device.set_event_sink(self.events.clone());
+        self.devices.push(Slot { device, slot });
+        Ok(slot)
+    }
+
+    /// The next free slot number.
+    pub fn next_slot(&self) -> u8 {
+        self.devices.len() as u8 + 1
+    }
+
+    pub fn device(&self, slot: u8) -> Option<&VirtioPciDevice> {
+        self.devices
+            .iter()
+            .find(|s| s.slot == slot)
+            .map(|s| &s.device)
+    }
+
+    pub fn device_mut(&mut self, slot: u8) -> Option<&mut VirtioPciDevice> {
+        self.devices
+            .iter_mut()
+            .find(|s| s.slot == slot)
+            .map(|s| &mut s.device)
+    }
+
+    // ------------------------------------------------------------------ port I/O (CF8/CFC)
+
+    /// Port input of 1, 2 or 4 bytes.
+    pub fn port_read(&mut self, port: u16, data: &mut [u8]) {
+        self.clock.advance(CONFIG_ACCESS_NS);
+        data.fill(0xFF);
+        match port {
+            CONFIG_ADDRESS_PORT if data.len() == 4 => {
+                data.copy_from_slice(&self.config_address.to_le_bytes())
+            }
+            CONFIG_DATA_PORT..=0xCFF => {
+                let Some((bus, dev, func, reg)) = self.config_target() else {
+                    return;
+                };
+                let off = reg + (port - CONFIG_DATA_PORT);
+                self.config_read(bus, dev, func, off, data);
+            }
+            _ => {}
+        }
+    }
+
+    /// Port output of 1, 2 or 4 bytes.
+    pub fn port_write(&mut self, port: u16, data: &[u8]) {
+        self.clock.advance(CONFIG_ACCESS_NS);
+        match port {
+            CONFIG_ADDRESS_PORT if data.len() == 4 => {
+                self.config_address = u32::from_le_bytes(data.try_into().unwrap())
+            }
+            CONFIG_DATA_PORT..=0xCFF => {
+                let Some((bus, dev, func, reg)) = self.config_target() else {
+                    return;
+                };
+                let off = reg + (port - CONFIG_DATA_PORT);
+                self.config_write(bus, dev, func, off, data);
+            }
+            _ => {}
+        }
+    }
+
+    fn config_target(&self) -> Option<(u8, u8, u8, u16)> {
+        let a = self.config_address;
+        (a & 0x8000_0000 != 0).then(|| {
+            (
+                (a >> 16) as u8,
+                ((a >> 11) & 0x1F) as u8,
+                ((a >> 8) & 0x7) as u8,
+                (a & 0xFC) as u16,
+            )
+        })
+    }
+
+    /// A configuration read addressed by bus/device/function (what mechanism #1 resolves to).
+    /// Absent functions read all ones.
+    pub fn config_read(&mut self, bus: u8, dev: u8, func: u8, offset: u16, data: &mut [u8]) {
+        data.fill(0xFF);
+        if bus != 0 || func != 0 {
+            return;
+        }
+        if dev == 0 {
+            host_bridge_read(offset, data);
+            return;
+        }
+        if let Some(d) = self.device_mut(dev) {
+            d.config_read(offset, data);
+        }
+    }
+
+    pub fn config_write(&mut self, bus: u8, dev: u8, func: u8, offset: u16, data: &[u8]) {
+        if bus != 0 || func != 0 || dev == 0 {
+            return;
+        }
+        if let Some(d) = self.device_mut(dev) {
+            d.config_write(offset, data);
+        }
+    }
+
+    // ------------------------------------------------------------------------ MMIO
+
+    /// A CPU read of device memory; unclaimed addresses read all ones (master abort).
+    pub fn mmio_read(&mut self, addr: u64, data: &mut [u8]) {
+        self.clock.advance(MMIO_ACCESS_NS);
+        for s in &mut self.devices {
+            if s.device.mmio_read(addr, data) {
+                return;
+            }
+        }
+        data.fill(0xFF);
+    }
+
+    /// A CPU write to device memory; unclaimed addresses are dropped.
+    pub fn mmio_write(&mut self, addr: u64, data: &[u8]) {
+        self.clock.advance(MMIO_ACCESS_NS);
+        for s in &mut self.devices {
+            if s.device.mmio_write(addr, data) {
+                return;
+            }
+        }
+    }
+
+    // ------------------------------------------------------------------------ firmware
+
+    /// What BIOS does before the OS boots: size every BAR with the all-ones probe through
+    /// mechanism #1, place it naturally aligned above [`MMIO_BASE`], route INTA# to its IOAPIC
+    /// pin in Interrupt Line, and enable memory decoding and bus mastering.
+    pub fn firmware_assign_resources(&mut self) -> Result<(), MachineError> {
+        let slots: Vec<u8> = self.devices.iter().map(|s| s.slot).collect();
+        for slot in slots {
+            for bar in 0..6u16 {
+                let off = 0x10 + bar * 4;
+                let orig = self.cfg_read32(slot, off);
+                self.cfg_write32(slot, off, 0xFFFF_FFFF);
+                let low = self.cfg_read32(slot, off);
+                self.cfg_write32(slot, off, orig);
+                if low == 0 || low & 1 != 0 {
+                    continue;
+                }
+                let is64 = (low >> 1) & 3 == 2;
+                let mut mask = (low & !0xF) as u64;
+                if is64 {
+                    let orig_hi = self.cfg_read32(slot, off + 4);
+                    self.cfg_write32(slot, off + 4, 0xFFFF_FFFF);
+                    let hi = self.cfg_read32(slot, off + 4);
+                    self.cfg_write32(slot, off + 4, orig_hi);
+                    mask |= (hi as u64) << 32;
+                } else {
+                    mask |= 0xFFFF_FFFF_0000_0000;
+                }
+                let size = (!mask).wrapping_add(1);
+                if size == 0 {
+                    continue;
+                }
+                let base = self.next_mmio.div_ceil(size) * size;
+                if base + size > 0xFEC0_0000 {
+                    return Err(MachineError::BarSpace);
+                }
+                self.next_mmio = base + size;
+                self.cfg_write32(slot, off, base as u32);
+                if is64 {
+                    self.cfg_write32(slot, off + 4, (base >> 32) as u32);
+                }
+            }
+            let pin = Self::intx_pin(slot) as u8;
+            self.config_write(0, slot, 0, 0x3C, &[pin]);
+            let cmd = self.cfg_read32(slot, 0x04) as u16 | 0x0006;
+            self.config_write(0, slot, 0, 0x04, &cmd.to_le_bytes());
+        }
+        Ok(())
+    }
+
+    /// 32-bit configuration read through ports 0xCF8/0xCFC.
+    pub fn cfg_read32(&mut self, slot: u8, offset: u16) -> u32 {
+        self.select(slot, offset);
+        let mut b = [0u8; 4];
+        self.port_read(CONFIG_DATA_PORT, &mut b);
+        u32::from_le_bytes(b)
+    }
+
+    /// 32-bit configuration write through ports 0xCF8/0xCFC.
+    pub fn cfg_write32(&mut self, slot: u8, offset: u16, v: u32) {
+        self.select(slot, offset);
+        self.port_write(CONFIG_DATA_PORT, &v.to_le_bytes());
+    }
+
+    fn select(&mut self, slot: u8, offset: u16) {
+        let addr = 0x8000_0000u32 | ((slot as u32) << 11) | (offset as u32 & 0xFC);
+        self.port_write(CONFIG_ADDRESS_PORT, &addr.to_le_bytes());
+    }
+
+    // ----------------------------------------------------------------- interrupt control
+
+    /// Program IOAPIC `pin` to send `vector` (what the HAL does when a line interrupt is
+    /// connected). PCI INTx is level-triggered.
+    pub fn ioapic_program(&mut self, pin: usize, vector: u8, level_triggered: bool) {
+        let mut c = self.controllers.lock().unwrap();
+        if let Some(v) = c.ioapic.program(pin, vector, level_triggered) {
+            c.lapic.accept(v);
+        }
+    }
+
+    /// Whether an IOAPIC pin is asserted right now.
+    pub fn ioapic_level(&self, pin: usize) -> bool {
+        self.controllers
+            .lock()
+            .unwrap()
+            .ioapic
+            .levels
+            .get(pin)
+            .copied()
+            .unwrap_or(false)
+    }
+
+    /// Run the CPU until no interrupt is deliverable and no DPC is queued, or until the
+    /// interrupt budget is spent. ISRs run at their vector's priority and each is followed by
+    /// an EOI; DPCs run once no interrupt is pending (they are below every device IRQL).
+    pub fn run_cpu(&mut self, os: &mut dyn GuestOs) -> CpuRun {
+        let mut run = CpuRun::default();
+        loop {
+            for s in &mut self.devices {
+                s.device.poll_backend();
+            }
+            let next = self.controllers.lock().unwrap().lapic.acknowledge();
+            if let Some(vector) = next {
+                if run.interrupts >= self.interrupt_budget {
+                    run.budget_exhausted = true;
+                    self.events.emit(EventKind::InterruptBudgetExhausted {
+                        delivered: run.interrupts,
+                    });
+                    // Retire it so the machine is left in a sane state.
+                    self.eoi();
+                    break;
+                }
+                run.interrupts += 1;
+                self.delivered += 1;
+                self.clock.advance(INTERRUPT_NS);
+                self.events.emit(EventKind::CpuInterrupt { vector });
+                os.interrupt(self, vector);
+                self.eoi();
+                continue;
+            }
+            if os.run_dpcs(self) {
+                run.dpc_rounds += 1;
+                continue;
+            }
+            break;
+        }
+        run
+    }
+
+    fn eoi(&mut self) {
+        let mut c = self.controllers.lock().unwrap();
+        if let Some(v) = c.lapic.eoi() {
+            for again in c.ioapic.eoi(v) {
+                c.lapic.accept(again);
+            }
+        }
+    }
+}
+
+/// A minimal i440FX-style host bridge at 00:00.0 (class 06/00), so bus scans that expect one
+/// find it.
+fn host_bridge_read(offset: u16, data: &mut [u8]) {
+    let mut cfg = [0u8; 64];
+    cfg[0..2].copy_from_slice(&0x8086u16.to_le_bytes());
+    cfg[2..4].copy_from_slice(&0x1237u16.to_le_bytes());
+    cfg[0x0A] = 0x00;
+    cfg[0x0B] = 0x06;
+    for (i, b) in data.iter_mut().enumerate() {
+        let o = offset as usize + i;
+        *b = if o < cfg.len() { cfg[o] } else { 0 };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use virq_device::TransportOptions;
+    use virq_device::testing::NullBackend;
+
+    fn machine_with_device() -> (Machine, u8) {
+        let mut m = Machine::new(1 << 20).unwrap();
+        let slot = m.next_slot();
+        let dev = VirtioPciDevice::new(
+            Box::new(NullBackend::new(2)),
+            m.ram().clone(),
+            m.interrupt_sink_for_slot(slot),
+            TransportOptions::default(),
+        )
+        .unwrap();
+        m.plug(dev).unwrap();
+        m.firmware_assign_resources().unwrap();
+        (m, slot)
+    }
+
+    #[test]
+    fn mechanism_1_finds_host_bridge_and_device_and_nothing_else() {
+        let (mut m, slot) = machine_with_device();
+        assert_eq!(m.cfg_read32(0, 0), 0x1237_8086);
+        assert_eq!(m.cfg_read32(slot, 0) & 0xFFFF, 0x1AF4);
+        assert_eq!(m.cfg_read32(9, 0), 0xFFFF_FFFF);
+    }
+
+    #[test]
+    fn firmware_places_bars_aligned_and_enables_decoding() {
+        let (mut m, slot) = machine_with_device();
+        let bar0 = m.device(slot).unwrap().bar_address(0).unwrap();
+        let bar2 = m.device(slot).unwrap().bar_address(2).unwrap();
+        assert_eq!(bar0, MMIO_BASE);
+        assert_eq!(bar2 % 0x10000, 0);
+        assert!(bar2 >= bar0 + 0x4000);
+        // msix_config through the BAR: 0xFFFF after power-on.
+        let mut v = [0u8; 2];
+        m.mmio_read(bar0 + 0x10, &mut v);
+        assert_eq!(u16::from_le_bytes(v), 0xFFFF);
+        assert_eq!(
+            m.cfg_read32(slot, 0x3C) & 0xFF,
+            Machine::intx_pin(slot) as u32
+        );
+    }
+}
