@@ -276,14 +276,12 @@ impl Machine {
 
     fn config_target(&self) -> Option<(u8, u8, u8, u16)> {
         let a = self.config_address;
-        (a & 0x8000_0000 != 0).then(|| {
-            (
-                (a >> 16) as u8,
-                ((a >> 11) & 0x1F) as u8,
-                ((a >> 8) & 0x7) as u8,
-                (a & 0xFC) as u16,
-            )
-        })
+        (a & 0x8000_0000 != 0).then_some((
+            (a >> 16) as u8,
+            ((a >> 11) & 0x1F) as u8,
+            ((a >> 8) & 0x7) as u8,
+            (a & 0xFC) as u16,
+        ))
     }
 
     /// A configuration read addressed by bus/device/function (what mechanism #1 resolves to).
