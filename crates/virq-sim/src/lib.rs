@@ -9,6 +9,7 @@
 
 pub mod apic;
 
+use std::cell::RefCell;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -99,15 +100,16 @@ pub enum MachineError {
     BarSpace,
 }
 
-/// The OS half that runs on the machine's CPU.
+/// The OS half that runs on the machine's CPU. It reaches the machine through its own
+/// handle (see [`run_cpu`]), so a driver can keep register access across calls.
 pub trait GuestOs {
     /// Run the interrupt service routine(s) connected to IDT `vector`.
-    fn interrupt(&mut self, machine: &mut Machine, vector: u8);
+    fn interrupt(&mut self, vector: u8);
     /// Run queued DPCs; return false when none were queued.
-    fn run_dpcs(&mut self, machine: &mut Machine) -> bool;
+    fn run_dpcs(&mut self) -> bool;
 }
 
-/// What [`Machine::run_cpu`] did.
+/// What [`run_cpu`] did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub struct CpuRun {
     pub interrupts: u64,
@@ -132,8 +134,6 @@ pub struct Machine {
     next_mmio: u64,
     /// Interrupts delivered over the machine's life.
     delivered: u64,
-    /// Stop delivering after this many interrupts in one [`Machine::run_cpu`].
-    pub interrupt_budget: u64,
 }
 
 impl std::fmt::Debug for Machine {
@@ -165,7 +165,6 @@ impl Machine {
             config_address: 0,
             next_mmio: MMIO_BASE,
             delivered: 0,
-            interrupt_budget: 100_000,
         })
     }
 
@@ -424,44 +423,22 @@ impl Machine {
             .unwrap_or(false)
     }
 
-    /// Run the CPU until no interrupt is deliverable and no DPC is queued, or until the
-    /// interrupt budget is spent. ISRs run at their vector's priority and each is followed by
-    /// an EOI; DPCs run once no interrupt is pending (they are below every device IRQL).
-    pub fn run_cpu(&mut self, os: &mut dyn GuestOs) -> CpuRun {
-        let mut run = CpuRun::default();
-        loop {
-            for s in &mut self.devices {
-                s.device.poll_backend();
-            }
-            let next = self.controllers.lock().unwrap().lapic.acknowledge();
-            if let Some(vector) = next {
-                if run.interrupts >= self.interrupt_budget {
-                    run.budget_exhausted = true;
-                    self.events.emit(EventKind::InterruptBudgetExhausted {
-                        delivered: run.interrupts,
-                    });
-                    // Retire it so the machine is left in a sane state.
-                    self.eoi();
-                    break;
-                }
-                run.interrupts += 1;
-                self.delivered += 1;
-                self.clock.advance(INTERRUPT_NS);
-                self.events.emit(EventKind::CpuInterrupt { vector });
-                os.interrupt(self, vector);
-                self.eoi();
-                continue;
-            }
-            if os.run_dpcs(self) {
-                run.dpc_rounds += 1;
-                continue;
-            }
-            break;
+    /// The CPU takes the highest deliverable interrupt, if any: host-side backend input is
+    /// polled first, the clock advances and the interrupt is recorded. Returns None when
+    /// nothing is deliverable.
+    pub fn take_interrupt(&mut self) -> Option<u8> {
+        for s in &mut self.devices {
+            s.device.poll_backend();
         }
-        run
+        let vector = self.controllers.lock().unwrap().lapic.acknowledge()?;
+        self.delivered += 1;
+        self.clock.advance(INTERRUPT_NS);
+        self.events.emit(EventKind::CpuInterrupt { vector });
+        Some(vector)
     }
 
-    fn eoi(&mut self) {
+    /// End of interrupt for the vector in service; level pins still asserted re-deliver.
+    pub fn eoi(&mut self) {
         let mut c = self.controllers.lock().unwrap();
         if let Some(v) = c.lapic.eoi() {
             for again in c.ioapic.eoi(v) {
@@ -469,6 +446,38 @@ impl Machine {
             }
         }
     }
+}
+
+/// Run the CPU until no interrupt is deliverable and no DPC is queued, or until `budget`
+/// interrupts were taken. ISRs run at their vector's priority and each is followed by an EOI;
+/// DPCs run only once no interrupt is pending (DISPATCH_LEVEL is below every device IRQL).
+/// The machine is borrowed only between OS calls, so the OS may use it from inside them.
+pub fn run_cpu(machine: &RefCell<Machine>, os: &mut dyn GuestOs, budget: u64) -> CpuRun {
+    let mut run = CpuRun::default();
+    loop {
+        let next = machine.borrow_mut().take_interrupt();
+        if let Some(vector) = next {
+            if run.interrupts >= budget {
+                run.budget_exhausted = true;
+                let mut m = machine.borrow_mut();
+                m.events.emit(EventKind::InterruptBudgetExhausted {
+                    delivered: run.interrupts,
+                });
+                m.eoi();
+                break;
+            }
+            run.interrupts += 1;
+            os.interrupt(vector);
+            machine.borrow_mut().eoi();
+            continue;
+        }
+        if os.run_dpcs() {
+            run.dpc_rounds += 1;
+            continue;
+        }
+        break;
+    }
+    run
 }
 
 /// A minimal i440FX-style host bridge at 00:00.0 (class 06/00), so bus scans that expect one
@@ -530,5 +539,87 @@ mod tests {
             m.cfg_read32(slot, 0x3C) & 0xFF,
             Machine::intx_pin(slot) as u32
         );
+    }
+}
+
+#[cfg(test)]
+mod storm_tests {
+    use super::*;
+    use virq_device::TransportOptions;
+    use virq_device::testing::NullBackend;
+
+    /// An OS with one line ISR on IOAPIC pin `pin`; it reads ISR status only if told to.
+    struct LineOs<'a> {
+        machine: &'a RefCell<Machine>,
+        isr_addr: u64,
+        reads_isr_status: bool,
+        isr_runs: u64,
+    }
+
+    impl GuestOs for LineOs<'_> {
+        fn interrupt(&mut self, _vector: u8) {
+            self.isr_runs += 1;
+            if self.reads_isr_status {
+                let mut b = [0u8; 1];
+                self.machine.borrow_mut().mmio_read(self.isr_addr, &mut b);
+            }
+        }
+        fn run_dpcs(&mut self) -> bool {
+            false
+        }
+    }
+
+    fn live_intx_machine() -> (RefCell<Machine>, u64) {
+        let mut m = Machine::new(1 << 20).unwrap();
+        let slot = m.next_slot();
+        let dev = VirtioPciDevice::new(
+            Box::new(NullBackend::new(1)),
+            m.ram().clone(),
+            m.interrupt_sink_for_slot(slot),
+            TransportOptions::default(),
+        )
+        .unwrap();
+        m.plug(dev).unwrap();
+        m.firmware_assign_resources().unwrap();
+        let bar0 = m.device(slot).unwrap().bar_address(0).unwrap();
+        // ACKNOWLEDGE | DRIVER, VERSION_1, FEATURES_OK, DRIVER_OK.
+        m.mmio_write(bar0 + 0x14, &[3]);
+        m.mmio_write(bar0 + 0x08, &1u32.to_le_bytes());
+        m.mmio_write(bar0 + 0x0C, &1u32.to_le_bytes());
+        m.mmio_write(bar0 + 0x14, &[11]);
+        m.mmio_write(bar0 + 0x14, &[15]);
+        m.ioapic_program(Machine::intx_pin(slot), 0x71, true);
+        m.device_mut(slot).unwrap().config_changed();
+        (RefCell::new(m), bar0 + 0x2000)
+    }
+
+    #[test]
+    fn intx_isr_without_isr_status_read_storms_until_the_budget() {
+        let (m, isr_addr) = live_intx_machine();
+        let mut os = LineOs {
+            machine: &m,
+            isr_addr,
+            reads_isr_status: false,
+            isr_runs: 0,
+        };
+        let run = run_cpu(&m, &mut os, 500);
+        assert!(run.budget_exhausted);
+        assert_eq!(os.isr_runs, 500);
+        assert!(m.borrow().ioapic_level(Machine::intx_pin(1)));
+    }
+
+    #[test]
+    fn intx_isr_that_reads_isr_status_runs_once_and_lowers_the_line() {
+        let (m, isr_addr) = live_intx_machine();
+        let mut os = LineOs {
+            machine: &m,
+            isr_addr,
+            reads_isr_status: true,
+            isr_runs: 0,
+        };
+        let run = run_cpu(&m, &mut os, 500);
+        assert!(!run.budget_exhausted);
+        assert_eq!(os.isr_runs, 1);
+        assert!(!m.borrow().ioapic_level(Machine::intx_pin(1)));
     }
 }
