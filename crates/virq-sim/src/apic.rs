@@ -62,6 +62,13 @@ pub struct LocalApic {
 }
 
 impl LocalApic {
+    pub fn new(id: u8) -> Self {
+        LocalApic {
+            id,
+            ..Self::default()
+        }
+    }
+
     /// Latch a fixed interrupt. Vectors 0-15 are illegal for fixed delivery and dropped.
     pub fn accept(&mut self, vector: u8) -> bool {
         if vector < 16 {

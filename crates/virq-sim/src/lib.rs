@@ -52,9 +52,13 @@ const MMIO_ACCESS_NS: u64 = 100;
 const INTERRUPT_NS: u64 = 1_000;
 
 /// Interrupt controller state shared between the machine and device sinks.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Controllers {
-    lapic: LocalApic,
+    /// One local APIC per CPU, APIC ID = index. The CPUs take interrupts one at a time (the
+    /// simulation is serial), which is all the interrupt chain needs.
+    lapics: Vec<LocalApic>,
+    /// CPUs with an interrupt in service, innermost last, so EOI goes to the right LAPIC.
+    in_service: Vec<usize>,
     ioapic: IoApic,
     /// MSI writes that did not decode as an interrupt (a bad table entry).
     stray_msi: u64,
@@ -67,24 +71,45 @@ pub struct DeviceInterrupts {
     pin: usize,
 }
 
+impl Controllers {
+    fn new(cpus: usize) -> Self {
+        Controllers {
+            lapics: (0..cpus.max(1))
+                .map(|id| LocalApic::new(id as u8))
+                .collect(),
+            in_service: Vec::new(),
+            ioapic: IoApic::default(),
+            stray_msi: 0,
+        }
+    }
+
+    /// Physical destination mode: APIC ID `dest`, or 0xFF for broadcast (taken by CPU 0).
+    fn deliver(&mut self, dest: u8, vector: u8) -> bool {
+        let cpu = if dest == 0xFF { 0 } else { dest as usize };
+        match self.lapics.get_mut(cpu) {
+            Some(l) => l.accept(vector),
+            None => false,
+        }
+    }
+}
+
 impl InterruptSink for DeviceInterrupts {
     fn msi(&self, address: u64, data: u32) {
         let mut c = self.controllers.lock().unwrap();
-        let lapic_id = c.lapic.id;
-        match decode_msi(address, data) {
-            Some(m)
-                if (m.destination == lapic_id || m.destination == 0xFF) && m.delivery_mode <= 1 =>
-            {
-                c.lapic.accept(m.vector);
-            }
-            _ => c.stray_msi += 1,
+        let ok = match decode_msi(address, data) {
+            Some(m) if m.delivery_mode <= 1 => c.deliver(m.destination, m.vector),
+            _ => false,
+        };
+        if !ok {
+            c.stray_msi += 1;
         }
     }
 
     fn set_intx(&self, level: bool) {
         let mut c = self.controllers.lock().unwrap();
         if let Some(v) = c.ioapic.set_level(self.pin, level) {
-            c.lapic.accept(v);
+            let dest = c.ioapic.entries[self.pin].destination;
+            c.deliver(dest, v);
         }
     }
 }
@@ -146,8 +171,13 @@ impl std::fmt::Debug for Machine {
 }
 
 impl Machine {
-    /// A machine with `ram_bytes` of RAM at guest-physical 0 and an empty PCI bus.
+    /// A one-CPU machine with `ram_bytes` of RAM at guest-physical 0 and an empty PCI bus.
     pub fn new(ram_bytes: u64) -> Result<Self, MachineError> {
+        Self::with_cpus(ram_bytes, 1)
+    }
+
+    /// A machine with `cpus` local APICs (IDs 0..cpus).
+    pub fn with_cpus(ram_bytes: u64, cpus: usize) -> Result<Self, MachineError> {
         let ram = GuestMemory::from_ranges(&[(GuestAddress(0), ram_bytes as usize)])
             .map_err(|_| MachineError::Ram(ram_bytes))?;
         let clock = VirtualClock::default();
@@ -159,7 +189,7 @@ impl Machine {
         Ok(Machine {
             ram,
             devices: Vec::new(),
-            controllers: Arc::new(Mutex::new(Controllers::default())),
+            controllers: Arc::new(Mutex::new(Controllers::new(cpus))),
             clock,
             events,
             config_address: 0,
@@ -407,7 +437,8 @@ impl Machine {
     pub fn ioapic_program(&mut self, pin: usize, vector: u8, level_triggered: bool) {
         let mut c = self.controllers.lock().unwrap();
         if let Some(v) = c.ioapic.program(pin, vector, level_triggered) {
-            c.lapic.accept(v);
+            let dest = c.ioapic.entries[pin].destination;
+            c.deliver(dest, v);
         }
     }
 
@@ -430,7 +461,16 @@ impl Machine {
         for s in &mut self.devices {
             s.device.poll_backend();
         }
-        let vector = self.controllers.lock().unwrap().lapic.acknowledge()?;
+        let vector = {
+            let mut c = self.controllers.lock().unwrap();
+            let (cpu, vector) = c
+                .lapics
+                .iter_mut()
+                .enumerate()
+                .find_map(|(i, l)| l.acknowledge().map(|v| (i, v)))?;
+            c.in_service.push(cpu);
+            vector
+        };
         self.delivered += 1;
         self.clock.advance(INTERRUPT_NS);
         self.events.emit(EventKind::CpuInterrupt { vector });
@@ -440,9 +480,20 @@ impl Machine {
     /// End of interrupt for the vector in service; level pins still asserted re-deliver.
     pub fn eoi(&mut self) {
         let mut c = self.controllers.lock().unwrap();
-        if let Some(v) = c.lapic.eoi() {
+        let Some(cpu) = c.in_service.pop() else {
+            return;
+        };
+        if let Some(v) = c.lapics[cpu].eoi() {
+            // The EOI is broadcast to the IOAPIC; every re-sent level interrupt goes to the
+            // destination its redirection entry names.
             for again in c.ioapic.eoi(v) {
-                c.lapic.accept(again);
+                let dest = c
+                    .ioapic
+                    .entries
+                    .iter()
+                    .find(|e| e.vector == again)
+                    .map_or(0, |e| e.destination);
+                c.deliver(dest, again);
             }
         }
     }
