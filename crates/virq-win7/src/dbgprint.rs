@@ -1,0 +1,608 @@
+//! DbgPrint output in the exact formats of `docs/log-formats.md`, a DbgView-style capture,
+//! and the matching evidence events.
+//!
+//! The `format_*` functions are the single source of each line's text (no trailing newline;
+//! the capture adds line endings). [`DbgPrint`] prints a line into a [`DbgViewCapture`] and
+//! emits the event the doctor's parser would derive from the same line, so a simulated run
+//! and a parsed capture of it carry the same evidence.
+
+use crate::resources::{CmPartialResourceDescriptor, MessageNumber};
+use crate::wdf::{FrameworkWarning, WdfInterruptInfo};
+use virq_events::{Clock, EventKind, EventSink, InterruptMode, Selector};
+
+/// Line 1 (checklist 1.2), or `None` for a descriptor that is not an interrupt.
+pub fn format_int_line(d: &CmPartialResourceDescriptor) -> Option<String> {
+    let t = d.interrupt_fields()?;
+    Some(match d.message_count() {
+        Some(count) => format!(
+            "INT: MSI/MSI-X Level={} Vector={} Affinity=0x{:x} MessageCount={} Flags=0x{:x}",
+            t.level, t.vector, t.affinity, count, d.flags
+        ),
+        None => format!(
+            "INT: INTx Level={} Vector={} Affinity=0x{:x} Flags=0x{:x}",
+            t.level, t.vector, t.affinity, d.flags
+        ),
+    })
+}
+
+/// Line 2 (checklist 2.1).
+pub fn format_wdfint_line(info: &WdfInterruptInfo) -> String {
+    format!(
+        "WDFINT: MessageSignaled={} MessageNumber={} Vector={} Irql={} Affinity=0x{:x}",
+        u8::from(info.message_signaled),
+        info.message_number,
+        info.vector,
+        info.irql,
+        info.affinity
+    )
+}
+
+/// Line 3 (checklist 5.3).
+pub fn format_msix_config_line(write: u16, read: u16, message_number: MessageNumber) -> String {
+    format!(
+        "VIRTIO: msix_config write=0x{write:04x} read=0x{read:04x} MessageNumber={message_number}"
+    )
+}
+
+/// Line 4 (checklist 5.3).
+pub fn format_queue_vector_line(
+    queue: u16,
+    write: u16,
+    read: u16,
+    message_number: MessageNumber,
+) -> String {
+    format!(
+        "VIRTIO: queue={queue} queue_msix_vector write=0x{write:04x} read=0x{read:04x} MessageNumber={message_number}"
+    )
+}
+
+/// Line 5 (checklist 3.4); a write of 0 is a reset.
+pub fn format_device_status_line(value: u8) -> String {
+    format!("VIRTIO: device_status write=0x{value:02x}")
+}
+
+/// Line 6, message form (checklist 5.4).
+pub fn format_counters_message_line(
+    message_number: MessageNumber,
+    isr: u64,
+    dpc: u64,
+    last_message_id: u32,
+) -> String {
+    format!(
+        "COUNTERS: MessageNumber={message_number} isr={isr} dpc={dpc} LastMessageID={last_message_id}"
+    )
+}
+
+/// Line 6, INTx form (checklist 5.4).
+pub fn format_counters_intx_line(isr: u64, dpc: u64, last_isr_status: u8) -> String {
+    format!("COUNTERS: INTx isr={isr} dpc={dpc} LastIsrStatus=0x{last_isr_status:02x}")
+}
+
+/// Line 7 (checklist 4.1, sampled).
+pub fn format_isr_status_line(value: u8) -> String {
+    format!("VIRTIO: isr_status read=0x{value:02x}")
+}
+
+/// How DbgView stamps the time column.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DbgViewTime {
+    /// Seconds since the first captured line, 8 decimals (`0.00012345`).
+    Elapsed,
+    /// Local clock `HH:MM:SS.mmm`, starting at `start_ms` milliseconds after midnight.
+    WallClock { start_ms: u64 },
+}
+
+/// How a saved DbgView log looks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DbgViewStyle {
+    /// `SEQ<TAB>TIME<TAB>TEXT` when true, bare `TEXT` when false.
+    pub numbered: bool,
+    pub time: DbgViewTime,
+    /// A `[PID] ` prefix on the text, as DbgView shows for Win32 output with PIDs on.
+    pub pid: Option<u32>,
+    /// CRLF (DbgView's own saves) or LF.
+    pub crlf: bool,
+    /// Number of the first line.
+    pub first_seq: u64,
+}
+
+impl Default for DbgViewStyle {
+    /// What a saved DbgView log of kernel output looks like.
+    fn default() -> Self {
+        Self {
+            numbered: true,
+            time: DbgViewTime::Elapsed,
+            pid: None,
+            crlf: true,
+            first_seq: 0,
+        }
+    }
+}
+
+impl DbgViewStyle {
+    /// Bare text lines with LF endings (an easy form to diff in tests).
+    pub fn bare() -> Self {
+        Self {
+            numbered: false,
+            crlf: false,
+            ..Self::default()
+        }
+    }
+}
+
+/// One captured line.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CapturedLine {
+    pub seq: u64,
+    /// Time relative to the first line, in nanoseconds.
+    pub time_ns: u64,
+    pub text: String,
+}
+
+/// An in-memory DbgView window that renders as DbgView saves it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DbgViewCapture {
+    pub style: DbgViewStyle,
+    lines: Vec<CapturedLine>,
+    origin_ns: Option<u64>,
+}
+
+impl DbgViewCapture {
+    pub fn new(style: DbgViewStyle) -> Self {
+        Self {
+            style,
+            lines: Vec::new(),
+            origin_ns: None,
+        }
+    }
+
+    /// Capture `text` printed at `now_ns` on the machine clock.
+    pub fn push(&mut self, now_ns: u64, text: impl Into<String>) {
+        let origin = *self.origin_ns.get_or_insert(now_ns);
+        self.lines.push(CapturedLine {
+            seq: self.style.first_seq + self.lines.len() as u64,
+            time_ns: now_ns.saturating_sub(origin),
+            text: text.into(),
+        });
+    }
+
+    pub fn lines(&self) -> &[CapturedLine] {
+        &self.lines
+    }
+
+    /// Only the text of each line, in order.
+    pub fn texts(&self) -> Vec<&str> {
+        self.lines.iter().map(|l| l.text.as_str()).collect()
+    }
+
+    /// One line as DbgView would save it, without line ending.
+    pub fn render_line(&self, line: &CapturedLine) -> String {
+        let text = match self.style.pid {
+            Some(pid) => format!("[{pid}] {}", line.text),
+            None => line.text.clone(),
+        };
+        if !self.style.numbered {
+            return text;
+        }
+        let time = match self.style.time {
+            DbgViewTime::Elapsed => format!(
+                "{}.{:08}",
+                line.time_ns / 1_000_000_000,
+                (line.time_ns % 1_000_000_000) / 10
+            ),
+            DbgViewTime::WallClock { start_ms } => {
+                let ms = (start_ms + line.time_ns / 1_000_000) % 86_400_000;
+                format!(
+                    "{:02}:{:02}:{:02}.{:03}",
+                    ms / 3_600_000,
+                    ms / 60_000 % 60,
+                    ms / 1000 % 60,
+                    ms % 1000
+                )
+            }
+        };
+        format!("{:08}\t{time}\t{text}", line.seq)
+    }
+
+    /// The whole saved file.
+    pub fn render(&self) -> String {
+        let eol = if self.style.crlf { "\r\n" } else { "\n" };
+        let mut out = String::new();
+        for line in &self.lines {
+            out.push_str(&self.render_line(line));
+            out.push_str(eol);
+        }
+        out
+    }
+}
+
+/// The model's `DbgPrintEx`: prints the log-format lines and emits their events.
+pub struct DbgPrint<'a> {
+    pub capture: DbgViewCapture,
+    sink: Option<&'a dyn EventSink>,
+    clock: Option<&'a dyn Clock>,
+    /// Time used without a clock: advances 1 µs per line so captures stay ordered.
+    fallback_ns: u64,
+}
+
+impl std::fmt::Debug for DbgPrint<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DbgPrint")
+            .field("capture", &self.capture)
+            .field("sink", &self.sink.is_some())
+            .field("clock", &self.clock.is_some())
+            .finish()
+    }
+}
+
+impl Default for DbgPrint<'_> {
+    fn default() -> Self {
+        Self::new(DbgViewStyle::default())
+    }
+}
+
+impl<'a> DbgPrint<'a> {
+    pub fn new(style: DbgViewStyle) -> Self {
+        Self {
+            capture: DbgViewCapture::new(style),
+            sink: None,
+            clock: None,
+            fallback_ns: 0,
+        }
+    }
+
+    /// Also emit the evidence events into `sink`.
+    pub fn with_sink(mut self, sink: &'a dyn EventSink) -> Self {
+        self.sink = Some(sink);
+        self
+    }
+
+    /// Stamp lines with the machine clock.
+    pub fn with_clock(mut self, clock: &'a dyn Clock) -> Self {
+        self.clock = Some(clock);
+        self
+    }
+
+    fn emit(&self, kind: EventKind) {
+        if let Some(sink) = self.sink {
+            sink.emit(kind);
+        }
+    }
+
+    /// Print free text (no event except a `LogLine`).
+    pub fn text(&mut self, text: impl Into<String>) {
+        let text = text.into();
+        self.print(text.clone());
+        self.emit(EventKind::LogLine { text });
+    }
+
+    fn print(&mut self, text: String) {
+        let now = match self.clock {
+            Some(c) => c.now_ns(),
+            None => {
+                self.fallback_ns += 1_000;
+                self.fallback_ns
+            }
+        };
+        self.capture.push(now, text);
+    }
+
+    /// Checklist 1.2 for one descriptor (non-interrupt descriptors print nothing).
+    pub fn interrupt_resource(&mut self, d: &CmPartialResourceDescriptor) {
+        let (Some(line), Some(t)) = (format_int_line(d), d.interrupt_fields()) else {
+            return;
+        };
+        self.print(line);
+        let mode = if d.is_message() {
+            InterruptMode::Message
+        } else {
+            InterruptMode::Intx
+        };
+        self.emit(EventKind::ResourceAssigned {
+            mode,
+            message_count: d.message_count().unwrap_or(0),
+            level: t.level,
+            vector: t.vector,
+            affinity: t.affinity,
+            flags: d.flags,
+        });
+    }
+
+    /// Checklist 1.2 for a whole translated list.
+    pub fn resources(&mut self, translated: &[CmPartialResourceDescriptor]) {
+        for d in translated {
+            self.interrupt_resource(d);
+        }
+    }
+
+    /// Checklist 2.1 for one interrupt object.
+    pub fn interrupt_connected(&mut self, info: &WdfInterruptInfo) {
+        self.print(format_wdfint_line(info));
+        self.emit(EventKind::InterruptConnected {
+            message_signaled: info.message_signaled,
+            message_number: info.message_number,
+            vector: info.vector,
+            irql: info.irql,
+            affinity: info.affinity,
+        });
+    }
+
+    /// A framework warning (objects beyond the resources).
+    pub fn framework_warning(&mut self, warning: &FrameworkWarning) {
+        self.text(warning.text.clone());
+    }
+
+    /// Checklist 5.3, `msix_config`.
+    pub fn msix_config(&mut self, write: u16, read: u16, message_number: MessageNumber) {
+        self.print(format_msix_config_line(write, read, message_number));
+        self.emit(EventKind::VectorWritten {
+            selector: Selector::MsixConfig,
+            written: write,
+            read_back: read,
+        });
+    }
+
+    /// Checklist 5.3, `queue_msix_vector`.
+    pub fn queue_vector(
+        &mut self,
+        queue: u16,
+        write: u16,
+        read: u16,
+        message_number: MessageNumber,
+    ) {
+        self.print(format_queue_vector_line(queue, write, read, message_number));
+        self.emit(EventKind::VectorWritten {
+            selector: Selector::Queue(queue),
+            written: write,
+            read_back: read,
+        });
+    }
+
+    /// Checklist 3.4, a `device_status` write.
+    pub fn device_status(&mut self, value: u8) {
+        self.print(format_device_status_line(value));
+        self.emit(EventKind::DeviceStatus { value });
+    }
+
+    /// Checklist 5.4 for one message.
+    pub fn counters_message(
+        &mut self,
+        message_number: MessageNumber,
+        isr: u64,
+        dpc: u64,
+        last_message_id: u32,
+    ) {
+        self.print(format_counters_message_line(
+            message_number,
+            isr,
+            dpc,
+            last_message_id,
+        ));
+        self.emit(EventKind::CounterSummary {
+            message: Some(message_number),
+            isr_count: isr,
+            dpc_count: dpc,
+        });
+    }
+
+    /// Checklist 5.4 for the line interrupt.
+    pub fn counters_intx(&mut self, isr: u64, dpc: u64, last_isr_status: u8) {
+        self.print(format_counters_intx_line(isr, dpc, last_isr_status));
+        self.emit(EventKind::CounterSummary {
+            message: None,
+            isr_count: isr,
+            dpc_count: dpc,
+        });
+    }
+
+    /// Checklist 4.1, a sampled ISR status read.
+    pub fn isr_status(&mut self, value: u8) {
+        self.print(format_isr_status_line(value));
+        self.emit(EventKind::IsrRead { value });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::arbiter::InterruptGrant;
+    use crate::resources::{
+        CM_RESOURCE_INTERRUPT_LATCHED, CM_RESOURCE_INTERRUPT_MESSAGE, ResourceBuilder,
+    };
+    use crate::vectors::VectorAllocator;
+    use crate::wdf::WdfInterrupts;
+    use virq_events::EventLog;
+
+    /// The exact lines of docs/log-formats.md, filled in by hand from the C formats.
+    #[test]
+    fn lines_are_byte_exact() {
+        let info = WdfInterruptInfo {
+            message_signaled: true,
+            message_number: 0,
+            vector: 0xE1,
+            irql: 14,
+            affinity: 0xF,
+            shared: false,
+        };
+        assert_eq!(
+            format_wdfint_line(&info),
+            "WDFINT: MessageSignaled=1 MessageNumber=0 Vector=225 Irql=14 Affinity=0xf"
+        );
+        assert_eq!(
+            format_msix_config_line(0, 0xFFFF, 0),
+            "VIRTIO: msix_config write=0x0000 read=0xffff MessageNumber=0"
+        );
+        assert_eq!(
+            format_queue_vector_line(2, 0xE1, 0xFFFF, 0),
+            "VIRTIO: queue=2 queue_msix_vector write=0x00e1 read=0xffff MessageNumber=0"
+        );
+        assert_eq!(
+            format_device_status_line(0),
+            "VIRTIO: device_status write=0x00"
+        );
+        assert_eq!(
+            format_device_status_line(0xF),
+            "VIRTIO: device_status write=0x0f"
+        );
+        assert_eq!(
+            format_counters_message_line(1, 12345678901, 7, 1),
+            "COUNTERS: MessageNumber=1 isr=12345678901 dpc=7 LastMessageID=1"
+        );
+        assert_eq!(
+            format_counters_intx_line(3, 2, 1),
+            "COUNTERS: INTx isr=3 dpc=2 LastIsrStatus=0x01"
+        );
+        assert_eq!(format_isr_status_line(3), "VIRTIO: isr_status read=0x03");
+    }
+
+    #[test]
+    fn int_lines_for_message_and_line_descriptors() {
+        let mut alloc = VectorAllocator::default();
+        let msg = ResourceBuilder::default()
+            .build(
+                InterruptGrant::Messages { count: 2 },
+                &mut alloc,
+                &[(0xFE00_0000, 0x4000, false)],
+            )
+            .unwrap();
+        assert_eq!(format_int_line(&msg.translated[0]), None);
+        assert_eq!(
+            format_int_line(&msg.translated[2]).unwrap(),
+            "INT: MSI/MSI-X Level=12 Vector=193 Affinity=0x1 MessageCount=1 Flags=0x3"
+        );
+        let line = ResourceBuilder::default()
+            .build(InterruptGrant::Line { irq: 11 }, &mut alloc, &[])
+            .unwrap();
+        assert_eq!(
+            format_int_line(&line.translated[0]).unwrap(),
+            "INT: INTx Level=11 Vector=177 Affinity=0x1 Flags=0x0"
+        );
+        assert_eq!(
+            format_int_line(&line.raw[0]).unwrap(),
+            "INT: INTx Level=11 Vector=11 Affinity=0x1 Flags=0x0"
+        );
+    }
+
+    #[test]
+    fn dbgprint_captures_and_emits_matching_events() {
+        let log = EventLog::new();
+        let mut alloc = VectorAllocator::default();
+        let r = ResourceBuilder::default()
+            .build(InterruptGrant::Messages { count: 2 }, &mut alloc, &[])
+            .unwrap();
+        let mut w = WdfInterrupts::new(&r);
+        let ids = w.create_per_resource();
+        let mut p = DbgPrint::new(DbgViewStyle::bare()).with_sink(&log);
+        p.resources(&r.translated);
+        for id in ids {
+            p.interrupt_connected(&w.get_info(id));
+        }
+        p.device_status(0);
+        p.msix_config(0, 0, 0);
+        p.queue_vector(0, 1, 1, 1);
+        p.isr_status(0);
+        p.counters_message(1, 5, 4, 1);
+        p.counters_intx(9, 9, 0);
+        assert_eq!(
+            p.capture.render(),
+            "INT: MSI/MSI-X Level=13 Vector=209 Affinity=0x1 MessageCount=1 Flags=0x3\n\
+             INT: MSI/MSI-X Level=12 Vector=193 Affinity=0x1 MessageCount=1 Flags=0x3\n\
+             WDFINT: MessageSignaled=1 MessageNumber=0 Vector=209 Irql=13 Affinity=0x1\n\
+             WDFINT: MessageSignaled=1 MessageNumber=1 Vector=193 Irql=12 Affinity=0x1\n\
+             VIRTIO: device_status write=0x00\n\
+             VIRTIO: msix_config write=0x0000 read=0x0000 MessageNumber=0\n\
+             VIRTIO: queue=0 queue_msix_vector write=0x0001 read=0x0001 MessageNumber=1\n\
+             VIRTIO: isr_status read=0x00\n\
+             COUNTERS: MessageNumber=1 isr=5 dpc=4 LastMessageID=1\n\
+             COUNTERS: INTx isr=9 dpc=9 LastIsrStatus=0x00\n"
+        );
+        let events: Vec<_> = log.snapshot().into_iter().map(|e| e.kind).collect();
+        assert_eq!(events.len(), 10);
+        assert_eq!(
+            events[0],
+            EventKind::ResourceAssigned {
+                mode: InterruptMode::Message,
+                message_count: 1,
+                level: 13,
+                vector: 0xD1,
+                affinity: 1,
+                flags: CM_RESOURCE_INTERRUPT_LATCHED | CM_RESOURCE_INTERRUPT_MESSAGE,
+            }
+        );
+        assert_eq!(
+            events[3],
+            EventKind::InterruptConnected {
+                message_signaled: true,
+                message_number: 1,
+                vector: 0xC1,
+                irql: 12,
+                affinity: 1
+            }
+        );
+        assert_eq!(events[4], EventKind::DeviceStatus { value: 0 });
+        assert_eq!(
+            events[6],
+            EventKind::VectorWritten {
+                selector: Selector::Queue(0),
+                written: 1,
+                read_back: 1
+            }
+        );
+        assert_eq!(events[7], EventKind::IsrRead { value: 0 });
+        assert_eq!(
+            events[9],
+            EventKind::CounterSummary {
+                message: None,
+                isr_count: 9,
+                dpc_count: 9
+            }
+        );
+    }
+
+    #[test]
+    fn dbgview_numbered_crlf_with_pid_and_times() {
+        let mut c = DbgViewCapture::new(DbgViewStyle {
+            pid: Some(4),
+            ..DbgViewStyle::default()
+        });
+        c.push(5_000_000_000, "first");
+        c.push(5_000_123_450, "second");
+        c.push(6_500_000_000, "third");
+        assert_eq!(
+            c.render(),
+            "00000000\t0.00000000\t[4] first\r\n\
+             00000001\t0.00012345\t[4] second\r\n\
+             00000002\t1.50000000\t[4] third\r\n"
+        );
+        let mut w = DbgViewCapture::new(DbgViewStyle {
+            time: DbgViewTime::WallClock {
+                start_ms: 12 * 3_600_000 + 60_000 + 2_345,
+            },
+            first_seq: 1,
+            ..DbgViewStyle::default()
+        });
+        w.push(0, "a");
+        w.push(61_001_000_000, "b");
+        assert_eq!(
+            w.render(),
+            "00000001\t12:01:02.345\ta\r\n00000002\t12:02:03.346\tb\r\n"
+        );
+        assert_eq!(w.texts(), ["a", "b"]);
+    }
+
+    #[test]
+    fn clock_stamps_lines() {
+        struct Fixed;
+        impl Clock for Fixed {
+            fn now_ns(&self) -> u64 {
+                7
+            }
+        }
+        let clock = Fixed;
+        let mut p = DbgPrint::default().with_clock(&clock);
+        p.text("x");
+        p.text("y");
+        assert!(p.capture.lines().iter().all(|l| l.time_ns == 0));
+        assert_eq!(p.capture.lines()[1].seq, 1);
+    }
+}

@@ -1,0 +1,97 @@
+//! The Windows 7 half of the virtio-pci interrupt chain, as deterministic data-model code.
+//!
+//! Nothing here touches a real Windows or a real device. Each module is one link the
+//! bring-up checklist asks a developer to prove, modelled closely enough that the simulated
+//! machine can drive a device with it and the doctor can read its output:
+//!
+//! | link | module | checklist / catalogue |
+//! |---|---|---|
+//! | INF `MSISupported` / `MessageNumberLimit` in the `.HW` AddReg | [`inf`] | row 13 |
+//! | PnP arbiter: messages or line, how many | [`arbiter`] | 1.1, row 4 |
+//! | APIC/IDT vectors, IRQL = vector >> 4 | [`vectors`] | 2, row 3 |
+//! | raw and translated `CM_PARTIAL_RESOURCE_DESCRIPTOR`s | [`resources`] | 1.2 |
+//! | MSI address/data, MSI-X table programming, Enable | [`msi`] | 1.3 |
+//! | `WdfInterruptCreate` / `WdfInterruptGetInfo`, dispatch tables | [`wdf`] | 2.1, rows 6, 7 |
+//! | DbgPrint lines, DbgView captures, evidence events | [`dbgprint`] | 5, `docs/log-formats.md` |
+//! | `!pci` and `!devnode` views | [`windbg`] | 1.3 |
+//! | all of the above in start order | [`pnp`] | |
+//!
+//! # Modelling choices
+//! - For MSI-X Windows lists one interrupt descriptor per message with `MessageCount = 1`
+//!   ([`resources::MessageDescriptorLayout::PerMessage`], the default); the MSI-style single
+//!   descriptor with `MessageCount = N` is available. Count granted messages by summing
+//!   `MessageCount` over descriptors with `CM_RESOURCE_INTERRUPT_MESSAGE`
+//!   ([`resources::granted_message_total`]).
+//! - Message descriptors carry `CM_RESOURCE_INTERRUPT_LATCHED | CM_RESOURCE_INTERRUPT_MESSAGE`
+//!   (0x3), plus `CM_RESOURCE_INTERRUPT_POLICY_INCLUDED` (0x7) when the INF sets an affinity
+//!   policy. Line descriptors are level-sensitive (0x0) and shared.
+//! - The MSI address is physical-destination `0xFEE00000 | apic_id << 12` for the lowest
+//!   processor of the message's affinity; data is the IDT vector with fixed delivery, edge.
+//! - MSI-X table entries past the grant are programmed with message 0 (the Windows bus
+//!   driver's default), so a vector selector index below the table size but beyond the grant
+//!   lands on message 0 instead of reading back `0xFFFF`. [`msi::UnusedEntryPolicy`] switches
+//!   this off.
+//!
+//! # `!pci` dump layout (stable)
+//! [`windbg::render_pci`] writes, and [`windbg::parse_pci_dump`] reads back:
+//! ```text
+//! PCI Segment 0 Bus 0xBB Device 0xDD Function 0xF
+//! BB:DD.F  VVVV:DDDD.RR  Cmd[CCCC]  Sts[SSSS]  Class:BC:SC:PI  SubID:VVVV:SSSS
+//!   Common Header:
+//!     OO: Name           HEX [decoded words]
+//!   Capabilities:
+//!     OO: CapID          II Name Capability
+//!         Name           HEX [Tag:Value ...]
+//! ```
+//! - Header lines are `4 spaces, 2-digit hex config offset, ':', space`, the field name
+//!   left-aligned in 15 columns, then the raw value in hex with no `0x` (width = field size),
+//!   then decoded words. Capability body lines replace the offset with 8 spaces.
+//! - `Command` words (bit order): `IOSpaceEn MemSpaceEn BusInitiate SpecialCycle
+//!   MemWriteInvalidate VGASnoop ParityErrorRsp SERREn FastB2BEn InterruptDis`.
+//!   `Status` words: `CapList IntStatus 66MHzCapable FB2BCapable DataParityErr SigTargetAbort
+//!   RcvTargetAbort RcvMasterAbort SigSystemErr DetParityErr`.
+//! - BARs: `HHHHHHHH IO Base:HHHHHHHH`, `HHHHHHHH MEM32[ Prefetchable] Base:HHHHHHHH`,
+//!   `HHHHHHHH MEM64[ Prefetchable] Base:HHHHHHHHHHHHHHHH` followed by the upper half
+//!   `HHHHHHHH Upper:BARn`, or just `00000000` for an unused BAR. `IntPin` adds `INTA#`..`INTD#`.
+//! - MSI-X (`CapID 11`): `MessageControl HHHH Enable:0|1 FunctionMask:0|1 TableSize:N`
+//!   (N decimal, entries not N-1), `Table HHHHHHHH BIR:n Offset:HHHHHHHH`, `PBA ...` likewise,
+//!   then `Entry[i] Address:16hex Data:8hex Masked:0|1 Pending:0|1` for each entry supplied.
+//! - Virtio vendor caps (`CapID 09` on vendor 1af4): `Length`, `VirtioCfgType TT NAME`, `Bar`,
+//!   `Id`, `Offset`, `RegionLength`, and `NotifyOffMult` for the notify cap.
+//! - A broken list ends with `    OO: (capability list loops; list ends)` or
+//!   `    OO: (capability pointer below 0x40; list ends)`.
+//!
+//! # `!devnode` resource list layout
+//! [`windbg::render_resource_list`]: `Entry i - Interrupt (0x2) Device Exclusive (0x1)`, then
+//! `Flags (0xFFFF) - LATCHED MESSAGE [POLICY_INCLUDED]` and
+//! `Message Count n, Level 0xL, Vector 0xV, Group 0, Affinity 0xA` (or `Level 0xL, Vector 0xV,
+//! Group 0, Affinity 0xA` for a line, `Range starts at 0x16hex for 0xLEN bytes` for memory).
+
+#![forbid(unsafe_code)]
+
+pub mod arbiter;
+pub mod dbgprint;
+pub mod inf;
+pub mod msi;
+pub mod pnp;
+pub mod resources;
+pub mod vectors;
+pub mod wdf;
+pub mod windbg;
+
+pub use arbiter::{
+    Arbiter, GrantDecision, GrantRequest, InterruptGrant, LineReason, MessageLimiter,
+    MsixCapabilityInfo,
+};
+pub use dbgprint::{DbgPrint, DbgViewCapture, DbgViewStyle, DbgViewTime};
+pub use inf::{Inf, InfArch, InfError, InfInterruptSettings, InfPolicy, VIRTIO_BLK_SAMPLE_INF};
+pub use msi::{MsiMessage, MsixProgramming, MsixTableEntry, UnusedEntryPolicy, program_msix};
+pub use pnp::{DeviceStart, DeviceStartConfig, StartError, start_device};
+pub use resources::{
+    AssignedResources, CM_RESOURCE_INTERRUPT_LATCHED, CM_RESOURCE_INTERRUPT_LEVEL_SENSITIVE,
+    CM_RESOURCE_INTERRUPT_MESSAGE, CM_RESOURCE_INTERRUPT_POLICY_INCLUDED,
+    CmPartialResourceDescriptor, MessageCount, MessageNumber, ResourceBuilder,
+};
+pub use vectors::{VectorAllocator, VectorError};
+pub use wdf::{MessageNumberSource, WdfInterruptId, WdfInterruptInfo, WdfInterrupts};
+pub use windbg::{PciDumpInput, parse_pci_dump, render_devnode, render_pci};

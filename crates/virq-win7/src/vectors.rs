@@ -1,0 +1,216 @@
+//! An x64 APIC/IDT vector allocator in the spirit of the Windows 7 HAL.
+//!
+//! Device interrupts get IDT vectors from a window (default `0x50..=0xDF`). The upper nibble
+//! of a vector is its APIC priority class and, for device interrupts on x64, its IRQL
+//! (`DIRQL = vector >> 4`). The allocator deals vectors round-robin across priority classes,
+//! highest class first, so consecutive messages land on different IRQLs and the numbers look
+//! nothing like the 0-based `MessageNumber` the same message carries (catalogue row 3).
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeSet;
+use thiserror::Error;
+
+/// An IDT vector.
+pub type IdtVector = u8;
+/// An interrupt request level.
+pub type Irql = u8;
+
+/// Lowest device vector of the default window.
+pub const DEFAULT_LOWEST_VECTOR: IdtVector = 0x50;
+/// Highest device vector of the default window.
+pub const DEFAULT_HIGHEST_VECTOR: IdtVector = 0xDF;
+
+/// IRQL a device interrupt on `vector` runs at (x64: the APIC priority class).
+pub const fn irql_for_vector(vector: IdtVector) -> Irql {
+    vector >> 4
+}
+
+/// One vector handed out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct AllocatedVector {
+    pub vector: IdtVector,
+    pub irql: Irql,
+}
+
+/// Why the allocator refused.
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+pub enum VectorError {
+    #[error("no free IDT vectors: {requested} requested, {available} available")]
+    Exhausted { requested: usize, available: usize },
+    #[error("vector {vector:#04x} is not allocated")]
+    NotAllocated { vector: IdtVector },
+    #[error("vector {vector:#04x} is outside the device window")]
+    OutOfRange { vector: IdtVector },
+    #[error("empty vector window {lowest:#04x}..={highest:#04x}")]
+    EmptyWindow {
+        lowest: IdtVector,
+        highest: IdtVector,
+    },
+}
+
+/// Deterministic vector allocator over a window of IDT vectors.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VectorAllocator {
+    order: Vec<IdtVector>,
+    used: BTreeSet<IdtVector>,
+}
+
+impl Default for VectorAllocator {
+    fn default() -> Self {
+        Self::new(DEFAULT_LOWEST_VECTOR, DEFAULT_HIGHEST_VECTOR).expect("default window is valid")
+    }
+}
+
+impl VectorAllocator {
+    /// An allocator over `lowest..=highest`.
+    pub fn new(lowest: IdtVector, highest: IdtVector) -> Result<Self, VectorError> {
+        if lowest > highest {
+            return Err(VectorError::EmptyWindow { lowest, highest });
+        }
+        let mut order = Vec::new();
+        // Offset 0 of each class goes last: the HAL keeps the class base for itself first.
+        let offsets = (1..16u8).chain(std::iter::once(0));
+        for offset in offsets {
+            for class in (lowest >> 4..=highest >> 4).rev() {
+                let v = (class << 4) | offset;
+                if (lowest..=highest).contains(&v) {
+                    order.push(v);
+                }
+            }
+        }
+        Ok(Self {
+            order,
+            used: BTreeSet::new(),
+        })
+    }
+
+    /// Vectors still free.
+    pub fn available(&self) -> usize {
+        self.order.len() - self.used.len()
+    }
+
+    /// Every vector of the window, in the order they are dealt.
+    pub fn order(&self) -> &[IdtVector] {
+        &self.order
+    }
+
+    pub fn is_allocated(&self, vector: IdtVector) -> bool {
+        self.used.contains(&vector)
+    }
+
+    /// The next free vector in dealing order.
+    pub fn allocate(&mut self) -> Result<AllocatedVector, VectorError> {
+        let vector = self
+            .order
+            .iter()
+            .copied()
+            .find(|v| !self.used.contains(v))
+            .ok_or(VectorError::Exhausted {
+                requested: 1,
+                available: 0,
+            })?;
+        self.used.insert(vector);
+        Ok(AllocatedVector {
+            vector,
+            irql: irql_for_vector(vector),
+        })
+    }
+
+    /// `count` vectors or none at all.
+    pub fn allocate_many(&mut self, count: usize) -> Result<Vec<AllocatedVector>, VectorError> {
+        let available = self.available();
+        if count > available {
+            return Err(VectorError::Exhausted {
+                requested: count,
+                available,
+            });
+        }
+        (0..count).map(|_| self.allocate()).collect()
+    }
+
+    /// Mark a vector as taken by someone else (another device, a fixed system vector).
+    pub fn reserve(&mut self, vector: IdtVector) -> Result<(), VectorError> {
+        if !self.order.contains(&vector) {
+            return Err(VectorError::OutOfRange { vector });
+        }
+        self.used.insert(vector);
+        Ok(())
+    }
+
+    /// Give a vector back (device stop, rebalance).
+    pub fn free(&mut self, vector: IdtVector) -> Result<(), VectorError> {
+        if self.used.remove(&vector) {
+            Ok(())
+        } else {
+            Err(VectorError::NotAllocated { vector })
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deals_across_priority_classes_highest_first() {
+        let mut a = VectorAllocator::default();
+        let got: Vec<_> = a
+            .allocate_many(4)
+            .unwrap()
+            .iter()
+            .map(|v| (v.vector, v.irql))
+            .collect();
+        assert_eq!(got, [(0xD1, 0xD), (0xC1, 0xC), (0xB1, 0xB), (0xA1, 0xA)]);
+    }
+
+    #[test]
+    fn vectors_are_distinct_and_exhaust_cleanly() {
+        let mut a = VectorAllocator::default();
+        assert_eq!(a.available(), 0xDF - 0x50 + 1);
+        let all = a.allocate_many(a.available()).unwrap();
+        let set: BTreeSet<_> = all.iter().map(|v| v.vector).collect();
+        assert_eq!(set.len(), all.len());
+        assert!(set.iter().all(|v| (0x50..=0xDF).contains(v)));
+        assert!(all.iter().all(|v| v.irql == v.vector >> 4));
+        assert_eq!(
+            a.allocate(),
+            Err(VectorError::Exhausted {
+                requested: 1,
+                available: 0
+            })
+        );
+    }
+
+    #[test]
+    fn allocate_many_is_all_or_nothing_and_free_reuses() {
+        let mut a = VectorAllocator::new(0x50, 0x53).unwrap();
+        a.allocate().unwrap();
+        assert_eq!(
+            a.allocate_many(4),
+            Err(VectorError::Exhausted {
+                requested: 4,
+                available: 3
+            })
+        );
+        assert_eq!(a.available(), 3);
+        let v = a.allocate().unwrap().vector;
+        a.free(v).unwrap();
+        assert_eq!(a.allocate().unwrap().vector, v);
+        assert_eq!(
+            a.free(0x99),
+            Err(VectorError::NotAllocated { vector: 0x99 })
+        );
+    }
+
+    #[test]
+    fn reserve_and_window_errors() {
+        let mut a = VectorAllocator::default();
+        a.reserve(0xD1).unwrap();
+        assert_eq!(a.allocate().unwrap().vector, 0xC1);
+        assert_eq!(
+            a.reserve(0x20),
+            Err(VectorError::OutOfRange { vector: 0x20 })
+        );
+        assert!(VectorAllocator::new(0x60, 0x50).is_err());
+    }
+}
