@@ -1,0 +1,558 @@
+//! A minimal split-ring virtqueue driver (virtio 1.2 section 2.7).
+//!
+//! Ring memory is device-writable and therefore untrusted: the free list and the record of
+//! in-flight chains live in driver-private memory, and every used entry is checked against it.
+//!
+//! Memory ordering (virtio 1.2 section 2.7.13): descriptors and the avail ring entry are written
+//! before a release fence, and only then `avail.idx`; a full fence separates publishing from
+//! reading the device's notification suppression; `used.idx` is read before an acquire fence
+//! and the used entries after it. With a [`GuestRam`] backed by memory shared with a device
+//! these fences are what order the accesses on the CPU.
+
+use crate::access::{GuestRam, GuestRamExt, RamError};
+use std::sync::atomic::{Ordering, fence};
+use thiserror::Error;
+
+/// Descriptor continues via `next`.
+pub const VRING_DESC_F_NEXT: u16 = 1;
+/// Buffer is device write-only.
+pub const VRING_DESC_F_WRITE: u16 = 2;
+/// Driver does not want interrupts (only without EVENT_IDX).
+pub const VRING_AVAIL_F_NO_INTERRUPT: u16 = 1;
+/// Device does not want notifications (only without EVENT_IDX).
+pub const VRING_USED_F_NO_NOTIFY: u16 = 1;
+/// Largest split-ring size (virtio 1.2 section 2.7).
+pub const MAX_QUEUE_SIZE: u16 = 32768;
+
+/// One buffer of a descriptor chain.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Buffer {
+    pub addr: u64,
+    pub len: u32,
+    /// Device writes into it (VRING_DESC_F_WRITE); otherwise the device reads it.
+    pub device_writes: bool,
+}
+
+/// A completed chain taken from the used ring.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct UsedElem {
+    pub queue: u16,
+    /// The caller's token given to [`SplitQueue::add`].
+    pub token: u64,
+    /// Head descriptor index.
+    pub head: u16,
+    /// Bytes the device says it wrote.
+    pub len: u32,
+}
+
+/// Where a queue's notification goes: a 16-bit write of the queue index.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NotifyAddress {
+    pub bar: u8,
+    pub offset: u64,
+}
+
+/// Guest-physical addresses of the three parts of a split ring.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RingAddresses {
+    pub desc: u64,
+    pub avail: u64,
+    pub used: u64,
+}
+
+/// Split-ring misuse by the caller or misbehaviour by the device.
+#[derive(Clone, Debug, PartialEq, Eq, Error)]
+pub enum QueueError {
+    #[error("queue {queue}: empty descriptor chain")]
+    EmptyChain { queue: u16 },
+    #[error("queue {queue}: chain of {needed} descriptors but only {free} free")]
+    QueueFull {
+        queue: u16,
+        needed: usize,
+        free: u16,
+    },
+    #[error(
+        "queue {queue}: device-readable buffer {index} follows a device-writable one (virtio 1.2 2.7.4.2)"
+    )]
+    ReadableAfterWritable { queue: u16, index: usize },
+    #[error("queue {queue}: device returned used id {id}, which is not an in-flight head")]
+    BadUsedId { queue: u16, id: u32 },
+    #[error("queue {queue}: used.idx jumped from {last} to {now}, beyond the ring size {size}")]
+    UsedIdxJump {
+        queue: u16,
+        last: u16,
+        now: u16,
+        size: u16,
+    },
+    #[error(transparent)]
+    Ram(#[from] RamError),
+}
+
+#[derive(Clone, Copy, Debug)]
+struct InFlight {
+    token: u64,
+    tail: u16,
+    count: u16,
+}
+
+/// `vring_need_event`: has `new` just passed `event`, given the previous index `old`?
+pub fn need_event(event: u16, new: u16, old: u16) -> bool {
+    new.wrapping_sub(event).wrapping_sub(1) < new.wrapping_sub(old)
+}
+
+/// Driver-side state of one split virtqueue.
+#[derive(Clone, Debug)]
+pub struct SplitQueue {
+    index: u16,
+    size: u16,
+    rings: RingAddresses,
+    notify: NotifyAddress,
+    event_idx: bool,
+    next: Vec<u16>,
+    free_head: u16,
+    num_free: u16,
+    in_flight: Vec<Option<InFlight>>,
+    avail_idx: u16,
+    kicked_idx: u16,
+    last_used: u16,
+}
+
+impl SplitQueue {
+    /// Bytes of the descriptor table, avail ring and used ring for `size` entries.
+    pub fn ring_bytes(size: u16) -> (u64, u64, u64) {
+        let n = u64::from(size);
+        (16 * n, 6 + 2 * n, 6 + 8 * n)
+    }
+
+    /// A queue whose rings live at `rings`; call [`SplitQueue::init_rings`] before use.
+    pub fn new(
+        index: u16,
+        size: u16,
+        rings: RingAddresses,
+        notify: NotifyAddress,
+        event_idx: bool,
+    ) -> Self {
+        let mut q = Self {
+            index,
+            size,
+            rings,
+            notify,
+            event_idx,
+            next: Vec::new(),
+            free_head: 0,
+            num_free: 0,
+            in_flight: Vec::new(),
+            avail_idx: 0,
+            kicked_idx: 0,
+            last_used: 0,
+        };
+        q.reset_state();
+        q
+    }
+
+    fn reset_state(&mut self) {
+        self.next = (1..=self.size).collect();
+        self.free_head = 0;
+        self.num_free = self.size;
+        self.in_flight = vec![None; usize::from(self.size)];
+        self.avail_idx = 0;
+        self.kicked_idx = 0;
+        self.last_used = 0;
+    }
+
+    /// Zero the rings and forget every in-flight chain (after a device reset the device has
+    /// forgotten them too); returns the tokens that will never complete.
+    pub fn init_rings(&mut self, ram: &mut dyn GuestRam) -> Result<Vec<u64>, QueueError> {
+        let lost = self.in_flight.iter().flatten().map(|f| f.token).collect();
+        let (d, a, u) = Self::ring_bytes(self.size);
+        ram.write(self.rings.desc, &vec![0; d as usize])?;
+        ram.write(self.rings.avail, &vec![0; a as usize])?;
+        ram.write(self.rings.used, &vec![0; u as usize])?;
+        self.reset_state();
+        Ok(lost)
+    }
+
+    pub fn index(&self) -> u16 {
+        self.index
+    }
+    pub fn size(&self) -> u16 {
+        self.size
+    }
+    pub fn rings(&self) -> RingAddresses {
+        self.rings
+    }
+    pub fn notify_address(&self) -> NotifyAddress {
+        self.notify
+    }
+    pub fn num_free(&self) -> u16 {
+        self.num_free
+    }
+    pub fn event_idx(&self) -> bool {
+        self.event_idx
+    }
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.iter().flatten().count()
+    }
+
+    fn used_event_addr(&self) -> u64 {
+        self.rings.avail + 4 + 2 * u64::from(self.size)
+    }
+    fn avail_event_addr(&self) -> u64 {
+        self.rings.used + 4 + 8 * u64::from(self.size)
+    }
+
+    /// Put a chain on the descriptor table and publish its head in the avail ring.
+    /// Device-readable buffers must come before device-writable ones.
+    pub fn add(
+        &mut self,
+        ram: &mut dyn GuestRam,
+        bufs: &[Buffer],
+        token: u64,
+    ) -> Result<u16, QueueError> {
+        let queue = self.index;
+        if bufs.is_empty() {
+            return Err(QueueError::EmptyChain { queue });
+        }
+        if bufs.len() > usize::from(self.num_free) {
+            return Err(QueueError::QueueFull {
+                queue,
+                needed: bufs.len(),
+                free: self.num_free,
+            });
+        }
+        if let Some(index) = bufs
+            .windows(2)
+            .position(|w| w[0].device_writes && !w[1].device_writes)
+        {
+            return Err(QueueError::ReadableAfterWritable {
+                queue,
+                index: index + 1,
+            });
+        }
+        let head = self.free_head;
+        let mut id = head;
+        for (i, b) in bufs.iter().enumerate() {
+            let last = i + 1 == bufs.len();
+            let mut flags = 0;
+            if !last {
+                flags |= VRING_DESC_F_NEXT;
+            }
+            if b.device_writes {
+                flags |= VRING_DESC_F_WRITE;
+            }
+            let next = self.next[usize::from(id)];
+            let at = self.rings.desc + 16 * u64::from(id);
+            ram.write_u64(at, b.addr)?;
+            ram.write_u32(at + 8, b.len)?;
+            ram.write_u16(at + 12, flags)?;
+            ram.write_u16(at + 14, if last { 0 } else { next })?;
+            if last {
+                self.free_head = next;
+                self.in_flight[usize::from(head)] = Some(InFlight {
+                    token,
+                    tail: id,
+                    count: bufs.len() as u16,
+                });
+            } else {
+                id = next;
+            }
+        }
+        self.num_free -= bufs.len() as u16;
+        let slot = self.rings.avail + 4 + 2 * u64::from(self.avail_idx % self.size);
+        ram.write_u16(slot, head)?;
+        // The device must see the descriptors and the ring entry before the new index.
+        fence(Ordering::Release);
+        self.avail_idx = self.avail_idx.wrapping_add(1);
+        ram.write_u16(self.rings.avail + 2, self.avail_idx)?;
+        Ok(head)
+    }
+
+    /// Whether the device asked to be notified about what was published since the last call
+    /// (EVENT_IDX `avail_event`, or `VRING_USED_F_NO_NOTIFY`).
+    pub fn needs_notify(&mut self, ram: &dyn GuestRam) -> Result<bool, QueueError> {
+        // Publishing must be globally visible before reading the device's suppression state.
+        fence(Ordering::SeqCst);
+        let old = self.kicked_idx;
+        let new = self.avail_idx;
+        self.kicked_idx = new;
+        if old == new {
+            return Ok(false);
+        }
+        if self.event_idx {
+            let avail_event = ram.read_u16(self.avail_event_addr())?;
+            Ok(need_event(avail_event, new, old))
+        } else {
+            Ok(ram.read_u16(self.rings.used)? & VRING_USED_F_NO_NOTIFY == 0)
+        }
+    }
+
+    /// Whether the used ring holds entries not yet collected.
+    pub fn has_used(&self, ram: &dyn GuestRam) -> Result<bool, QueueError> {
+        Ok(ram.read_u16(self.rings.used + 2)? != self.last_used)
+    }
+
+    /// Take one used entry, checking it names an in-flight head.
+    pub fn pop_used(&mut self, ram: &dyn GuestRam) -> Result<Option<UsedElem>, QueueError> {
+        let now = ram.read_u16(self.rings.used + 2)?;
+        if now == self.last_used {
+            return Ok(None);
+        }
+        if now.wrapping_sub(self.last_used) > self.size {
+            return Err(QueueError::UsedIdxJump {
+                queue: self.index,
+                last: self.last_used,
+                now,
+                size: self.size,
+            });
+        }
+        // Entries are read only after the index that covers them.
+        fence(Ordering::Acquire);
+        let at = self.rings.used + 4 + 8 * u64::from(self.last_used % self.size);
+        let id = ram.read_u32(at)?;
+        let len = ram.read_u32(at + 4)?;
+        let bad = QueueError::BadUsedId {
+            queue: self.index,
+            id,
+        };
+        let slot = usize::try_from(id).map_err(|_| bad.clone())?;
+        let flight = self
+            .in_flight
+            .get_mut(slot)
+            .and_then(Option::take)
+            .ok_or(bad)?;
+        self.next[usize::from(flight.tail)] = self.free_head;
+        self.free_head = id as u16;
+        self.num_free += flight.count;
+        self.last_used = self.last_used.wrapping_add(1);
+        Ok(Some(UsedElem {
+            queue: self.index,
+            token: flight.token,
+            head: id as u16,
+            len,
+        }))
+    }
+
+    /// Ask the device not to interrupt for this queue: `VRING_AVAIL_F_NO_INTERRUPT`, or with
+    /// EVENT_IDX a `used_event` already behind the device so it is not crossed again soon.
+    pub fn disable_interrupts(&mut self, ram: &mut dyn GuestRam) -> Result<(), QueueError> {
+        if self.event_idx {
+            ram.write_u16(self.used_event_addr(), self.last_used.wrapping_sub(1))?;
+        } else {
+            ram.write_u16(self.rings.avail, VRING_AVAIL_F_NO_INTERRUPT)?;
+        }
+        Ok(())
+    }
+
+    /// Ask for an interrupt on the next used entry (`flags = 0`, or `used_event = last seen`).
+    /// Returns true when entries arrived meanwhile, so the caller must drain again rather than
+    /// wait for an interrupt that may already have been suppressed.
+    pub fn enable_interrupts(&mut self, ram: &mut dyn GuestRam) -> Result<bool, QueueError> {
+        if self.event_idx {
+            ram.write_u16(self.used_event_addr(), self.last_used)?;
+        } else {
+            ram.write_u16(self.rings.avail, 0)?;
+        }
+        fence(Ordering::SeqCst);
+        self.has_used(ram)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::access::VecRam;
+
+    fn queue(event_idx: bool) -> (SplitQueue, VecRam) {
+        let ram = VecRam::new(0x10000, 0x1000);
+        let rings = RingAddresses {
+            desc: 0x10000,
+            avail: 0x10100,
+            used: 0x10200,
+        };
+        let notify = NotifyAddress {
+            bar: 0,
+            offset: 0x1000,
+        };
+        (SplitQueue::new(0, 4, rings, notify, event_idx), ram)
+    }
+
+    /// A device's side of the used ring, written by hand.
+    fn device_use(ram: &mut VecRam, q: &SplitQueue, id: u32, len: u32) {
+        let used = q.rings().used;
+        let idx = ram.read_u16(used + 2).unwrap();
+        let at = used + 4 + 8 * u64::from(idx % q.size());
+        ram.write_u32(at, id).unwrap();
+        ram.write_u32(at + 4, len).unwrap();
+        ram.write_u16(used + 2, idx.wrapping_add(1)).unwrap();
+    }
+
+    #[test]
+    fn add_writes_descriptors_and_avail_virtio_1_2_2_7_13() {
+        let (mut q, mut ram) = queue(false);
+        q.init_rings(&mut ram).unwrap();
+        let bufs = [
+            Buffer {
+                addr: 0x5000,
+                len: 16,
+                device_writes: false,
+            },
+            Buffer {
+                addr: 0x6000,
+                len: 512,
+                device_writes: true,
+            },
+        ];
+        let head = q.add(&mut ram, &bufs, 77).unwrap();
+        assert_eq!(head, 0);
+        assert_eq!(ram.read_u64(0x10000).unwrap(), 0x5000);
+        assert_eq!(ram.read_u32(0x10008).unwrap(), 16);
+        assert_eq!(ram.read_u16(0x1000C).unwrap(), VRING_DESC_F_NEXT);
+        assert_eq!(ram.read_u16(0x1000E).unwrap(), 1);
+        assert_eq!(ram.read_u64(0x10010).unwrap(), 0x6000);
+        assert_eq!(ram.read_u16(0x1001C).unwrap(), VRING_DESC_F_WRITE);
+        assert_eq!(ram.read_u16(0x10102).unwrap(), 1, "avail.idx");
+        assert_eq!(ram.read_u16(0x10104).unwrap(), 0, "avail.ring[0]");
+        assert_eq!(q.num_free(), 2);
+        assert!(q.needs_notify(&ram).unwrap());
+        assert!(!q.needs_notify(&ram).unwrap(), "nothing new since");
+
+        device_use(&mut ram, &q, 0, 100);
+        let e = q.pop_used(&ram).unwrap().unwrap();
+        assert_eq!(
+            e,
+            UsedElem {
+                queue: 0,
+                token: 77,
+                head: 0,
+                len: 100
+            }
+        );
+        assert_eq!(q.num_free(), 4);
+        assert_eq!(q.pop_used(&ram).unwrap(), None);
+    }
+
+    #[test]
+    fn chain_rules_are_enforced() {
+        let (mut q, mut ram) = queue(false);
+        q.init_rings(&mut ram).unwrap();
+        assert_eq!(
+            q.add(&mut ram, &[], 0),
+            Err(QueueError::EmptyChain { queue: 0 })
+        );
+        let w = Buffer {
+            addr: 0,
+            len: 1,
+            device_writes: true,
+        };
+        let r = Buffer {
+            device_writes: false,
+            ..w
+        };
+        assert_eq!(
+            q.add(&mut ram, &[w, r], 0),
+            Err(QueueError::ReadableAfterWritable { queue: 0, index: 1 })
+        );
+        assert!(matches!(
+            q.add(&mut ram, &[r; 5], 0),
+            Err(QueueError::QueueFull { .. })
+        ));
+        for t in 0..4 {
+            q.add(&mut ram, &[r], t).unwrap();
+        }
+        assert!(matches!(
+            q.add(&mut ram, &[r], 9),
+            Err(QueueError::QueueFull { free: 0, .. })
+        ));
+    }
+
+    #[test]
+    fn device_lies_are_caught() {
+        let (mut q, mut ram) = queue(false);
+        q.init_rings(&mut ram).unwrap();
+        let r = Buffer {
+            addr: 0,
+            len: 1,
+            device_writes: false,
+        };
+        q.add(&mut ram, &[r], 1).unwrap();
+        device_use(&mut ram, &q, 3, 0);
+        assert_eq!(
+            q.pop_used(&ram),
+            Err(QueueError::BadUsedId { queue: 0, id: 3 })
+        );
+        let (mut q, mut ram) = queue(false);
+        q.init_rings(&mut ram).unwrap();
+        ram.write_u16(q.rings().used + 2, 9).unwrap();
+        assert!(matches!(
+            q.pop_used(&ram),
+            Err(QueueError::UsedIdxJump { now: 9, .. })
+        ));
+    }
+
+    #[test]
+    fn no_interrupt_flag_toggles_without_event_idx() {
+        let (mut q, mut ram) = queue(false);
+        q.init_rings(&mut ram).unwrap();
+        q.disable_interrupts(&mut ram).unwrap();
+        assert_eq!(
+            ram.read_u16(q.rings().avail).unwrap(),
+            VRING_AVAIL_F_NO_INTERRUPT
+        );
+        assert!(!q.enable_interrupts(&mut ram).unwrap());
+        assert_eq!(ram.read_u16(q.rings().avail).unwrap(), 0);
+    }
+
+    #[test]
+    fn event_idx_writes_used_event_and_reads_avail_event_virtio_1_2_2_7_10() {
+        let (mut q, mut ram) = queue(true);
+        q.init_rings(&mut ram).unwrap();
+        let r = Buffer {
+            addr: 0,
+            len: 1,
+            device_writes: false,
+        };
+        q.add(&mut ram, &[r], 1).unwrap();
+        q.add(&mut ram, &[r], 2).unwrap();
+        // Device wants a kick when avail idx passes 0 (avail_event = 0): old 0 -> new 2 crosses.
+        assert!(q.needs_notify(&ram).unwrap());
+        // Device now asks for a kick only after index 5.
+        ram.write_u16(q.rings().used + 4 + 8 * 4, 5).unwrap();
+        q.add(&mut ram, &[r], 3).unwrap();
+        assert!(!q.needs_notify(&ram).unwrap());
+        device_use(&mut ram, &q, 0, 0);
+        q.pop_used(&ram).unwrap().unwrap();
+        assert!(!q.enable_interrupts(&mut ram).unwrap());
+        assert_eq!(ram.read_u16(q.rings().avail + 4 + 8).unwrap(), 1);
+        q.disable_interrupts(&mut ram).unwrap();
+        assert_eq!(ram.read_u16(q.rings().avail + 4 + 8).unwrap(), 0);
+        assert_eq!(ram.read_u16(q.rings().avail).unwrap(), 0, "flags stay 0");
+        device_use(&mut ram, &q, 1, 0);
+        assert!(q.enable_interrupts(&mut ram).unwrap(), "arrived meanwhile");
+    }
+
+    #[test]
+    fn need_event_wraps() {
+        assert!(need_event(0, 1, 0));
+        assert!(!need_event(1, 1, 0));
+        assert!(need_event(0xFFFF, 0, 0xFFFF));
+        assert!(!need_event(5, 3, 0));
+    }
+
+    #[test]
+    fn reinit_returns_lost_tokens() {
+        let (mut q, mut ram) = queue(false);
+        q.init_rings(&mut ram).unwrap();
+        let r = Buffer {
+            addr: 0,
+            len: 1,
+            device_writes: false,
+        };
+        q.add(&mut ram, &[r], 41).unwrap();
+        q.add(&mut ram, &[r, r], 42).unwrap();
+        let mut lost = q.init_rings(&mut ram).unwrap();
+        lost.sort();
+        assert_eq!(lost, vec![41, 42]);
+        assert_eq!(q.num_free(), 4);
+        assert_eq!(ram.read_u16(q.rings().avail + 2).unwrap(), 0);
+    }
+}

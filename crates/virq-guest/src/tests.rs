@@ -1,0 +1,920 @@
+//! Bring-up tests against the fake device: each asserts what the device or the evidence shows.
+
+use crate::common_cfg::feature;
+use crate::driver::{DriverConfig, DriverFaults, DriverState, InterruptGrant, VirtioPciDriver};
+use crate::error::DriverError;
+use crate::fake::{Cause, FakeDevice, FakeOp, FakeSpec, FakeState, SharedRam};
+use crate::queue::{Buffer, UsedElem};
+use crate::vectors::{PlanShape, VectorPolicy};
+use crate::{GuestRamExt, VirtioPciCaps};
+use std::sync::Arc;
+use virq_events::{EventKind, EventLog, NO_VECTOR, Selector, SuppressReason};
+
+const RAM_BASE: u64 = 0x10_0000;
+const BUF: u64 = RAM_BASE + 0x8000;
+
+struct Rig {
+    dev: FakeDevice,
+    ram: SharedRam,
+    log: Arc<EventLog>,
+    drv: VirtioPciDriver<FakeDevice, SharedRam>,
+}
+
+fn spec(queues: u16, table_size: u16, msix_enabled: bool) -> FakeSpec {
+    FakeSpec {
+        queues,
+        queue_size: 8,
+        table_size,
+        offered: feature::VERSION_1 | feature::RING_EVENT_IDX | feature::RING_PACKED | 1,
+        msix_enabled,
+    }
+}
+
+fn rig_with(
+    spec: FakeSpec,
+    messages: u16,
+    faults: DriverFaults,
+    cfg: impl FnOnce(&mut DriverConfig),
+    dev_setup: impl FnOnce(&mut FakeState),
+) -> Rig {
+    let ram = SharedRam::new(RAM_BASE, 0x10000);
+    let mut dev = FakeDevice::new(spec, ram.clone());
+    dev_setup(&mut dev.st());
+    let caps = VirtioPciCaps::parse(&mut dev).unwrap();
+    let mut config = DriverConfig::new(
+        spec.queues,
+        InterruptGrant::messages(messages),
+        RAM_BASE,
+        0x8000,
+    );
+    cfg(&mut config);
+    let log = Arc::new(EventLog::new());
+    let drv = VirtioPciDriver::new(dev.clone(), ram.clone(), caps, config)
+        .with_sink(log.clone())
+        .with_faults(faults);
+    Rig { dev, ram, log, drv }
+}
+
+fn rig(queues: u16, table: u16, messages: u16) -> Rig {
+    rig_with(
+        spec(queues, table, messages > 0),
+        messages,
+        DriverFaults::default(),
+        |_| {},
+        |_| {},
+    )
+}
+
+fn vectors(dev: &FakeDevice) -> (u16, Vec<u16>) {
+    let st = dev.st();
+    (st.msix_config, st.queues.iter().map(|q| q.vector).collect())
+}
+
+fn read_buf(len: u32) -> Buffer {
+    Buffer {
+        addr: BUF,
+        len,
+        device_writes: false,
+    }
+}
+
+fn write_buf(len: u32) -> Buffer {
+    Buffer {
+        addr: BUF + 0x1000,
+        len,
+        device_writes: true,
+    }
+}
+
+/// The OS side of message delivery: only messages it granted (and so programmed) arrive.
+fn deliver_messages(rig: &mut Rig, granted: u16) -> Vec<UsedElem> {
+    let sent = std::mem::take(&mut rig.dev.st().sent);
+    let mut out = Vec::new();
+    for entry in sent.into_iter().filter(|e| *e < granted) {
+        if rig.drv.isr_message(u32::from(entry)) {
+            out.extend(rig.drv.dpc(Some(u32::from(entry))).unwrap().completions);
+        }
+    }
+    out
+}
+
+/// A level-triggered line: the ISR re-runs while the line stays high, up to `budget` times.
+fn service_line(rig: &mut Rig, budget: u32) -> (u32, Vec<UsedElem>) {
+    let mut runs = 0;
+    let mut out = Vec::new();
+    while rig.dev.st().line && runs < budget {
+        runs += 1;
+        if rig.drv.isr_intx() {
+            out.extend(rig.drv.dpc(None).unwrap().completions);
+        }
+    }
+    (runs, out)
+}
+
+fn position(history: &[FakeOp], pred: impl Fn(&FakeOp) -> bool) -> Option<usize> {
+    history.iter().position(pred)
+}
+
+fn rposition(history: &[FakeOp], pred: impl Fn(&FakeOp) -> bool) -> Option<usize> {
+    history.iter().rposition(pred)
+}
+
+#[test]
+fn bring_up_orders_reset_features_vectors_enable_driver_ok_virtio_1_2_3_1_1() {
+    let mut r = rig(2, 3, 3);
+    r.drv.start().unwrap();
+    assert_eq!(r.drv.state(), DriverState::Running);
+    let st = r.dev.st();
+    assert_eq!(st.status, 0x0F, "ACKNOWLEDGE|DRIVER|FEATURES_OK|DRIVER_OK");
+    assert_eq!(
+        st.driver_features,
+        feature::VERSION_1 | feature::RING_EVENT_IDX,
+        "packed rings and unwanted bit 0 are not accepted"
+    );
+    let h = &st.history;
+    let reset = rposition(h, |o| *o == FakeOp::Reset).unwrap();
+    let first_vec = position(h, |o| matches!(o, FakeOp::MsixConfig { .. })).unwrap();
+    let last_vec = rposition(h, |o| matches!(o, FakeOp::QueueVector { .. })).unwrap();
+    let first_enable = position(h, |o| matches!(o, FakeOp::QueueEnable { .. })).unwrap();
+    let driver_ok = position(h, |o| matches!(o, FakeOp::Status(s) if s & 4 != 0)).unwrap();
+    assert!(reset < first_vec && last_vec < first_enable && first_enable < driver_ok);
+    for (i, q) in st.queues.iter().enumerate() {
+        let ours = r.drv.queue(i as u16).unwrap().rings();
+        assert_eq!(
+            (q.desc, q.driver, q.device),
+            (ours.desc, ours.avail, ours.used)
+        );
+        assert_eq!(q.desc % 16, 0);
+        assert_eq!(q.driver % 2, 0);
+        assert_eq!(q.device % 4, 0);
+        assert!(q.enabled);
+        assert_eq!(q.size, 8);
+    }
+    drop(st);
+    assert_eq!(vectors(&r.dev), (0, vec![1, 2]));
+    assert_eq!(r.drv.plan().unwrap().shape, PlanShape::PerQueue);
+    let written = r.log.count(|e| matches!(e, EventKind::VectorWritten { written, read_back, .. } if written == read_back));
+    assert_eq!(written, 3);
+    assert_eq!(
+        r.log
+            .count(|e| matches!(e, EventKind::FeaturesNegotiated { ok: true, .. })),
+        1
+    );
+    assert_eq!(r.log.count(|e| *e == EventKind::DeviceReset), 1);
+}
+
+#[test]
+fn features_ok_refused_fails_with_failed_status_virtio_1_2_3_1_1_step_6() {
+    let mut r = rig_with(
+        spec(1, 2, true),
+        2,
+        DriverFaults::default(),
+        |_| {},
+        |st| st.refuse_features_ok = true,
+    );
+    let err = r.drv.start().unwrap_err();
+    assert!(
+        matches!(err, DriverError::FeaturesOkRefused { .. }),
+        "{err}"
+    );
+    assert!(err.to_string().contains("FEATURES_OK"));
+    assert_eq!(r.drv.state(), DriverState::Failed);
+    let st = r.dev.st();
+    assert_ne!(st.status & 0x80, 0, "FAILED set");
+    assert_eq!(st.status & 4, 0, "never DRIVER_OK");
+    assert!(!st.queues[0].enabled);
+}
+
+#[test]
+fn device_without_version_1_and_driver_without_version_1_are_refused() {
+    let mut r = rig_with(
+        FakeSpec {
+            offered: feature::RING_EVENT_IDX,
+            ..spec(1, 2, true)
+        },
+        2,
+        DriverFaults::default(),
+        |_| {},
+        |_| {},
+    );
+    assert!(matches!(
+        r.drv.start(),
+        Err(DriverError::DeviceLacksVersion1 { .. })
+    ));
+    let mut r = rig_with(
+        spec(1, 2, true),
+        2,
+        DriverFaults::default(),
+        |c| c.wanted_features = feature::RING_EVENT_IDX,
+        |_| {},
+    );
+    assert!(matches!(
+        r.drv.start(),
+        Err(DriverError::WantedLacksVersion1 { .. })
+    ));
+}
+
+#[test]
+fn reset_waits_for_status_zero_and_times_out_virtio_1_2_4_1_4_3_2() {
+    let mut r = rig_with(
+        spec(1, 2, true),
+        2,
+        DriverFaults::default(),
+        |_| {},
+        |st| {
+            st.status = 0x0F;
+            st.reset_delay_reads = 5;
+        },
+    );
+    r.drv.start().unwrap();
+    let mut r = rig_with(
+        spec(1, 2, true),
+        2,
+        DriverFaults::default(),
+        |c| c.reset_poll_limit = 3,
+        |st| {
+            st.status = 0x0F;
+            st.reset_delay_reads = 5;
+        },
+    );
+    assert_eq!(
+        r.drv.start(),
+        Err(DriverError::ResetTimeout {
+            polls: 3,
+            last_status: 0x0F
+        })
+    );
+}
+
+#[test]
+fn vector_plan_end_to_end_for_every_message_count() {
+    for messages in 0..=4u16 {
+        let mut r = rig(2, 3, messages);
+        r.drv.start().unwrap();
+        let expect = match messages {
+            0 => (NO_VECTOR, vec![NO_VECTOR, NO_VECTOR]),
+            1 | 2 => (0, vec![0, 0]),
+            _ => (0, vec![1, 2]),
+        };
+        assert_eq!(vectors(&r.dev), expect, "messages {messages}");
+        if messages == 0 {
+            assert_eq!(
+                r.log
+                    .count(|e| matches!(e, EventKind::VectorWritten { .. })),
+                0
+            );
+        }
+    }
+}
+
+#[test]
+fn refused_per_queue_vector_falls_back_to_message_0_checklist_3_3() {
+    let mut r = rig_with(
+        spec(2, 3, true),
+        3,
+        DriverFaults::default(),
+        |_| {},
+        |st| st.refuse_vectors_from = Some(1),
+    );
+    r.drv.start().unwrap();
+    assert_eq!(r.drv.plan().unwrap().shape, PlanShape::AllOnZero);
+    assert_eq!(vectors(&r.dev), (0, vec![0, 0]));
+    let events = r.log.snapshot();
+    let refused = events
+        .iter()
+        .position(|e| {
+            e.kind
+                == EventKind::VectorWritten {
+                    selector: Selector::Queue(0),
+                    written: 1,
+                    read_back: NO_VECTOR,
+                }
+        })
+        .expect("refusal recorded");
+    let enabled = events
+        .iter()
+        .position(|e| matches!(e.kind, EventKind::QueueEnabled { .. }))
+        .unwrap();
+    assert!(refused < enabled);
+    // Everything works on the shared message afterwards.
+    r.drv.add_buffers(1, &[read_buf(4)], 9).unwrap();
+    assert!(r.drv.kick(1).unwrap());
+    r.dev.complete(1, 0);
+    assert_eq!(r.dev.st().sent, vec![0]);
+    let done = deliver_messages(&mut r, 3);
+    assert_eq!(done.len(), 1);
+    assert_eq!(done[0].token, 9);
+}
+
+#[test]
+fn table_smaller_than_grant_falls_back_catalogue_row_21() {
+    let mut r = rig(2, 1, 3);
+    r.drv.start().unwrap();
+    assert_eq!(vectors(&r.dev), (0, vec![0, 0]));
+}
+
+#[test]
+fn device_refusing_every_vector_is_an_error_and_no_queue_is_enabled() {
+    let mut r = rig_with(
+        spec(2, 3, true),
+        3,
+        DriverFaults::default(),
+        |_| {},
+        |st| st.refuse_vectors_from = Some(0),
+    );
+    let err = r.drv.start().unwrap_err();
+    assert_eq!(
+        err,
+        DriverError::DeviceRefusesVectors {
+            selector: Selector::MsixConfig,
+            written: 0,
+            read_back: NO_VECTOR,
+            plans_tried: 2
+        }
+    );
+    assert!(err.to_string().starts_with("device refuses MSI-X vectors"));
+    let st = r.dev.st();
+    assert!(st.queues.iter().all(|q| !q.enabled), "catalogue row 10");
+    assert_ne!(st.status & 0x80, 0);
+}
+
+#[test]
+fn linux_ladder_goes_shared_then_intx() {
+    let mut r = rig_with(
+        spec(2, 3, true),
+        3,
+        DriverFaults::default(),
+        |c| c.policy = VectorPolicy::LinuxLadder,
+        |st| st.refuse_vectors_from = Some(2),
+    );
+    r.drv.start().unwrap();
+    assert_eq!(r.drv.plan().unwrap().shape, PlanShape::SharedQueues);
+    assert_eq!(vectors(&r.dev), (0, vec![1, 1]));
+
+    let mut r = rig_with(
+        spec(2, 3, true),
+        3,
+        DriverFaults::default(),
+        |c| c.policy = VectorPolicy::LinuxLadder,
+        |st| st.refuse_vectors_from = Some(0),
+    );
+    r.drv.start().unwrap();
+    assert!(r.drv.plan().unwrap().is_intx());
+    assert_eq!(vectors(&r.dev), (NO_VECTOR, vec![NO_VECTOR, NO_VECTOR]));
+    assert_eq!(r.dev.st().config.bytes[0x9B] & 0x80, 0, "MSI-X turned off");
+    // Now the line works.
+    r.drv.add_buffers(0, &[read_buf(4)], 1).unwrap();
+    r.drv.kick(0).unwrap();
+    r.dev.complete(0, 0);
+    let (runs, done) = service_line(&mut r, 10);
+    assert_eq!((runs, done.len()), (1, 1));
+}
+
+#[test]
+fn vectors_are_reprogrammed_after_every_reset_checklist_3_4() {
+    let mut r = rig(2, 3, 3);
+    r.drv.start().unwrap();
+    r.drv.add_buffers(0, &[read_buf(4)], 5).unwrap();
+    let lost = r.drv.quiesce().unwrap();
+    assert_eq!(lost, vec![5]);
+    assert_eq!(r.drv.state(), DriverState::Quiesced);
+    assert_eq!(vectors(&r.dev), (NO_VECTOR, vec![NO_VECTOR, NO_VECTOR]));
+    assert!(matches!(
+        r.drv.add_buffers(0, &[read_buf(4)], 6),
+        Err(DriverError::NotRunning { .. })
+    ));
+    r.drv.resume().unwrap();
+    assert_eq!(vectors(&r.dev), (0, vec![1, 2]));
+    assert!(r.drv.verify_vectors().iter().all(|v| v.ok()));
+    let events = r.log.snapshot();
+    let last_reset = events
+        .iter()
+        .rposition(|e| e.kind == EventKind::DeviceReset)
+        .unwrap();
+    let rewritten = events[last_reset..]
+        .iter()
+        .filter(|e| matches!(e.kind, EventKind::VectorWritten { written, read_back, .. } if written == read_back))
+        .count();
+    assert_eq!(rewritten, 3);
+    // The queue works after resume, from a clean ring.
+    r.drv
+        .add_buffers(1, &[read_buf(4), write_buf(64)], 8)
+        .unwrap();
+    r.drv.kick(1).unwrap();
+    r.dev.complete(1, 64);
+    let done = deliver_messages(&mut r, 3);
+    assert_eq!(done.len(), 1);
+    assert_eq!((done[0].token, done[0].len), (8, 64));
+}
+
+#[test]
+fn queue_round_trip_on_its_own_message_with_counters_checklist_5_4() {
+    let mut r = rig(2, 3, 3);
+    r.drv.start().unwrap();
+    r.ram.clone().write_u32(BUF, 0xABCD).expect("buffer memory");
+    r.drv
+        .add_buffers(1, &[read_buf(4), write_buf(16)], 42)
+        .unwrap();
+    assert!(r.drv.kick(1).unwrap());
+    assert_eq!(r.dev.st().notifications, vec![1]);
+    assert_eq!(r.dev.complete(1, 16), 1);
+    assert_eq!(r.dev.st().sent, vec![2], "queue 1 -> message 2");
+    let done = deliver_messages(&mut r, 3);
+    assert_eq!(
+        done,
+        vec![UsedElem {
+            queue: 1,
+            token: 42,
+            head: 0,
+            len: 16
+        }]
+    );
+    assert_eq!(r.drv.queue(1).unwrap().num_free(), 8);
+    let c = r.drv.counter_summary();
+    assert_eq!((c.messages[2].isr, c.messages[2].dpc), (1, 1));
+    assert_eq!((c.messages[0].isr, c.messages[1].isr), (0, 0));
+    assert_eq!(c.last_message_id, Some(2));
+    assert_eq!(
+        r.log.count(|e| matches!(
+            e,
+            EventKind::CounterSummary {
+                message: Some(2),
+                isr_count: 1,
+                dpc_count: 1
+            }
+        )),
+        1
+    );
+    assert_eq!(
+        r.log.count(|e| *e
+            == EventKind::DpcRan {
+                message_id: Some(2),
+                completions: 1
+            }),
+        1
+    );
+    // A config change arrives on message 0 and is noticed through config_generation.
+    r.dev.config_change();
+    assert_eq!(r.dev.st().sent, vec![0]);
+    let sent = std::mem::take(&mut r.dev.st().sent);
+    assert!(r.drv.isr_message(u32::from(sent[0])));
+    assert!(r.drv.dpc(Some(0)).unwrap().config_changed);
+}
+
+#[test]
+fn intx_isr_reads_status_first_and_deasserts_checklist_4_1() {
+    let mut r = rig(2, 3, 0);
+    r.drv.start().unwrap();
+    r.drv.add_buffers(0, &[read_buf(4)], 1).unwrap();
+    r.drv.add_buffers(1, &[write_buf(4)], 2).unwrap();
+    r.drv.kick(0).unwrap();
+    r.drv.kick(1).unwrap();
+    r.dev.complete(0, 0);
+    r.dev.complete(1, 4);
+    assert!(r.dev.st().line);
+    let (runs, done) = service_line(&mut r, 100);
+    assert_eq!(runs, 1, "one ISR deasserts the line");
+    assert_eq!(done.len(), 2);
+    assert!(!r.dev.st().line);
+    assert_eq!(r.dev.st().isr_reads, 1);
+    assert!(!r.drv.isr_intx(), "ISR status 0: not ours");
+    let c = r.drv.counter_summary();
+    assert_eq!((c.intx.isr, c.intx.dpc, c.not_ours), (2, 1, 1));
+    assert_eq!(c.last_isr_status, Some(0));
+    assert_eq!(
+        r.log.count(|e| matches!(
+            e,
+            EventKind::CounterSummary {
+                message: None,
+                isr_count: 2,
+                ..
+            }
+        )),
+        1
+    );
+    r.dev.config_change();
+    assert!(r.drv.isr_intx());
+    assert_eq!(r.drv.counters().last_isr_status, Some(2));
+    assert!(r.drv.dpc(None).unwrap().config_changed);
+}
+
+#[test]
+fn interrupt_suppression_no_interrupt_flag_and_event_idx_virtio_1_2_2_7_10() {
+    for event_idx in [false, true] {
+        let mut r = rig_with(
+            spec(1, 2, true),
+            2,
+            DriverFaults::default(),
+            |c| {
+                if !event_idx {
+                    c.wanted_features = feature::VERSION_1;
+                }
+            },
+            |_| {},
+        );
+        r.drv.start().unwrap();
+        assert_eq!(r.drv.queue(0).unwrap().event_idx(), event_idx);
+        r.drv.set_queue_interrupts(0, false).unwrap();
+        r.drv.add_buffers(0, &[read_buf(4)], 1).unwrap();
+        r.drv.kick(0).unwrap();
+        r.dev.complete(0, 0);
+        let reason = if event_idx {
+            SuppressReason::EventIdx
+        } else {
+            SuppressReason::AvailNoInterrupt
+        };
+        assert_eq!(r.dev.st().suppressed, vec![(Cause::Queue(0), reason)]);
+        assert!(r.dev.st().sent.is_empty());
+        assert!(
+            r.drv.set_queue_interrupts(0, true).unwrap(),
+            "waiting entry reported"
+        );
+        assert_eq!(r.drv.dpc(Some(1)).unwrap().completions.len(), 1, "polled");
+        r.drv.add_buffers(0, &[read_buf(4)], 2).unwrap();
+        r.drv.kick(0).unwrap();
+        r.dev.complete(0, 0);
+        let st = r.dev.st();
+        assert_eq!(
+            st.sent,
+            vec![1],
+            "event_idx {event_idx}: {:?}",
+            st.suppressed
+        );
+    }
+}
+
+#[test]
+fn queue_size_is_shrunk_to_a_power_of_two_and_errors_are_named() {
+    let mut r = rig_with(
+        FakeSpec {
+            queue_size: 300,
+            ..spec(1, 2, true)
+        },
+        2,
+        DriverFaults::default(),
+        |_| {},
+        |_| {},
+    );
+    r.drv.start().unwrap();
+    assert_eq!(r.dev.st().queues[0].size, 256);
+    let mut r = rig_with(
+        FakeSpec {
+            queue_size: 0,
+            ..spec(1, 2, true)
+        },
+        2,
+        DriverFaults::default(),
+        |_| {},
+        |_| {},
+    );
+    assert_eq!(
+        r.drv.start(),
+        Err(DriverError::QueueUnavailable { queue: 0 })
+    );
+    let mut r = rig_with(
+        spec(1, 2, true),
+        2,
+        DriverFaults::default(),
+        |c| c.queues = 3,
+        |_| {},
+    );
+    assert_eq!(
+        r.drv.start(),
+        Err(DriverError::NotEnoughQueues {
+            wanted: 3,
+            available: 1
+        })
+    );
+}
+
+// ---- failure catalogue rows reproduced by DriverFaults -----------------------------------
+
+fn faulty(queues: u16, table: u16, messages: u16, faults: DriverFaults) -> Rig {
+    rig_with(
+        spec(queues, table, messages > 0),
+        messages,
+        faults,
+        |_| {},
+        |_| {},
+    )
+}
+
+#[test]
+fn row_1_skipping_isr_status_read_storms() {
+    let faults = DriverFaults {
+        skip_isr_status_read: true,
+        ..DriverFaults::default()
+    };
+    let mut r = faulty(1, 2, 0, faults);
+    r.drv.start().unwrap();
+    r.drv.add_buffers(0, &[read_buf(4)], 1).unwrap();
+    r.drv.kick(0).unwrap();
+    r.dev.complete(0, 0);
+    let (runs, _) = service_line(&mut r, 1000);
+    assert_eq!(runs, 1000, "line never deasserts");
+    assert!(r.dev.st().line);
+    assert_eq!(r.dev.st().isr_reads, 0);
+    assert_eq!(
+        r.log.count(|e| matches!(
+            e,
+            EventKind::IsrRan {
+                isr_status: None,
+                claimed: true,
+                ..
+            }
+        )),
+        1000
+    );
+}
+
+#[test]
+fn row_2_vectors_programmed_before_reset_read_0xffff_while_running() {
+    let faults = DriverFaults {
+        program_vectors_before_reset: true,
+        ..DriverFaults::default()
+    };
+    let mut r = faulty(2, 3, 3, faults);
+    r.drv.start().unwrap();
+    let h = r.dev.st().history.clone();
+    let last_reset = rposition(&h, |o| *o == FakeOp::Reset).unwrap();
+    let last_vec = rposition(&h, |o| matches!(o, FakeOp::QueueVector { .. })).unwrap();
+    assert!(last_vec < last_reset);
+    assert_eq!(vectors(&r.dev), (NO_VECTOR, vec![NO_VECTOR, NO_VECTOR]));
+    assert!(
+        r.drv
+            .verify_vectors()
+            .iter()
+            .all(|v| !v.ok() && v.read_back == NO_VECTOR)
+    );
+    r.drv.add_buffers(0, &[read_buf(4)], 1).unwrap();
+    r.drv.kick(0).unwrap();
+    r.dev.complete(0, 0);
+    assert!(r.dev.st().sent.is_empty());
+    assert_eq!(
+        r.dev.st().suppressed,
+        vec![(Cause::Queue(0), SuppressReason::NoVector)]
+    );
+    assert!(deliver_messages(&mut r, 3).is_empty());
+    assert!(r.drv.counters().messages.iter().all(|c| c.isr == 0));
+    // Without the fault a quiesce/resume restores them; with it resume leaves them lost.
+    r.drv.quiesce().unwrap();
+    r.drv.resume().unwrap();
+    assert_eq!(vectors(&r.dev).0, NO_VECTOR);
+}
+
+#[test]
+fn row_3_apic_vector_written_instead_of_message_number() {
+    let faults = DriverFaults {
+        write_apic_vector_instead_of_message_number: true,
+        ..DriverFaults::default()
+    };
+    let mut r = rig_with(
+        spec(2, 3, true),
+        3,
+        faults,
+        |c| c.grant = InterruptGrant::messages(3).with_apic_vectors(vec![0xE1, 0x93, 0xA2]),
+        |_| {},
+    );
+    let err = r.drv.start().unwrap_err();
+    assert_eq!(
+        err,
+        DriverError::DeviceRefusesVectors {
+            selector: Selector::MsixConfig,
+            written: 0xE1,
+            read_back: NO_VECTOR,
+            plans_tried: 2
+        }
+    );
+    assert!(
+        r.log.count(|e| matches!(
+            e,
+            EventKind::VectorWritten {
+                written: 0xE1,
+                read_back: NO_VECTOR,
+                ..
+            }
+        )) >= 1
+    );
+    let mut r = faulty(2, 3, 3, faults);
+    assert_eq!(
+        r.drv.start(),
+        Err(DriverError::MissingApicVector { message: 0 })
+    );
+}
+
+#[test]
+fn row_4_assuming_per_queue_vectors_loses_queue_interrupts() {
+    let faults = DriverFaults {
+        assume_per_queue_vectors: true,
+        ..DriverFaults::default()
+    };
+    // The device's table has 3 entries but the OS granted only 2 messages.
+    let mut r = faulty(2, 3, 2, faults);
+    r.drv.start().unwrap();
+    assert_eq!(vectors(&r.dev), (0, vec![1, 2]));
+    r.drv.add_buffers(1, &[read_buf(4)], 7).unwrap();
+    r.drv.kick(1).unwrap();
+    r.dev.complete(1, 0);
+    assert_eq!(r.dev.st().sent, vec![2]);
+    assert!(
+        deliver_messages(&mut r, 2).is_empty(),
+        "message 2 was never granted"
+    );
+    assert_eq!(r.drv.queue(1).unwrap().in_flight(), 1);
+    // Same grant without the fault: everything on message 0, and the completion arrives.
+    let mut r = rig(2, 3, 2);
+    r.drv.start().unwrap();
+    r.drv.add_buffers(1, &[read_buf(4)], 7).unwrap();
+    r.drv.kick(1).unwrap();
+    r.dev.complete(1, 0);
+    assert_eq!(deliver_messages(&mut r, 2).len(), 1);
+    // A table smaller than the plan: with the fault init fails instead of falling back.
+    let mut r = faulty(2, 2, 2, faults);
+    assert!(matches!(
+        r.drv.start(),
+        Err(DriverError::DeviceRefusesVectors {
+            selector: Selector::Queue(1),
+            written: 2,
+            plans_tried: 1,
+            ..
+        })
+    ));
+}
+
+#[test]
+fn row_5_config_vector_left_unset_misses_config_changes() {
+    let faults = DriverFaults {
+        leave_config_vector_unset: true,
+        ..DriverFaults::default()
+    };
+    let mut r = faulty(2, 3, 3, faults);
+    r.drv.start().unwrap();
+    assert_eq!(vectors(&r.dev), (NO_VECTOR, vec![1, 2]));
+    r.dev.config_change();
+    assert!(r.dev.st().sent.is_empty());
+    assert_eq!(
+        r.dev.st().suppressed,
+        vec![(Cause::Config, SuppressReason::NoVector)]
+    );
+    let check = r.drv.verify_vectors();
+    assert!(!check[0].ok() && check[0].selector == Selector::MsixConfig);
+    assert!(check[1..].iter().all(|v| v.ok()));
+}
+
+#[test]
+fn row_8_message_id_is_bound_checked() {
+    let mut r = rig(2, 3, 3);
+    r.drv.start().unwrap();
+    assert!(!r.drv.isr_message(3));
+    assert!(!r.drv.isr_message(u32::MAX));
+    assert_eq!(r.drv.counters().unmapped_message_ids, 2);
+    let faults = DriverFaults {
+        skip_message_id_bound_check: true,
+        ..DriverFaults::default()
+    };
+    let mut r = faulty(2, 3, 3, faults);
+    r.drv.start().unwrap();
+    let crashed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| r.drv.isr_message(3)));
+    assert!(crashed.is_err(), "unchecked index crashes");
+}
+
+#[test]
+fn row_9_message_0_is_a_real_message() {
+    let mut r = rig(2, 3, 1);
+    r.drv.start().unwrap();
+    assert!(r.drv.isr_message(0));
+    let faults = DriverFaults {
+        message_zero_means_not_message: true,
+        ..DriverFaults::default()
+    };
+    let mut r = faulty(2, 3, 1, faults);
+    r.drv.start().unwrap();
+    r.drv.add_buffers(0, &[read_buf(4)], 1).unwrap();
+    r.drv.kick(0).unwrap();
+    r.dev.complete(0, 0);
+    assert!(deliver_messages(&mut r, 1).is_empty());
+    assert_eq!(
+        r.log.count(|e| *e
+            == EventKind::IsrRan {
+                message_id: Some(0),
+                claimed: false,
+                isr_status: None
+            }),
+        1
+    );
+}
+
+#[test]
+fn row_10_queue_enabled_before_vectors_verified() {
+    let faults = DriverFaults {
+        enable_queues_before_vectors_verified: true,
+        ..DriverFaults::default()
+    };
+    let mut r = rig_with(
+        spec(2, 3, true),
+        3,
+        faults,
+        |_| {},
+        |st| st.refuse_vectors_from = Some(1),
+    );
+    r.drv.start().unwrap();
+    let h = r.dev.st().history.clone();
+    let refused = position(&h, |o| {
+        *o == FakeOp::QueueVector {
+            queue: 0,
+            written: 1,
+            stored: NO_VECTOR,
+        }
+    })
+    .unwrap();
+    let enable = position(&h, |o| *o == FakeOp::QueueEnable { queue: 0 }).unwrap();
+    let fallback = position(&h, |o| {
+        *o == FakeOp::QueueVector {
+            queue: 0,
+            written: 0,
+            stored: 0,
+        }
+    })
+    .unwrap();
+    assert!(refused < enable && enable < fallback, "{h:?}");
+    assert!(
+        !h[enable..fallback].contains(&FakeOp::Reset),
+        "retried without reset"
+    );
+    // Without the fault no queue is enabled until the plan is accepted.
+    let mut r = rig_with(
+        spec(2, 3, true),
+        3,
+        DriverFaults::default(),
+        |_| {},
+        |st| st.refuse_vectors_from = Some(1),
+    );
+    r.drv.start().unwrap();
+    let h = r.dev.st().history.clone();
+    let last_vec = rposition(&h, |o| matches!(o, FakeOp::QueueVector { .. })).unwrap();
+    let first_enable = position(&h, |o| matches!(o, FakeOp::QueueEnable { .. })).unwrap();
+    assert!(last_vec < first_enable);
+}
+
+#[test]
+fn row_11_not_mine_without_reading_starves_the_shared_line() {
+    let faults = DriverFaults {
+        return_not_mine_without_reading_isr: true,
+        ..DriverFaults::default()
+    };
+    let mut r = faulty(1, 2, 0, faults);
+    r.drv.start().unwrap();
+    r.drv.add_buffers(0, &[read_buf(4)], 1).unwrap();
+    r.drv.kick(0).unwrap();
+    r.dev.complete(0, 0);
+    let (runs, done) = service_line(&mut r, 50);
+    assert_eq!(runs, 50);
+    assert!(done.is_empty());
+    assert!(r.dev.st().line);
+    assert_eq!(r.dev.st().isr_reads, 0);
+}
+
+#[test]
+fn row_12_surprise_removal_all_ones_is_not_ours() {
+    let mut r = rig(1, 2, 0);
+    r.drv.start().unwrap();
+    r.dev.st().removed = true;
+    assert!(!r.drv.isr_intx());
+    assert_eq!(r.drv.state(), DriverState::Removed);
+    assert_eq!(r.drv.counters().last_isr_status, Some(0xFF));
+    assert_eq!(r.log.count(|e| matches!(e, EventKind::DpcRan { .. })), 0);
+    assert!(matches!(
+        r.drv.start(),
+        Err(DriverError::DeviceGone { status: 0xFF })
+    ));
+
+    let faults = DriverFaults {
+        treat_all_ones_isr_as_ours: true,
+        ..DriverFaults::default()
+    };
+    let mut r = faulty(1, 2, 0, faults);
+    r.drv.start().unwrap();
+    r.dev.st().removed = true;
+    assert!(r.drv.isr_intx(), "phantom interrupt claimed");
+    let out = r.drv.dpc(None).unwrap();
+    assert!(out.config_changed, "0xFF has the config bit too");
+    assert_eq!(
+        r.log.count(|e| *e
+            == EventKind::IsrRan {
+                message_id: None,
+                claimed: true,
+                isr_status: Some(0xFF)
+            }),
+        1
+    );
+    assert_eq!(
+        r.log.count(|e| matches!(
+            e,
+            EventKind::DpcRan {
+                message_id: None,
+                ..
+            }
+        )),
+        1
+    );
+}
