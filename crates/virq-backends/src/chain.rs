@@ -1,0 +1,301 @@
+//! Shared queue plumbing: popping chains with corruption detection, publishing used entries, and
+//! a reusable view of one chain as two flat byte streams.
+//!
+//! Since virtio 1.0 a device must not assume any particular framing of a request across
+//! descriptors (virtio 1.2, 2.7.4), so every backend sees a chain as "the device-readable bytes"
+//! followed by "the device-writable bytes", however the driver split them.
+
+use std::sync::atomic::Ordering;
+
+use thiserror::Error;
+use virq_device::{BackendError, GuestMemory};
+use virtio_queue::{DescriptorChain, Queue, QueueOwnedT, QueueT};
+use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryError};
+
+/// A chain as handed out by virtio-queue over our guest memory type.
+pub(crate) type Chain<'m> = DescriptorChain<&'m GuestMemory>;
+
+/// One non-empty guest buffer of a chain.
+#[derive(Clone, Copy, Debug)]
+struct Segment {
+    addr: GuestAddress,
+    len: u32,
+}
+
+/// Why bytes could not be moved between the host and a chain's buffers.
+#[derive(Debug, Error, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ChainIoError {
+    /// A buffer of the chain is not (entirely) guest RAM.
+    #[error("chain buffer lies outside guest RAM")]
+    OutsideGuestRam,
+    /// The access runs past the end of the chain's readable or writable bytes.
+    #[error("access runs past the end of the chain")]
+    BeyondChain,
+}
+
+/// The descriptors of one chain, kept in vectors that are reused from request to request so
+/// that serving a request does not allocate.
+#[derive(Debug)]
+pub(crate) struct ChainBuffers {
+    readable: Vec<Segment>,
+    writable: Vec<Segment>,
+    readable_len: u64,
+    writable_len: u64,
+    all_in_ram: bool,
+    complete: bool,
+}
+
+impl ChainBuffers {
+    /// Scratch space for chains of up to `descriptors` buffers without reallocating.
+    pub(crate) fn with_capacity(descriptors: usize) -> Self {
+        Self {
+            readable: Vec::with_capacity(descriptors),
+            writable: Vec::with_capacity(descriptors),
+            readable_len: 0,
+            writable_len: 0,
+            all_in_ram: true,
+            complete: false,
+        }
+    }
+
+    /// Walk `chain`, accepting at most `max_descriptors` descriptors.
+    ///
+    /// A chain is complete only when its last descriptor has no NEXT flag. A loop, a chain
+    /// longer than the queue size (forbidden by virtio 1.2, 2.7.5.3.1 for indirect tables and
+    /// impossible for direct ones), or a NEXT pointing at an unreadable descriptor all leave
+    /// the last seen descriptor with NEXT set, and virtio-queue then ends the iteration early.
+    pub(crate) fn load(&mut self, chain: Chain<'_>, mem: &GuestMemory, max_descriptors: u16) {
+        self.readable.clear();
+        self.writable.clear();
+        self.readable_len = 0;
+        self.writable_len = 0;
+        self.all_in_ram = true;
+        self.complete = false;
+
+        let mut seen: u16 = 0;
+        let mut last_has_next = true;
+        for desc in chain {
+            if seen >= max_descriptors {
+                last_has_next = true;
+                break;
+            }
+            seen += 1;
+            last_has_next = desc.has_next();
+            if desc.len() == 0 {
+                continue;
+            }
+            let segment = Segment {
+                addr: desc.addr(),
+                len: desc.len(),
+            };
+            if !in_guest_ram(mem, segment.addr, u64::from(segment.len)) {
+                self.all_in_ram = false;
+            }
+            if desc.is_write_only() {
+                self.writable_len += u64::from(segment.len);
+                self.writable.push(segment);
+            } else {
+                self.readable_len += u64::from(segment.len);
+                self.readable.push(segment);
+            }
+        }
+        self.complete = seen > 0 && !last_has_next;
+    }
+
+    /// The chain ended properly (see [`ChainBuffers::load`]).
+    pub(crate) fn is_complete(&self) -> bool {
+        self.complete
+    }
+
+    /// Every buffer of the chain lies entirely in guest RAM.
+    pub(crate) fn all_in_ram(&self) -> bool {
+        self.all_in_ram
+    }
+
+    /// Total device-readable bytes.
+    pub(crate) fn readable_len(&self) -> u64 {
+        self.readable_len
+    }
+
+    /// Total device-writable bytes.
+    pub(crate) fn writable_len(&self) -> u64 {
+        self.writable_len
+    }
+
+    /// Whether `len` bytes at `offset` of the writable stream are all guest RAM.
+    pub(crate) fn writable_range_in_ram(&self, mem: &GuestMemory, offset: u64, len: u64) -> bool {
+        let mut ok = true;
+        let result = for_each_piece(&self.writable, offset, len, |addr, piece| {
+            ok &= in_guest_ram(mem, addr, piece as u64);
+            Ok(())
+        });
+        ok && result.is_ok()
+    }
+
+    /// How many of the `len` writable bytes at `offset` lie in guest RAM before the first
+    /// buffer that does not.
+    pub(crate) fn writable_prefix_in_ram(&self, mem: &GuestMemory, offset: u64, len: u64) -> u64 {
+        let mut good = 0u64;
+        let mut stopped = false;
+        // The stream may end before `len`; the prefix counted so far is still the answer.
+        let _ = for_each_piece(&self.writable, offset, len, |addr, piece| {
+            if !stopped && in_guest_ram(mem, addr, piece as u64) {
+                good += piece as u64;
+            } else {
+                stopped = true;
+            }
+            Ok(())
+        });
+        good
+    }
+
+    /// Copy device-readable bytes starting at `offset` into `buf`.
+    pub(crate) fn read(
+        &self,
+        mem: &GuestMemory,
+        offset: u64,
+        buf: &mut [u8],
+    ) -> Result<(), ChainIoError> {
+        let mut done = 0usize;
+        for_each_piece(&self.readable, offset, buf.len() as u64, |addr, piece| {
+            mem.read_slice(&mut buf[done..done + piece], addr)?;
+            done += piece;
+            Ok(())
+        })
+    }
+
+    /// Copy `data` into the device-writable bytes starting at `offset`.
+    pub(crate) fn write(
+        &self,
+        mem: &GuestMemory,
+        offset: u64,
+        data: &[u8],
+    ) -> Result<(), ChainIoError> {
+        let mut done = 0usize;
+        for_each_piece(&self.writable, offset, data.len() as u64, |addr, piece| {
+            mem.write_slice(&data[done..done + piece], addr)?;
+            done += piece;
+            Ok(())
+        })
+    }
+}
+
+/// `[addr, addr + len)` is entirely guest RAM, with overflow-checked arithmetic.
+fn in_guest_ram(mem: &GuestMemory, addr: GuestAddress, len: u64) -> bool {
+    if len == 0 {
+        return true;
+    }
+    let Ok(len) = usize::try_from(len) else {
+        return false;
+    };
+    addr.0.checked_add(len as u64 - 1).is_some() && GuestMemoryBackend::check_range(mem, addr, len)
+}
+
+/// Visit the guest pieces covering `len` bytes at `offset` of a segment stream, in order.
+fn for_each_piece<F>(
+    segments: &[Segment],
+    offset: u64,
+    len: u64,
+    mut f: F,
+) -> Result<(), ChainIoError>
+where
+    F: FnMut(GuestAddress, usize) -> Result<(), GuestMemoryError>,
+{
+    let mut skip = offset;
+    let mut left = len;
+    for segment in segments {
+        if left == 0 {
+            break;
+        }
+        let seg_len = u64::from(segment.len);
+        if skip >= seg_len {
+            skip -= seg_len;
+            continue;
+        }
+        let piece = (seg_len - skip).min(left);
+        let addr = segment
+            .addr
+            .0
+            .checked_add(skip)
+            .ok_or(ChainIoError::OutsideGuestRam)?;
+        // A piece never exceeds one descriptor's u32 length, so it fits usize.
+        f(GuestAddress(addr), piece as usize).map_err(|_| ChainIoError::OutsideGuestRam)?;
+        left -= piece;
+        skip = 0;
+    }
+    if left == 0 {
+        Ok(())
+    } else {
+        Err(ChainIoError::BeyondChain)
+    }
+}
+
+/// Pop the next available chain of `queue`.
+///
+/// `Ok(None)` means nothing is available (or the queue is not live). A corrupt ring - an
+/// available index more than the queue size ahead, or an available ring that is not readable
+/// guest RAM - is reported as [`BackendError::RingCorrupt`] so the transport can set
+/// DEVICE_NEEDS_RESET (virtio 1.2, 2.1.2).
+pub(crate) fn pop_chain<'m>(
+    queue_index: u16,
+    queue: &mut Queue,
+    mem: &'m GuestMemory,
+) -> Result<Option<Chain<'m>>, BackendError> {
+    if !queue.ready() {
+        return Ok(None);
+    }
+    // Reading the index first lets "nothing available" be told apart from an available ring
+    // entry that cannot be read, which virtio-queue's iterator reports the same way (`None`).
+    let avail = queue
+        .avail_idx(mem, Ordering::Acquire)
+        .map_err(|e| corrupt(queue_index, format!("available ring: {e}")))?;
+    if avail.0 == queue.next_avail() {
+        return Ok(None);
+    }
+    match queue.iter(mem) {
+        Ok(mut available) => match available.next() {
+            Some(chain) => Ok(Some(chain)),
+            None => Err(corrupt(
+                queue_index,
+                "available ring entry lies outside guest RAM".to_string(),
+            )),
+        },
+        Err(virtio_queue::Error::QueueNotReady) => Ok(None),
+        Err(virtio_queue::Error::InvalidAvailRingIndex) => Err(corrupt(
+            queue_index,
+            format!(
+                "available index {} is more than the queue size ({}) ahead of {}",
+                avail.0,
+                queue.size(),
+                queue.next_avail()
+            ),
+        )),
+        Err(e) => Err(corrupt(queue_index, format!("available ring: {e}"))),
+    }
+}
+
+/// Publish a used element for the chain headed by `head`.
+pub(crate) fn publish(
+    queue_index: u16,
+    queue: &mut Queue,
+    mem: &GuestMemory,
+    head: u16,
+    len: u32,
+) -> Result<(), BackendError> {
+    queue.add_used(mem, head, len).map_err(|e| {
+        corrupt(
+            queue_index,
+            format!("cannot publish head {head} to the used ring: {e}"),
+        )
+    })
+}
+
+fn corrupt(queue: u16, reason: String) -> BackendError {
+    BackendError::RingCorrupt { queue, reason }
+}
+
+/// Saturating conversion for used lengths: a chain never yields more than 2^32 - 1 bytes
+/// (virtio-queue stops iterating before that), so saturation is only a safety net.
+pub(crate) fn used_len(bytes: u64) -> u32 {
+    u32::try_from(bytes).unwrap_or(u32::MAX)
+}
