@@ -1,0 +1,116 @@
+//! Named fault switches, one per row of the failure catalogue that the simulated machine can
+//! reproduce, each mapped onto the layer that owns the bug.
+
+use serde::{Deserialize, Serialize};
+use virq_guest::DriverFaults;
+
+/// A fault to inject into a check run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Fault {
+    /// Row 1: the INTx ISR never reads the virtio ISR status register.
+    IntxNoIsrRead,
+    /// Row 2: vectors programmed before the last reset and never again.
+    VectorsBeforeReset,
+    /// Row 3: the APIC `Vector` written instead of the `MessageNumber`.
+    ApicVector,
+    /// Row 4: per-queue vectors assumed whatever the grant.
+    AssumePerQueue,
+    /// Row 5: `msix_config` left at 0xFFFF while queues use MSI-X.
+    ConfigVectorUnset,
+    /// Row 7: one interrupt object more than the messages granted.
+    ExtraInterruptObject,
+    /// Row 9: message 0 treated as "not a message interrupt".
+    MessageZeroNotMessage,
+    /// Row 10: queues enabled before every vector read back right.
+    EnableBeforeVerified,
+    /// Row 11: the INTx ISR says "not mine" without reading ISR status.
+    SharedLineNotMine,
+    /// Row 13: the INF's MSI keys sit outside the `.HW` AddReg.
+    InfKeysMisplaced,
+}
+
+impl Fault {
+    pub const ALL: [Fault; 10] = [
+        Fault::IntxNoIsrRead,
+        Fault::VectorsBeforeReset,
+        Fault::ApicVector,
+        Fault::AssumePerQueue,
+        Fault::ConfigVectorUnset,
+        Fault::ExtraInterruptObject,
+        Fault::MessageZeroNotMessage,
+        Fault::EnableBeforeVerified,
+        Fault::SharedLineNotMine,
+        Fault::InfKeysMisplaced,
+    ];
+
+    /// The switch's name on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Fault::IntxNoIsrRead => "intx-no-isr-read",
+            Fault::VectorsBeforeReset => "vectors-before-reset",
+            Fault::ApicVector => "apic-vector",
+            Fault::AssumePerQueue => "assume-per-queue",
+            Fault::ConfigVectorUnset => "config-vector-unset",
+            Fault::ExtraInterruptObject => "extra-interrupt-object",
+            Fault::MessageZeroNotMessage => "message-zero-not-message",
+            Fault::EnableBeforeVerified => "enable-before-verified",
+            Fault::SharedLineNotMine => "shared-line-not-mine",
+            Fault::InfKeysMisplaced => "inf-keys-misplaced",
+        }
+    }
+
+    /// Row of `../shared/failure-catalogue.md`.
+    pub fn catalogue_row(self) -> u8 {
+        match self {
+            Fault::IntxNoIsrRead => 1,
+            Fault::VectorsBeforeReset => 2,
+            Fault::ApicVector => 3,
+            Fault::AssumePerQueue => 4,
+            Fault::ConfigVectorUnset => 5,
+            Fault::ExtraInterruptObject => 7,
+            Fault::MessageZeroNotMessage => 9,
+            Fault::EnableBeforeVerified => 10,
+            Fault::SharedLineNotMine => 11,
+            Fault::InfKeysMisplaced => 13,
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Fault> {
+        Fault::ALL.into_iter().find(|f| f.name() == name)
+    }
+
+    /// The driver-core switches this fault turns on.
+    pub fn driver_faults(self) -> DriverFaults {
+        let mut f = DriverFaults::default();
+        match self {
+            Fault::IntxNoIsrRead => f.skip_isr_status_read = true,
+            Fault::VectorsBeforeReset => f.program_vectors_before_reset = true,
+            Fault::ApicVector => f.write_apic_vector_instead_of_message_number = true,
+            Fault::AssumePerQueue => f.assume_per_queue_vectors = true,
+            Fault::ConfigVectorUnset => f.leave_config_vector_unset = true,
+            Fault::MessageZeroNotMessage => f.message_zero_means_not_message = true,
+            Fault::EnableBeforeVerified => f.enable_queues_before_vectors_verified = true,
+            Fault::SharedLineNotMine => f.return_not_mine_without_reading_isr = true,
+            Fault::ExtraInterruptObject | Fault::InfKeysMisplaced => {}
+        }
+        f
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_fault_has_a_unique_name_and_row_and_round_trips() {
+        let mut names = std::collections::HashSet::new();
+        let mut rows = std::collections::HashSet::new();
+        for f in Fault::ALL {
+            assert!(names.insert(f.name()));
+            assert!(rows.insert(f.catalogue_row()));
+            assert_eq!(Fault::from_name(f.name()), Some(f));
+        }
+        assert_eq!(Fault::from_name("no-such-fault"), None);
+    }
+}

@@ -1,0 +1,173 @@
+//! `virq check`: the checklist's seven steps, run end to end on the simulated Windows 7
+//! machine against a real virtio-pci device, for every interrupt mode Windows can hand out.
+//!
+//! One run per mode: the machine boots (firmware sizes and places the BARs), the PnP manager
+//! reads the INF policy and the device's MSI-X capability, the arbiter grants messages or a
+//! line, the PCI bus driver programs the MSI-X table, KMDF connects interrupt objects, the
+//! reference driver (the guest bring-up library plus KMDF glue) negotiates, programs the
+//! vector selectors with read-back, and drives real block I/O whose completions must arrive
+//! as interrupts. Each step is judged from what the run left behind: the DbgView capture, the
+//! `!pci` dump, the device's own read-backs and the ISR/DPC counters.
+
+pub mod adapters;
+pub mod faults;
+mod os;
+mod report;
+mod run;
+
+pub use faults::Fault;
+pub use report::{Verdict, render_text};
+pub use run::{ModeReport, StepReport, run_mode};
+
+use serde::{Deserialize, Serialize};
+
+/// The interrupt modes Windows 7 can give a PCI function.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Mode {
+    /// MSI-X with a message for the configuration vector and one per queue.
+    MsixEnough,
+    /// MSI-X with fewer messages than 1 + queues (the driver must share).
+    MsixFewer,
+    /// A level-triggered line (INTx).
+    Intx,
+}
+
+impl Mode {
+    pub const ALL: [Mode; 3] = [Mode::MsixEnough, Mode::MsixFewer, Mode::Intx];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::MsixEnough => "msix-enough",
+            Mode::MsixFewer => "msix-fewer",
+            Mode::Intx => "intx",
+        }
+    }
+
+    pub fn from_name(s: &str) -> Option<Mode> {
+        Mode::ALL.into_iter().find(|m| m.name() == s)
+    }
+
+    /// How a Windows driver developer would describe the mode.
+    pub fn title(self) -> &'static str {
+        match self {
+            Mode::MsixEnough => "MSI-X, one message per queue plus config",
+            Mode::MsixFewer => "MSI-X, fewer messages than 1 + queues",
+            Mode::Intx => "INTx (line-based, level-triggered)",
+        }
+    }
+}
+
+/// The virtio device type under test.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DeviceKind {
+    Blk,
+    Rng,
+    Console,
+}
+
+impl DeviceKind {
+    pub fn from_name(s: &str) -> Option<DeviceKind> {
+        match s {
+            "blk" => Some(DeviceKind::Blk),
+            "rng" => Some(DeviceKind::Rng),
+            "console" => Some(DeviceKind::Console),
+            _ => None,
+        }
+    }
+}
+
+/// INF interrupt policy for the reference driver.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum InfChoice {
+    /// The mode decides: MSISupported=1 for the MSI-X modes, no keys for INTx.
+    Auto,
+    /// `MSISupported=1`, with `MessageNumberLimit` when given.
+    Msi { limit: Option<u32> },
+    /// No MSI keys at all: Windows grants a line.
+    LineOnly,
+    /// The text of a user's INF, and the install section to use.
+    Text { text: String, install: String },
+}
+
+/// What to run.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckOptions {
+    pub device: DeviceKind,
+    /// Request queues (virtio-blk multiqueue).
+    pub queues: u16,
+    /// MSI-X table size; `None` means 1 + queues. 0 removes the capability.
+    pub msix_table: Option<u16>,
+    pub inf: InfChoice,
+    /// Messages the platform grants at most in the MSI-X modes; `None`: all asked for in
+    /// `msix-enough`, 1 in `msix-fewer`.
+    pub granted: Option<u32>,
+    pub modes: Vec<Mode>,
+    pub inject: Option<Fault>,
+    /// Block reads submitted per queue.
+    pub requests_per_queue: u16,
+    /// Interrupts one CPU run may take before the machine calls it a storm.
+    pub interrupt_budget: u64,
+}
+
+impl Default for CheckOptions {
+    fn default() -> Self {
+        CheckOptions {
+            device: DeviceKind::Blk,
+            queues: 2,
+            msix_table: None,
+            inf: InfChoice::Auto,
+            granted: None,
+            modes: Mode::ALL.to_vec(),
+            inject: None,
+            requests_per_queue: 8,
+            interrupt_budget: 10_000,
+        }
+    }
+}
+
+/// The whole check: one report per mode.
+#[derive(Clone, Debug, Serialize)]
+pub struct CheckReport {
+    pub options: CheckOptions,
+    pub modes: Vec<ModeReport>,
+}
+
+impl CheckReport {
+    /// True when every link held in every mode.
+    pub fn all_hold(&self) -> bool {
+        self.modes.iter().all(|m| m.verdict == Verdict::Holds)
+    }
+}
+
+/// Errors that stop a check before any verdict.
+#[derive(Debug, thiserror::Error)]
+pub enum CheckError {
+    #[error("invalid options: {0}")]
+    Options(String),
+    #[error("machine: {0}")]
+    Machine(String),
+}
+
+/// Run the checklist for every requested mode.
+pub fn run_check(options: &CheckOptions) -> Result<CheckReport, CheckError> {
+    if options.queues == 0 || options.queues > 64 {
+        return Err(CheckError::Options(format!(
+            "queue count {} is outside 1..=64",
+            options.queues
+        )));
+    }
+    if options.modes.is_empty() {
+        return Err(CheckError::Options("no interrupt mode selected".into()));
+    }
+    let mut modes = Vec::new();
+    for &mode in &options.modes {
+        modes.push(run_mode(options, mode)?);
+    }
+    Ok(CheckReport {
+        options: options.clone(),
+        modes,
+    })
+}

@@ -1,0 +1,626 @@
+//! One mode of the check: boot, start the device the Windows 7 way, bring the driver up, do
+//! I/O, then judge the seven steps from the evidence.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::sync::Arc;
+
+use serde::Serialize;
+use virq_backends::{
+    Block, BlockConfig, Console, ConsoleConfig, MemoryStorage, Rng, SeededEntropy,
+};
+use virq_device::{TransportOptions, VirtioBackend, VirtioPciDevice};
+use virq_events::{Event, EventKind, EventLog, Selector};
+use virq_guest::{
+    Buffer, DriverConfig, GuestRam, InterruptGrant as DriverGrant, RegisterAccess, VirtioPciCaps,
+};
+use virq_sim::{CpuRun, Machine, run_cpu};
+use virq_win7::windbg::MsixEntryView;
+use virq_win7::{
+    Arbiter, DbgPrint, DbgViewStyle, DeviceStartConfig, Inf, InfArch, InterruptGrant,
+    MsixCapabilityInfo, PciDumpInput, VectorAllocator, WdfInterrupts, render_pci,
+    resources::ProcessorTopology,
+};
+
+use crate::adapters::{MachineRam, MachineRegs};
+use crate::os::KmdfGlue;
+use crate::report::{self, Verdict};
+use crate::{CheckError, CheckOptions, DeviceKind, Fault, InfChoice, Mode};
+
+/// Guest RAM of the simulated machine.
+const RAM_BYTES: u64 = 32 << 20;
+/// Where the driver allocates its rings.
+const RING_BASE: u64 = 0x10_0000;
+const RING_LEN: u64 = 0x40_0000;
+/// Where request headers, data and status bytes live.
+const IO_BASE: u64 = 0x80_0000;
+/// Bytes of I/O area per request.
+const IO_STRIDE: u64 = 0x1000;
+/// Size of the in-memory disk.
+const DISK_BYTES: usize = 1 << 20;
+/// Bytes the console driver sends per request, and the host input it must receive.
+const CONSOLE_INPUT: &[u8] = b"virq host input\n";
+
+/// One step of the checklist (section 6) with its verdict and proof.
+#[derive(Clone, Debug, Serialize)]
+pub struct StepReport {
+    pub step: u8,
+    pub title: &'static str,
+    pub verdict: Verdict,
+    /// What the evidence says, in one line.
+    pub finding: String,
+    /// The lines that prove it (from the DbgView capture, the `!pci` dump, the device).
+    pub proof: Vec<String>,
+    /// Failure catalogue row, when a broken link matches one.
+    pub catalogue_row: Option<u8>,
+    pub fix: Option<String>,
+}
+
+/// Everything one mode's run produced.
+#[derive(Clone, Debug, Serialize)]
+pub struct ModeReport {
+    pub mode: Mode,
+    pub verdict: Verdict,
+    pub steps: Vec<StepReport>,
+    /// The DbgView capture as a user would save it.
+    pub dbgview: String,
+    /// The WinDbg `!pci` dump after the I/O.
+    pub pci_dump: String,
+    pub interrupts: u64,
+    pub budget_exhausted: bool,
+    pub requests: u32,
+    pub completed: u32,
+    /// Device-side evidence (vectors, messages, line, ISR reads) and driver-side evidence.
+    pub events: Vec<Event>,
+}
+
+pub(crate) struct Io {
+    token: u64,
+    queue: u16,
+    data: u64,
+    len: u32,
+    status: Option<u64>,
+    expect: Option<Vec<u8>>,
+}
+
+/// Run one mode.
+pub fn run_mode(opts: &CheckOptions, mode: Mode) -> Result<ModeReport, CheckError> {
+    let fault = opts.inject;
+    let machine_err = |e: &dyn std::fmt::Display| CheckError::Machine(e.to_string());
+
+    // ---- the machine and the device ---------------------------------------------------
+    let mut machine = Machine::with_cpus(RAM_BYTES, 2).map_err(|e| machine_err(&e))?;
+    let slot = machine.next_slot();
+    let (backend, disk) = build_backend(opts)?;
+    let num_queues = backend.num_queues();
+    let table = opts.msix_table.unwrap_or(num_queues + 1);
+    let options = TransportOptions {
+        msix_table_size: Some(table),
+        ..TransportOptions::default()
+    };
+    let device = VirtioPciDevice::new(
+        backend,
+        machine.ram().clone(),
+        machine.interrupt_sink_for_slot(slot),
+        options,
+    )
+    .map_err(|e| CheckError::Options(e.to_string()))?;
+    machine.plug(device).map_err(|e| machine_err(&e))?;
+    machine
+        .firmware_assign_resources()
+        .map_err(|e| machine_err(&e))?;
+    let device_log = machine.events();
+    let clock = machine.clock().clone();
+    let ram = MachineRam(machine.ram().clone());
+    let machine = Rc::new(RefCell::new(machine));
+    let mut regs = MachineRegs::new(machine.clone(), slot);
+
+    // ---- PnP: INF policy, the device's capability, the arbiter's grant ---------------------
+    let (inf_text, install) = inf_for(opts, mode, fault);
+    let settings = Inf::parse(&inf_text)
+        .and_then(|inf| inf.interrupt_settings(&install, InfArch::Amd64))
+        .map_err(|e| CheckError::Options(format!("INF: {e}")))?;
+    let caps = VirtioPciCaps::parse(&mut regs)
+        .map_err(|e| CheckError::Machine(format!("capability walk failed: {e}")))?;
+    let line_irq = regs.config_read(0x3C, virq_guest::Width::U8);
+    let bars: Vec<(u64, u64, bool)> = {
+        let m = machine.borrow();
+        let dev = m.device(slot).expect("plugged");
+        dev.bar_defs()
+            .iter()
+            .map(|b| (dev.bar_address(b.index).unwrap_or(0), b.size, false))
+            .collect()
+    };
+    let limit = match mode {
+        Mode::MsixEnough => opts.granted.unwrap_or(u32::MAX),
+        Mode::MsixFewer => opts.granted.unwrap_or(1),
+        Mode::Intx => u32::MAX,
+    };
+    let start_cfg = DeviceStartConfig {
+        policy: settings.policy,
+        affinity_policy: settings.affinity.and_then(|a| a.device_policy),
+        msix: caps.msix.map(|m| MsixCapabilityInfo {
+            table_size: m.table_size,
+        }),
+        requested: 0,
+        line_irq,
+        bars,
+        topology: ProcessorTopology::uniform(2),
+        ..DeviceStartConfig::default()
+    };
+    let mut allocator = VectorAllocator::default();
+    let start = virq_win7::start_device(
+        &start_cfg,
+        &Arbiter::with_platform_limit(limit),
+        &mut allocator,
+    )
+    .map_err(|e| CheckError::Machine(format!("device start: {e}")))?;
+
+    // ---- the PCI bus driver programs MSI-X (or the HAL the IOAPIC pin) ---------------------
+    if let (Some(msix), true) = (caps.msix, start.msix.set_enable) {
+        for e in &start.msix.entries {
+            let off = u64::from(msix.table_offset) + e.table_offset();
+            let bytes = e.to_bytes();
+            for (i, dword) in bytes.chunks(4).enumerate() {
+                let v = u32::from_le_bytes(dword.try_into().expect("4 bytes"));
+                regs.bar_write(
+                    msix.table_bir,
+                    off + 4 * i as u64,
+                    virq_guest::Width::U32,
+                    u64::from(v),
+                );
+            }
+        }
+        let control_at = u16::from(msix.cap_at) + 2;
+        let before = regs.config_read(control_at, virq_guest::Width::U16) as u16;
+        let control = start.msix.message_control(before);
+        regs.config_write(control_at, virq_guest::Width::U16, u32::from(control));
+    }
+    if let InterruptGrant::Line { .. } = start.resources.grant {
+        if let Some(a) = start.resources.interrupts.first() {
+            machine
+                .borrow_mut()
+                .ioapic_program(Machine::intx_pin(slot), a.vector, true);
+        }
+    }
+
+    // ---- the driver: resources, interrupt objects, bring-up --------------------------------
+    let dbg_log = EventLog::new();
+    let mut dbg = DbgPrint::new(DbgViewStyle::default())
+        .with_sink(&dbg_log)
+        .with_clock(&clock);
+    dbg.text("virqblk: EvtDevicePrepareHardware 00:01.0 VEN_1AF4".to_string());
+    dbg.resources(&start.resources.translated);
+    let mut wdf = WdfInterrupts::new(&start.resources);
+    let mut ids = wdf.create_per_resource();
+    if fault == Some(Fault::ExtraInterruptObject) {
+        ids.push(wdf.create());
+    }
+    for id in &ids {
+        dbg.interrupt_connected(&wdf.get_info(*id));
+    }
+    for w in wdf.warnings().to_vec() {
+        dbg.framework_warning(&w);
+    }
+    let messages = match start.resources.grant {
+        InterruptGrant::Messages { count } => count as u16,
+        InterruptGrant::Line { .. } => 0,
+    };
+    let apic_vectors: Vec<u32> = start
+        .resources
+        .interrupts
+        .iter()
+        .map(|a| u32::from(a.vector))
+        .collect();
+    let driver_log = Arc::new(EventLog::new().with_clock(Box::new(clock.clone())));
+    let mut config = DriverConfig::new(
+        num_queues,
+        DriverGrant::messages(messages).with_apic_vectors(apic_vectors),
+        RING_BASE,
+        RING_LEN,
+    );
+    config.max_queue_size = 64;
+    let mut driver = virq_guest::VirtioPciDriver::new(regs, ram.clone(), caps, config)
+        .with_sink(driver_log.clone())
+        .with_faults(fault.map(Fault::driver_faults).unwrap_or_default());
+    let start_result = driver.start();
+    print_driver_evidence(&mut dbg, &driver_log.snapshot(), driver.plan());
+    if let Err(e) = &start_result {
+        dbg.text(format!("virqblk: bring-up failed: {e}"));
+    }
+
+    // ---- I/O whose completions must arrive as interrupts ----------------------------------
+    let mut glue = KmdfGlue::new(driver, wdf);
+    let mut ios = Vec::new();
+    let mut run = CpuRun::default();
+    let mut config_changes_raised = 0;
+    if start_result.is_ok() {
+        // One request per queue per round, each round run to quiescence, so every round's
+        // completions must arrive as their own interrupts.
+        for round in 0..opts.requests_per_queue {
+            ios.extend(submit_round(opts, &mut glue, &ram, disk.as_deref(), round));
+            let r = run_cpu(&machine, &mut glue, opts.interrupt_budget);
+            run.interrupts += r.interrupts;
+            run.dpc_rounds += r.dpc_rounds;
+            if r.budget_exhausted {
+                run.budget_exhausted = true;
+                break;
+            }
+        }
+        if !run.budget_exhausted {
+            // The host changes the device's configuration (a disk resize): the driver must
+            // see it through the config vector (or ISR bit 1 on INTx).
+            if let Some(dev) = machine.borrow_mut().device_mut(slot) {
+                dev.config_changed();
+            }
+            config_changes_raised = 1;
+            let r = run_cpu(&machine, &mut glue, opts.interrupt_budget);
+            run.interrupts += r.interrupts;
+            run.budget_exhausted |= r.budget_exhausted;
+        }
+    }
+    if run.budget_exhausted {
+        dbg.text(format!(
+            "virqblk: interrupt storm: {} interrupts without the line going low",
+            run.interrupts
+        ));
+    }
+
+    // ---- the evidence after the I/O: read-backs, counters, !pci ---------------------------
+    let read_backs = if start_result.is_ok() {
+        glue.driver.verify_vectors()
+    } else {
+        Vec::new()
+    };
+    let counters = glue.driver.counter_summary();
+    if messages > 0 {
+        for (m, c) in counters.messages.iter().enumerate() {
+            dbg.counters_message(
+                m as u32,
+                c.isr,
+                c.dpc,
+                counters.last_message_id.unwrap_or(0),
+            );
+        }
+    } else {
+        dbg.counters_intx(
+            counters.intx.isr,
+            counters.intx.dpc,
+            counters.last_isr_status.unwrap_or(0),
+        );
+    }
+    let (config_bytes, table_view, pba, line_high) = {
+        let m = machine.borrow();
+        let dev = m.device(slot).expect("plugged");
+        let (table_view, pba) = dev.msix().map_or((Vec::new(), Vec::new()), |x| {
+            (
+                x.table
+                    .iter()
+                    .map(|e| MsixEntryView {
+                        address: e.address,
+                        data: e.data,
+                        masked: e.masked(),
+                    })
+                    .collect(),
+                x.pba.clone(),
+            )
+        });
+        (dev.config_bytes(), table_view, pba, dev.intx_level())
+    };
+    let pci_log = EventLog::new();
+    let pci_dump = render_pci(
+        &PciDumpInput {
+            bus: 0,
+            device: slot,
+            function: 0,
+            config: &config_bytes,
+            msix_table: &table_view,
+            pba: &pba,
+        },
+        Some(&pci_log),
+    );
+
+    let completed = check_completions(&glue, &ios, &ram);
+    let evidence = report::Evidence {
+        mode,
+        fault,
+        queues: num_queues,
+        table_size: table,
+        messages,
+        start: &start,
+        dbg_events: dbg_log.snapshot(),
+        dbg_lines: dbg.capture.texts().iter().map(|s| s.to_string()).collect(),
+        pci_events: pci_log.snapshot(),
+        pci_dump: &pci_dump,
+        device_events: device_log.snapshot(),
+        driver_events: driver_log.snapshot(),
+        start_error: start_result.as_ref().err().map(|e| e.to_string()),
+        read_backs: &read_backs,
+        counters: &counters,
+        run,
+        requests: ios.len() as u32,
+        completed,
+        line_high_at_end: line_high,
+        config_changes_raised,
+        config_changes_seen: glue.config_changes_seen,
+    };
+    let steps = report::judge(&evidence);
+    let verdict = Verdict::worst(steps.iter().map(|s| s.verdict));
+    let mut events = evidence.device_events.clone();
+    events.extend(evidence.driver_events.iter().cloned());
+    events.sort_by_key(|e| e.time_ns.unwrap_or(0));
+    Ok(ModeReport {
+        mode,
+        verdict,
+        steps,
+        dbgview: dbg.capture.render(),
+        pci_dump,
+        interrupts: run.interrupts,
+        budget_exhausted: run.budget_exhausted,
+        requests: ios.len() as u32,
+        completed,
+        events,
+    })
+}
+
+/// A copy of the disk contents, to check reads against.
+type Disk = Vec<u8>;
+
+/// The backend and, for blk, a copy of the disk contents to check reads against.
+fn build_backend(
+    opts: &CheckOptions,
+) -> Result<(Box<dyn VirtioBackend>, Option<Disk>), CheckError> {
+    Ok(match opts.device {
+        DeviceKind::Blk => {
+            let disk: Vec<u8> = (0..DISK_BYTES).map(|i| disk_byte(i as u64)).collect();
+            let blk = Block::new(
+                MemoryStorage::from_bytes(disk.clone()),
+                BlockConfig {
+                    num_queues: opts.queues,
+                    ..BlockConfig::default()
+                },
+            )
+            .map_err(|e| CheckError::Options(e.to_string()))?;
+            (Box::new(blk), Some(disk))
+        }
+        DeviceKind::Rng => (Box::new(Rng::new(SeededEntropy::new(0x5EED))), None),
+        DeviceKind::Console => {
+            let mut c = Console::new(ConsoleConfig::default());
+            c.push_input(CONSOLE_INPUT);
+            (Box::new(c), None)
+        }
+    })
+}
+
+/// Disk contents: each sector is recognisable by its number.
+fn disk_byte(offset: u64) -> u8 {
+    let sector = offset / 512;
+    (sector as u8) ^ (offset as u8).wrapping_mul(7) ^ 0x5A
+}
+
+/// The INF the reference driver ships with for this mode (and fault).
+fn inf_for(opts: &CheckOptions, mode: Mode, fault: Option<Fault>) -> (String, String) {
+    let keys = match (&opts.inf, mode) {
+        (InfChoice::Text { text, install }, _) => return (text.clone(), install.clone()),
+        (InfChoice::LineOnly, _) | (InfChoice::Auto, Mode::Intx) => None,
+        (InfChoice::Msi { limit }, _) => Some(*limit),
+        (InfChoice::Auto, _) => Some(None),
+    };
+    (
+        reference_inf(keys, fault == Some(Fault::InfKeysMisplaced)),
+        "virqblk_inst".into(),
+    )
+}
+
+/// The reference driver's INF: MSI keys under the `.HW` AddReg (or, for catalogue row 13,
+/// wrongly under the install section's own AddReg).
+pub fn reference_inf(msi: Option<Option<u32>>, misplaced: bool) -> String {
+    let mut keys = String::new();
+    if let Some(limit) = msi {
+        keys.push_str(
+            "HKR, \"Interrupt Management\\MessageSignaledInterruptProperties\", MSISupported, 0x00010001, 1\n",
+        );
+        if let Some(l) = limit {
+            keys.push_str(&format!(
+                "HKR, \"Interrupt Management\\MessageSignaledInterruptProperties\", MessageNumberLimit, 0x00010001, {l}\n"
+            ));
+        }
+    }
+    let (install_addreg, hw_addreg) = if misplaced {
+        ("AddReg = virqblk_msi\n", "")
+    } else {
+        ("", "AddReg = virqblk_msi\n")
+    };
+    format!(
+        "; virq reference driver INF (generated by virq check)\n\
+         [Version]\nSignature = \"$WINDOWS NT$\"\nClass = SCSIAdapter\nProvider = virq\n\n\
+         [Manufacturer]\nvirq = Models, NTamd64\n\n\
+         [Models.NTamd64]\n\"virq virtio-blk\" = virqblk_inst, PCI\\VEN_1AF4&DEV_1042\n\n\
+         [virqblk_inst.NTamd64]\nCopyFiles = virqblk_files\n{install_addreg}\n\
+         [virqblk_inst.NTamd64.HW]\n{hw_addreg}\n\
+         [virqblk_msi]\n{keys}\n\
+         [virqblk_files]\nvirqblk.sys\n"
+    )
+}
+
+/// The KMDF glue's prints after bring-up: every `device_status` write (checklist 3.4) and
+/// every vector written with its read-back and the message intended (checklist 5.3).
+fn print_driver_evidence(
+    dbg: &mut DbgPrint<'_>,
+    events: &[Event],
+    plan: Option<&virq_guest::VectorPlan>,
+) {
+    for e in events {
+        match &e.kind {
+            EventKind::DeviceStatus { value } => dbg.device_status(*value),
+            EventKind::VectorWritten {
+                selector,
+                written,
+                read_back,
+            } => {
+                let intended = plan
+                    .and_then(|p| match selector {
+                        Selector::MsixConfig => p.config,
+                        Selector::Queue(q) => p.queues.get(*q as usize).copied().flatten(),
+                    })
+                    .map_or(u32::from(*written), |m| u32::from(m.0));
+                match selector {
+                    Selector::MsixConfig => dbg.msix_config(*written, *read_back, intended),
+                    Selector::Queue(q) => dbg.queue_vector(*q, *written, *read_back, intended),
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Post one request of the device's kind on every queue, then notify each queue.
+fn submit_round(
+    opts: &CheckOptions,
+    glue: &mut KmdfGlue,
+    ram: &MachineRam,
+    disk: Option<&[u8]>,
+    round: u16,
+) -> Vec<Io> {
+    let mut ios = Vec::new();
+    let mut ram = ram.clone();
+    let queues: Vec<u16> = match opts.device {
+        DeviceKind::Blk => (0..opts.queues).collect(),
+        DeviceKind::Rng => vec![0],
+        // The receive queue gets one buffer, in the first round, for the host's input.
+        DeviceKind::Console if round == 0 => vec![0, 1],
+        DeviceKind::Console => vec![1],
+    };
+    for (n, &q) in queues.iter().enumerate() {
+        let slot = u64::from(round) * 64 + n as u64;
+        let base = IO_BASE + slot * IO_STRIDE;
+        let token = slot + 1;
+        let (bufs, io) = match opts.device {
+            DeviceKind::Blk => {
+                let sector = u64::from(q) * 64 + u64::from(round);
+                let mut header = [0u8; 16];
+                header[8..].copy_from_slice(&sector.to_le_bytes());
+                let _ = ram.write(base, &header);
+                let _ = ram.write(base + 0x800, &[0xFF]);
+                let start = (sector * 512) as usize;
+                let expect = disk
+                    .and_then(|d| d.get(start..start + 512))
+                    .map(<[u8]>::to_vec);
+                (
+                    vec![
+                        Buffer {
+                            addr: base,
+                            len: 16,
+                            device_writes: false,
+                        },
+                        Buffer {
+                            addr: base + 0x200,
+                            len: 512,
+                            device_writes: true,
+                        },
+                        Buffer {
+                            addr: base + 0x800,
+                            len: 1,
+                            device_writes: true,
+                        },
+                    ],
+                    Io {
+                        token,
+                        queue: q,
+                        data: base + 0x200,
+                        len: 513,
+                        status: Some(base + 0x800),
+                        expect,
+                    },
+                )
+            }
+            DeviceKind::Rng => (
+                vec![Buffer {
+                    addr: base,
+                    len: 64,
+                    device_writes: true,
+                }],
+                Io {
+                    token,
+                    queue: q,
+                    data: base,
+                    len: 64,
+                    status: None,
+                    expect: None,
+                },
+            ),
+            DeviceKind::Console if q == 0 => (
+                vec![Buffer {
+                    addr: base,
+                    len: 64,
+                    device_writes: true,
+                }],
+                Io {
+                    token,
+                    queue: q,
+                    data: base,
+                    len: CONSOLE_INPUT.len() as u32,
+                    status: None,
+                    expect: Some(CONSOLE_INPUT.to_vec()),
+                },
+            ),
+            DeviceKind::Console => {
+                let line = format!("virq console line {round}\n");
+                let _ = ram.write(base, line.as_bytes());
+                (
+                    vec![Buffer {
+                        addr: base,
+                        len: line.len() as u32,
+                        device_writes: false,
+                    }],
+                    Io {
+                        token,
+                        queue: q,
+                        data: base,
+                        len: 0,
+                        status: None,
+                        expect: None,
+                    },
+                )
+            }
+        };
+        if glue.driver.add_buffers(q, &bufs, token).is_ok() {
+            ios.push(io);
+        }
+    }
+    for &q in &queues {
+        let _ = glue.driver.notify(q);
+    }
+    ios
+}
+
+/// Requests that completed through an interrupt with the right length, status and data.
+fn check_completions(glue: &KmdfGlue, ios: &[Io], ram: &MachineRam) -> u32 {
+    let mut ok = 0;
+    for io in ios {
+        let Some(done) = glue
+            .completions
+            .iter()
+            .find(|c| c.token == io.token && c.queue == io.queue)
+        else {
+            continue;
+        };
+        if let Some(status) = io.status {
+            let mut s = [0xFFu8; 1];
+            if virq_guest::GuestRam::read(ram, status, &mut s).is_err() || s[0] != 0 {
+                continue;
+            }
+        }
+        if let Some(expect) = &io.expect {
+            let mut got = vec![0u8; expect.len()];
+            if virq_guest::GuestRam::read(ram, io.data, &mut got).is_err() || &got != expect {
+                continue;
+            }
+        }
+        if io.len > 0 && done.len < io.len {
+            continue;
+        }
+        ok += 1;
+    }
+    ok
+}

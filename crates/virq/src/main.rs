@@ -1,0 +1,168 @@
+//! `virq`: run the interrupt bring-up checklist, diagnose logs, serve the device.
+
+use std::process::ExitCode;
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand};
+use virq_check::{CheckOptions, DeviceKind, Fault, InfChoice, Mode};
+
+#[derive(Parser)]
+#[command(
+    name = "virq",
+    version,
+    about = "virtio-pci modern interrupts (MSI-X and INTx), made correct, observable and provable"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the checklist's seven steps on the simulated Windows 7 machine, in every interrupt mode.
+    Check(CheckArgs),
+    /// List the faults `check --inject` can reproduce.
+    Faults,
+}
+
+#[derive(clap::Args)]
+struct CheckArgs {
+    /// Device type: blk, rng or console.
+    #[arg(long, default_value = "blk")]
+    device: String,
+    /// Request queues (virtio-blk).
+    #[arg(long, default_value_t = 2)]
+    queues: u16,
+    /// MSI-X table size (default 1 + queues; 0 removes MSI-X).
+    #[arg(long)]
+    msix_table: Option<u16>,
+    /// INF policy: auto, msi, msi-limit=N, line, or a path to an INF file (with --inf-install).
+    #[arg(long, default_value = "auto")]
+    inf: String,
+    /// Install section of the INF given with --inf.
+    #[arg(long, default_value = "virqblk_inst")]
+    inf_install: String,
+    /// Messages the platform grants at most (default: all in msix-enough, 1 in msix-fewer).
+    #[arg(long)]
+    granted: Option<u32>,
+    /// Only these modes (msix-enough, msix-fewer, intx); repeatable.
+    #[arg(long = "mode")]
+    modes: Vec<String>,
+    /// Inject a fault by name (see `virq faults`).
+    #[arg(long)]
+    inject: Option<String>,
+    /// Block reads per queue.
+    #[arg(long, default_value_t = 8)]
+    requests: u16,
+    /// Interrupts a run may take before it is called a storm.
+    #[arg(long, default_value_t = 10_000)]
+    budget: u64,
+    /// Print the DbgView capture and the !pci dump of every mode.
+    #[arg(long)]
+    logs: bool,
+    /// Machine-readable output.
+    #[arg(long)]
+    json: bool,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("virq: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<ExitCode> {
+    match cli.command {
+        Command::Check(args) => check(args),
+        Command::Faults => {
+            for f in Fault::ALL {
+                println!(
+                    "{:<26} failure catalogue row {}",
+                    f.name(),
+                    f.catalogue_row()
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn check(args: CheckArgs) -> Result<ExitCode> {
+    let device = DeviceKind::from_name(&args.device)
+        .with_context(|| format!("unknown device {:?} (blk, rng, console)", args.device))?;
+    let inf = match args.inf.as_str() {
+        "auto" => InfChoice::Auto,
+        "msi" => InfChoice::Msi { limit: None },
+        "line" => InfChoice::LineOnly,
+        s if s.starts_with("msi-limit=") => InfChoice::Msi {
+            limit: Some(
+                s["msi-limit=".len()..]
+                    .parse()
+                    .context("msi-limit=N needs a number")?,
+            ),
+        },
+        path => {
+            let bytes = std::fs::read(path).with_context(|| format!("cannot read INF {path}"))?;
+            let text = String::from_utf8_lossy(&bytes).into_owned();
+            InfChoice::Text {
+                text,
+                install: args.inf_install.clone(),
+            }
+        }
+    };
+    let modes = if args.modes.is_empty() {
+        Mode::ALL.to_vec()
+    } else {
+        args.modes
+            .iter()
+            .map(|m| {
+                Mode::from_name(m)
+                    .with_context(|| format!("unknown mode {m:?} (msix-enough, msix-fewer, intx)"))
+            })
+            .collect::<Result<Vec<_>>>()?
+    };
+    let inject = match &args.inject {
+        None => None,
+        Some(name) => match Fault::from_name(name) {
+            Some(f) => Some(f),
+            None => bail!("unknown fault {name:?}; `virq faults` lists them"),
+        },
+    };
+    let options = CheckOptions {
+        device,
+        queues: args.queues,
+        msix_table: args.msix_table,
+        inf,
+        granted: args.granted,
+        modes,
+        inject,
+        requests_per_queue: args.requests,
+        interrupt_budget: args.budget,
+    };
+    let report = virq_check::run_check(&options)?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        if args.logs {
+            for m in &report.modes {
+                println!(
+                    "--- {} DbgView capture ---\n{}",
+                    m.mode.name(),
+                    m.dbgview.replace("\r\n", "\n")
+                );
+                println!("--- {} !pci ---\n{}", m.mode.name(), m.pci_dump);
+            }
+        }
+        print!("{}", virq_check::render_text(&report));
+    }
+    Ok(if report.all_hold() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
