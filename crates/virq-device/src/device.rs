@@ -118,7 +118,9 @@ pub enum DeviceError {
 struct QueueSlot {
     queue: Queue,
     msix_vector: u16,
-    /// `queue_reset` reads 1 from a reset until the queue is enabled again.
+    /// A queue reset is in progress: `queue_reset` reads 1 while it is (virtio 1.2, 4.1.4.3.1).
+    /// Resets complete within the driver's write, so this is only ever set by a restore of an
+    /// older snapshot and cleared again when the queue is enabled.
     reset_pending: bool,
 }
 
@@ -1068,7 +1070,10 @@ impl VirtioPciDevice {
             slot.queue
                 .set_event_idx(self.driver_features & features::RING_EVENT_IDX != 0);
             slot.msix_vector = NO_VECTOR;
-            slot.reset_pending = true;
+            // The reset is complete when this write returns, and virtio 1.2, 4.1.4.3.1 says
+            // a completed reset presents 0 in both queue_reset and queue_enable: a driver
+            // (Linux's vp_modern_set_queue_reset) polls queue_reset until it reads 0.
+            slot.reset_pending = false;
             self.events.emit(EventKind::QueueReset { queue: q });
         }
     }
@@ -1209,8 +1214,8 @@ impl VirtioPciDevice {
     }
 
     /// Restore a snapshot taken from a device built with the same backend and options. The
-    /// INTx level is re-asserted to the sink so a pending line interrupt is not lost; pending
-    /// MSI-X bits stay in the PBA until their mask clears.
+    /// sink is brought to the restored INTx level (a pending line interrupt is re-asserted, a
+    /// stale one lowered); pending MSI-X bits stay in the PBA until their mask clears.
     pub fn restore(&mut self, snap: &DeviceSnapshot) -> Result<(), DeviceError> {
         if snap.queues.len() != self.queues.len() {
             return Err(DeviceError::Snapshot(format!(
@@ -1258,7 +1263,10 @@ impl VirtioPciDevice {
         self.config_generation = snap.config_generation;
         self.queue_select = snap.queue_select;
         self.isr_status = snap.isr_status;
-        self.line = false;
+        // `self.line` still holds the level the sink was last given, so update_intx tells the
+        // sink about a change in either direction: a pending line is re-asserted and a line
+        // the restored state does not drive is lowered (PCI 3.0, 6.2.3: INTx follows the
+        // function's interrupt state; catalogue row 19).
         self.update_intx();
         Ok(())
     }
