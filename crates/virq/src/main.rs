@@ -21,8 +21,24 @@ struct Cli {
 enum Command {
     /// Run the checklist's seven steps on the simulated Windows 7 machine, in every interrupt mode.
     Check(CheckArgs),
+    /// Read logs (DbgView captures, WinDbg !pci / !devnode, /proc/interrupts, lspci -vvv,
+    /// kernel logs) and say which link of the interrupt chain broke.
+    Doctor(DoctorArgs),
     /// List the faults `check --inject` can reproduce.
     Faults,
+}
+
+#[derive(clap::Args)]
+struct DoctorArgs {
+    /// Files of any supported kind; the format is detected, several combine into one diagnosis.
+    #[arg(required = true)]
+    files: Vec<std::path::PathBuf>,
+    /// Machine-readable report.
+    #[arg(long)]
+    json: bool,
+    /// Also print every event read, one JSON object per line.
+    #[arg(long)]
+    events: bool,
 }
 
 #[derive(clap::Args)]
@@ -79,6 +95,7 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Check(args) => check(args),
+        Command::Doctor(args) => doctor(args),
         Command::Faults => {
             for f in Fault::ALL {
                 println!(
@@ -165,4 +182,26 @@ fn check(args: CheckArgs) -> Result<ExitCode> {
     } else {
         ExitCode::from(1)
     })
+}
+
+fn doctor(args: DoctorArgs) -> Result<ExitCode> {
+    let evidence = match virq_doctor::Evidence::load(&args.files) {
+        Ok(ev) => ev,
+        Err(e) => {
+            eprintln!("virq doctor: {e}");
+            return Ok(ExitCode::from(2));
+        }
+    };
+    if args.events {
+        for e in &evidence.events {
+            println!("{}", serde_json::to_string(e)?);
+        }
+    }
+    let report = virq_doctor::Report::new(&evidence);
+    if args.json {
+        println!("{}", report.to_json());
+    } else {
+        print!("{}", report.render_text());
+    }
+    Ok(ExitCode::from(report.exit_code() as u8))
 }

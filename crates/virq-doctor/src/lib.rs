@@ -1,0 +1,37 @@
+//! The virq doctor: reads the evidence a user has from a broken machine (DbgView captures,
+//! WinDbg `!pci`/`!devnode` output, Linux `/proc/interrupts`, `lspci -vvv`, kernel logs), turns
+//! it into [`virq_events::Event`]s, and judges each link of the interrupt chain against the
+//! bring-up checklist (section 6) and the failure catalogue, quoting the lines that prove it.
+//!
+//! ```no_run
+//! let result = virq_doctor::diagnose(&["capture.log", "pci.txt"]);
+//! match &result {
+//!     Ok(report) => print!("{}", report.render_text()),
+//!     Err(e) => eprintln!("{e}"),
+//! }
+//! std::process::exit(virq_doctor::exit_code(&result));
+//! ```
+
+pub mod detect;
+pub mod error;
+pub mod evidence;
+pub mod lines;
+pub mod parse;
+pub mod report;
+pub mod rules;
+pub mod text;
+
+pub use detect::Format;
+pub use error::{LoadError, SourceError};
+pub use evidence::Evidence;
+pub use parse::{FileSummary, ParseLimits, parse_reader, parse_to_vec};
+pub use report::{EXIT_BROKEN, EXIT_OK, EXIT_UNREADABLE, Report, exit_code};
+pub use rules::{Finding, Rule, Verdict, run_all};
+
+use std::path::Path;
+
+/// Loads every file and runs every rule.
+pub fn diagnose<P: AsRef<Path>>(paths: &[P]) -> Result<Report, LoadError> {
+    let evidence = Evidence::load(paths)?;
+    Ok(Report::new(&evidence))
+}
