@@ -98,6 +98,28 @@ impl Default for TransportOptions {
     }
 }
 
+/// Device-side bugs from the failure catalogue (rows 14-22), so a driver or a doctor can be
+/// shown what a broken device does. All off by default; a conformant device sets none.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceFaults {
+    /// Row 14: INTx is raised even while MSI-X is enabled.
+    pub intx_while_msix_enabled: bool,
+    /// Row 15: messages are sent while MSI-X Enable is clear or the entry/function is masked.
+    pub ignore_msix_masks: bool,
+    /// Row 16: a 32-bit configuration write covering Message Control is ignored.
+    pub ignore_dword_msix_control_write: bool,
+    /// Row 17: a reset leaves the vector selectors as they were.
+    pub keep_vectors_across_reset: bool,
+    /// Row 18: vector indices beyond the table are stored as written.
+    pub accept_out_of_range_vectors: bool,
+    /// Row 19: a reset leaves INTx asserted (with ISR status 0) for good.
+    pub intx_stays_high_on_reset: bool,
+    /// Row 20: INTx ignores Command bit 10 and Status bit 3 never reports it.
+    pub ignore_interrupt_disable: bool,
+    /// Row 22: reading ISR status does not clear it.
+    pub isr_not_cleared_on_read: bool,
+}
+
 /// Why a device cannot be built.
 #[derive(Debug, Error)]
 pub enum DeviceError {
@@ -165,6 +187,9 @@ pub struct VirtioPciDevice {
     isr_status: u8,
     /// Level currently presented on INTA# (after Interrupt Disable and MSI-X gating).
     line: bool,
+    faults: DeviceFaults,
+    /// Row 19 fault: the line a reset failed to lower.
+    intx_stuck: bool,
 }
 
 impl std::fmt::Debug for VirtioPciDevice {
@@ -312,7 +337,18 @@ impl VirtioPciDevice {
             queues,
             isr_status: 0,
             line: false,
+            faults: DeviceFaults::default(),
+            intx_stuck: false,
         })
+    }
+
+    /// Turn device-side catalogue faults on (see [`DeviceFaults`]).
+    pub fn set_faults(&mut self, faults: DeviceFaults) {
+        self.faults = faults;
+    }
+
+    pub fn faults(&self) -> DeviceFaults {
+        self.faults
     }
 
     /// Record evidence into `events` from now on.
@@ -434,9 +470,22 @@ impl VirtioPciDevice {
         for (i, b) in data.iter().enumerate() {
             self.config.write_byte_masked(off + i, *b);
         }
+        if let (Some(c), Some(old), true) = (
+            msix_control,
+            old_control,
+            self.faults.ignore_dword_msix_control_write && data.len() == 4,
+        ) && off <= c
+            && c < off + 4
+        {
+            self.config.set_u16(c, old);
+        }
         let command = self.config.command();
         if command != old_command {
             self.events.emit(EventKind::PciCommand { value: command });
+            if let Some(m) = self.msix.as_mut() {
+                m.bus_master = command & pci::COMMAND_BUS_MASTER != 0;
+                m.deliver_pending(self.sink.as_ref(), self.events.as_ref());
+            }
             self.update_intx();
         }
         if let (Some(c), Some(old)) = (msix_control, old_control) {
@@ -455,14 +504,14 @@ impl VirtioPciDevice {
     /// the OR of the ISR bits while MSI-X is off (virtio 1.2, 4.1.4.5.1).
     fn status_register(&self) -> u16 {
         let mut s = self.config.u16_at(pci::STATUS) & !pci::STATUS_INTERRUPT;
-        if self.intx_pending() {
+        if self.intx_pending() && !self.faults.ignore_interrupt_disable {
             s |= pci::STATUS_INTERRUPT;
         }
         s
     }
 
     fn intx_pending(&self) -> bool {
-        self.isr_status != 0 && !self.msix_enabled()
+        self.isr_status != 0 && (!self.msix_enabled() || self.faults.intx_while_msix_enabled)
     }
 
     fn msix_control_changed(&mut self, control: u16) {
@@ -642,7 +691,9 @@ impl VirtioPciDevice {
     /// Read-to-clear ISR status; clearing the last bit lowers INTx (virtio 1.2, 4.1.4.5.1).
     fn isr_read(&mut self) -> u8 {
         let v = self.isr_status;
-        self.isr_status = 0;
+        if !self.faults.isr_not_cleared_on_read {
+            self.isr_status = 0;
+        }
         self.events.emit(EventKind::IsrRead { value: v });
         self.update_intx();
         v
@@ -651,8 +702,9 @@ impl VirtioPciDevice {
     /// Drive INTA#: high while an ISR bit is pending, MSI-X is off and Command bit 10 is clear.
     fn update_intx(&mut self) {
         let pending = self.intx_pending();
-        let disabled = self.config.command() & pci::COMMAND_INTERRUPT_DISABLE != 0;
-        let level = pending && !disabled;
+        let disabled = self.config.command() & pci::COMMAND_INTERRUPT_DISABLE != 0
+            && !self.faults.ignore_interrupt_disable;
+        let level = (pending && !disabled) || self.intx_stuck;
         if level == self.line {
             return;
         }
@@ -682,6 +734,23 @@ impl VirtioPciDevice {
             _ => (ISR_CONFIG, self.msix_config),
         };
         self.isr_status |= bit;
+        if self.faults.ignore_msix_masks
+            && let Some(m) = self.msix.as_ref()
+            && let Some(e) = m.table.get(vector as usize)
+            && (!m.enabled || m.function_masked || e.masked())
+        {
+            self.sink.msi(e.address, e.data);
+            self.events.emit(EventKind::MessageSent {
+                cause,
+                entry: vector,
+                address: e.address,
+                data: e.data,
+            });
+            return;
+        }
+        if self.faults.intx_while_msix_enabled {
+            self.update_intx();
+        }
         match self.msix.as_mut() {
             Some(m) if m.enabled => {
                 if vector == NO_VECTOR {
@@ -902,6 +971,7 @@ impl VirtioPciDevice {
     fn accept_vector(&self, vector: u16) -> u16 {
         match &self.msix {
             Some(m) if vector < m.table_size() => vector,
+            Some(_) if self.faults.accept_out_of_range_vectors => vector,
             _ => NO_VECTOR,
         }
     }
@@ -974,15 +1044,23 @@ impl VirtioPciDevice {
         self.device_feature_select = 0;
         self.driver_feature_select = 0;
         self.driver_features = 0;
-        self.msix_config = NO_VECTOR;
+        let keep_vectors = self.faults.keep_vectors_across_reset;
+        if !keep_vectors {
+            self.msix_config = NO_VECTOR;
+        }
         self.queue_select = 0;
         for slot in &mut self.queues {
             slot.queue.reset();
-            slot.msix_vector = NO_VECTOR;
+            if !keep_vectors {
+                slot.msix_vector = NO_VECTOR;
+            }
             slot.reset_pending = false;
         }
         self.isr_status = 0;
         self.events.emit(EventKind::DeviceReset);
+        if self.faults.intx_stays_high_on_reset && self.line {
+            self.intx_stuck = true;
+        }
         self.update_intx();
     }
 

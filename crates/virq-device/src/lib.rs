@@ -50,7 +50,8 @@ pub mod testing;
 
 pub use backend::{BackendError, GuestMemory, Processed, VirtioBackend};
 pub use device::{
-    DeviceError, DeviceSnapshot, QueueSnapshot, TransportOptions, VirtioPciDevice, cfg_type, common,
+    DeviceError, DeviceFaults, DeviceSnapshot, QueueSnapshot, TransportOptions, VirtioPciDevice,
+    cfg_type, common,
 };
 pub use layout::{Layout, LayoutError, Region};
 pub use virq_events::NO_VECTOR;

@@ -54,6 +54,14 @@ pub struct Msix {
     pub pba: Vec<u64>,
     pub enabled: bool,
     pub function_masked: bool,
+    /// PCI Command bit 2: without bus mastering the function cannot write the message, so
+    /// a due message waits in the PBA until Bus Master Enable is set.
+    #[serde(default = "bus_master_default")]
+    pub bus_master: bool,
+}
+
+fn bus_master_default() -> bool {
+    true
 }
 
 impl Msix {
@@ -64,6 +72,7 @@ impl Msix {
             pba: vec![0; n.div_ceil(64)],
             enabled: false,
             function_masked: false,
+            bus_master: false,
         }
     }
 
@@ -106,7 +115,9 @@ impl Msix {
         let Some(e) = self.table.get(entry as usize).copied() else {
             return;
         };
-        let reason = if self.function_masked {
+        let reason = if !self.bus_master {
+            Some(SuppressReason::BusMasterDisabled)
+        } else if self.function_masked {
             Some(SuppressReason::FunctionMasked)
         } else if e.masked() {
             Some(SuppressReason::EntryMasked)
@@ -139,7 +150,7 @@ impl Msix {
 
     /// Send every pending message whose mask is now clear (after an unmask or an enable).
     pub fn deliver_pending(&mut self, sink: &dyn InterruptSink, events: &dyn EventSink) {
-        if !self.enabled || self.function_masked {
+        if !self.enabled || self.function_masked || !self.bus_master {
             return;
         }
         for word in 0..self.pba.len() {
@@ -276,6 +287,7 @@ mod tests {
     fn entries_power_on_masked_and_pending_delivers_on_unmask() {
         let mut m = Msix::new(3);
         m.enabled = true;
+        m.bus_master = true;
         let sink = Recorder::default();
         assert!(m.table.iter().all(|e| e.masked()));
         m.table_write(16, &0xFEE0_0000u32.to_le_bytes(), &sink, &NullSink);

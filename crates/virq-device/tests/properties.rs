@@ -357,7 +357,8 @@ fn check(st: &mut State, before_msgs: usize, op: &Op) -> Result<(), TestCaseErro
     }
 
     // PBA: bits only for existing entries; a pending entry is held back by a mask (or by
-    // MSI-X being off); the PBA as read through BAR2 matches.
+    // MSI-X being off, or by Bus Master Enable being clear); the PBA as read through BAR2
+    // matches.
     if let Some(m) = rig.dev.msix().cloned() {
         for (w, word) in m.pba.iter().enumerate() {
             for bit in 0..64 {
@@ -367,7 +368,7 @@ fn check(st: &mut State, before_msgs: usize, op: &Op) -> Result<(), TestCaseErro
                 let e = w * 64 + bit;
                 prop_assert!(e < table as usize, "PBA bit {} beyond table {}", e, table);
                 prop_assert!(
-                    !m.enabled || m.function_masked || m.table[e].masked(),
+                    !m.enabled || m.function_masked || !m.bus_master || m.table[e].masked(),
                     "entry {} pending while deliverable",
                     e
                 );

@@ -56,6 +56,8 @@ pub enum SuppressReason {
     EventIdx,
     /// The device is not in DRIVER_OK (or needs a reset) and must not notify.
     NotLive,
+    /// PCI Command bit 2 (Bus Master Enable) is clear: the message waits in the PBA.
+    BusMasterDisabled,
 }
 
 /// Where an event came from, so the doctor can quote its proof.

@@ -1,0 +1,213 @@
+//! The device-side rows of the failure catalogue (14-22) reproduced on demand with
+//! [`DeviceFaults`], and PCI Bus Master Enable gating MSI-X delivery. Each fault test shows the
+//! symptom the catalogue describes; the matching conformance test shows it cannot happen
+//! with the fault off.
+
+mod common;
+
+use common::*;
+use virq_device::DeviceFaults;
+use virq_events::{EventKind, NO_VECTOR, SuppressReason};
+
+fn rig_with(queues: u16, faults: DeviceFaults) -> Rig {
+    let mut r = Rig::new(queues);
+    r.dev.set_faults(faults);
+    r
+}
+
+/// PCI 3.0, 6.2.2 / PCIe: a function without Bus Master Enable cannot write the message;
+/// virq holds it in the PBA and sends it once bus mastering is turned on, losing nothing.
+#[test]
+fn message_waits_in_the_pba_while_bus_master_is_off_and_is_sent_when_it_is_set() {
+    let mut r = Rig::new(1);
+    let mut rings = r.bring_up(&Setup::msix());
+    let cmd = r.command();
+    r.set_command(cmd & !CMD_BUS_MASTER);
+    r.sink.take_messages();
+    rings[0].push();
+    r.kick(0);
+    assert!(r.sink.messages().is_empty());
+    assert_eq!(r.pba(0) & 0b10, 0b10, "queue 0 uses entry 1");
+    assert_eq!(
+        r.count(|e| matches!(
+            e,
+            EventKind::InterruptSuppressed {
+                reason: SuppressReason::BusMasterDisabled,
+                ..
+            }
+        )),
+        1
+    );
+    r.set_command(cmd | CMD_BUS_MASTER);
+    assert_eq!(r.sink.messages(), vec![msg(1)]);
+    assert_eq!(r.pba(0), 0);
+}
+
+/// Row 14 with the fault on: MSI-X is enabled and still the pin goes high.
+#[test]
+fn fault_row14_raises_intx_while_msix_is_enabled() {
+    let mut r = rig_with(
+        1,
+        DeviceFaults {
+            intx_while_msix_enabled: true,
+            ..Default::default()
+        },
+    );
+    let mut rings = r.bring_up(&Setup::msix());
+    rings[0].push();
+    r.kick(0);
+    assert!(r.dev.msix_enabled());
+    assert!(
+        r.sink.line(),
+        "the catalogue's proof: Enable = 1 and the line high"
+    );
+    assert!(!r.sink.messages().is_empty(), "and the message too");
+}
+
+/// Row 15 with the fault on: a masked entry still gets its message, no PBA bit.
+#[test]
+fn fault_row15_sends_messages_through_a_masked_entry() {
+    let mut r = rig_with(
+        1,
+        DeviceFaults {
+            ignore_msix_masks: true,
+            ..Default::default()
+        },
+    );
+    let mut rings = r.bring_up(&Setup::msix());
+    r.mask_entry(1, true);
+    r.sink.take_messages();
+    rings[0].push();
+    r.kick(0);
+    assert_eq!(r.sink.messages(), vec![msg(1)]);
+    assert_eq!(r.pba(0), 0);
+}
+
+/// Row 16 with the fault on: a dword write at the capability start leaves Enable at 0; a
+/// 16-bit write still works.
+#[test]
+fn fault_row16_ignores_a_dword_write_of_message_control() {
+    let mut r = rig_with(
+        1,
+        DeviceFaults {
+            ignore_dword_msix_control_write: true,
+            ..Default::default()
+        },
+    );
+    r.map_bars();
+    let cap = r.msix_cap().expect("MSI-X capability");
+    let dword = r.cfg32(cap);
+    r.cfg_write(cap, 4, dword | 0x8000_0000);
+    assert!(!r.dev.msix_enabled());
+    assert_eq!(r.msix_control() & 0x8000, 0);
+    r.cfg_write(cap + 2, 2, 0x8000);
+    assert!(r.dev.msix_enabled());
+}
+
+/// Row 17 with the fault on: the selectors survive a reset instead of reading 0xFFFF.
+#[test]
+fn fault_row17_keeps_vectors_across_reset() {
+    let mut r = rig_with(
+        2,
+        DeviceFaults {
+            keep_vectors_across_reset: true,
+            ..Default::default()
+        },
+    );
+    r.bring_up(&Setup::msix());
+    assert_eq!(r.msix_config(), 0);
+    r.set_device_status(0);
+    assert_eq!(r.msix_config(), 0, "stale routing after reset");
+    assert_eq!(r.queue_vector(1), 2);
+}
+
+/// Row 18 with the fault on: an index beyond the table reads back unchanged, and the source
+/// stays silent.
+#[test]
+fn fault_row18_accepts_an_out_of_range_vector() {
+    let mut r = rig_with(
+        1,
+        DeviceFaults {
+            accept_out_of_range_vectors: true,
+            ..Default::default()
+        },
+    );
+    let mut rings = r.bring_up(&Setup::msix());
+    r.set_queue_vector(0, 0xE1);
+    assert_eq!(r.queue_vector(0), 0xE1, "the driver believes routing works");
+    r.sink.take_messages();
+    rings[0].push();
+    r.kick(0);
+    assert!(r.sink.messages().is_empty(), "but no message is ever sent");
+}
+
+/// Row 19 with the fault on: a reset with the line high leaves it high with ISR status 0.
+#[test]
+fn fault_row19_leaves_intx_asserted_across_reset() {
+    let mut r = rig_with(
+        1,
+        DeviceFaults {
+            intx_stays_high_on_reset: true,
+            ..Default::default()
+        },
+    );
+    let mut rings = r.bring_up(&Setup::intx());
+    rings[0].push();
+    r.kick(0);
+    assert!(r.sink.line());
+    r.set_device_status(0);
+    assert!(r.sink.line(), "line high after reset");
+    assert_eq!(r.isr(), 0, "with ISR status 0");
+    assert!(r.sink.line(), "and reading it does not help");
+}
+
+/// Row 20 with the fault on: Command bit 10 does not gate the pin and Status bit 3 lies.
+#[test]
+fn fault_row20_ignores_interrupt_disable() {
+    let mut r = rig_with(
+        1,
+        DeviceFaults {
+            ignore_interrupt_disable: true,
+            ..Default::default()
+        },
+    );
+    let mut rings = r.bring_up(&Setup::intx());
+    let cmd = r.command();
+    r.set_command(cmd | CMD_INTX_DISABLE);
+    rings[0].push();
+    r.kick(0);
+    assert!(r.sink.line(), "line high while Command bit 10 = 1");
+    assert!(
+        !r.status_int(),
+        "Status bit 3 disagrees with the pending state"
+    );
+}
+
+/// Row 22 with the fault on: two ISR reads both return the cause and the line stays high.
+#[test]
+fn fault_row22_isr_read_does_not_clear() {
+    let mut r = rig_with(
+        1,
+        DeviceFaults {
+            isr_not_cleared_on_read: true,
+            ..Default::default()
+        },
+    );
+    let mut rings = r.bring_up(&Setup::intx());
+    rings[0].push();
+    r.kick(0);
+    assert_eq!(r.isr(), 1);
+    assert_eq!(r.isr(), 1);
+    assert!(r.sink.line());
+}
+
+/// With every fault off the same sequences behave: no fault leaks into the default device.
+#[test]
+fn default_faults_are_all_off() {
+    let r = Rig::new(1);
+    assert_eq!(r.dev.faults(), DeviceFaults::default());
+    let mut r = Rig::new(1);
+    r.bring_up(&Setup::msix());
+    r.set_queue_vector(0, 0xE1);
+    assert_eq!(r.queue_vector(0), NO_VECTOR);
+}
