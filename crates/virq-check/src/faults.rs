@@ -2,6 +2,7 @@
 //! reproduce, each mapped onto the layer that owns the bug.
 
 use serde::{Deserialize, Serialize};
+use virq_device::DeviceFaults;
 use virq_guest::DriverFaults;
 
 /// A fault to inject into a check run.
@@ -22,16 +23,30 @@ pub enum Fault {
     ExtraInterruptObject,
     /// Row 9: message 0 treated as "not a message interrupt".
     MessageZeroNotMessage,
-    /// Row 10: queues enabled before every vector read back right.
+    /// Row 10: queues enabled before every vector read back right. Shown against a device
+    /// whose table is smaller than it advertises, so one per-queue vector is refused.
     EnableBeforeVerified,
     /// Row 11: the INTx ISR says "not mine" without reading ISR status.
     SharedLineNotMine,
     /// Row 13: the INF's MSI keys sit outside the `.HW` AddReg.
     InfKeysMisplaced,
+    /// Row 14 (device): INTx raised while MSI-X is enabled.
+    DeviceIntxWithMsix,
+    /// Row 16 (device): a 32-bit write of Message Control is ignored, so MSI-X never enables.
+    DeviceIgnoresDwordMsixControl,
+    /// Row 18 (device): an index beyond the table is stored as written. Shown with a driver
+    /// that writes the APIC Vector (row 3), whose mistake the device then hides.
+    DeviceAcceptsOutOfRangeVector,
+    /// Row 19 (device): a reset leaves INTx asserted.
+    DeviceIntxStuckAfterReset,
+    /// Row 21 (device): the MSI-X table has fewer entries than 1 + queues.
+    DeviceSmallMsixTable,
+    /// Row 22 (device): reading ISR status does not clear it.
+    DeviceIsrNotCleared,
 }
 
 impl Fault {
-    pub const ALL: [Fault; 10] = [
+    pub const ALL: [Fault; 16] = [
         Fault::IntxNoIsrRead,
         Fault::VectorsBeforeReset,
         Fault::ApicVector,
@@ -42,6 +57,12 @@ impl Fault {
         Fault::EnableBeforeVerified,
         Fault::SharedLineNotMine,
         Fault::InfKeysMisplaced,
+        Fault::DeviceIntxWithMsix,
+        Fault::DeviceIgnoresDwordMsixControl,
+        Fault::DeviceAcceptsOutOfRangeVector,
+        Fault::DeviceIntxStuckAfterReset,
+        Fault::DeviceSmallMsixTable,
+        Fault::DeviceIsrNotCleared,
     ];
 
     /// The switch's name on the command line.
@@ -57,6 +78,12 @@ impl Fault {
             Fault::EnableBeforeVerified => "enable-before-verified",
             Fault::SharedLineNotMine => "shared-line-not-mine",
             Fault::InfKeysMisplaced => "inf-keys-misplaced",
+            Fault::DeviceIntxWithMsix => "device-intx-with-msix",
+            Fault::DeviceIgnoresDwordMsixControl => "device-ignores-dword-msix-control",
+            Fault::DeviceAcceptsOutOfRangeVector => "device-accepts-out-of-range-vector",
+            Fault::DeviceIntxStuckAfterReset => "device-intx-stuck-after-reset",
+            Fault::DeviceSmallMsixTable => "device-small-msix-table",
+            Fault::DeviceIsrNotCleared => "device-isr-not-cleared",
         }
     }
 
@@ -73,6 +100,12 @@ impl Fault {
             Fault::EnableBeforeVerified => 10,
             Fault::SharedLineNotMine => 11,
             Fault::InfKeysMisplaced => 13,
+            Fault::DeviceIntxWithMsix => 14,
+            Fault::DeviceIgnoresDwordMsixControl => 16,
+            Fault::DeviceAcceptsOutOfRangeVector => 18,
+            Fault::DeviceIntxStuckAfterReset => 19,
+            Fault::DeviceSmallMsixTable => 21,
+            Fault::DeviceIsrNotCleared => 22,
         }
     }
 
@@ -86,13 +119,30 @@ impl Fault {
         match self {
             Fault::IntxNoIsrRead => f.skip_isr_status_read = true,
             Fault::VectorsBeforeReset => f.program_vectors_before_reset = true,
-            Fault::ApicVector => f.write_apic_vector_instead_of_message_number = true,
+            Fault::ApicVector | Fault::DeviceAcceptsOutOfRangeVector => {
+                f.write_apic_vector_instead_of_message_number = true
+            }
             Fault::AssumePerQueue => f.assume_per_queue_vectors = true,
             Fault::ConfigVectorUnset => f.leave_config_vector_unset = true,
             Fault::MessageZeroNotMessage => f.message_zero_means_not_message = true,
             Fault::EnableBeforeVerified => f.enable_queues_before_vectors_verified = true,
             Fault::SharedLineNotMine => f.return_not_mine_without_reading_isr = true,
-            Fault::ExtraInterruptObject | Fault::InfKeysMisplaced => {}
+            _ => {}
+        }
+        f
+    }
+
+    /// The device-side switches this fault turns on.
+    pub fn device_faults(self) -> DeviceFaults {
+        let mut f = DeviceFaults::default();
+        match self {
+            Fault::DeviceIntxWithMsix => f.intx_while_msix_enabled = true,
+            Fault::DeviceIgnoresDwordMsixControl => f.ignore_dword_msix_control_write = true,
+            Fault::DeviceAcceptsOutOfRangeVector => f.accept_out_of_range_vectors = true,
+            Fault::DeviceIntxStuckAfterReset => f.intx_stays_high_on_reset = true,
+            Fault::DeviceIsrNotCleared => f.isr_not_cleared_on_read = true,
+            Fault::EnableBeforeVerified => f.vectors_accepted_below = Some(2),
+            _ => {}
         }
         f
     }

@@ -281,6 +281,30 @@ fn step4_pci(ev: &Evidence<'_>) -> StepReport {
         );
     };
     let message_mode = ev.messages > 0;
+    if message_mode && !enabled && ev.start.msix.set_enable {
+        let s = step(
+            4,
+            title,
+            Verdict::Broken,
+            "message interrupts granted and the bus driver wrote Enable with a dword write of the capability, but MSI-X Enable reads 0",
+            proof,
+        );
+        return broken(
+            s,
+            16,
+            "decode every access width and offset into the MSI-X capability",
+        );
+    }
+    if message_mode && line_raised_with_msix(ev) {
+        let s = step(
+            4,
+            title,
+            Verdict::Broken,
+            "MSI-X Enable=1 and the device still drove its INTx pin high",
+            proof,
+        );
+        return broken(s, 14, "when MSI-X is enabled, never assert INTx");
+    }
     if message_mode && (!enabled || masked) {
         return step(
             4,
@@ -314,11 +338,49 @@ fn step4_pci(ev: &Evidence<'_>) -> StepReport {
     );
     if size < ev.queues + 1 {
         s.finding.push_str(&format!(
-            "; table has fewer entries than 1 + {} queues (catalogue row 21: the guest must share)",
+            ": the table has fewer entries than 1 + {} queues, so no guest can give each queue its own vector",
             ev.queues
         ));
+        return broken(
+            s,
+            21,
+            "size the MSI-X table for the config vector plus every queue",
+        );
     }
     s
+}
+
+/// A queue enabled after some vector write was refused (read back 0xFFFF), as the device saw it.
+fn queue_enabled_after_refusal(ev: &Evidence<'_>) -> Option<(u16, u16)> {
+    let mut refused: Option<u16> = None;
+    for e in &ev.device_events {
+        match e.kind {
+            EventKind::VectorWritten {
+                written, read_back, ..
+            } if written != NO_VECTOR && read_back == NO_VECTOR => refused = Some(written),
+            EventKind::DeviceReset => refused = None,
+            EventKind::QueueEnabled { queue, .. } => {
+                if let Some(w) = refused {
+                    return Some((queue, w));
+                }
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
+/// Whether the device raised INTx at a moment MSI-X was enabled.
+fn line_raised_with_msix(ev: &Evidence<'_>) -> bool {
+    let mut enabled = false;
+    for e in &ev.device_events {
+        match e.kind {
+            EventKind::MsixControl { enabled: en, .. } => enabled = en,
+            EventKind::LineRaised { .. } if enabled => return true,
+            _ => {}
+        }
+    }
+    false
 }
 
 /// Vector writes as the driver reported them (`VIRTIO:` lines).
@@ -489,6 +551,22 @@ fn step6_read_back(ev: &Evidence<'_>) -> StepReport {
             proof,
         );
     }
+    if let Some((queue, written)) = queue_enabled_after_refusal(ev) {
+        let s = step(
+            6,
+            title,
+            Verdict::Broken,
+            format!(
+                "queue {queue} was enabled after a vector write of 0x{written:04x} read back 0xffff: the plan had not succeeded"
+            ),
+            proof,
+        );
+        return broken(
+            s,
+            10,
+            "enable queues only after the whole vector plan read back right; reset before retrying",
+        );
+    }
     if ev.read_backs.is_empty() {
         return step(
             6,
@@ -496,6 +574,29 @@ fn step6_read_back(ev: &Evidence<'_>) -> StepReport {
             Verdict::CannotTell,
             "the driver never reached the running state, nothing to read back",
             proof,
+        );
+    }
+    if let Some(r) = ev
+        .read_backs
+        .iter()
+        .find(|r| r.read_back != NO_VECTOR && r.read_back >= ev.table_size)
+    {
+        let s = step(
+            6,
+            title,
+            Verdict::Broken,
+            format!(
+                "{} reads back 0x{:04x}, beyond the {}-entry MSI-X table: the device kept an index it cannot use",
+                selector_name(r.selector),
+                r.read_back,
+                ev.table_size
+            ),
+            proof,
+        );
+        return broken(
+            s,
+            18,
+            "the device must store 0xFFFF for a vector index >= its table size",
         );
     }
     let bad: Vec<&VectorReadBack> = ev
@@ -580,38 +681,7 @@ fn step7_counters(ev: &Evidence<'_>) -> StepReport {
     let mut proof = ev.lines_with("COUNTERS:");
     proof.extend(ev.lines_with("virqblk: interrupt storm"));
     if ev.run.budget_exhausted {
-        let line_isr_no_read = !ev
-            .device_events
-            .iter()
-            .any(|e| matches!(e.kind, EventKind::IsrRead { .. }));
-        let finding = format!(
-            "interrupt storm: {} interrupts and the line stayed asserted ({})",
-            ev.run.interrupts,
-            if line_isr_no_read {
-                "ISR status was never read"
-            } else {
-                "ISR status read returned nothing to clear"
-            }
-        );
-        let s = step(7, title, Verdict::Broken, finding, proof);
-        let unclaimed = ev
-            .driver_events
-            .iter()
-            .filter(|e| matches!(e.kind, EventKind::IsrRan { claimed: false, .. }))
-            .count();
-        return if unclaimed > 0 {
-            broken(
-                s,
-                11,
-                "every INTx handler on a shared line must read its own ISR status",
-            )
-        } else {
-            broken(
-                s,
-                1,
-                "read ISR status first thing in the INTx ISR; return FALSE when it reads 0",
-            )
-        };
+        return storm(ev, title, proof);
     }
     if ev.requests == 0 {
         return step(
@@ -721,6 +791,104 @@ fn step7_counters(ev: &Evidence<'_>) -> StepReport {
         finding.push_str("; INTx line still asserted at the end");
     }
     step(7, title, Verdict::Broken, finding, proof)
+}
+
+/// An interrupt storm: tell apart who kept the line up, from what the ISRs read.
+fn storm(ev: &Evidence<'_>, title: &'static str, proof: Vec<String>) -> StepReport {
+    let isr_reads: Vec<u8> = ev
+        .device_events
+        .iter()
+        .filter_map(|e| match e.kind {
+            EventKind::IsrRead { value } => Some(value),
+            _ => None,
+        })
+        .collect();
+    let unclaimed_unread = ev.driver_events.iter().any(|e| {
+        matches!(
+            e.kind,
+            EventKind::IsrRan {
+                claimed: false,
+                isr_status: None,
+                ..
+            }
+        )
+    });
+    let tail = &isr_reads[isr_reads.len().saturating_sub(16)..];
+    let head = format!(
+        "interrupt storm: {} interrupts and the line stayed asserted",
+        ev.run.interrupts
+    );
+    if unclaimed_unread {
+        let s = step(
+            7,
+            title,
+            Verdict::Broken,
+            format!("{head}; the ISR returned \"not mine\" without reading ISR status"),
+            proof,
+        );
+        return broken(
+            s,
+            11,
+            "every INTx handler on a shared line must read its own ISR status",
+        );
+    }
+    if isr_reads.is_empty() {
+        let s = step(
+            7,
+            title,
+            Verdict::Broken,
+            format!("{head}; ISR status was never read"),
+            proof,
+        );
+        return broken(
+            s,
+            1,
+            "read ISR status first thing in the INTx ISR; return FALSE when it reads 0",
+        );
+    }
+    if tail.len() >= 2 && tail.iter().all(|v| *v == 0) {
+        let reset_before = ev
+            .device_events
+            .iter()
+            .any(|e| matches!(e.kind, EventKind::DeviceReset));
+        let s = step(
+            7,
+            title,
+            Verdict::Broken,
+            format!(
+                "{head}; every ISR status read returns 0 while the line is high{}",
+                if reset_before {
+                    ", since a device reset"
+                } else {
+                    ""
+                }
+            ),
+            proof,
+        );
+        return broken(
+            s,
+            19,
+            "the device must lower INTx on reset (a driver cannot clear it)",
+        );
+    }
+    if tail.len() >= 2 && tail.iter().all(|v| *v != 0) {
+        let s = step(
+            7,
+            title,
+            Verdict::Broken,
+            format!(
+                "{head}; consecutive ISR status reads keep returning 0x{:02x}: the read does not clear it",
+                tail[tail.len() - 1]
+            ),
+            proof,
+        );
+        return broken(
+            s,
+            22,
+            "the device must clear ISR status on read and ignore writes",
+        );
+    }
+    step(7, title, Verdict::Broken, head, proof)
 }
 
 /// The terminal report.

@@ -93,7 +93,11 @@ pub fn run_mode(opts: &CheckOptions, mode: Mode) -> Result<ModeReport, CheckErro
     let slot = machine.next_slot();
     let (backend, disk) = build_backend(opts)?;
     let num_queues = backend.num_queues();
-    let table = opts.msix_table.unwrap_or(num_queues + 1);
+    let table = match (opts.msix_table, fault) {
+        (Some(t), _) => t,
+        (None, Some(Fault::DeviceSmallMsixTable)) => num_queues,
+        (None, _) => num_queues + 1,
+    };
     let options = TransportOptions {
         msix_table_size: Some(table),
         ..TransportOptions::default()
@@ -105,6 +109,8 @@ pub fn run_mode(opts: &CheckOptions, mode: Mode) -> Result<ModeReport, CheckErro
         options,
     )
     .map_err(|e| CheckError::Options(e.to_string()))?;
+    let mut device = device;
+    device.set_faults(fault.map(Fault::device_faults).unwrap_or_default());
     machine.plug(device).map_err(|e| machine_err(&e))?;
     machine
         .firmware_assign_resources()
@@ -171,10 +177,16 @@ pub fn run_mode(opts: &CheckOptions, mode: Mode) -> Result<ModeReport, CheckErro
                 );
             }
         }
-        let control_at = u16::from(msix.cap_at) + 2;
-        let before = regs.config_read(control_at, virq_guest::Width::U16) as u16;
-        let control = start.msix.message_control(before);
-        regs.config_write(control_at, virq_guest::Width::U16, u32::from(control));
+        // The bus driver updates Message Control with a read-modify-write of the capability's
+        // first dword, a legal access that a device must decode (catalogue row 16).
+        let cap_at = u16::from(msix.cap_at);
+        let header = regs.config_read(cap_at, virq_guest::Width::U32);
+        let control = start.msix.message_control((header >> 16) as u16);
+        regs.config_write(
+            cap_at,
+            virq_guest::Width::U32,
+            (header & 0xFFFF) | (u32::from(control) << 16),
+        );
     }
     if let InterruptGrant::Line { .. } = start.resources.grant {
         if let Some(a) = start.resources.interrupts.first() {
@@ -225,6 +237,7 @@ pub fn run_mode(opts: &CheckOptions, mode: Mode) -> Result<ModeReport, CheckErro
         .with_faults(fault.map(Fault::driver_faults).unwrap_or_default());
     let start_result = driver.start();
     print_driver_evidence(&mut dbg, &driver_log.snapshot(), driver.plan());
+    let printed = driver_log.len();
     if let Err(e) = &start_result {
         dbg.text(format!("virqblk: bring-up failed: {e}"));
     }
@@ -245,6 +258,42 @@ pub fn run_mode(opts: &CheckOptions, mode: Mode) -> Result<ModeReport, CheckErro
             if r.budget_exhausted {
                 run.budget_exhausted = true;
                 break;
+            }
+        }
+        if !run.budget_exhausted {
+            // Checklist 3.4: a reset in the middle of work (here with a completion still
+            // pending) must be followed by re-programming every vector; one more round then
+            // proves the interrupts still arrive.
+            // Its completion is lost to the reset: not counted among the requests.
+            submit_round(
+                opts,
+                &mut glue,
+                &ram,
+                disk.as_deref(),
+                opts.requests_per_queue,
+            );
+            dbg.text("virqblk: quiesce (device reset) with a request in flight".to_string());
+            let _ = glue.driver.quiesce();
+            let resumed = glue.driver.resume();
+            let since = driver_log.snapshot().split_off(printed);
+            print_driver_evidence(&mut dbg, &since, glue.driver.plan());
+            if let Err(e) = &resumed {
+                dbg.text(format!("virqblk: resume failed: {e}"));
+            }
+            let r = run_cpu(&machine, &mut glue, opts.interrupt_budget);
+            run.interrupts += r.interrupts;
+            run.budget_exhausted |= r.budget_exhausted;
+            if !run.budget_exhausted {
+                ios.extend(submit_round(
+                    opts,
+                    &mut glue,
+                    &ram,
+                    disk.as_deref(),
+                    opts.requests_per_queue + 1,
+                ));
+                let r = run_cpu(&machine, &mut glue, opts.interrupt_budget);
+                run.interrupts += r.interrupts;
+                run.budget_exhausted |= r.budget_exhausted;
             }
         }
         if !run.budget_exhausted {

@@ -118,6 +118,9 @@ pub struct DeviceFaults {
     pub ignore_interrupt_disable: bool,
     /// Row 22: reading ISR status does not clear it.
     pub isr_not_cleared_on_read: bool,
+    /// A table smaller than advertised: indices at or above this read back 0xFFFF although
+    /// the capability's Table Size covers them (what drives a driver into its fallback).
+    pub vectors_accepted_below: Option<u16>,
 }
 
 /// Why a device cannot be built.
@@ -969,6 +972,15 @@ impl VirtioPciDevice {
     /// A vector index the table does not have is stored as NO_VECTOR, so the driver's
     /// read-back shows the refusal (virtio 1.2, 4.1.5.1.2.1).
     fn accept_vector(&self, vector: u16) -> u16 {
+        if self
+            .faults
+            .vectors_accepted_below
+            .is_some_and(|n| vector >= n)
+            && vector != NO_VECTOR
+            && !self.faults.accept_out_of_range_vectors
+        {
+            return NO_VECTOR;
+        }
         match &self.msix {
             Some(m) if vector < m.table_size() => vector,
             Some(_) if self.faults.accept_out_of_range_vectors => vector,

@@ -211,3 +211,20 @@ fn default_faults_are_all_off() {
     r.set_queue_vector(0, 0xE1);
     assert_eq!(r.queue_vector(0), NO_VECTOR);
 }
+
+/// A table smaller than advertised: the capability says 3 entries but index 2 is refused.
+#[test]
+fn fault_table_smaller_than_advertised_refuses_high_indices() {
+    let mut r = Rig::new(2);
+    r.bring_up(&Setup::msix());
+    r.dev.set_faults(DeviceFaults {
+        vectors_accepted_below: Some(2),
+        ..Default::default()
+    });
+
+    assert_eq!(r.table_size(), 3);
+    r.set_queue_vector(0, 1);
+    r.set_queue_vector(1, 2);
+    assert_eq!(r.queue_vector(0), 1);
+    assert_eq!(r.queue_vector(1), NO_VECTOR);
+}
