@@ -28,6 +28,9 @@ pub enum Fault {
     EnableBeforeVerified,
     /// Row 11: the INTx ISR says "not mine" without reading ISR status.
     SharedLineNotMine,
+    /// Row 12: the device is surprise-removed with an interrupt latched, and the INTx ISR
+    /// takes the all-ones ISR status it then reads as real causes.
+    SurpriseRemovalClaimed,
     /// Row 13: the INF's MSI keys sit outside the `.HW` AddReg.
     InfKeysMisplaced,
     /// Row 14 (device): INTx raised while MSI-X is enabled.
@@ -46,7 +49,7 @@ pub enum Fault {
 }
 
 impl Fault {
-    pub const ALL: [Fault; 16] = [
+    pub const ALL: [Fault; 17] = [
         Fault::IntxNoIsrRead,
         Fault::VectorsBeforeReset,
         Fault::ApicVector,
@@ -56,6 +59,7 @@ impl Fault {
         Fault::MessageZeroNotMessage,
         Fault::EnableBeforeVerified,
         Fault::SharedLineNotMine,
+        Fault::SurpriseRemovalClaimed,
         Fault::InfKeysMisplaced,
         Fault::DeviceIntxWithMsix,
         Fault::DeviceIgnoresDwordMsixControl,
@@ -77,6 +81,7 @@ impl Fault {
             Fault::MessageZeroNotMessage => "message-zero-not-message",
             Fault::EnableBeforeVerified => "enable-before-verified",
             Fault::SharedLineNotMine => "shared-line-not-mine",
+            Fault::SurpriseRemovalClaimed => "surprise-removal-claimed",
             Fault::InfKeysMisplaced => "inf-keys-misplaced",
             Fault::DeviceIntxWithMsix => "device-intx-with-msix",
             Fault::DeviceIgnoresDwordMsixControl => "device-ignores-dword-msix-control",
@@ -99,6 +104,7 @@ impl Fault {
             Fault::MessageZeroNotMessage => 9,
             Fault::EnableBeforeVerified => 10,
             Fault::SharedLineNotMine => 11,
+            Fault::SurpriseRemovalClaimed => 12,
             Fault::InfKeysMisplaced => 13,
             Fault::DeviceIntxWithMsix => 14,
             Fault::DeviceIgnoresDwordMsixControl => 16,
@@ -127,6 +133,7 @@ impl Fault {
             Fault::MessageZeroNotMessage => f.message_zero_means_not_message = true,
             Fault::EnableBeforeVerified => f.enable_queues_before_vectors_verified = true,
             Fault::SharedLineNotMine => f.return_not_mine_without_reading_isr = true,
+            Fault::SurpriseRemovalClaimed => f.treat_all_ones_isr_as_ours = true,
             _ => {}
         }
         f

@@ -680,6 +680,45 @@ fn step7_counters(ev: &Evidence<'_>) -> StepReport {
     let title = "ISR/DPC counters move with known I/O";
     let mut proof = ev.lines_with("COUNTERS:");
     proof.extend(ev.lines_with("virqblk: interrupt storm"));
+    if ev.driver_events.iter().any(|e| {
+        matches!(
+            e.kind,
+            EventKind::IsrRan {
+                isr_status: Some(0xFF),
+                claimed: true,
+                ..
+            }
+        )
+    }) {
+        let dpcs_after = ev
+            .driver_events
+            .iter()
+            .skip_while(|e| {
+                !matches!(
+                    e.kind,
+                    EventKind::IsrRan {
+                        isr_status: Some(0xFF),
+                        ..
+                    }
+                )
+            })
+            .filter(|e| matches!(e.kind, EventKind::DpcRan { .. }))
+            .count();
+        let s = step(
+            7,
+            title,
+            Verdict::Broken,
+            format!(
+                "ISR status read 0xFF (the device is gone) and the ISR claimed it; {dpcs_after} DPC(s) ran against the removed device"
+            ),
+            proof,
+        );
+        return broken(
+            s,
+            12,
+            "treat an ISR status of 0xFF as not ours and stop the device",
+        );
+    }
     if ev.run.budget_exhausted {
         return storm(ev, title, proof);
     }

@@ -247,6 +247,8 @@ pub fn run_mode(opts: &CheckOptions, mode: Mode) -> Result<ModeReport, CheckErro
     let mut ios = Vec::new();
     let mut run = CpuRun::default();
     let mut config_changes_raised = 0;
+    // Read-backs from a removed device are all ones; take them while it is still there.
+    let mut read_backs_before_removal = None;
     if start_result.is_ok() {
         // One request per queue per round, each round run to quiescence, so every round's
         // completions must arrive as their own interrupts.
@@ -260,7 +262,22 @@ pub fn run_mode(opts: &CheckOptions, mode: Mode) -> Result<ModeReport, CheckErro
                 break;
             }
         }
-        if !run.budget_exhausted {
+        if fault == Some(Fault::SurpriseRemovalClaimed) && !run.budget_exhausted {
+            // The device disappears with a completion's interrupt already latched.
+            submit_round(
+                opts,
+                &mut glue,
+                &ram,
+                disk.as_deref(),
+                opts.requests_per_queue,
+            );
+            read_backs_before_removal = Some(glue.driver.verify_vectors());
+            machine.borrow_mut().surprise_remove(slot);
+            dbg.text("virqblk: device surprise-removed".to_string());
+            let r = run_cpu(&machine, &mut glue, opts.interrupt_budget);
+            run.interrupts += r.interrupts;
+            run.budget_exhausted |= r.budget_exhausted;
+        } else if !run.budget_exhausted {
             // Checklist 3.4: a reset in the middle of work (here with a completion still
             // pending) must be followed by re-programming every vector; one more round then
             // proves the interrupts still arrive.
@@ -296,7 +313,7 @@ pub fn run_mode(opts: &CheckOptions, mode: Mode) -> Result<ModeReport, CheckErro
                 run.budget_exhausted |= r.budget_exhausted;
             }
         }
-        if !run.budget_exhausted {
+        if !run.budget_exhausted && fault != Some(Fault::SurpriseRemovalClaimed) {
             // The host changes the device's configuration (a disk resize): the driver must
             // see it through the config vector (or ISR bit 1 on INTx).
             if let Some(dev) = machine.borrow_mut().device_mut(slot) {
@@ -316,10 +333,10 @@ pub fn run_mode(opts: &CheckOptions, mode: Mode) -> Result<ModeReport, CheckErro
     }
 
     // ---- the evidence after the I/O: read-backs, counters, !pci ---------------------------
-    let read_backs = if start_result.is_ok() {
-        glue.driver.verify_vectors()
-    } else {
-        Vec::new()
+    let read_backs = match read_backs_before_removal {
+        Some(r) => r,
+        None if start_result.is_ok() => glue.driver.verify_vectors(),
+        None => Vec::new(),
     };
     let counters = glue.driver.counter_summary();
     if messages > 0 {

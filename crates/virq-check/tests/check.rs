@@ -164,6 +164,7 @@ fn every_injected_fault_is_named_by_its_catalogue_row() {
         (Fault::MessageZeroNotMessage, &[MsixEnough, MsixFewer]),
         (Fault::EnableBeforeVerified, &[MsixEnough]),
         (Fault::SharedLineNotMine, &[Intx]),
+        (Fault::SurpriseRemovalClaimed, &[Intx]),
         (Fault::InfKeysMisplaced, &[MsixEnough, MsixFewer]),
         (Fault::DeviceIntxWithMsix, &[MsixEnough, MsixFewer]),
         (

@@ -146,6 +146,8 @@ pub struct CpuRun {
 struct Slot {
     device: VirtioPciDevice,
     slot: u8,
+    /// Surprise-removed: gone from the bus, reads return all ones.
+    removed: bool,
 }
 
 /// The simulated PC.
@@ -241,7 +243,11 @@ impl Machine {
             return Err(MachineError::BusFull);
         }
         device.set_event_sink(self.events.clone());
-        self.devices.push(Slot { device, slot });
+        self.devices.push(Slot {
+            device,
+            slot,
+            removed: false,
+        });
         Ok(slot)
     }
 
@@ -262,6 +268,25 @@ impl Machine {
             .iter_mut()
             .find(|s| s.slot == slot)
             .map(|s| &mut s.device)
+    }
+
+    /// The device in `slot` if it is still on the bus.
+    fn present_mut(&mut self, slot: u8) -> Option<&mut VirtioPciDevice> {
+        self.devices
+            .iter_mut()
+            .find(|s| s.slot == slot && !s.removed)
+            .map(|s| &mut s.device)
+    }
+
+    /// Pull the device in `slot` out of the bus without warning (catalogue row 12): from now
+    /// on its configuration space and BARs read all ones and its INTx pin is released. An
+    /// interrupt the CPU already latched is still delivered, as on hardware.
+    pub fn surprise_remove(&mut self, slot: u8) {
+        if let Some(s) = self.devices.iter_mut().find(|s| s.slot == slot) {
+            s.removed = true;
+            let mut c = self.controllers.lock().unwrap();
+            let _ = c.ioapic.set_level(Self::intx_pin(slot), false);
+        }
     }
 
     // ------------------------------------------------------------------ port I/O (CF8/CFC)
@@ -324,7 +349,7 @@ impl Machine {
             host_bridge_read(offset, data);
             return;
         }
-        if let Some(d) = self.device_mut(dev) {
+        if let Some(d) = self.present_mut(dev) {
             d.config_read(offset, data);
         }
     }
@@ -333,7 +358,7 @@ impl Machine {
         if bus != 0 || func != 0 || dev == 0 {
             return;
         }
-        if let Some(d) = self.device_mut(dev) {
+        if let Some(d) = self.present_mut(dev) {
             d.config_write(offset, data);
         }
     }
@@ -343,7 +368,7 @@ impl Machine {
     /// A CPU read of device memory; unclaimed addresses read all ones (master abort).
     pub fn mmio_read(&mut self, addr: u64, data: &mut [u8]) {
         self.clock.advance(MMIO_ACCESS_NS);
-        for s in &mut self.devices {
+        for s in self.devices.iter_mut().filter(|s| !s.removed) {
             if s.device.mmio_read(addr, data) {
                 return;
             }
@@ -354,7 +379,7 @@ impl Machine {
     /// A CPU write to device memory; unclaimed addresses are dropped.
     pub fn mmio_write(&mut self, addr: u64, data: &[u8]) {
         self.clock.advance(MMIO_ACCESS_NS);
-        for s in &mut self.devices {
+        for s in self.devices.iter_mut().filter(|s| !s.removed) {
             if s.device.mmio_write(addr, data) {
                 return;
             }
@@ -458,7 +483,7 @@ impl Machine {
     /// polled first, the clock advances and the interrupt is recorded. Returns None when
     /// nothing is deliverable.
     pub fn take_interrupt(&mut self) -> Option<u8> {
-        for s in &mut self.devices {
+        for s in self.devices.iter_mut().filter(|s| !s.removed) {
             s.device.poll_backend();
         }
         let vector = {
@@ -572,6 +597,17 @@ mod tests {
         assert_eq!(m.cfg_read32(0, 0), 0x1237_8086);
         assert_eq!(m.cfg_read32(slot, 0) & 0xFFFF, 0x1AF4);
         assert_eq!(m.cfg_read32(9, 0), 0xFFFF_FFFF);
+    }
+
+    #[test]
+    fn a_surprise_removed_device_reads_all_ones() {
+        let (mut m, slot) = machine_with_device();
+        let bar0 = m.device(slot).unwrap().bar_address(0).unwrap();
+        m.surprise_remove(slot);
+        assert_eq!(m.cfg_read32(slot, 0), 0xFFFF_FFFF);
+        let mut isr = [0u8; 1];
+        m.mmio_read(bar0 + 0x2000, &mut isr);
+        assert_eq!(isr, [0xFF]);
     }
 
     #[test]
