@@ -20,6 +20,7 @@ pub use report::{Verdict, render_text};
 pub use run::{ModeReport, StepReport, run_mode};
 
 use serde::{Deserialize, Serialize};
+pub use virq_guest::VectorPolicy;
 
 /// The interrupt modes Windows 7 can give a PCI function.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -110,6 +111,10 @@ pub struct CheckOptions {
     pub requests_per_queue: u16,
     /// Interrupts one CPU run may take before the machine calls it a storm.
     pub interrupt_budget: u64,
+    /// How the reference driver plans its vectors: the checklist's rule (per-queue when
+    /// enough messages, else everything on message 0) or Linux's ladder (per-queue, shared,
+    /// then INTx).
+    pub policy: VectorPolicy,
 }
 
 impl Default for CheckOptions {
@@ -124,6 +129,7 @@ impl Default for CheckOptions {
             inject: None,
             requests_per_queue: 8,
             interrupt_budget: 10_000,
+            policy: VectorPolicy::Checklist,
         }
     }
 }

@@ -232,6 +232,7 @@ pub fn run_mode(opts: &CheckOptions, mode: Mode) -> Result<ModeReport, CheckErro
         RING_LEN,
     );
     config.max_queue_size = 64;
+    config.policy = opts.policy;
     let mut driver = virq_guest::VirtioPciDriver::new(regs, ram.clone(), caps, config)
         .with_sink(driver_log.clone())
         .with_faults(fault.map(Fault::driver_faults).unwrap_or_default());

@@ -224,3 +224,36 @@ fn an_intx_storm_is_bounded_by_the_budget_and_reported() {
         s7.finding
     );
 }
+
+/// Linux's ladder with two messages for two queues: config on message 0, both queues shared
+/// on message 1, and every link holds.
+#[test]
+fn linux_ladder_shares_queues_on_message_one_when_two_messages_are_granted() {
+    let reports = run_check(&CheckOptions {
+        policy: virq_check::VectorPolicy::LinuxLadder,
+        modes: vec![Mode::MsixFewer],
+        granted: Some(2),
+        ..CheckOptions::default()
+    })
+    .unwrap()
+    .modes;
+    let r = &reports[0];
+    assert_eq!(r.verdict, Verdict::Holds, "{:#?}", r.steps);
+    assert!(
+        r.dbgview
+            .contains("VIRTIO: msix_config write=0x0000 read=0x0000 MessageNumber=0")
+    );
+    assert!(
+        r.dbgview
+            .contains("VIRTIO: queue=0 queue_msix_vector write=0x0001 read=0x0001 MessageNumber=1")
+    );
+    assert!(
+        r.dbgview
+            .contains("VIRTIO: queue=1 queue_msix_vector write=0x0001 read=0x0001 MessageNumber=1")
+    );
+    assert!(
+        r.dbgview.contains("COUNTERS: MessageNumber=1 isr="),
+        "{}",
+        r.dbgview
+    );
+}

@@ -110,7 +110,8 @@ impl VectorPlan {
 }
 
 /// How the driver falls back when the device refuses a plan.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum VectorPolicy {
     /// Checklist section 3 / catalogue row 4: the plan for the grant, then everything on
     /// message 0, then give up with "device refuses vectors".
