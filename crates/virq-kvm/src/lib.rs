@@ -1,0 +1,556 @@
+//! A small KVM VMM that boots a real Linux kernel against virq's virtio-pci devices.
+//!
+//! The strongest evidence that the device side is right is a driver nobody here wrote: Linux's
+//! `virtio_pci`. This crate hosts the same [`virq_device::VirtioPciDevice`]s as the simulated
+//! machine (virtio-blk with an MBR disk, virtio-rng, virtio-console) on KVM:
+//!
+//! - PCI configuration mechanism #1 at 0xCF8/0xCFC with a host bridge at 00:00.0 and
+//!   firmware-style BAR assignment from 0xC000_0000; MMIO exits go to the devices;
+//! - an Intel MP table (no ACPI) so Linux finds the IOAPIC and each slot's INTx routing
+//!   (IOAPIC input 16 + n, level, active high);
+//! - MSI-X through `KVM_SIGNAL_MSI` with the address/data of the device's own table entry,
+//!   INTx through `KVM_IRQ_LINE` on the in-kernel IOAPIC;
+//! - a 16550 serial console (vm-superio), a clean exit (reboot through the keyboard
+//!   controller, triple fault, or `panic=-1`) and a wall-clock limit.
+//!
+//! [`run_linux_guest`] boots the kernel once in a [`GuestMode`] and returns a [`GuestRun`]:
+//! what Linux programmed (every `VectorWritten` event with its read-back), the messages per
+//! MSI-X table entry or the INTx raises/lowers and ISR reads, the console logs as
+//! `LogLine` events, and whether the kernel got its data (partition table, rng bytes, hvc
+//! lines). Where `/dev/kvm` is missing or unusable it fails with [`KvmError::Unavailable`],
+//! which callers must report as a skip, never as a pass.
+//!
+//! The guest is kernel-only: on hosts whose KVM emulates instructions in software, guest user
+//! space does not run, so everything is judged from what the kernel does at boot and probe.
+
+mod boot;
+pub mod disk;
+mod irq;
+pub mod kernel;
+mod mptable;
+mod serial;
+mod vmm;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+use virq_device::DeviceFaults;
+use virq_events::{Event, EventKind, NO_VECTOR, Selector};
+
+pub use kernel::guest_kernel;
+pub use mptable::PciIntx;
+
+/// Why a guest could not be run.
+#[derive(Debug, Error)]
+pub enum KvmError {
+    /// `/dev/kvm` is absent or refuses the VM this crate needs: callers skip, loudly.
+    #[error("KVM is not usable here: {0}")]
+    Unavailable(String),
+    #[error("KVM ioctl {what} failed: {source}")]
+    Kvm {
+        what: &'static str,
+        #[source]
+        source: kvm_ioctls::Error,
+    },
+    #[error("guest memory ({what}): {reason}")]
+    Memory { what: &'static str, reason: String },
+    #[error("kernel image: {0}")]
+    Kernel(String),
+    #[error("device: {0}")]
+    Device(String),
+    #[error("configuration: {0}")]
+    Config(String),
+    #[error("vCPU thread: {0}")]
+    Thread(String),
+}
+
+/// How interrupts are set up for this boot.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum GuestMode {
+    /// MSI-X with a table of 1 + queues on every device: Linux uses a vector per queue.
+    MsixPerQueue,
+    /// MSI-X tables too small for a vector per queue: virtio-console (2 queues) gets a
+    /// 2-entry table, so Linux shares one vector between its queues; virtio-blk and virtio-rng
+    /// get a 1-entry table, too small even for sharing (config + queues needs 2), so Linux
+    /// falls back to INTx on them.
+    MsixSmallTable,
+    /// `pci=nomsi`: Linux uses the INTx pins (IOAPIC, level) on every device.
+    Intx,
+}
+
+impl GuestMode {
+    pub const ALL: [GuestMode; 3] = [
+        GuestMode::MsixPerQueue,
+        GuestMode::MsixSmallTable,
+        GuestMode::Intx,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            GuestMode::MsixPerQueue => "msix-per-queue",
+            GuestMode::MsixSmallTable => "msix-small-table",
+            GuestMode::Intx => "intx",
+        }
+    }
+
+    pub fn from_name(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|m| m.name() == s)
+    }
+
+    /// MSI-X table size given to `device` in this mode (`None`: 1 + queues).
+    pub fn msix_table_size(self, device: GuestDevice) -> Option<u16> {
+        match (self, device) {
+            (GuestMode::MsixSmallTable, GuestDevice::Console) => Some(2),
+            (GuestMode::MsixSmallTable, _) => Some(1),
+            _ => None,
+        }
+    }
+}
+
+/// The devices on the guest's PCI bus, in slot order (slot 1, 2, 3).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum GuestDevice {
+    Blk,
+    Rng,
+    Console,
+}
+
+impl GuestDevice {
+    pub const ALL: [GuestDevice; 3] = [GuestDevice::Blk, GuestDevice::Rng, GuestDevice::Console];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            GuestDevice::Blk => "virtio-blk",
+            GuestDevice::Rng => "virtio-rng",
+            GuestDevice::Console => "virtio-console",
+        }
+    }
+
+    /// PCI device number on bus 0.
+    pub fn slot(self) -> u8 {
+        match self {
+            GuestDevice::Blk => 1,
+            GuestDevice::Rng => 2,
+            GuestDevice::Console => 3,
+        }
+    }
+
+    /// `00:0N.0`.
+    pub fn bdf(self) -> String {
+        format!("00:{:02x}.0", self.slot())
+    }
+
+    /// IOAPIC input (= GSI) its INTA# is wired to.
+    pub fn gsi(self) -> u32 {
+        15 + u32::from(self.slot())
+    }
+}
+
+/// What to boot and how.
+#[derive(Clone, Debug)]
+pub struct GuestConfig {
+    /// The uncompressed `vmlinux` (see [`guest_kernel`]).
+    pub kernel: PathBuf,
+    pub mode: GuestMode,
+    /// Also `console=hvc0`: every kernel line after virtio-console's probe goes through the
+    /// device (many interrupts).
+    pub hvc_console: bool,
+    /// Guest RAM in MiB (16..=3072; 128 or less keeps boot fast on emulating KVMs).
+    pub ram_mib: u32,
+    /// Wall-clock limit for the whole boot.
+    pub time_limit: Duration,
+    /// Size of the virtio-blk disk (it gets an MBR with one partition).
+    pub disk_bytes: usize,
+    /// Device-side faults to inject into one device.
+    pub faults: Option<(GuestDevice, DeviceFaults)>,
+    /// Appended to the kernel command line.
+    pub extra_cmdline: String,
+    /// Seed of virtio-rng's entropy source.
+    pub rng_seed: u64,
+    /// Offer VIRTIO_F_RING_EVENT_IDX (on, as in `TransportOptions::default()`). Linux then
+    /// kicks only past the `avail_event` the device publishes after each pass.
+    pub event_idx: bool,
+}
+
+impl GuestConfig {
+    pub fn new(kernel: impl Into<PathBuf>, mode: GuestMode) -> Self {
+        GuestConfig {
+            kernel: kernel.into(),
+            mode,
+            hvc_console: false,
+            ram_mib: 128,
+            time_limit: Duration::from_secs(150),
+            disk_bytes: 8 << 20,
+            faults: None,
+            extra_cmdline: String::new(),
+            rng_seed: 0x5649_5251,
+            event_idx: true,
+        }
+    }
+
+    /// The kernel command line this configuration boots with.
+    pub fn cmdline(&self) -> String {
+        let mut c = String::from(
+            "console=ttyS0 reboot=k panic=-1 no_timer_check noxsave \
+             clearcpuid=cx16,popcnt,xsave,avx,avx2,avx512f,bmi1,bmi2,movbe,sse4_1,sse4_2,aes,\
+             pclmulqdq,rdrand,rdseed,fsgsbase,smap,erms,fsrm,adx,sha_ni",
+        );
+        if self.mode == GuestMode::Intx {
+            c.push_str(" pci=nomsi");
+        }
+        if self.hvc_console {
+            c.push_str(" console=hvc0");
+        }
+        if !self.extra_cmdline.is_empty() {
+            c.push(' ');
+            c.push_str(&self.extra_cmdline);
+        }
+        c
+    }
+}
+
+/// How the guest stopped.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "kind")]
+pub enum GuestExit {
+    /// The guest wrote 0xFE to port 0x64 (`reboot=k`, after `panic=-1`).
+    Reboot,
+    /// Triple fault (`KVM_EXIT_SHUTDOWN`).
+    Shutdown,
+    /// `KVM_EXIT_SYSTEM_EVENT` of this type.
+    SystemEvent { event: u32 },
+    /// The wall-clock limit ran out.
+    TimeLimit,
+    /// KVM could not go on (for example an instruction its emulator does not know).
+    Failed { reason: String },
+}
+
+/// One `VectorWritten` event: what Linux wrote into a selector and what it read back.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VectorWrite {
+    pub selector: Selector,
+    pub written: u16,
+    pub read_back: u16,
+}
+
+/// One device's side of the run.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct DeviceReport {
+    pub device: GuestDevice,
+    pub bdf: String,
+    /// IOAPIC input of its INTA#.
+    pub gsi: u32,
+    /// MSI-X table size offered (0: no MSI-X).
+    pub msix_table_size: u16,
+    /// State when the guest stopped.
+    pub msix_enabled: bool,
+    pub msix_config: u16,
+    pub queue_vectors: Vec<u16>,
+    pub device_status: u8,
+    /// Every selector write, in order.
+    pub vector_writes: Vec<VectorWrite>,
+    /// MSI-X messages sent, per table entry.
+    pub messages_per_entry: BTreeMap<u16, u64>,
+    /// Messages the device held back (selector 0xFFFF, masked entry, ...).
+    pub suppressed: u64,
+    pub line_raised: u64,
+    pub line_lowered: u64,
+    pub isr_reads: u64,
+    /// ISR reads that returned 0 (the interrupt was not this device's).
+    pub isr_reads_zero: u64,
+    pub queue_notifies: u64,
+    pub used_published: u64,
+    /// `KVM_SIGNAL_MSI` calls and how many KVM reported as not delivered.
+    pub msi_signalled: u64,
+    pub msi_not_delivered: u64,
+    /// Mean wall time of the `KVM_SIGNAL_MSI` ioctl, ns.
+    pub msi_ioctl_mean_ns: Option<u64>,
+    /// Mean wall time of a `KVM_IRQ_LINE` ioctl, ns.
+    pub line_ioctl_mean_ns: Option<u64>,
+    /// INTx raise to the lower that follows (guest interrupt entry + handler up to the ISR
+    /// read), mean and median, ns.
+    pub line_high_mean_ns: Option<u64>,
+    pub line_high_median_ns: Option<u64>,
+    /// The backend's own counters (its snapshot's `counters`).
+    pub counters: serde_json::Value,
+    pub faults: Option<DeviceFaults>,
+}
+
+impl DeviceReport {
+    pub fn messages_sent(&self) -> u64 {
+        self.messages_per_entry.values().sum()
+    }
+
+    /// Interrupts the device signalled in either form.
+    pub fn interrupts(&self) -> u64 {
+        self.messages_sent() + self.line_raised
+    }
+
+    /// The last value written to `selector`, as read back.
+    pub fn last_read_back(&self, selector: Selector) -> Option<u16> {
+        self.vector_writes
+            .iter()
+            .rev()
+            .find(|w| w.selector == selector)
+            .map(|w| w.read_back)
+    }
+
+    fn counter(&self, name: &str) -> u64 {
+        self.counters
+            .get(name)
+            .and_then(serde_json::Value::as_u64)
+            .unwrap_or(0)
+    }
+}
+
+/// Whether the kernel got its data.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct GuestData {
+    /// The block layer read the partition table: ` vda: vda1` in the log.
+    pub partition_table_read: bool,
+    pub blk_reads: u64,
+    /// Entropy bytes the guest took from virtio-rng.
+    pub rng_bytes: u64,
+    /// Lines the guest wrote to hvc0.
+    pub hvc_lines: usize,
+    /// "nobody cared" (an interrupt nobody claimed 99,900 times in 100,000).
+    pub nobody_cared: bool,
+    /// The kernel's `virtio_pci` / `virtio_blk` / `virtio_console` / `hwrng` lines.
+    pub virtio_lines: Vec<String>,
+    /// Lines reporting errors from the drivers (probe failures, "nobody cared", timeouts).
+    pub error_lines: Vec<String>,
+}
+
+/// Seconds since boot at which things were first seen.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct Milestones {
+    pub first_serial_s: Option<f64>,
+    pub first_virtio_probe_s: Option<f64>,
+    pub partition_table_s: Option<f64>,
+    /// Boot to verdict: the guest stopped (or the limit ran out).
+    pub stopped_s: f64,
+}
+
+/// Everything one boot produced.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct GuestRun {
+    pub mode: GuestMode,
+    pub hvc_console: bool,
+    pub cmdline: String,
+    pub exit: GuestExit,
+    pub milestones: Milestones,
+    pub devices: Vec<DeviceReport>,
+    pub data: GuestData,
+    pub serial_log: String,
+    pub hvc_log: String,
+    /// Devices' events (tagged with their BDF), the serial log (`ttyS0`) and the hvc log
+    /// (`hvc0`) as `LogLine`s, merged in time order on one clock.
+    pub events: Vec<Event>,
+    /// VM exits handled in user space, by kind.
+    pub exits: BTreeMap<String, u64>,
+    /// The events the logs could not keep (capacity limit).
+    pub events_dropped: u64,
+}
+
+impl GuestRun {
+    pub fn device(&self, d: GuestDevice) -> &DeviceReport {
+        self.devices
+            .iter()
+            .find(|r| r.device == d)
+            .expect("every run reports every device")
+    }
+
+    /// A checklist-style text summary, one block per device.
+    pub fn summary(&self) -> String {
+        use std::fmt::Write as _;
+        let mut s = String::new();
+        let _ = writeln!(
+            s,
+            "== linux-kvm {}{}: {:?} after {:.1} s (first serial {}, virtio probe {}, partition table {})",
+            self.mode.name(),
+            if self.hvc_console { " +hvc0" } else { "" },
+            self.exit,
+            self.milestones.stopped_s,
+            fmt_s(self.milestones.first_serial_s),
+            fmt_s(self.milestones.first_virtio_probe_s),
+            fmt_s(self.milestones.partition_table_s),
+        );
+        for d in &self.devices {
+            let vec = |v: u16| {
+                if v == NO_VECTOR {
+                    "0xffff".to_string()
+                } else {
+                    v.to_string()
+                }
+            };
+            let _ = writeln!(
+                s,
+                "  {} {} (MSI-X table {}, INTA# -> GSI {}): MSI-X {}, msix_config={}, queue vectors [{}]",
+                d.bdf,
+                d.device.name(),
+                d.msix_table_size,
+                d.gsi,
+                if d.msix_enabled {
+                    "enabled"
+                } else {
+                    "disabled"
+                },
+                vec(d.msix_config),
+                d.queue_vectors
+                    .iter()
+                    .map(|v| vec(*v))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            );
+            for w in &d.vector_writes {
+                let _ = writeln!(
+                    s,
+                    "    wrote {:?} = {} read back {}",
+                    w.selector,
+                    vec(w.written),
+                    vec(w.read_back)
+                );
+            }
+            let _ = writeln!(
+                s,
+                "    messages per entry {:?}; INTx raised {} lowered {}; ISR reads {} ({} zero); notifies {}; used {}",
+                d.messages_per_entry,
+                d.line_raised,
+                d.line_lowered,
+                d.isr_reads,
+                d.isr_reads_zero,
+                d.queue_notifies,
+                d.used_published
+            );
+        }
+        let _ = writeln!(
+            s,
+            "  data: partition table read {}, blk reads {}, rng bytes {}, hvc lines {}, nobody cared {}",
+            self.data.partition_table_read,
+            self.data.blk_reads,
+            self.data.rng_bytes,
+            self.data.hvc_lines,
+            self.data.nobody_cared
+        );
+        for l in &self.data.error_lines {
+            let _ = writeln!(s, "  error: {l}");
+        }
+        s
+    }
+}
+
+fn fmt_s(v: Option<f64>) -> String {
+    v.map_or_else(|| "-".to_string(), |v| format!("{v:.1} s"))
+}
+
+/// Device-side faults by name (kebab-case of the [`DeviceFaults`] field), for command lines.
+pub fn device_fault(name: &str) -> Option<DeviceFaults> {
+    let mut f = DeviceFaults::default();
+    match name {
+        "intx-while-msix-enabled" => f.intx_while_msix_enabled = true,
+        "ignore-msix-masks" => f.ignore_msix_masks = true,
+        "ignore-dword-msix-control-write" => f.ignore_dword_msix_control_write = true,
+        "keep-vectors-across-reset" => f.keep_vectors_across_reset = true,
+        "accept-out-of-range-vectors" => f.accept_out_of_range_vectors = true,
+        "intx-stays-high-on-reset" => f.intx_stays_high_on_reset = true,
+        "ignore-interrupt-disable" => f.ignore_interrupt_disable = true,
+        "isr-not-cleared-on-read" => f.isr_not_cleared_on_read = true,
+        _ => return None,
+    }
+    Some(f)
+}
+
+impl GuestDevice {
+    pub fn from_name(s: &str) -> Option<Self> {
+        Self::ALL
+            .into_iter()
+            .find(|d| d.name() == s || d.name().strip_prefix("virtio-") == Some(s))
+    }
+}
+
+/// Boot the kernel once against virtio-blk, virtio-rng and virtio-console in `config.mode`
+/// and report what happened. Blocks for up to `config.time_limit`.
+pub fn run_linux_guest(config: &GuestConfig) -> Result<GuestRun, KvmError> {
+    vmm::run(config)
+}
+
+/// Whether `/dev/kvm` can run a VM here; the error says why not (for a SKIP line).
+pub fn kvm_available() -> Result<(), KvmError> {
+    vmm::probe()
+}
+
+pub(crate) fn summarize_device(
+    device: GuestDevice,
+    events: &[Event],
+) -> (Vec<VectorWrite>, BTreeMap<u16, u64>, [u64; 7]) {
+    let mut writes = Vec::new();
+    let mut per_entry = BTreeMap::new();
+    // suppressed, raised, lowered, isr reads, isr zero, notifies, used
+    let mut c = [0u64; 7];
+    let bdf = device.bdf();
+    for e in events.iter().filter(|e| e.device.as_deref() == Some(&bdf)) {
+        match &e.kind {
+            EventKind::VectorWritten {
+                selector,
+                written,
+                read_back,
+            } => writes.push(VectorWrite {
+                selector: *selector,
+                written: *written,
+                read_back: *read_back,
+            }),
+            EventKind::MessageSent { entry, .. } => *per_entry.entry(*entry).or_insert(0) += 1,
+            EventKind::InterruptSuppressed { .. } => c[0] += 1,
+            EventKind::LineRaised { .. } => c[1] += 1,
+            EventKind::LineLowered { .. } => c[2] += 1,
+            EventKind::IsrRead { value } => {
+                c[3] += 1;
+                if *value == 0 {
+                    c[4] += 1;
+                }
+            }
+            EventKind::QueueNotify { .. } => c[5] += 1,
+            EventKind::UsedPublished { count, .. } => c[6] += u64::from(*count),
+            _ => {}
+        }
+    }
+    (writes, per_entry, c)
+}
+
+pub(crate) fn guest_data(devices: &[DeviceReport], serial: &str, hvc: &str) -> GuestData {
+    let all = || serial.lines().chain(hvc.lines());
+    let find = |d: GuestDevice| devices.iter().find(|r| r.device == d);
+    let virtio_words = ["virtio", "vda", "hwrng", "hvc", "random:"];
+    let error_words = [
+        "nobody cared",
+        "Disabling IRQ",
+        "probe with driver",
+        "failed",
+        "timeout",
+        "timed out",
+        "spurious",
+        "error",
+    ];
+    GuestData {
+        partition_table_read: all().any(|l| l.contains(" vda: vda1")),
+        blk_reads: find(GuestDevice::Blk).map_or(0, |d| d.counter("reads")),
+        rng_bytes: find(GuestDevice::Rng).map_or(0, |d| d.counter("bytes")),
+        hvc_lines: hvc.lines().count(),
+        nobody_cared: all().any(|l| l.contains("nobody cared")),
+        virtio_lines: serial
+            .lines()
+            .filter(|l| virtio_words.iter().any(|w| l.contains(w)))
+            .map(str::to_string)
+            .collect(),
+        error_lines: serial
+            .lines()
+            .filter(|l| error_words.iter().any(|w| l.contains(w)))
+            .map(str::to_string)
+            .collect(),
+    }
+}
