@@ -104,13 +104,15 @@ impl Msix {
     }
 
     /// Signal `entry` for `cause`. The caller has checked that MSI-X is enabled and the
-    /// entry index is in range.
-    pub fn fire(
+    /// entry index is in range. `events` is generic so a caller that records nothing can pass
+    /// [`virq_events::NullSink`] and pay for no event at all.
+    #[inline]
+    pub fn fire<E: EventSink + ?Sized>(
         &mut self,
         entry: u16,
         cause: InterruptCause,
         sink: &dyn InterruptSink,
-        events: &dyn EventSink,
+        events: &E,
     ) {
         let Some(e) = self.table.get(entry as usize).copied() else {
             return;

@@ -135,12 +135,18 @@ impl ConfigSpace {
     /// The address a BAR is currently programmed with.
     pub fn bar_address(&self, index: u8) -> Option<u64> {
         let bar = self.bars.iter().find(|b| b.index == index)?;
-        let off = BAR0 + 4 * index as usize;
+        Some(self.bar_base(bar))
+    }
+
+    /// The address `bar` (one of [`ConfigSpace::bars`]) is currently programmed with.
+    #[inline]
+    pub(crate) fn bar_base(&self, bar: &BarDef) -> u64 {
+        let off = BAR0 + 4 * bar.index as usize;
         let low = (self.u32_at(off) & !0xF) as u64;
-        Some(match bar.kind {
+        match bar.kind {
             BarKind::Memory32 => low,
             BarKind::Memory64 { .. } => low | ((self.u32_at(off + 4) as u64) << 32),
-        })
+        }
     }
 
     /// Append a capability with `body` (bytes after ID and next pointer). Returns its offset.

@@ -76,12 +76,17 @@ impl VirtioBackend for NullBackend {
                 }
             }
             for head in &heads[..n] {
-                // add_used only fails for a head index past the queue size, which the iterator
-                // never yields.
-                let _ = queue.add_used(mem, *head, 0);
+                // The iterator hands out whatever head the driver wrote; one past the queue
+                // size cannot be published and makes the ring corrupt.
+                queue
+                    .add_used(mem, *head, 0)
+                    .map_err(|e| BackendError::RingCorrupt {
+                        queue: queue_index,
+                        reason: format!("head {head}: {e}"),
+                    })?;
+                used = used.saturating_add(1);
+                self.completed += 1;
             }
-            used = used.saturating_add(n as u16);
-            self.completed += n as u64;
             if n < heads.len() {
                 break;
             }
