@@ -95,6 +95,12 @@ pub fn classify_line(raw: &str) -> Option<Format> {
 
 /// [`classify_line`] for a line whose prefixes were already stripped.
 pub fn classify_stripped(raw: &str, body: &str, prefix: &Prefix) -> Option<Format> {
+    classify_gated(raw, body, prefix, true)
+}
+
+/// [`classify_stripped`] that skips the keyword searches when `keywords` is false (the caller
+/// knows from [`crate::gate::hits`] that none of them occurs).
+pub fn classify_gated(raw: &str, body: &str, prefix: &Prefix, keywords: bool) -> Option<Format> {
     if prefix.dbgview_columns || prefix.pid.is_some() {
         return Some(Format::DbgView);
     }
@@ -104,9 +110,11 @@ pub fn classify_stripped(raw: &str, body: &str, prefix: &Prefix) -> Option<Forma
     if cpu_header_columns(raw).is_some() {
         return Some(Format::ProcInterrupts);
     }
-    for marker in ["WDFINT:", "INT:", "VIRTIO:", "COUNTERS:"] {
-        if find_word_ci(body, marker).is_some() {
-            return Some(Format::DbgView);
+    if keywords {
+        for marker in ["WDFINT:", "INT:", "VIRTIO:", "COUNTERS:", "ISR:"] {
+            if find_word_ci(body, marker).is_some() {
+                return Some(Format::DbgView);
+            }
         }
     }
     let trimmed = raw.trim_start();
@@ -124,6 +132,9 @@ pub fn classify_stripped(raw: &str, body: &str, prefix: &Prefix) -> Option<Forma
     }
     if leading_bdf(raw).is_some_and(|(_, rest)| rest.contains(": ")) {
         return Some(Format::Lspci);
+    }
+    if !keywords {
+        return None;
     }
     for phrase in [
         "nobody cared",
@@ -169,7 +180,12 @@ impl Votes {
 
     /// [`Votes::add`] for a line whose prefixes were already stripped.
     pub fn add_stripped(&mut self, raw: &str, body: &str, prefix: &Prefix) {
-        if let Some(f) = classify_stripped(raw, body, prefix) {
+        self.add_gated(raw, body, prefix, true);
+    }
+
+    /// [`Votes::add_stripped`] skipping the keyword searches when `keywords` is false.
+    pub fn add_gated(&mut self, raw: &str, body: &str, prefix: &Prefix, keywords: bool) {
+        if let Some(f) = classify_gated(raw, body, prefix, keywords) {
             self.vote(f);
         }
     }

@@ -15,6 +15,8 @@
 pub mod detect;
 pub mod error;
 pub mod evidence;
+pub mod gate;
+pub mod html;
 pub mod lines;
 pub mod parse;
 pub mod report;

@@ -76,6 +76,17 @@ impl<R: BufRead> LineReader<R> {
 
     /// The next line, or `None` at end of input.
     pub fn next_line(&mut self) -> io::Result<Option<Line>> {
+        let mut line = Line {
+            number: 0,
+            text: String::new(),
+            truncated: false,
+        };
+        Ok(self.next_line_into(&mut line)?.then_some(line))
+    }
+
+    /// Reads the next line into `line`, reusing its buffer (no allocation per line once the
+    /// buffer has grown); `false` at end of input.
+    pub fn next_line_into(&mut self, line: &mut Line) -> io::Result<bool> {
         self.buf.clear();
         let mut any = false;
         let mut truncated = false;
@@ -89,11 +100,11 @@ impl<R: BufRead> LineReader<R> {
                 break;
             }
             any = true;
-            let newline = avail.iter().position(|&b| b == b'\n');
+            let newline = memchr::memchr(b'\n', avail);
             let chunk = &avail[..newline.unwrap_or(avail.len())];
             if self.offset < BINARY_SNIFF_BYTES && self.first_nul.is_none() {
                 let window = (BINARY_SNIFF_BYTES - self.offset) as usize;
-                if let Some(i) = chunk.iter().take(window).position(|&b| b == 0) {
+                if let Some(i) = memchr::memchr(0, &chunk[..chunk.len().min(window)]) {
                     self.first_nul = Some(self.offset + i as u64);
                 }
             }
@@ -115,7 +126,7 @@ impl<R: BufRead> LineReader<R> {
             }
         }
         if !any {
-            return Ok(None);
+            return Ok(false);
         }
         self.line_no += 1;
         if truncated {
@@ -128,11 +139,14 @@ impl<R: BufRead> LineReader<R> {
         if self.line_no == 1 {
             bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
         }
-        Ok(Some(Line {
-            number: self.line_no,
-            text: String::from_utf8_lossy(bytes).into_owned(),
-            truncated,
-        }))
+        line.number = self.line_no;
+        line.truncated = truncated;
+        line.text.clear();
+        match std::str::from_utf8(bytes) {
+            Ok(s) => line.text.push_str(s),
+            Err(_) => line.text.push_str(&String::from_utf8_lossy(bytes)),
+        }
+        Ok(true)
     }
 }
 

@@ -36,6 +36,7 @@ pub fn parse_hex(s: &str) -> Option<u64> {
 }
 
 /// Case-insensitive substring search from byte `from`; returns the byte index of the match.
+/// Candidate positions come from a SIMD scan for the needle's first byte in either case.
 pub fn find_ci(hay: &str, needle: &str, from: usize) -> Option<usize> {
     let h = hay.as_bytes();
     let n = needle.as_bytes();
@@ -47,11 +48,17 @@ pub fn find_ci(hay: &str, needle: &str, from: usize) -> Option<usize> {
     let last = h.len() - n.len();
     let mut i = from;
     while i <= last {
-        let c = h[i];
-        if (c == lo || c == up) && h[i + 1..i + n.len()].eq_ignore_ascii_case(rest) {
-            return Some(i);
+        let window = &h[i..=last];
+        let found = if lo == up {
+            memchr::memchr(lo, window)
+        } else {
+            memchr::memchr2(lo, up, window)
+        };
+        let at = i + found?;
+        if h[at + 1..at + n.len()].eq_ignore_ascii_case(rest) {
+            return Some(at);
         }
-        i += 1;
+        i = at + 1;
     }
     None
 }
@@ -205,7 +212,7 @@ pub fn strip_prefixes(line: &str) -> (&str, Prefix) {
         }
     }
     if !p.kernel_log {
-        if let Some(i) = s.find(" kernel: ") {
+        if let Some(i) = memchr::memmem::find(s.as_bytes(), b" kernel: ") {
             let head = &s[..i];
             if head.len() <= 64 && head.bytes().any(|b| b == b':') {
                 p.kernel_log = true;

@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
-use virq_check::{CheckOptions, DeviceKind, Fault, InfChoice, Mode};
+use virq_check::{CheckOptions, DeviceKind, Fault, InfChoice, Mode, VectorPolicy};
 
 #[derive(Parser)]
 #[command(
@@ -26,6 +26,29 @@ enum Command {
     Doctor(DoctorArgs),
     /// List the faults `check --inject` can reproduce.
     Faults,
+    /// Serve the device behind a qtest-style line protocol (docs/serve-protocol.md) on
+    /// standard input/output or a Unix socket.
+    Serve(ServeArgs),
+}
+
+#[derive(clap::Args)]
+struct ServeArgs {
+    /// Device type: blk, rng or console.
+    #[arg(long, default_value = "blk")]
+    device: String,
+    /// Request queues (virtio-blk; default 1).
+    #[arg(long)]
+    queues: Option<u16>,
+    /// MSI-X table size (default 1 + queues).
+    #[arg(long, conflicts_with = "no_msix")]
+    msix_table: Option<u16>,
+    /// No MSI-X capability: the device interrupts through INTx only.
+    #[arg(long)]
+    no_msix: bool,
+    /// Listen on this Unix socket (one client at a time, each on a fresh machine) instead
+    /// of serving standard input/output.
+    #[arg(long)]
+    socket: Option<std::path::PathBuf>,
 }
 
 #[derive(clap::Args)]
@@ -39,6 +62,9 @@ struct DoctorArgs {
     /// Also print every event read, one JSON object per line.
     #[arg(long)]
     events: bool,
+    /// Also write the report as one self-contained HTML page (the chain, coloured by verdict).
+    #[arg(long, value_name = "FILE")]
+    html: Option<std::path::PathBuf>,
 }
 
 #[derive(clap::Args)]
@@ -73,6 +99,10 @@ struct CheckArgs {
     /// Interrupts a run may take before it is called a storm.
     #[arg(long, default_value_t = 10_000)]
     budget: u64,
+    /// Vector plan of the reference driver: checklist (per-queue or all on message 0) or
+    /// linux-ladder (per-queue, shared, INTx).
+    #[arg(long, default_value = "checklist")]
+    policy: String,
     /// Print the DbgView capture and the !pci dump of every mode.
     #[arg(long)]
     logs: bool,
@@ -96,6 +126,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Check(args) => check(args),
         Command::Doctor(args) => doctor(args),
+        Command::Serve(args) => serve(args),
         Command::Faults => {
             for f in Fault::ALL {
                 println!(
@@ -124,8 +155,7 @@ fn check(args: CheckArgs) -> Result<ExitCode> {
             ),
         },
         path => {
-            let bytes = std::fs::read(path).with_context(|| format!("cannot read INF {path}"))?;
-            let text = String::from_utf8_lossy(&bytes).into_owned();
+            let text = read_inf(std::path::Path::new(path))?;
             InfChoice::Text {
                 text,
                 install: args.inf_install.clone(),
@@ -160,6 +190,11 @@ fn check(args: CheckArgs) -> Result<ExitCode> {
         inject,
         requests_per_queue: args.requests,
         interrupt_budget: args.budget,
+        policy: match args.policy.as_str() {
+            "checklist" => VectorPolicy::Checklist,
+            "linux-ladder" => VectorPolicy::LinuxLadder,
+            other => bail!("unknown policy {other:?} (checklist, linux-ladder)"),
+        },
     };
     let report = virq_check::run_check(&options)?;
     if args.json {
@@ -184,11 +219,60 @@ fn check(args: CheckArgs) -> Result<ExitCode> {
     })
 }
 
+/// Largest INF file `--inf PATH` reads; real ones are a few KiB.
+const MAX_INF_BYTES: u64 = 16 << 20;
+
+/// Read an INF file as text. Windows writes INF files in the ANSI code page, UTF-8 or
+/// UTF-16 with a byte-order mark, so UTF-16 is decoded; anything with NUL bytes otherwise is
+/// not an INF file. Every refusal is one line naming the file.
+fn read_inf(path: &std::path::Path) -> Result<String> {
+    let name = path.display();
+    let meta = std::fs::metadata(path).with_context(|| format!("cannot read INF {name}"))?;
+    if meta.is_dir() {
+        bail!("cannot read INF {name}: is a directory");
+    }
+    if meta.len() > MAX_INF_BYTES {
+        bail!(
+            "INF {name} is {} bytes; an INF file is text of at most {MAX_INF_BYTES} bytes",
+            meta.len()
+        );
+    }
+    let bytes = std::fs::read(path).with_context(|| format!("cannot read INF {name}"))?;
+    let utf16 = |be: bool| -> Result<String> {
+        let body = &bytes[2..];
+        if body.len() % 2 != 0 {
+            bail!("INF {name} is UTF-16 with an odd number of bytes (truncated?)");
+        }
+        let units = body.chunks_exact(2).map(|c| {
+            if be {
+                u16::from_be_bytes([c[0], c[1]])
+            } else {
+                u16::from_le_bytes([c[0], c[1]])
+            }
+        });
+        char::decode_utf16(units)
+            .collect::<Result<String, _>>()
+            .map_err(|e| anyhow::anyhow!("INF {name} is not valid UTF-16: {e}"))
+    };
+    match bytes.as_slice() {
+        [0xFF, 0xFE, ..] => utf16(false),
+        [0xFE, 0xFF, ..] => utf16(true),
+        _ => {
+            if let Some(at) = bytes.iter().position(|&b| b == 0) {
+                bail!("INF {name} looks binary (NUL byte at offset {at}); expected INF text");
+            }
+            Ok(String::from_utf8_lossy(&bytes).into_owned())
+        }
+    }
+}
+
 fn doctor(args: DoctorArgs) -> Result<ExitCode> {
     let evidence = match virq_doctor::Evidence::load(&args.files) {
         Ok(ev) => ev,
         Err(e) => {
-            eprintln!("virq doctor: {e}");
+            for err in &e.errors {
+                eprintln!("virq doctor: {err}");
+            }
             return Ok(ExitCode::from(2));
         }
     };
@@ -198,10 +282,36 @@ fn doctor(args: DoctorArgs) -> Result<ExitCode> {
         }
     }
     let report = virq_doctor::Report::new(&evidence);
+    if let Some(path) = &args.html {
+        std::fs::write(path, report.render_html())
+            .with_context(|| format!("cannot write the HTML report to {}", path.display()))?;
+    }
     if args.json {
         println!("{}", report.to_json());
     } else {
         print!("{}", report.render_text());
     }
     Ok(ExitCode::from(report.exit_code() as u8))
+}
+
+fn serve(args: ServeArgs) -> Result<ExitCode> {
+    let device = virq_serve::DeviceKind::from_name(&args.device)
+        .with_context(|| format!("unknown device {:?} (blk, rng, console)", args.device))?;
+    let options = virq_serve::ServeOptions {
+        device,
+        queues: args.queues,
+        msix_table: if args.no_msix {
+            Some(0)
+        } else {
+            args.msix_table
+        },
+        ..virq_serve::ServeOptions::default()
+    };
+    match &args.socket {
+        Some(path) => virq_serve::serve_unix(path, &options, None)?,
+        None => {
+            virq_serve::serve_stdio(&options)?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }

@@ -12,6 +12,7 @@ pub mod windows;
 
 use crate::detect::{Format, Votes, cpu_header_columns, leading_bdf};
 use crate::error::SourceError;
+use crate::gate;
 use crate::lines::{BINARY_SNIFF_BYTES, DEFAULT_MAX_LINE_BYTES, Line, LineReader};
 use crate::text::{contains_ci, strip_prefixes};
 use serde::{Deserialize, Serialize};
@@ -234,23 +235,29 @@ impl Parser {
     fn feed(&mut self, line: &Line) {
         let raw = line.text.as_str();
         let (body, prefix) = strip_prefixes(raw);
-        self.votes.add_stripped(raw, body, &prefix);
+        // Every keyword any matcher below looks for, found in one pass over the whole line (a
+        // superset of the body's), so matchers that cannot match are skipped.
+        let hits = gate::hits(raw);
+        self.votes
+            .add_gated(raw, body, &prefix, hits & gate::CLASSIFY != 0);
         let time = prefix.time_ns;
         if body.trim().is_empty() {
             self.end_blocks();
             return;
         }
-        if let Some(cmd) = windows::windbg_prompt(body) {
-            self.end_blocks();
-            self.section = windows::ResSection::Unknown;
-            self.proc_cpus = None;
-            self.windbg_device = windows::pci_command_bdf(cmd);
-            self.command = cmd
-                .split_whitespace()
-                .next()
-                .unwrap_or("")
-                .to_ascii_lowercase();
-            return;
+        if hits & gate::PROMPT != 0 {
+            if let Some(cmd) = windows::windbg_prompt(body) {
+                self.end_blocks();
+                self.section = windows::ResSection::Unknown;
+                self.proc_cpus = None;
+                self.windbg_device = windows::pci_command_bdf(cmd);
+                self.command = cmd
+                    .split_whitespace()
+                    .next()
+                    .unwrap_or("")
+                    .to_ascii_lowercase();
+                return;
+            }
         }
         if self.proc_line(body, line, time) {
             return;
@@ -258,20 +265,31 @@ impl Parser {
         if self.lspci_line(raw, body, line, time) {
             return;
         }
-        if let Some(kinds) = windows::checklist_print(body) {
-            for k in kinds {
-                self.emit(k, line, time);
+        if hits & gate::CHECKLIST != 0 {
+            if let Some(kinds) = windows::checklist_print(body) {
+                for k in kinds {
+                    self.emit(k, line, time);
+                }
+                return;
             }
+        }
+        let in_block =
+            self.msix.is_some() || self.entry.is_some() || self.section == windows::ResSection::Raw;
+        if (in_block || hits & gate::WINDBG != 0) && self.windbg_line(body, line, time) {
             return;
         }
-        if self.windbg_line(body, line, time) {
-            return;
+        if hits & gate::READ != 0 && hits & gate::VECTORISH != 0 {
+            if let Some(kind) = windows::readback_wording(body) {
+                self.emit(kind, line, time);
+                return;
+            }
         }
-        if let Some(kind) = windows::readback_wording(body) {
-            self.emit(kind, line, time);
-            return;
-        }
-        if is_interesting(body) {
+        if hits & gate::INTERESTING != 0 && is_interesting(body) {
+            if self.log_lines >= self.limits.max_log_lines {
+                // Over the free-text limit: count it without building the event.
+                self.dropped += 1;
+                return;
+            }
             self.emit(
                 EventKind::LogLine {
                     text: body.trim_end().to_string(),
@@ -409,6 +427,24 @@ impl Parser {
         if let Some(block) = self.msix.as_mut() {
             if contains_ci(body, "CapID") || block.lines_seen >= MAX_BLOCK_LINES {
                 self.end_msix();
+            } else if let Some((entry, address, data, masked, pending)) =
+                windows::msix_entry_line(body)
+            {
+                block.lines_seen += 1;
+                self.emit(
+                    EventKind::MsixEntry {
+                        entry,
+                        address,
+                        data,
+                        masked,
+                    },
+                    line,
+                    time,
+                );
+                if pending {
+                    self.emit(EventKind::PendingSet { entry }, line, time);
+                }
+                return true;
             } else {
                 block.lines_seen += 1;
                 let had_any = block.fields.any();
@@ -425,7 +461,7 @@ impl Parser {
         }
         if let Some(v) = windows::pci_command_word(body) {
             self.emit(EventKind::PciCommand { value: v }, line, time);
-            if let Some(s) = windows::pci_status_word(body) {
+            if let Some(s) = windows::pci_status_word(body).filter(|s| *s != 0xFFFF) {
                 self.emit(
                     EventKind::IntxStatus {
                         pending: s & 0x0008 != 0,
@@ -437,6 +473,9 @@ impl Parser {
             return true;
         }
         if let Some(s) = windows::pci_status_word(body) {
+            if s == 0xFFFF {
+                return true;
+            }
             self.emit(
                 EventKind::IntxStatus {
                     pending: s & 0x0008 != 0,
@@ -507,8 +546,7 @@ fn is_interesting(body: &str) -> bool {
         "messagecount",
         "intx",
     ];
-    let lower = body.to_ascii_lowercase();
-    KEYWORDS.iter().any(|k| lower.contains(k))
+    KEYWORDS.iter().any(|k| contains_ci(body, k))
 }
 
 /// Parses one file's text from `reader`, calling `sink` with each event as soon as it is known
@@ -555,9 +593,24 @@ pub fn parse_reader<R: BufRead>(
     let mut parser = Parser::new(limits);
     let mut seq = 0u64;
     let mut kinds: BTreeMap<String, u64> = BTreeMap::new();
+    // Naming a kind goes through serde; do it once per variant, not once per event.
+    let mut names: Vec<(std::mem::Discriminant<EventKind>, String)> = Vec::new();
     let mut drain = |parser: &mut Parser, sink: &mut dyn FnMut(Event)| {
         for p in parser.out.drain(..) {
-            *kinds.entry(kind_name(&p.kind)).or_default() += 1;
+            let d = std::mem::discriminant(&p.kind);
+            let name = match names.iter().find(|(k, _)| *k == d) {
+                Some((_, n)) => n,
+                None => {
+                    names.push((d, kind_name(&p.kind)));
+                    &names.last().expect("just pushed").1
+                }
+            };
+            match kinds.get_mut(name.as_str()) {
+                Some(n) => *n += 1,
+                None => {
+                    kinds.insert(name.clone(), 1);
+                }
+            }
             sink(Event {
                 seq,
                 time_ns: p.time_ns,
@@ -577,7 +630,12 @@ pub fn parse_reader<R: BufRead>(
     }
     drop(sniffed);
     drain(&mut parser, &mut sink);
-    while let Some(l) = lines.next_line().map_err(io)? {
+    let mut l = Line {
+        number: 0,
+        text: String::new(),
+        truncated: false,
+    };
+    while lines.next_line_into(&mut l).map_err(io)? {
         parser.feed(&l);
         drain(&mut parser, &mut sink);
     }

@@ -18,12 +18,15 @@ fn u16_of(v: u64) -> Option<u16> {
     u16::try_from(v).ok()
 }
 
-/// One of the checklist prints (`INT:`, `WDFINT:`, `VIRTIO:`, `COUNTERS:`) anywhere in the line
-/// (drivers often put their own name in front). `None` when the line is not one, or is one with
-/// a field missing (the caller then keeps it as a plain log line).
+/// One of the checklist prints (`INT:`, `WDFINT:`, `VIRTIO:`, `COUNTERS:`, `ISR:`) anywhere in
+/// the line (drivers often put their own name in front). `None` when the line is not one, or is
+/// one with a field missing (the caller then keeps it as a plain log line).
 pub fn checklist_print(body: &str) -> Option<Vec<EventKind>> {
     if let Some(i) = find_word_ci(body, "WDFINT:") {
         return connected(&body[i + 7..]).map(|k| vec![k]);
+    }
+    if let Some(i) = find_word_ci(body, "ISR:") {
+        return isr_sample(&body[i + 4..]).map(|k| vec![k]);
     }
     if let Some(i) = find_word_ci(body, "INT:") {
         return resource(&body[i + 4..]).map(|k| vec![k]);
@@ -32,7 +35,7 @@ pub fn checklist_print(body: &str) -> Option<Vec<EventKind>> {
         return virtio(&body[i + 7..]);
     }
     if let Some(i) = find_word_ci(body, "COUNTERS:") {
-        return counters(&body[i + 9..]).map(|k| vec![k]);
+        return counters(&body[i + 9..]);
     }
     None
 }
@@ -73,7 +76,30 @@ fn connected(rest: &str) -> Option<EventKind> {
     })
 }
 
-/// `VIRTIO:` vector write/read-back, `device_status` write, `isr_status` read.
+/// `ISR: MessageSignaled=%u MessageID=%lu IsrStatusRead=%u IsrStatus=0x%02x Return=%u`
+/// (docs/log-formats.md line 8): one sampled ISR invocation, with what it read and returned.
+fn isr_sample(rest: &str) -> Option<EventKind> {
+    let signaled = kv(rest, "MessageSignaled").and_then(parse_bool)?;
+    let claimed = kv(rest, "Return").and_then(parse_bool)?;
+    let read = kv(rest, "IsrStatusRead").and_then(parse_bool)?;
+    let status = if read {
+        Some(kv_num(rest, "IsrStatus").and_then(|v| u8::try_from(v).ok())?)
+    } else {
+        None
+    };
+    let message_id = if signaled {
+        Some(kv_num(rest, "MessageID").and_then(u32_of)?)
+    } else {
+        None
+    };
+    Some(EventKind::IsrRan {
+        message_id,
+        claimed,
+        isr_status: status,
+    })
+}
+
+/// `VIRTIO:` vector write/read-back, `device_status` write, `isr_status` read, `queue_enable`.
 fn virtio(rest: &str) -> Option<Vec<EventKind>> {
     let selector = if contains_ci(rest, "msix_config") {
         Some(Selector::MsixConfig)
@@ -97,6 +123,15 @@ fn virtio(rest: &str) -> Option<Vec<EventKind>> {
             },
         }]);
     }
+    if contains_ci(rest, "queue_enable") {
+        let queue = kv_num(rest, "queue").and_then(u16_of)?;
+        let on = kv_num(rest, "write")?;
+        if on == 0 {
+            return None;
+        }
+        let size = kv_num(rest, "size").and_then(u16_of).unwrap_or(0);
+        return Some(vec![EventKind::QueueEnabled { queue, size }]);
+    }
     if contains_ci(rest, "device_status") {
         let value = kv_num(rest, "write").and_then(|v| u8::try_from(v).ok())?;
         let mut out = vec![EventKind::DeviceStatus { value }];
@@ -112,18 +147,30 @@ fn virtio(rest: &str) -> Option<Vec<EventKind>> {
     None
 }
 
-/// `COUNTERS: MessageNumber=.. isr=.. dpc=.. LastMessageID=..` or `COUNTERS: INTx isr=.. dpc=..`.
-fn counters(rest: &str) -> Option<EventKind> {
-    let message = if find_word_ci(rest, "INTx").is_some() {
+/// `COUNTERS: MessageNumber=.. isr=.. dpc=.. LastMessageID=..` or `COUNTERS: INTx isr=.. dpc=..
+/// LastIsrStatus=..`. A non-zero `LastIsrStatus` also proves an ISR status read returned that
+/// value (0 does not: a driver that never read prints its initial 0).
+fn counters(rest: &str) -> Option<Vec<EventKind>> {
+    let intx = find_word_ci(rest, "INTx").is_some();
+    let message = if intx {
         None
     } else {
         kv_num(rest, "MessageNumber").and_then(u32_of)
     };
-    Some(EventKind::CounterSummary {
+    let mut out = vec![EventKind::CounterSummary {
         message,
         isr_count: kv_num(rest, "isr")?,
         dpc_count: kv_num(rest, "dpc")?,
-    })
+    }];
+    if let (true, Some(v)) = (
+        intx,
+        kv_num(rest, "LastIsrStatus").and_then(|v| u8::try_from(v).ok()),
+    ) {
+        if v != 0 {
+            out.push(EventKind::IsrRead { value: v });
+        }
+    }
+    Some(out)
 }
 
 /// A number written as decimal digits or `0x` hex; words that merely look like hex (`bad`,
@@ -149,6 +196,9 @@ fn strict_num(tok: &str) -> Option<u64> {
 /// written value is the last other number before the phrase; the read-back value is the first
 /// number after it. Anything else stays a plain log line.
 pub fn readback_wording(body: &str) -> Option<EventKind> {
+    if !contains_ci(body, "read") {
+        return None;
+    }
     let lower = body.to_ascii_lowercase();
     if !(lower.contains("vector") || lower.contains("msix") || lower.contains("msi-x")) {
         return None;
@@ -241,10 +291,13 @@ pub fn pci_status_word(body: &str) -> Option<u16> {
 }
 
 fn word_after(body: &str, bracket: &str, names: &[&str]) -> Option<u16> {
-    if let Some(i) = body.find(bracket) {
+    if let Some(i) = memchr::memmem::find(body.as_bytes(), bracket.as_bytes()) {
         let rest = &body[i + bracket.len()..];
         let end = rest.find([':', ']']).unwrap_or(rest.len());
         return parse_hex(&rest[..end]).and_then(u16_of);
+    }
+    if !names.iter().any(|n| contains_ci(body, n)) {
+        return None;
     }
     let toks: Vec<&str> = body.split_whitespace().collect();
     toks.windows(2).find_map(|w| {
@@ -255,6 +308,30 @@ fn word_after(body: &str, bracket: &str, names: &[&str]) -> Option<u16> {
             .flatten()
             .and_then(u16_of)
     })
+}
+
+/// `Entry[1]  Address:00000000fee00000 Data:000000c1 Masked:0 Pending:0` inside a `!pci` MSI-X
+/// block -> (entry, address, data, masked, pending).
+pub fn msix_entry_line(body: &str) -> Option<(u16, u64, u32, bool, bool)> {
+    let t = body.trim_start();
+    let rest = t.strip_prefix("Entry[")?;
+    let close = rest.find(']')?;
+    let entry = parse_num(&rest[..close]).and_then(u16_of)?;
+    let fields = &rest[close + 1..];
+    let field = |name: &str| {
+        fields.split_whitespace().find_map(|tok| {
+            let (k, v) = tok.split_once(':')?;
+            k.eq_ignore_ascii_case(name).then_some(v)
+        })
+    };
+    let address = field("Address").and_then(parse_hex).unwrap_or(0);
+    let data = field("Data")
+        .and_then(parse_hex)
+        .and_then(|v| u32::try_from(v).ok())
+        .unwrap_or(0);
+    let masked = field("Masked").and_then(parse_bool)?;
+    let pending = field("Pending").and_then(parse_bool).unwrap_or(false);
+    Some((entry, address, data, masked, pending))
 }
 
 /// Whether a line opens a `!pci` MSI-X capability block (`98: CapID 11 MSI-X Capability`).

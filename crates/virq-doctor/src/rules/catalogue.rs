@@ -1,20 +1,11 @@
 //! Failure-catalogue rows (shared/failure-catalogue.md) as rules. Each names its row, the
 //! checklist step whose link it breaks, and the proof a user's evidence can show.
 
-use super::facts::{Facts, SelectorAccess, linux_irq_mode, selector_name};
+use super::facts::{Facts, SelectorAccess, selector_name};
+use super::signals::{IntxIsr, StormSource, intx_counter_delta, intx_storm, line_rows};
 use super::{Finding, Verdict, cannot, finding, proof};
-use crate::text::contains_ci;
 use std::collections::BTreeMap;
 use virq_events::{Event, EventKind, InterruptMode, NO_VECTOR, Selector};
-
-/// An INTx ISR count rising by at least this much over a capture, with at most one DPC per
-/// [`STORM_ISR_PER_DPC`] ISRs, is a line nobody acknowledges: a claimed interrupt queues a DPC,
-/// an unacknowledged level line just re-enters the ISR.
-pub const STORM_MIN_ISR: u64 = 10_000;
-pub const STORM_ISR_PER_DPC: u64 = 50;
-/// A Linux INTx row rising this much between two snapshots is a storm (the kernel's own
-/// "nobody cared" check fires at 99,900 unhandled of 100,000).
-pub const STORM_MIN_IRQ_DELTA: u64 = 100_000;
 
 /// APIC/IDT vectors seen in the evidence (connected objects, message resources), by value,
 /// excluding values that are also connected MessageNumbers (those are ambiguous).
@@ -52,134 +43,85 @@ pub(crate) fn beyond_grant_writes<'a>(f: &Facts<'a>, granted: u32) -> Vec<&'a Ev
 }
 
 /// Row 1: INTx storm because the ISR never reads (acknowledges) the virtio ISR status.
+///
+/// A storm alone is attributed to this row (it is the catalogue's own symptom) unless the
+/// evidence shows the ISR does read ISR status (then rows 19/22 explain the storm) or that it
+/// returns not-mine without reading (row 11).
 pub fn row1_intx_storm(events: &[Event]) -> Finding {
     let f = Facts::new(events);
     let title = "INTx storm: the ISR never reads the virtio ISR status register";
     let fix = "In INTx mode read the virtio ISR status register first thing in the ISR (the \
                read deasserts the line); return FALSE when it reads 0.";
     let row = |verdict, symptom: String, p| finding(7, Some(1), title, verdict, symptom, p, fix);
-    let isr_note = if f.isr_reads.is_empty() {
-        ""
-    } else {
-        " (ISR status reads were logged: check that every ISR path reads it)"
-    };
+    let isr = IntxIsr::new(&f);
 
-    let kernel: Vec<&Event> = f
-        .logs
-        .iter()
-        .copied()
-        .filter(|e| match &e.kind {
-            EventKind::LogLine { text } => {
-                contains_ci(text, "nobody cared") || contains_ci(text, "Disabling IRQ #")
-            }
-            _ => false,
-        })
-        .collect();
-    if !kernel.is_empty() {
-        let irq_nums: Vec<String> = kernel.iter().filter_map(|e| irq_number(e)).collect();
-        let rows: Vec<&Event> = f
-            .irqs
-            .iter()
-            .copied()
-            .filter(
-                |e| matches!(&e.kind, EventKind::IrqCount { irq, .. } if irq_nums.contains(irq)),
-            )
-            .collect();
-        let which = irq_nums
-            .first()
-            .map(|n| format!(" {n}"))
-            .unwrap_or_default();
-        return row(
-            Verdict::Broken,
-            format!(
-                "the kernel gave up on IRQ{which}: a level line kept firing and no handler \
-                 claimed it{isr_note}"
-            ),
-            proof(kernel.into_iter().chain(rows)),
-        );
-    }
-    if !f.budget.is_empty() {
-        return row(
-            Verdict::Broken,
-            "the platform's interrupt budget ran out (a storm)".to_string(),
-            proof(f.budget.iter().copied()),
-        );
-    }
-
-    let intx_counters: Vec<(u64, u64, &Event)> = f
-        .counters
-        .iter()
-        .filter_map(|e| match e.kind {
-            EventKind::CounterSummary {
-                message: None,
-                isr_count,
-                dpc_count,
-            } => Some((isr_count, dpc_count, *e)),
-            _ => None,
-        })
-        .collect();
-    if let (Some(first), Some(last)) = (intx_counters.first(), intx_counters.last()) {
-        let (d_isr, d_dpc) = if intx_counters.len() > 1 {
-            (
-                last.0.saturating_sub(first.0),
-                last.1.saturating_sub(first.1),
-            )
-        } else {
-            (last.0, last.1)
-        };
-        let storm = d_isr >= STORM_MIN_ISR && d_isr >= STORM_ISR_PER_DPC * d_dpc.max(1);
-        let mut p: Vec<&Event> = f.intx_resources().into_iter().take(1).collect();
-        p.push(first.2);
-        p.push(last.2);
-        p.extend(f.intx_pending.iter().copied().take(1));
-        if storm {
+    if let Some(storm) = intx_storm(&f) {
+        if !isr.claimed_unread.is_empty() {
             return row(
                 Verdict::Broken,
                 format!(
-                    "INTx ISR ran {d_isr} times for {d_dpc} DPC(s) over the capture: the line \
-                     is never deasserted{isr_note}"
+                    "{}; the ISR claims the interrupt without reading ISR status, so the line \
+                     is never deasserted",
+                    storm.summary
                 ),
-                proof(p),
+                proof(
+                    storm
+                        .proof
+                        .into_iter()
+                        .chain(isr.claimed_unread.into_iter().take(2)),
+                ),
             );
         }
+        if !isr.notmine_unread.is_empty() {
+            return row(
+                Verdict::Holds,
+                "the ISR returns not-mine without reading ISR status: that is row 11 (shared \
+                 line), not an ISR that claims without acknowledging"
+                    .to_string(),
+                proof(isr.notmine_unread.into_iter().take(2)),
+            );
+        }
+        if isr.reads_status() {
+            let mut p = isr.read_cause.clone();
+            p.extend(isr.read_zero.iter().copied());
+            return row(
+                Verdict::Holds,
+                "the ISR does read ISR status (the storm has another cause: see rows 19 and 22)"
+                    .to_string(),
+                proof(p.into_iter().take(3)),
+            );
+        }
+        if storm.source == StormSource::KernelLog {
+            // The catalogue's own proof for this row on Linux.
+            return row(Verdict::Broken, storm.summary, proof(storm.proof));
+        }
+        return row(
+            cannot(
+                "`ISR:` samples (docs/log-formats.md line 8) or `VIRTIO: isr_status read=` lines: \
+                 the storm is proven (step 7), but not whether the ISR reads ISR status (this \
+                 row), says not-mine without reading (row 11) or reads 0 from a device that \
+                 holds the line (row 19)",
+            ),
+            storm.summary,
+            proof(storm.proof),
+        );
+    }
+
+    if let Some((d_isr, d_dpc, first, last)) = intx_counter_delta(&f) {
+        let mut p: Vec<&Event> = f.intx_resources().into_iter().take(1).collect();
+        p.extend([first, last]);
         return row(
             Verdict::Holds,
             format!("INTx ISR count rose by {d_isr} with {d_dpc} DPC(s): no storm"),
             proof(p),
         );
     }
-
-    let mut line_rows: BTreeMap<(String, String), Vec<(u64, &Event)>> = BTreeMap::new();
-    for e in &f.irqs {
-        if let EventKind::IrqCount { irq, name, count } = &e.kind {
-            if linux_irq_mode(name) == Some(InterruptMode::Intx) {
-                line_rows
-                    .entry((irq.clone(), name.clone()))
-                    .or_default()
-                    .push((*count, *e));
-            }
-        }
-    }
-    let storming: Vec<&Event> = line_rows
-        .values()
-        .filter(|v| v.len() > 1 && v[v.len() - 1].0.saturating_sub(v[0].0) >= STORM_MIN_IRQ_DELTA)
-        .flat_map(|v| [v[0].1, v[v.len() - 1].1])
-        .collect();
-    if !storming.is_empty() {
-        return row(
-            Verdict::Broken,
-            format!(
-                "a virtio INTx line rose by at least {STORM_MIN_IRQ_DELTA} between \
-                 /proc/interrupts snapshots"
-            ),
-            proof(storming),
-        );
-    }
-    if line_rows.values().any(|v| v.len() > 1) {
+    let rows = line_rows(&f);
+    if rows.values().any(|v| v.len() > 1) {
         return row(
             Verdict::Holds,
             "the virtio INTx line moves at a normal rate between snapshots".to_string(),
-            proof(line_rows.values().flat_map(|v| v.iter().map(|x| x.1))),
+            proof(rows.values().flat_map(|v| v.iter().map(|x| x.1))),
         );
     }
     if f.mode() == Some(InterruptMode::Message) {
@@ -197,20 +139,6 @@ pub fn row1_intx_storm(events: &[Event]) -> Finding {
         "no interrupt counts for a line interrupt".to_string(),
         Vec::new(),
     )
-}
-
-fn irq_number(e: &Event) -> Option<String> {
-    let EventKind::LogLine { text } = &e.kind else {
-        return None;
-    };
-    let lower = text.to_ascii_lowercase();
-    let rest = if let Some(i) = lower.find("disabling irq #") {
-        &text[i + "disabling irq #".len()..]
-    } else {
-        &text[lower.find("irq ")? + 4..]
-    };
-    let n: String = rest.chars().take_while(|c| c.is_ascii_digit()).collect();
-    (!n.is_empty()).then_some(n)
 }
 
 /// Row 2: a reset came after the last vector write, so the selectors are 0xFFFF again.

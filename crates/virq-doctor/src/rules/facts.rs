@@ -82,6 +82,12 @@ pub struct Facts<'a> {
     pub isr_reads: Vec<&'a Event>,
     pub isr_runs: Vec<&'a Event>,
     pub intx_pending: Vec<&'a Event>,
+    /// Every INTx pending-state reading (PCI Status bit 3), pending or not.
+    pub intx_status: Vec<&'a Event>,
+    pub pci_commands: Vec<&'a Event>,
+    pub msix_entries: Vec<&'a Event>,
+    pub queue_enables: Vec<(usize, &'a Event)>,
+    pub intx_routes: Vec<&'a Event>,
 }
 
 impl<'a> Facts<'a> {
@@ -100,6 +106,11 @@ impl<'a> Facts<'a> {
             isr_reads: Vec::new(),
             isr_runs: Vec::new(),
             intx_pending: Vec::new(),
+            intx_status: Vec::new(),
+            pci_commands: Vec::new(),
+            msix_entries: Vec::new(),
+            queue_enables: Vec::new(),
+            intx_routes: Vec::new(),
         };
         for (idx, e) in events.iter().enumerate() {
             match &e.kind {
@@ -143,7 +154,18 @@ impl<'a> Facts<'a> {
                 EventKind::InterruptBudgetExhausted { .. } => f.budget.push(e),
                 EventKind::IsrRead { .. } => f.isr_reads.push(e),
                 EventKind::IsrRan { .. } => f.isr_runs.push(e),
-                EventKind::IntxStatus { pending: true } => f.intx_pending.push(e),
+                EventKind::IntxStatus { pending } => {
+                    if *pending {
+                        f.intx_pending.push(e);
+                    }
+                    f.intx_status.push(e);
+                }
+                EventKind::PciCommand { .. } => f.pci_commands.push(e),
+                EventKind::MsixEntry { .. } | EventKind::PendingSet { .. } => {
+                    f.msix_entries.push(e)
+                }
+                EventKind::QueueEnabled { .. } => f.queue_enables.push((idx, e)),
+                EventKind::IntxRouted { .. } => f.intx_routes.push(e),
                 _ => {}
             }
         }

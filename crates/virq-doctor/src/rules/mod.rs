@@ -5,7 +5,10 @@
 //! guessing when the events it needs are absent.
 
 mod catalogue;
+mod device_rows;
+mod driver_rows;
 mod facts;
+mod signals;
 mod steps;
 
 use serde::{Deserialize, Serialize};
@@ -15,6 +18,16 @@ pub use catalogue::{row1_intx_storm, row2_reset_after_write, row3_apic_vector_wr
 pub use catalogue::{
     row4_too_few_messages, row5_config_no_vector, row7_vector_zero, row13_no_message_flag,
 };
+pub use device_rows::{
+    row14_intx_with_msix, row15_message_while_masked, row16_enable_ignored,
+    row17_selector_after_reset, row18_out_of_range_accepted, row19_line_stuck,
+    row20_interrupt_disable_ignored, row21_small_table, row22_isr_not_cleared,
+};
+pub use driver_rows::{
+    row6_message_changed, row8_unmapped_message_id, row9_message_zero,
+    row10_enable_before_verified, row11_shared_line, row12_surprise_removal,
+};
+pub use signals::{STORM_ISR_PER_DPC, STORM_MIN_IRQ_DELTA, STORM_MIN_ISR};
 pub use steps::{
     step1_mode, step2_resources, step3_connected, step4_msix_enable, step5_programmed,
     step6_read_back, step7_counters,
@@ -70,15 +83,30 @@ pub const STEP_RULES: [Rule; 7] = [
     step7_counters,
 ];
 
-/// The catalogue rows the doctor detects so far.
-pub const CATALOGUE_RULES: [Rule; 7] = [
+/// One rule per failure-catalogue row, in row order (1-22).
+pub const CATALOGUE_RULES: [Rule; 22] = [
     row1_intx_storm,
     row2_reset_after_write,
     row3_apic_vector_written,
     row4_too_few_messages,
     row5_config_no_vector,
+    row6_message_changed,
     row7_vector_zero,
+    row8_unmapped_message_id,
+    row9_message_zero,
+    row10_enable_before_verified,
+    row11_shared_line,
+    row12_surprise_removal,
     row13_no_message_flag,
+    row14_intx_with_msix,
+    row15_message_while_masked,
+    row16_enable_ignored,
+    row17_selector_after_reset,
+    row18_out_of_range_accepted,
+    row19_line_stuck,
+    row20_interrupt_disable_ignored,
+    row21_small_table,
+    row22_isr_not_cleared,
 ];
 
 /// Runs every step and catalogue rule.
@@ -98,6 +126,17 @@ pub(crate) fn proof<'a>(events: impl IntoIterator<Item = &'a Event>) -> Vec<Even
     let mut v: Vec<&Event> = events.into_iter().collect();
     v.sort_by_key(|e| e.seq);
     v.dedup_by_key(|e| e.seq);
+    // One line can carry two events (a counter summary and the ISR status it reports): quote
+    // the line once.
+    v.dedup_by(|a, b| match (&a.origin, &b.origin) {
+        (
+            virq_events::Origin::File { path, line, .. },
+            virq_events::Origin::File {
+                path: p2, line: l2, ..
+            },
+        ) => path == p2 && line == l2,
+        _ => false,
+    });
     v.truncate(MAX_PROOF);
     v.into_iter().cloned().collect()
 }

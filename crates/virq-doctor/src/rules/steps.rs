@@ -583,6 +583,18 @@ pub fn step7_counters(events: &[Event]) -> Finding {
     let title = "ISR/DPC counters increment";
     let fix = "Find the first broken link above; if every step holds, check that the device \
                really completes requests (queue notify -> used buffers).";
+    if let Some(storm) = super::signals::intx_storm(&f) {
+        return finding(
+            7,
+            None,
+            title,
+            Verdict::Broken,
+            format!("{}: interrupts arrive, but as a storm", storm.summary),
+            proof(storm.proof),
+            "Acknowledge the line: read ISR status in the INTx ISR (see the catalogue rows \
+             below for which side fails to).",
+        );
+    }
     if !f.counters.is_empty() {
         let mut groups: BTreeMap<Option<u32>, Vec<(u64, u64, &Event)>> = BTreeMap::new();
         for e in &f.counters {

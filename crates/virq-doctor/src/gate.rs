@@ -1,0 +1,120 @@
+//! One pass over a line that finds every keyword any matcher looks for (ASCII case-insensitive,
+//! overlapping), as a bit set. The parser consults it to skip matchers that cannot match, so a
+//! line of unrelated chatter costs one scan instead of dozens of substring searches.
+
+use aho_corasick::{AhoCorasick, AhoCorasickBuilder, AhoCorasickKind, MatchKind};
+use std::sync::OnceLock;
+
+/// The keywords, lower case; bit `i` of [`hits`] is set when `PATTERNS[i]` occurs.
+pub const PATTERNS: [&str; 39] = [
+    "wdfint:",                 // 0
+    "int:",                    // 1
+    "virtio:",                 // 2
+    "counters:",               // 3
+    "isr:",                    // 4
+    "configuration space",     // 5
+    "msi-x",                   // 6
+    "msix",                    // 7
+    "cmd[",                    // 8
+    "command",                 // 9
+    "sts[",                    // 10
+    "status",                  // 11
+    "resource",                // 12
+    "cmreslist",               // 13
+    "entry",                   // 14
+    "interrupt (",             // 15
+    "read",                    // 16
+    "vector",                  // 17
+    "msi",                     // 18
+    "interrupt",               // 19
+    "isr",                     // 20
+    "dpc",                     // 21
+    "irq",                     // 22
+    "virtio",                  // 23
+    "nobody cared",            // 24
+    "messagecount",            // 25
+    "intx",                    // 26
+    "kd>",                     // 27
+    "disabling irq #",         // 28
+    "virtio_pci",              // 29
+    "virtio-pci ",             // 30
+    "virtio_blk",              // 31
+    "virtio_net",              // 32
+    "capid",                   // 33
+    "resourcelist",            // 34
+    "kinterrupt",              // 35
+    "devnode",                 // 36
+    "pci configuration space", // 37
+    "vendorid",                // 38
+];
+
+const fn mask(bits: &[u32]) -> u64 {
+    let mut m = 0u64;
+    let mut i = 0;
+    while i < bits.len() {
+        m |= 1 << bits[i];
+        i += 1;
+    }
+    m
+}
+
+/// The checklist prints (`WDFINT:`, `INT:`, `VIRTIO:`, `COUNTERS:`, `ISR:`).
+pub const CHECKLIST: u64 = mask(&[0, 1, 2, 3, 4]);
+/// Everything the WinDbg `!pci` / resource-list matchers need outside a block.
+pub const WINDBG: u64 = mask(&[5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15]);
+/// A read-back wording needs "read" and one of these.
+pub const READ: u64 = mask(&[16]);
+pub const VECTORISH: u64 = mask(&[6, 7, 17]);
+/// Free-text lines worth keeping (`is_interesting`).
+pub const INTERESTING: u64 = mask(&[17, 18, 19, 20, 21, 22, 23, 24, 25, 26]);
+/// A WinDbg prompt.
+pub const PROMPT: u64 = mask(&[27]);
+/// The keyword-based part of format detection.
+pub const CLASSIFY: u64 =
+    CHECKLIST | mask(&[8, 24, 27, 28, 29, 30, 31, 32, 33, 34, 35, 36, 37, 38]);
+
+fn automaton() -> &'static AhoCorasick {
+    static AC: OnceLock<AhoCorasick> = OnceLock::new();
+    AC.get_or_init(|| {
+        AhoCorasickBuilder::new()
+            .ascii_case_insensitive(true)
+            .match_kind(MatchKind::Standard)
+            .kind(Some(AhoCorasickKind::DFA))
+            .build(PATTERNS)
+            .expect("static patterns build")
+    })
+}
+
+/// The set of [`PATTERNS`] occurring in `text`.
+pub fn hits(text: &str) -> u64 {
+    let mut m = 0u64;
+    for hit in automaton().find_overlapping_iter(text) {
+        m |= 1 << hit.pattern().as_u32();
+    }
+    m
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::text::contains_ci;
+
+    #[test]
+    fn hits_agree_with_contains_ci_for_every_pattern() {
+        let lines = [
+            "00000001\t0.0\tviostor: WDFINT: MessageSignaled=1 MessageNumber=0",
+            "    98: CapID          11 MSI-X Capability",
+            "00:01.0  1af4:1042.01  Cmd[0006]  Sts[0018]",
+            "[  5.1] irq 11: nobody cared (try booting with the \"irqpoll\" option)",
+            "queue 2 msix vector 0x00e1 READ BACK 0xffff",
+            "storport: srb 0x1f completed, status 0x01, 4096 bytes",
+            "",
+        ];
+        for line in lines {
+            let h = hits(line);
+            for (i, p) in PATTERNS.iter().enumerate() {
+                assert_eq!(h & (1 << i) != 0, contains_ci(line, p), "{p:?} in {line:?}");
+            }
+        }
+    }
+}
