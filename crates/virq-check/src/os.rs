@@ -24,6 +24,35 @@ pub(crate) struct KmdfGlue {
     pub dpc_errors: Vec<String>,
     /// Configuration changes a DPC noticed.
     pub config_changes_seen: u32,
+    /// ISR invocations to print (log format line 8): the first 8 per message or line, then
+    /// every 4096th, so a storm cannot flood the capture.
+    pub isr_samples: Vec<IsrSample>,
+    isr_calls: std::collections::BTreeMap<Option<u32>, u64>,
+}
+
+/// One sampled ISR invocation.
+pub(crate) struct IsrSample {
+    pub message_id: Option<u32>,
+    pub isr_status: Option<u8>,
+    pub claimed: bool,
+}
+
+impl KmdfGlue {
+    fn sample(&mut self, message_id: Option<u32>, claimed: bool) {
+        let n = self.isr_calls.entry(message_id).or_insert(0);
+        *n += 1;
+        if *n <= 8 || *n % 4096 == 0 {
+            let isr_status = match message_id {
+                None => self.driver.last_isr_read(),
+                Some(_) => None,
+            };
+            self.isr_samples.push(IsrSample {
+                message_id,
+                isr_status,
+                claimed,
+            });
+        }
+    }
 }
 
 impl KmdfGlue {
@@ -36,6 +65,8 @@ impl KmdfGlue {
             unexpected: 0,
             dpc_errors: Vec::new(),
             config_changes_seen: 0,
+            isr_samples: Vec::new(),
+            isr_calls: Default::default(),
         }
     }
 }
@@ -44,12 +75,16 @@ impl GuestOs for KmdfGlue {
     fn interrupt(&mut self, vector: u8) {
         match self.wdf.dispatch(u32::from(vector)) {
             Some((_, Some(message_id))) => {
-                if self.driver.isr_message(message_id) && !self.dpcs.contains(&Some(message_id)) {
+                let claimed = self.driver.isr_message(message_id);
+                self.sample(Some(message_id), claimed);
+                if claimed && !self.dpcs.contains(&Some(message_id)) {
                     self.dpcs.push_back(Some(message_id));
                 }
             }
             Some((_, None)) => {
-                if self.driver.isr_intx() && !self.dpcs.contains(&None) {
+                let claimed = self.driver.isr_intx();
+                self.sample(None, claimed);
+                if claimed && !self.dpcs.contains(&None) {
                     self.dpcs.push_back(None);
                 }
             }

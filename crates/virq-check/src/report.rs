@@ -10,7 +10,7 @@ use virq_sim::CpuRun;
 use virq_win7::{DeviceStart, InterruptGrant};
 
 use crate::run::{ModeReport, StepReport};
-use crate::{CheckReport, Fault, Mode};
+use crate::{CheckReport, Mode};
 
 /// A link's state.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -38,7 +38,6 @@ impl Verdict {
 /// What one mode's run left behind.
 pub(crate) struct Evidence<'a> {
     pub mode: Mode,
-    pub fault: Option<Fault>,
     pub queues: u16,
     pub table_size: u16,
     pub messages: u16,
@@ -348,6 +347,24 @@ fn step4_pci(ev: &Evidence<'_>) -> StepReport {
         );
     }
     s
+}
+
+/// Whether the device was reset after the last vector selector write it saw.
+fn reset_after_last_vector_write(ev: &Evidence<'_>) -> bool {
+    let last = |pred: fn(&EventKind) -> bool| {
+        ev.device_events
+            .iter()
+            .filter(|e| pred(&e.kind))
+            .map(|e| e.seq)
+            .max()
+    };
+    match (
+        last(|k| matches!(k, EventKind::VectorWritten { .. })),
+        last(|k| matches!(k, EventKind::DeviceReset)),
+    ) {
+        (Some(w), Some(r)) => r > w,
+        _ => false,
+    }
 }
 
 /// A queue enabled after some vector write was refused (read back 0xFFFF), as the device saw it.
@@ -796,7 +813,9 @@ fn step7_counters(ev: &Evidence<'_>) -> StepReport {
         finding.push_str(
             "; the device had completions to signal but the queue's vector was 0xFFFF (NoVector)",
         );
-        let row = if ev.fault == Some(Fault::VectorsBeforeReset) || vector_writes(ev).is_empty() {
+        // Vectors lost to a reset after they were written (or never written) are row 2; a
+        // vector the driver left unprogrammed on purpose because it misjudged the grant is 4.
+        let row = if reset_after_last_vector_write(ev) || vector_writes(ev).is_empty() {
             2
         } else {
             4

@@ -256,6 +256,7 @@ pub fn run_mode(opts: &CheckOptions, mode: Mode) -> Result<ModeReport, CheckErro
         for round in 0..opts.requests_per_queue {
             ios.extend(submit_round(opts, &mut glue, &ram, disk.as_deref(), round));
             let r = run_cpu(&machine, &mut glue, opts.interrupt_budget);
+            flush_isr_samples(&mut dbg, &mut glue);
             run.interrupts += r.interrupts;
             run.dpc_rounds += r.dpc_rounds;
             if r.budget_exhausted {
@@ -333,6 +334,8 @@ pub fn run_mode(opts: &CheckOptions, mode: Mode) -> Result<ModeReport, CheckErro
         ));
     }
 
+    flush_isr_samples(&mut dbg, &mut glue);
+
     // ---- the evidence after the I/O: read-backs, counters, !pci ---------------------------
     let read_backs = match read_backs_before_removal {
         Some(r) => r,
@@ -390,7 +393,6 @@ pub fn run_mode(opts: &CheckOptions, mode: Mode) -> Result<ModeReport, CheckErro
     let completed = check_completions(&glue, &ios, &ram);
     let evidence = report::Evidence {
         mode,
-        fault,
         queues: num_queues,
         table_size: table,
         messages,
@@ -520,6 +522,7 @@ fn print_driver_evidence(
     for e in events {
         match &e.kind {
             EventKind::DeviceStatus { value } => dbg.device_status(*value),
+            EventKind::QueueEnabled { queue, size } => dbg.queue_enable(*queue, *size),
             EventKind::VectorWritten {
                 selector,
                 written,
@@ -538,6 +541,13 @@ fn print_driver_evidence(
             }
             _ => {}
         }
+    }
+}
+
+/// Print the ISR invocations the glue sampled (log format line 8).
+fn flush_isr_samples(dbg: &mut DbgPrint<'_>, glue: &mut KmdfGlue) {
+    for s in glue.isr_samples.drain(..) {
+        dbg.isr_sample(s.message_id, s.isr_status, s.claimed);
     }
 }
 

@@ -13,19 +13,6 @@ use virq_doctor::{EXIT_BROKEN, EXIT_OK, Report, Verdict, diagnose};
 
 /// (fault, mode, what the text lacks): the row must be "cannot tell", naming that evidence.
 const GAPS: &[(&str, Mode, &str)] = &[
-    // A storm from counters alone: row 1, 11 and 19 all look like this. Only the ISR's own
-    // samples (did it read ISR status, what did it return) tell them apart.
-    ("intx-no-isr-read", Mode::Intx, "ISR:"),
-    // The message ISR counts only claimed interrupts and no `ISR:` sample is printed, so
-    // "message 0 refused" looks exactly like "message 0 never fired".
-    ("message-zero-not-message", Mode::MsixEnough, "ISR:"),
-    ("message-zero-not-message", Mode::MsixFewer, "ISR:"),
-    // The storm's counters are identical to row 1's; only the ISR's return value differs.
-    ("shared-line-not-mine", Mode::Intx, "ISR:"),
-    // Storm with `LastIsrStatus=0x00`, which a driver that never read also prints.
-    ("device-intx-stuck-after-reset", Mode::Intx, "isr_status"),
-    // A read-back fails and the plan is retried, but queue_enable is not printed.
-    ("enable-before-verified", Mode::MsixEnough, "queue_enable"),
     // Line granted, no vector written: identical to a deliberate INTx run. The proof is the
     // INF, which the run does not hand out.
     (
@@ -38,8 +25,6 @@ const GAPS: &[(&str, Mode, &str)] = &[
         Mode::MsixFewer,
         "message interrupts were wanted",
     ),
-    // An INTx run prints no queue lines, so the number of queues is unknown.
-    ("device-small-msix-table", Mode::Intx, "number of queues"),
 ];
 
 /// Faults that break no mode with the default options (the check itself reports them holding).

@@ -181,6 +181,8 @@ pub struct VirtioPciDriver<R: RegisterAccess, M: GuestRam> {
     counters: Counters,
     pending_intx: u8,
     config_generation: u8,
+    /// What the latest INTx ISR invocation read from ISR status (None: it did not read).
+    last_isr_read: Option<u8>,
 }
 
 impl<R: RegisterAccess, M: GuestRam> VirtioPciDriver<R, M> {
@@ -205,6 +207,7 @@ impl<R: RegisterAccess, M: GuestRam> VirtioPciDriver<R, M> {
             counters,
             pending_intx: 0,
             config_generation: 0,
+            last_isr_read: None,
         }
     }
 
@@ -232,6 +235,11 @@ impl<R: RegisterAccess, M: GuestRam> VirtioPciDriver<R, M> {
     /// The plan in force (the rung of the ladder the device accepted).
     pub fn plan(&self) -> Option<&VectorPlan> {
         self.plan.as_ref()
+    }
+    /// What the latest INTx ISR invocation read from ISR status, or None if it did not read
+    /// (for the sampled `ISR:` print of checklist 5.4).
+    pub fn last_isr_read(&self) -> Option<u8> {
+        self.last_isr_read
     }
     pub fn counters(&self) -> &Counters {
         &self.counters
@@ -636,6 +644,7 @@ impl<R: RegisterAccess, M: GuestRam> VirtioPciDriver<R, M> {
     /// was, the caller queues [`VirtioPciDriver::dpc`] with `None`.
     pub fn isr_intx(&mut self) -> bool {
         self.counters.intx.isr += 1;
+        self.last_isr_read = None;
         if self.faults.return_not_mine_without_reading_isr {
             self.sink.emit(EventKind::IsrRan {
                 message_id: None,
@@ -658,6 +667,7 @@ impl<R: RegisterAccess, M: GuestRam> VirtioPciDriver<R, M> {
             .regs
             .bar_read(isr.bar, u64::from(isr.offset), Width::U8) as u8;
         self.counters.last_isr_status = Some(value);
+        self.last_isr_read = Some(value);
         let claimed = match value {
             0 => false,
             0xFF if !self.faults.treat_all_ones_isr_as_ours => {
@@ -683,6 +693,14 @@ impl<R: RegisterAccess, M: GuestRam> VirtioPciDriver<R, M> {
     /// The message ISR for `message_id` (KMDF's MessageID). Message 0 is a message like any
     /// other (row 9); IDs beyond the grant are refused, not indexed (row 8).
     pub fn isr_message(&mut self, message_id: u32) -> bool {
+        // Checklist 5.4 counts every ISR entry for a mapped message, claimed or not, so the
+        // counters show a message that fires but is refused (row 9).
+        if self.faults.skip_message_id_bound_check {
+            // Row 8: per-message state indexed without a bound check (a bugcheck on Windows).
+            self.counters.messages[message_id as usize].isr += 1;
+        } else if let Some(c) = self.counters.messages.get_mut(message_id as usize) {
+            c.isr += 1;
+        }
         if self.faults.message_zero_means_not_message && message_id == 0 {
             self.sink.emit(EventKind::IsrRan {
                 message_id: Some(0),
@@ -703,7 +721,6 @@ impl<R: RegisterAccess, M: GuestRam> VirtioPciDriver<R, M> {
             });
             return false;
         }
-        self.counters.messages[message_id as usize].isr += 1;
         self.counters.last_message_id = Some(message_id);
         self.sink.emit(EventKind::IsrRan {
             message_id: Some(message_id),

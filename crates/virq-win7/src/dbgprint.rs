@@ -83,6 +83,28 @@ pub fn format_isr_status_line(value: u8) -> String {
     format!("VIRTIO: isr_status read=0x{value:02x}")
 }
 
+/// Line 8 (checklist 5.4, sampled): one ISR invocation and what it returned.
+pub fn format_isr_sample_line(
+    message_signaled: bool,
+    message_id: u32,
+    isr_status: Option<u8>,
+    claimed: bool,
+) -> String {
+    format!(
+        "ISR: MessageSignaled={} MessageID={} IsrStatusRead={} IsrStatus=0x{:02x} Return={}",
+        u8::from(message_signaled),
+        message_id,
+        u8::from(isr_status.is_some()),
+        isr_status.unwrap_or(0),
+        u8::from(claimed)
+    )
+}
+
+/// Line 9 (checklist 3.2): the driver enabled a queue.
+pub fn format_queue_enable_line(queue: u16, size: u16) -> String {
+    format!("VIRTIO: queue={queue} queue_enable write=1 size={size}")
+}
+
 /// How DbgView stamps the time column.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DbgViewTime {
@@ -400,11 +422,48 @@ impl<'a> DbgPrint<'a> {
         self.print(format_isr_status_line(value));
         self.emit(EventKind::IsrRead { value });
     }
+
+    /// Line 8: a sampled ISR invocation (`message_id` is `None` on the line interrupt).
+    pub fn isr_sample(&mut self, message_id: Option<u32>, isr_status: Option<u8>, claimed: bool) {
+        self.print(format_isr_sample_line(
+            message_id.is_some(),
+            message_id.unwrap_or(0),
+            isr_status,
+            claimed,
+        ));
+        self.emit(EventKind::IsrRan {
+            message_id,
+            claimed,
+            isr_status,
+        });
+    }
+
+    /// Line 9: a queue enabled with `size` entries.
+    pub fn queue_enable(&mut self, queue: u16, size: u16) {
+        self.print(format_queue_enable_line(queue, size));
+        self.emit(EventKind::QueueEnabled { queue, size });
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn isr_sample_and_queue_enable_lines_match_log_formats_8_and_9() {
+        assert_eq!(
+            format_isr_sample_line(true, 0, None, false),
+            "ISR: MessageSignaled=1 MessageID=0 IsrStatusRead=0 IsrStatus=0x00 Return=0"
+        );
+        assert_eq!(
+            format_isr_sample_line(false, 0, Some(1), true),
+            "ISR: MessageSignaled=0 MessageID=0 IsrStatusRead=1 IsrStatus=0x01 Return=1"
+        );
+        assert_eq!(
+            format_queue_enable_line(1, 64),
+            "VIRTIO: queue=1 queue_enable write=1 size=64"
+        );
+    }
     use crate::arbiter::InterruptGrant;
     use crate::resources::{
         CM_RESOURCE_INTERRUPT_LATCHED, CM_RESOURCE_INTERRUPT_MESSAGE, ResourceBuilder,

@@ -546,11 +546,12 @@ pub fn row22_isr_not_cleared(events: &[Event]) -> Finding {
     let fix = "Device: clear ISR status on read (and lower INTx); ignore writes to it.";
     let row = |verdict, symptom: String, p| finding(7, Some(22), title, verdict, symptom, p, fix);
     let isr = IntxIsr::new(&f);
-    // Two reads on consecutive lines of one file returning the same cause.
+    // Two explicit ISR status reads (format line 7) on consecutive lines of one file returning
+    // the same cause. Sampled `ISR:` lines do not count: consecutive samples may come from two
+    // separate interrupts, each with its own cause; for those only a storm tells (below).
     let mut reads: Vec<(&str, u64, u8, &Event)> = f
         .isr_reads
         .iter()
-        .chain(f.isr_runs.iter())
         .filter_map(|e| {
             let v = match e.kind {
                 EventKind::IsrRead { value } => value,
