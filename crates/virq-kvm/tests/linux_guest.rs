@@ -67,6 +67,16 @@ fn boot(
     Some(run)
 }
 
+/// The judgement `virq check --guest linux-kvm` prints, all of it holding.
+fn assert_expectations_hold(run: &GuestRun) {
+    let failed: Vec<_> = run
+        .expectations()
+        .into_iter()
+        .filter(|e| !e.holds)
+        .collect();
+    assert!(failed.is_empty(), "expectations not met: {failed:#?}");
+}
+
 fn assert_readbacks_match(d: &DeviceReport) {
     for w in &d.vector_writes {
         assert_eq!(
@@ -107,6 +117,7 @@ fn msix_with_a_vector_per_queue() {
     ) else {
         return;
     };
+    assert_expectations_hold(&run);
     for d in &run.devices {
         let table = d.msix_table_size;
         assert!(d.msix_enabled, "{}: MSI-X not enabled", d.bdf);
@@ -157,6 +168,7 @@ fn msix_table_too_small_falls_back() {
     ) else {
         return;
     };
+    assert_expectations_hold(&run);
     // virtio-console: 2 queues, 2 entries: config on one vector, both queues share the other.
     let c = run.device(GuestDevice::Console);
     assert_eq!(c.msix_table_size, 2);
@@ -201,6 +213,7 @@ fn intx_with_pci_nomsi() {
     let Some(run) = boot("intx_with_pci_nomsi", GuestMode::Intx, true, |_| {}) else {
         return;
     };
+    assert_expectations_hold(&run);
     for d in &run.devices {
         assert!(!d.msix_enabled, "{}: MSI-X enabled under pci=nomsi", d.bdf);
         assert_eq!(d.msix_config, NO_VECTOR, "{}", d.bdf);
