@@ -697,6 +697,11 @@ fn step7_counters(ev: &Evidence<'_>) -> StepReport {
     let title = "ISR/DPC counters move with known I/O";
     let mut proof = ev.lines_with("COUNTERS:");
     proof.extend(ev.lines_with("virqblk: interrupt storm"));
+    // The ISR's own samples (log format line 8) say whether it read ISR status and what it
+    // returned: the difference between rows 1, 11, 19 and 22 when the line storms.
+    if ev.run.budget_exhausted {
+        proof.extend(ev.lines_with("ISR:").into_iter().take(3));
+    }
     if ev.driver_events.iter().any(|e| {
         matches!(
             e.kind,
