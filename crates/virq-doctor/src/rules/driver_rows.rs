@@ -127,6 +127,9 @@ pub fn row8_unmapped_message_id(events: &[Event]) -> Finding {
             Vec::new(),
         );
     }
+    if let Some(found) = per_message_state_too_small(&f) {
+        return row(Verdict::Broken, found.0, found.1);
+    }
     let seen = messages_seen(&f);
     let Some(mapped) = mapped_messages(&f) else {
         return row(
@@ -171,6 +174,69 @@ pub fn row8_unmapped_message_id(events: &[Event]) -> Finding {
                 .chain(f.message_resources().into_iter().take(1)),
         ),
     )
+}
+
+/// The driver's own per-message state (one `COUNTERS: MessageNumber=` line per message it
+/// keeps) is smaller than the message-signalled objects connected: the ISR for a message past
+/// it indexes state that does not exist. A crash line in the capture is quoted with it.
+fn per_message_state_too_small<'a>(f: &Facts<'a>) -> Option<(String, Vec<Event>)> {
+    let mut tracked: Vec<u32> = f
+        .counters
+        .iter()
+        .filter_map(|e| match e.kind {
+            EventKind::CounterSummary {
+                message: Some(m), ..
+            } => Some(m),
+            _ => None,
+        })
+        .collect();
+    tracked.sort_unstable();
+    tracked.dedup();
+    let connected = f
+        .connected
+        .iter()
+        .filter(|e| {
+            matches!(
+                e.kind,
+                EventKind::InterruptConnected {
+                    message_signaled: true,
+                    vector,
+                    ..
+                } if vector != 0
+            )
+        })
+        .count();
+    // Counters for messages 0..k only (a driver may print just the busy ones otherwise), and
+    // the crash the catalogue names as the symptom.
+    let contiguous = tracked.iter().enumerate().all(|(i, m)| *m == i as u32);
+    if tracked.is_empty() || tracked.len() >= connected || !contiguous {
+        return None;
+    }
+    let crash = f.logs.iter().copied().find(|e| match &e.kind {
+        EventKind::LogLine { text } => {
+            text.contains("BUGCHECK") || text.contains("BugCheck") || text.contains("bugcheck")
+        }
+        _ => false,
+    })?;
+    let crash = Some(crash);
+    let symptom = format!(
+        "the driver keeps per-message state (counters) for {} message(s) but {connected}          message-signalled interrupt objects are connected{}",
+        tracked.len(),
+        if crash.is_some() {
+            ", and the machine crashed in an ISR"
+        } else {
+            ""
+        }
+    );
+    let p = proof(
+        f.counters
+            .iter()
+            .copied()
+            .take(2)
+            .chain(f.connected.iter().copied().take(3))
+            .chain(crash),
+    );
+    Some((symptom, p))
 }
 
 /// Row 9: message ID 0 treated as "not a message interrupt".
