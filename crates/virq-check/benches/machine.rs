@@ -10,7 +10,8 @@
 //! * `check/*`: `virq check` wall time per mode (`run_check` with one mode), and all three.
 //!
 //! The machine records its evidence (event logs) as `virq check` does. After criterion's groups
-//! (`cargo bench` only) a same-run summary prints interrupts per second (median and spread).
+//! (`cargo bench` only) a same-run summary prints interrupts per second (median and spread);
+//! `VIRQ_BENCH_PATH=io` or `VIRQ_BENCH_PATH=config` limits it to one path (for a profiler).
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
@@ -23,7 +24,7 @@ use virq_check::adapters::{MachineRam, MachineRegs};
 use virq_check::{CheckOptions, Mode, run_check};
 use virq_device::{TransportOptions, VirtioPciDevice};
 use virq_guest::{
-    Buffer, DriverConfig, InterruptGrant as DriverGrant, RegisterAccess, VirtioPciCaps,
+    Buffer, DriverConfig, InterruptGrant as DriverGrant, RegisterAccess, UsedElem, VirtioPciCaps,
     VirtioPciDriver, Width,
 };
 use virq_sim::{GuestOs, Machine, run_cpu};
@@ -52,6 +53,8 @@ struct Glue {
     driver: Driver,
     wdf: WdfInterrupts,
     dpcs: VecDeque<Option<u32>>,
+    /// Reused completion buffer (what `virq check`'s glue appends to).
+    used: Vec<UsedElem>,
     completions: u64,
     isrs: u64,
 }
@@ -71,8 +74,9 @@ impl GuestOs for Glue {
             return false;
         }
         while let Some(m) = self.dpcs.pop_front() {
-            let out = self.driver.dpc(m).expect("dpc");
-            self.completions += out.completions.len() as u64;
+            self.driver.dpc_into(m, &mut self.used).expect("dpc");
+            self.completions += self.used.len() as u64;
+            self.used.clear();
         }
         true
     }
@@ -176,6 +180,7 @@ impl Rig {
                 driver,
                 wdf,
                 dpcs: VecDeque::new(),
+                used: Vec::new(),
                 completions: 0,
                 isrs: 0,
             },
@@ -263,11 +268,21 @@ fn stats(v: &mut [f64]) -> (f64, f64, f64) {
 fn same_run_summary() {
     const ROUNDS: usize = 31;
     const CYCLES: u32 = 5_000;
+    // `VIRQ_BENCH_PATH=io` or `=config` times one path alone (for a profiler).
+    let only = match std::env::var("VIRQ_BENCH_PATH").as_deref() {
+        Ok("io") => Some(true),
+        Ok("config") => Some(false),
+        _ => None,
+    };
     let mut io = Rig::new();
     let mut cfg = Rig::new();
     let (mut t_io, mut t_cfg) = (Vec::new(), Vec::new());
     for _ in 0..ROUNDS {
         for (rig, out, io_path) in [(&mut io, &mut t_io, true), (&mut cfg, &mut t_cfg, false)] {
+            if only.is_some_and(|o| o != io_path) {
+                out.push(f64::NAN);
+                continue;
+            }
             let t = Instant::now();
             let mut interrupts = 0;
             for _ in 0..CYCLES {

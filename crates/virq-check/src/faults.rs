@@ -21,6 +21,10 @@ pub enum Fault {
     ConfigVectorUnset,
     /// Row 7: one interrupt object more than the messages granted.
     ExtraInterruptObject,
+    /// Row 8: per-message state sized from the first CM descriptor's `MessageCount` (1 on
+    /// Windows, which lists MSI-X messages one descriptor each) and indexed without a bound
+    /// check: the ISR for message 1 crashes the machine.
+    UncheckedMessageId,
     /// Row 9: message 0 treated as "not a message interrupt".
     MessageZeroNotMessage,
     /// Row 10: queues enabled before every vector read back right. Shown against a device
@@ -37,6 +41,8 @@ pub enum Fault {
     DeviceIntxWithMsix,
     /// Row 16 (device): a 32-bit write of Message Control is ignored, so MSI-X never enables.
     DeviceIgnoresDwordMsixControl,
+    /// Row 17 (device): a reset leaves the vector selectors as they were.
+    DeviceKeepsVectorsAcrossReset,
     /// Row 18 (device): an index beyond the table is stored as written. Shown with a driver
     /// that writes the APIC Vector (row 3), whose mistake the device then hides.
     DeviceAcceptsOutOfRangeVector,
@@ -49,13 +55,14 @@ pub enum Fault {
 }
 
 impl Fault {
-    pub const ALL: [Fault; 17] = [
+    pub const ALL: [Fault; 19] = [
         Fault::IntxNoIsrRead,
         Fault::VectorsBeforeReset,
         Fault::ApicVector,
         Fault::AssumePerQueue,
         Fault::ConfigVectorUnset,
         Fault::ExtraInterruptObject,
+        Fault::UncheckedMessageId,
         Fault::MessageZeroNotMessage,
         Fault::EnableBeforeVerified,
         Fault::SharedLineNotMine,
@@ -63,6 +70,7 @@ impl Fault {
         Fault::InfKeysMisplaced,
         Fault::DeviceIntxWithMsix,
         Fault::DeviceIgnoresDwordMsixControl,
+        Fault::DeviceKeepsVectorsAcrossReset,
         Fault::DeviceAcceptsOutOfRangeVector,
         Fault::DeviceIntxStuckAfterReset,
         Fault::DeviceSmallMsixTable,
@@ -78,6 +86,7 @@ impl Fault {
             Fault::AssumePerQueue => "assume-per-queue",
             Fault::ConfigVectorUnset => "config-vector-unset",
             Fault::ExtraInterruptObject => "extra-interrupt-object",
+            Fault::UncheckedMessageId => "unchecked-message-id",
             Fault::MessageZeroNotMessage => "message-zero-not-message",
             Fault::EnableBeforeVerified => "enable-before-verified",
             Fault::SharedLineNotMine => "shared-line-not-mine",
@@ -85,6 +94,7 @@ impl Fault {
             Fault::InfKeysMisplaced => "inf-keys-misplaced",
             Fault::DeviceIntxWithMsix => "device-intx-with-msix",
             Fault::DeviceIgnoresDwordMsixControl => "device-ignores-dword-msix-control",
+            Fault::DeviceKeepsVectorsAcrossReset => "device-keeps-vectors-across-reset",
             Fault::DeviceAcceptsOutOfRangeVector => "device-accepts-out-of-range-vector",
             Fault::DeviceIntxStuckAfterReset => "device-intx-stuck-after-reset",
             Fault::DeviceSmallMsixTable => "device-small-msix-table",
@@ -101,6 +111,7 @@ impl Fault {
             Fault::AssumePerQueue => 4,
             Fault::ConfigVectorUnset => 5,
             Fault::ExtraInterruptObject => 7,
+            Fault::UncheckedMessageId => 8,
             Fault::MessageZeroNotMessage => 9,
             Fault::EnableBeforeVerified => 10,
             Fault::SharedLineNotMine => 11,
@@ -108,6 +119,7 @@ impl Fault {
             Fault::InfKeysMisplaced => 13,
             Fault::DeviceIntxWithMsix => 14,
             Fault::DeviceIgnoresDwordMsixControl => 16,
+            Fault::DeviceKeepsVectorsAcrossReset => 17,
             Fault::DeviceAcceptsOutOfRangeVector => 18,
             Fault::DeviceIntxStuckAfterReset => 19,
             Fault::DeviceSmallMsixTable => 21,
@@ -131,6 +143,7 @@ impl Fault {
             Fault::AssumePerQueue => f.assume_per_queue_vectors = true,
             Fault::ConfigVectorUnset => f.leave_config_vector_unset = true,
             Fault::MessageZeroNotMessage => f.message_zero_means_not_message = true,
+            Fault::UncheckedMessageId => f.skip_message_id_bound_check = true,
             Fault::EnableBeforeVerified => f.enable_queues_before_vectors_verified = true,
             Fault::SharedLineNotMine => f.return_not_mine_without_reading_isr = true,
             Fault::SurpriseRemovalClaimed => f.treat_all_ones_isr_as_ours = true,
@@ -145,6 +158,7 @@ impl Fault {
         match self {
             Fault::DeviceIntxWithMsix => f.intx_while_msix_enabled = true,
             Fault::DeviceIgnoresDwordMsixControl => f.ignore_dword_msix_control_write = true,
+            Fault::DeviceKeepsVectorsAcrossReset => f.keep_vectors_across_reset = true,
             Fault::DeviceAcceptsOutOfRangeVector => f.accept_out_of_range_vectors = true,
             Fault::DeviceIntxStuckAfterReset => f.intx_stays_high_on_reset = true,
             Fault::DeviceIsrNotCleared => f.isr_not_cleared_on_read = true,

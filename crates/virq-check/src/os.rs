@@ -28,6 +28,8 @@ pub(crate) struct KmdfGlue {
     /// every 4096th, so a storm cannot flood the capture.
     pub isr_samples: Vec<IsrSample>,
     isr_calls: std::collections::BTreeMap<Option<u32>, u64>,
+    /// The message the dispatcher last handed to an ISR (what a crash dump would show).
+    pub last_dispatched: Option<u32>,
 }
 
 /// One sampled ISR invocation.
@@ -67,6 +69,7 @@ impl KmdfGlue {
             config_changes_seen: 0,
             isr_samples: Vec::new(),
             isr_calls: Default::default(),
+            last_dispatched: None,
         }
     }
 }
@@ -75,6 +78,7 @@ impl GuestOs for KmdfGlue {
     fn interrupt(&mut self, vector: u8) {
         match self.wdf.dispatch(u32::from(vector)) {
             Some((_, Some(message_id))) => {
+                self.last_dispatched = Some(message_id);
                 let claimed = self.driver.isr_message(message_id);
                 self.sample(Some(message_id), claimed);
                 if claimed && !self.dpcs.contains(&Some(message_id)) {
@@ -97,11 +101,9 @@ impl GuestOs for KmdfGlue {
             return false;
         }
         while let Some(message) = self.dpcs.pop_front() {
-            match self.driver.dpc(message) {
-                Ok(out) => {
-                    self.config_changes_seen += u32::from(out.config_changed);
-                    self.completions.extend(out.completions);
-                }
+            // Straight into the completion list: no vector per DPC.
+            match self.driver.dpc_into(message, &mut self.completions) {
+                Ok(config_changed) => self.config_changes_seen += u32::from(config_changed),
                 Err(e) => self.dpc_errors.push(e.to_string()),
             }
         }

@@ -57,6 +57,10 @@ pub(crate) struct Evidence<'a> {
     pub line_high_at_end: bool,
     pub config_changes_raised: u32,
     pub config_changes_seen: u32,
+    /// The driver crashed: the message being dispatched and the crash text.
+    pub bugcheck: Option<(Option<u32>, String)>,
+    /// Selectors read right after the mid-run reset, before they were programmed again.
+    pub after_reset: &'a [VectorReadBack],
 }
 
 impl Evidence<'_> {
@@ -593,6 +597,36 @@ fn step6_read_back(ev: &Evidence<'_>) -> StepReport {
             proof,
         );
     }
+    if let Some(r) = ev.after_reset.iter().find(|r| r.read_back != NO_VECTOR) {
+        let mut proof = proof;
+        proof.extend(
+            ev.lines_with("VIRTIO: device_status write=0x00")
+                .into_iter()
+                .take(1),
+        );
+        proof.extend(
+            ev.dbg_lines
+                .iter()
+                .filter(|l| l.ends_with("after reset"))
+                .cloned(),
+        );
+        let s = step(
+            6,
+            title,
+            Verdict::Broken,
+            format!(
+                "{} reads 0x{:04x} right after a reset instead of 0xFFFF: stale routing survives the reset",
+                selector_name(r.selector),
+                r.read_back
+            ),
+            proof,
+        );
+        return broken(
+            s,
+            17,
+            "the device must reset every vector selector to 0xFFFF",
+        );
+    }
     if let Some(r) = ev
         .read_backs
         .iter()
@@ -701,6 +735,27 @@ fn step7_counters(ev: &Evidence<'_>) -> StepReport {
     // returned: the difference between rows 1, 11, 19 and 22 when the line storms.
     if ev.run.budget_exhausted {
         proof.extend(ev.lines_with("ISR:").into_iter().take(3));
+    }
+    if let Some((message, what)) = &ev.bugcheck {
+        proof.extend(ev.lines_with("BUGCHECK:"));
+        let mapped = ev.counters.messages.len();
+        let s = step(
+            7,
+            title,
+            Verdict::Broken,
+            format!(
+                "BUGCHECK in the ISR for MessageID {}: per-message state holds {mapped} entr{} while {} message(s) were granted ({what})",
+                message.map_or("?".to_string(), |m| m.to_string()),
+                if mapped == 1 { "y" } else { "ies" },
+                ev.messages
+            ),
+            proof,
+        );
+        return broken(
+            s,
+            8,
+            "size per-message state by the granted message count (sum MessageCount over every descriptor) and bound-check the message ID",
+        );
     }
     if ev.driver_events.iter().any(|e| {
         matches!(

@@ -14,7 +14,7 @@ use virq_events::{Event, EventKind, EventLog, Selector};
 use virq_guest::{
     Buffer, DriverConfig, GuestRam, InterruptGrant as DriverGrant, RegisterAccess, VirtioPciCaps,
 };
-use virq_sim::{CpuRun, Machine, run_cpu};
+use virq_sim::{CpuRun, GuestOs, Machine, run_cpu};
 use virq_win7::windbg::MsixEntryView;
 use virq_win7::{
     Arbiter, DbgPrint, DbgViewStyle, DeviceStartConfig, Inf, InfArch, InterruptGrant,
@@ -233,12 +233,20 @@ pub fn run_mode(opts: &CheckOptions, mode: Mode) -> Result<ModeReport, CheckErro
     );
     config.max_queue_size = 64;
     config.policy = opts.policy;
+    if fault == Some(Fault::UncheckedMessageId) {
+        config.mapped_messages = start
+            .resources
+            .translated
+            .iter()
+            .find_map(|d| d.message_count())
+            .map(|c| c as u16);
+    }
     let mut driver = virq_guest::VirtioPciDriver::new(regs, ram.clone(), caps, config)
         .with_sink(driver_log.clone())
         .with_faults(fault.map(Fault::driver_faults).unwrap_or_default());
     let start_result = driver.start();
     print_driver_evidence(&mut dbg, &driver_log.snapshot(), driver.plan());
-    let printed = driver_log.len();
+    let mut printed = driver_log.len();
     if let Err(e) = &start_result {
         dbg.text(format!("virqblk: bring-up failed: {e}"));
     }
@@ -248,6 +256,9 @@ pub fn run_mode(opts: &CheckOptions, mode: Mode) -> Result<ModeReport, CheckErro
     let mut ios = Vec::new();
     let mut run = CpuRun::default();
     let mut config_changes_raised = 0;
+    // A panic in the driver's ISR or DPC is the machine's bugcheck: the run stops there.
+    let mut bugcheck: Option<String> = None;
+    let mut after_reset = Vec::new();
     // Read-backs from a removed device are all ones; take them while it is still there.
     let mut read_backs_before_removal = None;
     if start_result.is_ok() {
@@ -255,7 +266,7 @@ pub fn run_mode(opts: &CheckOptions, mode: Mode) -> Result<ModeReport, CheckErro
         // completions must arrive as their own interrupts.
         for round in 0..opts.requests_per_queue {
             ios.extend(submit_round(opts, &mut glue, &ram, disk.as_deref(), round));
-            let r = run_cpu(&machine, &mut glue, opts.interrupt_budget);
+            let r = cpu(&machine, &mut glue, opts.interrupt_budget, &mut bugcheck);
             flush_isr_samples(&mut dbg, &mut glue);
             run.interrupts += r.interrupts;
             run.dpc_rounds += r.dpc_rounds;
@@ -276,7 +287,7 @@ pub fn run_mode(opts: &CheckOptions, mode: Mode) -> Result<ModeReport, CheckErro
             read_backs_before_removal = Some(glue.driver.verify_vectors());
             machine.borrow_mut().surprise_remove(slot);
             dbg.text("virqblk: device surprise-removed".to_string());
-            let r = run_cpu(&machine, &mut glue, opts.interrupt_budget);
+            let r = cpu(&machine, &mut glue, opts.interrupt_budget, &mut bugcheck);
             run.interrupts += r.interrupts;
             run.budget_exhausted |= r.budget_exhausted;
         } else if !run.budget_exhausted {
@@ -293,13 +304,29 @@ pub fn run_mode(opts: &CheckOptions, mode: Mode) -> Result<ModeReport, CheckErro
             );
             dbg.text("virqblk: quiesce (device reset) with a request in flight".to_string());
             let _ = glue.driver.quiesce();
+            let since = driver_log.snapshot().split_off(printed);
+            printed += since.len();
+            print_driver_evidence(&mut dbg, &since, glue.driver.plan());
+            // Checklist 3.3: right after a reset every selector reads 0xFFFF.
+            after_reset = glue.driver.verify_vectors();
+            for r in &after_reset {
+                dbg.text(match r.selector {
+                    Selector::MsixConfig => {
+                        format!("VIRTIO: msix_config read=0x{:04x} after reset", r.read_back)
+                    }
+                    Selector::Queue(q) => format!(
+                        "VIRTIO: queue={q} queue_msix_vector read=0x{:04x} after reset",
+                        r.read_back
+                    ),
+                });
+            }
             let resumed = glue.driver.resume();
             let since = driver_log.snapshot().split_off(printed);
             print_driver_evidence(&mut dbg, &since, glue.driver.plan());
             if let Err(e) = &resumed {
                 dbg.text(format!("virqblk: resume failed: {e}"));
             }
-            let r = run_cpu(&machine, &mut glue, opts.interrupt_budget);
+            let r = cpu(&machine, &mut glue, opts.interrupt_budget, &mut bugcheck);
             run.interrupts += r.interrupts;
             run.budget_exhausted |= r.budget_exhausted;
             if !run.budget_exhausted {
@@ -310,7 +337,7 @@ pub fn run_mode(opts: &CheckOptions, mode: Mode) -> Result<ModeReport, CheckErro
                     disk.as_deref(),
                     opts.requests_per_queue + 1,
                 ));
-                let r = run_cpu(&machine, &mut glue, opts.interrupt_budget);
+                let r = cpu(&machine, &mut glue, opts.interrupt_budget, &mut bugcheck);
                 run.interrupts += r.interrupts;
                 run.budget_exhausted |= r.budget_exhausted;
             }
@@ -322,7 +349,7 @@ pub fn run_mode(opts: &CheckOptions, mode: Mode) -> Result<ModeReport, CheckErro
                 dev.config_changed();
             }
             config_changes_raised = 1;
-            let r = run_cpu(&machine, &mut glue, opts.interrupt_budget);
+            let r = cpu(&machine, &mut glue, opts.interrupt_budget, &mut bugcheck);
             run.interrupts += r.interrupts;
             run.budget_exhausted |= r.budget_exhausted;
         }
@@ -335,6 +362,13 @@ pub fn run_mode(opts: &CheckOptions, mode: Mode) -> Result<ModeReport, CheckErro
     }
 
     flush_isr_samples(&mut dbg, &mut glue);
+    if let Some(what) = &bugcheck {
+        dbg.text(format!(
+            "BUGCHECK: the driver crashed in the ISR for MessageID={}: {what}",
+            glue.last_dispatched
+                .map_or("?".to_string(), |m| m.to_string())
+        ));
+    }
 
     // ---- the evidence after the I/O: read-backs, counters, !pci ---------------------------
     let read_backs = match read_backs_before_removal {
@@ -412,6 +446,8 @@ pub fn run_mode(opts: &CheckOptions, mode: Mode) -> Result<ModeReport, CheckErro
         line_high_at_end: line_high,
         config_changes_raised,
         config_changes_seen: glue.config_changes_seen,
+        bugcheck: bugcheck.map(|what| (glue.last_dispatched, what)),
+        after_reset: &after_reset,
     };
     let steps = report::judge(&evidence);
     let verdict = Verdict::worst(steps.iter().map(|s| s.verdict));
@@ -540,6 +576,33 @@ fn print_driver_evidence(
                 }
             }
             _ => {}
+        }
+    }
+}
+
+/// Run the CPU unless the machine already bugchecked; a panic in the driver becomes the
+/// bugcheck (its message kept for the report) instead of taking the tool down.
+fn cpu(
+    machine: &RefCell<Machine>,
+    os: &mut dyn GuestOs,
+    budget: u64,
+    bugcheck: &mut Option<String>,
+) -> CpuRun {
+    if bugcheck.is_some() {
+        return CpuRun::default();
+    }
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        run_cpu(machine, os, budget)
+    })) {
+        Ok(run) => run,
+        Err(payload) => {
+            let what = payload
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_else(|| "driver panic".to_string());
+            *bugcheck = Some(what);
+            CpuRun::default()
         }
     }
 }

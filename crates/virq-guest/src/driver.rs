@@ -55,6 +55,10 @@ pub struct DriverConfig {
     pub ring_len: u64,
     /// Reads of `device_status` to wait for a reset to finish.
     pub reset_poll_limit: u32,
+    /// Per-message state entries (counters) the driver allocates; `None`: one per granted
+    /// message. A driver that sizes this from the first CM descriptor's `MessageCount` gets 1
+    /// on Windows, which lists MSI-X messages one descriptor each (catalogue row 8).
+    pub mapped_messages: Option<u16>,
 }
 
 impl DriverConfig {
@@ -68,6 +72,7 @@ impl DriverConfig {
             ring_base,
             ring_len,
             reset_poll_limit: 1000,
+            mapped_messages: None,
         }
     }
 }
@@ -188,7 +193,10 @@ pub struct VirtioPciDriver<R: RegisterAccess, M: GuestRam> {
 impl<R: RegisterAccess, M: GuestRam> VirtioPciDriver<R, M> {
     pub fn new(regs: R, ram: M, caps: VirtioPciCaps, config: DriverConfig) -> Self {
         let counters = Counters {
-            messages: vec![MessageCounters::default(); usize::from(config.grant.messages)],
+            messages: vec![
+                MessageCounters::default();
+                usize::from(config.mapped_messages.unwrap_or(config.grant.messages))
+            ],
             ..Counters::default()
         };
         Self {
@@ -734,43 +742,86 @@ impl<R: RegisterAccess, M: GuestRam> VirtioPciDriver<R, M> {
     /// to `message_id` (all queues for INTx, `None`) and notice configuration changes.
     pub fn dpc(&mut self, message_id: Option<u32>) -> Result<DpcOutcome, DriverError> {
         let mut out = DpcOutcome::default();
-        let queues: Vec<u16> = match message_id {
+        out.config_changed = self.dpc_into(message_id, &mut out.completions)?;
+        Ok(out)
+    }
+
+    /// [`VirtioPciDriver::dpc`] appending the completions to `completions` (a buffer the caller
+    /// reuses, so a DPC does not allocate) and returning whether the configuration changed.
+    /// Same reads, writes and events as `dpc`; on error nothing is appended.
+    pub fn dpc_into(
+        &mut self,
+        message_id: Option<u32>,
+        completions: &mut Vec<UsedElem>,
+    ) -> Result<bool, DriverError> {
+        let start = completions.len();
+        let result = self.dpc_drain(message_id, completions);
+        if result.is_err() {
+            completions.truncate(start);
+        }
+        result
+    }
+
+    fn dpc_drain(
+        &mut self,
+        message_id: Option<u32>,
+        completions: &mut Vec<UsedElem>,
+    ) -> Result<bool, DriverError> {
+        /// Which queues a DPC drains.
+        #[derive(Clone, Copy)]
+        enum Drain {
+            None,
+            All,
+            RoutedTo(MessageNumber),
+        }
+        let start = completions.len();
+        let mut config_changed = false;
+        let drain = match message_id {
             None => {
                 let pending = std::mem::take(&mut self.pending_intx);
-                out.config_changed = pending & ISR_CONFIG != 0;
+                config_changed = pending & ISR_CONFIG != 0;
                 if pending & ISR_QUEUE != 0 {
-                    (0..self.queues.len() as u16).collect()
+                    Drain::All
                 } else {
-                    Vec::new()
+                    Drain::None
                 }
             }
             Some(m) => {
                 if m as usize >= self.counters.messages.len() {
-                    return Ok(out);
+                    return Ok(false);
                 }
                 let message = MessageNumber(m as u16);
-                match self.plan.clone() {
-                    Some(plan) => {
-                        if plan.config == Some(message) {
+                match self.plan.as_ref().map(|plan| plan.config == Some(message)) {
+                    Some(is_config) => {
+                        if is_config {
                             let now = self.cc().config_generation();
-                            out.config_changed = now != self.config_generation;
+                            config_changed = now != self.config_generation;
                         }
-                        plan.queues_on(message).collect()
+                        Drain::RoutedTo(message)
                     }
-                    None => Vec::new(),
+                    None => Drain::None,
                 }
             }
         };
-        if out.config_changed {
+        if config_changed {
             self.config_generation = self.cc().config_generation();
         }
-        for q in queues {
-            let Some(queue) = self.queues.get_mut(usize::from(q)) else {
-                continue;
+        for q in 0..self.queues.len() {
+            let routed = match drain {
+                Drain::None => break,
+                Drain::All => true,
+                Drain::RoutedTo(message) => self
+                    .plan
+                    .as_ref()
+                    .is_some_and(|plan| plan.queues.get(q) == Some(&Some(message))),
             };
+            if !routed {
+                continue;
+            }
+            let queue = &mut self.queues[q];
             loop {
                 while let Some(e) = queue.pop_used(&self.ram)? {
-                    out.completions.push(e);
+                    completions.push(e);
                 }
                 if !queue.enable_interrupts(&mut self.ram)? {
                     break;
@@ -783,9 +834,9 @@ impl<R: RegisterAccess, M: GuestRam> VirtioPciDriver<R, M> {
         }
         self.sink.emit(EventKind::DpcRan {
             message_id,
-            completions: out.completions.len() as u32,
+            completions: (completions.len() - start) as u32,
         });
-        Ok(out)
+        Ok(config_changed)
     }
 
     /// Emit the checklist 5.4 summary (one `CounterSummary` per message, plus the line when in
