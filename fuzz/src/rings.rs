@@ -1,0 +1,511 @@
+//! Targets `queues_blk`, `queues_rng`, `queues_console`: a driver brings the device up with
+//! valid or invalid queue set-ups (sizes, ring addresses, features, MSI-X or INTx), then the
+//! input writes arbitrary descriptors, available entries, indices and raw guest RAM and
+//! notifies, resets and masks in any order.
+//!
+//! Checked after every step, on top of the transport's interrupt invariants
+//! ([`crate::transport::check_interrupts`]):
+//! - one step publishes at most "queue size" used elements per queue;
+//! - every used element the device publishes names a head inside the queue;
+//! - while DEVICE_NEEDS_RESET is set no used element is published.
+
+use std::sync::Arc;
+
+use virq_backends::{
+    Block, BlockConfig, Console, ConsoleConfig, MemoryStorage, Rng, SeededEntropy,
+};
+use virq_device::testing::RecordingSink;
+use virq_device::{
+    GuestMemory, TransportOptions, VirtioBackend, VirtioPciDevice, common, features, status,
+};
+use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
+
+use crate::cursor::{Cursor, Enc};
+use crate::transport::check_interrupts;
+
+/// Guest RAM: rings for two queues below 0x6000, data buffers above 0x8000.
+pub const RAM_SIZE: usize = 64 * 1024;
+/// Where buffers of the seed requests live.
+pub const DATA_BASE: u64 = 0x8000;
+const MAX_OPS: usize = 2048;
+
+/// Canonical ring addresses of queue `q`: (descriptors, available, used).
+pub fn ring_addrs(q: u16) -> (u64, u64, u64) {
+    let base = q as u64 * 0x3000;
+    (base, base + 0x1000, base + 0x2000)
+}
+
+/// The header that says how the driver sets the device up.
+#[derive(Clone, Debug, Default)]
+pub struct Setup {
+    pub msix: bool,
+    pub event_idx: bool,
+    pub indirect: bool,
+    /// Take queue sizes and ring addresses from `queues` verbatim.
+    pub raw: bool,
+    /// Leave queue 0 disabled.
+    pub skip_enable_q0: bool,
+    /// Never set DRIVER_OK.
+    pub no_driver_ok: bool,
+    /// Per queue: (size, desc, avail, used); used only when `raw`.
+    pub queues: Vec<(u16, u64, u64, u64)>,
+    /// Queue size when not `raw` (log2, clamped to 8).
+    pub size_log2: u8,
+    /// Console input typed before the device starts.
+    pub console_input: Vec<u8>,
+}
+
+impl Setup {
+    pub const NUM_RAW_QUEUES: usize = 2;
+
+    pub fn decode(c: &mut Cursor<'_>) -> Setup {
+        let flags = c.u8();
+        let mut s = Setup {
+            msix: flags & 1 != 0,
+            event_idx: flags & 2 != 0,
+            indirect: flags & 4 != 0,
+            raw: flags & 8 != 0,
+            skip_enable_q0: flags & 16 != 0,
+            no_driver_ok: flags & 32 != 0,
+            size_log2: c.u8(),
+            ..Setup::default()
+        };
+        if s.raw {
+            for _ in 0..Self::NUM_RAW_QUEUES {
+                s.queues.push((c.u16(), c.u64(), c.u64(), c.u64()));
+            }
+        }
+        let n = c.u8() as usize;
+        s.console_input = c.bytes(n).to_vec();
+        s
+    }
+
+    pub fn encode(&self, e: &mut Enc) {
+        let flags = self.msix as u8
+            | (self.event_idx as u8) << 1
+            | (self.indirect as u8) << 2
+            | (self.raw as u8) << 3
+            | (self.skip_enable_q0 as u8) << 4
+            | (self.no_driver_ok as u8) << 5;
+        e.u8(flags).u8(self.size_log2);
+        if self.raw {
+            assert_eq!(self.queues.len(), Self::NUM_RAW_QUEUES);
+            for &(size, d, a, u) in &self.queues {
+                e.u16(size).u64(d).u64(a).u64(u);
+            }
+        }
+        assert!(self.console_input.len() < 256);
+        e.u8(self.console_input.len() as u8)
+            .bytes(&self.console_input);
+    }
+
+    fn queue(&self, q: u16) -> (u16, u64, u64, u64) {
+        if self.raw
+            && let Some(v) = self.queues.get(q as usize)
+        {
+            return *v;
+        }
+        let (d, a, u) = ring_addrs(q);
+        (1 << self.size_log2.min(8), d, a, u)
+    }
+}
+
+/// A driver step after set-up.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Step {
+    Ram {
+        addr: u16,
+        data: Vec<u8>,
+    },
+    Kick {
+        queue: u8,
+    },
+    Desc {
+        queue: u8,
+        index: u16,
+        addr: u64,
+        len: u32,
+        flags: u16,
+        next: u16,
+    },
+    /// Put `head` in the next available slot and publish it (avail.idx + 1).
+    Avail {
+        queue: u8,
+        head: u16,
+    },
+    /// Write avail.idx directly.
+    AvailIdx {
+        queue: u8,
+        idx: u16,
+    },
+    /// Write 0 to device_status and set the device up again.
+    Reset,
+    /// Host-side polling (console input).
+    Poll,
+    /// 0 read ISR, 1 function mask, 2 function unmask, 3 mask entry, 4 unmask entry,
+    /// 5 queue_reset, 6 config change, 7 avail.flags / used_event.
+    Misc {
+        what: u8,
+        arg: u16,
+    },
+}
+
+impl Step {
+    pub fn decode(c: &mut Cursor<'_>) -> Step {
+        match c.u8() % 8 {
+            0 => {
+                let addr = c.u16();
+                let n = c.u8() as usize;
+                Step::Ram {
+                    addr,
+                    data: c.bytes(n).to_vec(),
+                }
+            }
+            1 => Step::Kick { queue: c.u8() },
+            2 => Step::Desc {
+                queue: c.u8(),
+                index: c.u16(),
+                addr: c.u64(),
+                len: c.u32(),
+                flags: c.u16(),
+                next: c.u16(),
+            },
+            3 => Step::Avail {
+                queue: c.u8(),
+                head: c.u16(),
+            },
+            4 => Step::AvailIdx {
+                queue: c.u8(),
+                idx: c.u16(),
+            },
+            5 => Step::Reset,
+            6 => Step::Poll,
+            _ => Step::Misc {
+                what: c.u8(),
+                arg: c.u16(),
+            },
+        }
+    }
+
+    pub fn encode(&self, e: &mut Enc) {
+        match self {
+            Step::Ram { addr, data } => {
+                assert!(data.len() < 256);
+                e.u8(0).u16(*addr).u8(data.len() as u8).bytes(data)
+            }
+            Step::Kick { queue } => e.u8(1).u8(*queue),
+            Step::Desc {
+                queue,
+                index,
+                addr,
+                len,
+                flags,
+                next,
+            } => e
+                .u8(2)
+                .u8(*queue)
+                .u16(*index)
+                .u64(*addr)
+                .u32(*len)
+                .u16(*flags)
+                .u16(*next),
+            Step::Avail { queue, head } => e.u8(3).u8(*queue).u16(*head),
+            Step::AvailIdx { queue, idx } => e.u8(4).u8(*queue).u16(*idx),
+            Step::Reset => e.u8(5),
+            Step::Poll => e.u8(6),
+            Step::Misc { what, arg } => e.u8(7).u8(*what).u16(*arg),
+        };
+    }
+}
+
+/// Which backend a target runs.
+#[derive(Clone, Copy, Debug)]
+pub enum Kind {
+    Blk,
+    Rng,
+    Console,
+}
+
+fn backend(kind: Kind, setup: &Setup) -> Box<dyn VirtioBackend> {
+    match kind {
+        Kind::Blk => Box::new(
+            Block::new(
+                MemoryStorage::new(64 * 512),
+                BlockConfig {
+                    num_queues: 2,
+                    ..BlockConfig::default()
+                },
+            )
+            .unwrap(),
+        ),
+        Kind::Rng => Box::new(Rng::new(SeededEntropy::new(7))),
+        Kind::Console => {
+            let mut c = Console::new(ConsoleConfig::default());
+            c.push_input(&setup.console_input);
+            Box::new(c)
+        }
+    }
+}
+
+pub struct Driver {
+    pub dev: VirtioPciDevice,
+    pub sink: Arc<RecordingSink>,
+    pub mem: GuestMemory,
+    setup: Setup,
+    msix_cap: Option<u16>,
+    msgs_seen: usize,
+}
+
+impl Driver {
+    pub fn new(kind: Kind, setup: Setup) -> Driver {
+        let mem = GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(0), RAM_SIZE)]).unwrap();
+        let sink = Arc::new(RecordingSink::new());
+        let dev = VirtioPciDevice::new(
+            backend(kind, &setup),
+            mem.clone(),
+            sink.clone(),
+            TransportOptions::default(),
+        )
+        .unwrap();
+        let mut d = Driver {
+            dev,
+            sink,
+            mem,
+            setup,
+            msix_cap: None,
+            msgs_seen: 0,
+        };
+        d.msix_cap = d.find_msix_cap();
+        d.bring_up();
+        d
+    }
+
+    fn find_msix_cap(&self) -> Option<u16> {
+        let cfg = self.dev.config_bytes();
+        let mut p = cfg[0x34] as usize;
+        for _ in 0..48 {
+            if p == 0 {
+                break;
+            }
+            if cfg[p] == 0x11 {
+                return Some(p as u16);
+            }
+            p = cfg[p + 1] as usize;
+        }
+        None
+    }
+
+    fn common_write(&mut self, off: u64, bytes: &[u8]) {
+        self.dev.bar_write(0, off, bytes);
+    }
+
+    fn set_status(&mut self, s: u8) {
+        self.common_write(common::DEVICE_STATUS, &[s]);
+    }
+
+    /// virtio 1.2, 3.1.1, with whatever queue set-up the input chose.
+    fn bring_up(&mut self) {
+        self.dev.config_write(0x04, &0x0006u16.to_le_bytes()); // memory + bus master
+        self.set_status(0);
+        self.set_status(status::ACKNOWLEDGE);
+        self.set_status(status::ACKNOWLEDGE | status::DRIVER);
+        let mut f = features::VERSION_1;
+        if self.setup.event_idx {
+            f |= features::RING_EVENT_IDX;
+        }
+        if self.setup.indirect {
+            f |= features::RING_INDIRECT_DESC;
+        }
+        self.common_write(common::DRIVER_FEATURE_SELECT, &0u32.to_le_bytes());
+        self.common_write(common::DRIVER_FEATURE, &(f as u32).to_le_bytes());
+        self.common_write(common::DRIVER_FEATURE_SELECT, &1u32.to_le_bytes());
+        self.common_write(common::DRIVER_FEATURE, &((f >> 32) as u32).to_le_bytes());
+        self.set_status(status::ACKNOWLEDGE | status::DRIVER | status::FEATURES_OK);
+        if self.setup.msix
+            && let Some(cap) = self.msix_cap
+        {
+            let n = self.dev.msix().map_or(0, |m| m.table_size());
+            for i in 0..n {
+                let e = i as u64 * 16;
+                self.dev
+                    .bar_write(2, e, &(0xFEE0_0000u64 | (i as u64) << 12).to_le_bytes());
+                self.dev
+                    .bar_write(2, e + 8, &(0x40 + i as u32).to_le_bytes());
+                self.dev.bar_write(2, e + 12, &0u32.to_le_bytes());
+            }
+            self.dev.config_write(cap + 2, &0x8000u16.to_le_bytes());
+            self.common_write(common::MSIX_CONFIG, &0u16.to_le_bytes());
+        }
+        for q in 0..self.dev.num_queues() {
+            let (size, d, a, u) = self.setup.queue(q);
+            self.common_write(common::QUEUE_SELECT, &q.to_le_bytes());
+            self.common_write(common::QUEUE_SIZE, &size.to_le_bytes());
+            self.common_write(common::QUEUE_DESC, &d.to_le_bytes());
+            self.common_write(common::QUEUE_DRIVER, &a.to_le_bytes());
+            self.common_write(common::QUEUE_DEVICE, &u.to_le_bytes());
+            if self.setup.msix {
+                self.common_write(common::QUEUE_MSIX_VECTOR, &(q + 1).to_le_bytes());
+            }
+            if !(q == 0 && self.setup.skip_enable_q0) {
+                self.common_write(common::QUEUE_ENABLE, &1u16.to_le_bytes());
+            }
+        }
+        if !self.setup.no_driver_ok {
+            self.set_status(
+                status::ACKNOWLEDGE | status::DRIVER | status::FEATURES_OK | status::DRIVER_OK,
+            );
+        }
+    }
+
+    fn queue_of(&self, q: u8) -> u16 {
+        q as u16 % self.dev.num_queues()
+    }
+
+    /// (size, desc, avail, used) as the device holds them.
+    fn live_queue(&self, q: u16) -> (u16, u64, u64, u64) {
+        let s = self.dev.snapshot();
+        let qs = &s.queues[q as usize];
+        (qs.size, qs.desc_table, qs.avail_ring, qs.used_ring)
+    }
+
+    pub fn step(&mut self, step: &Step) {
+        let before = self.dev.snapshot();
+        let was_broken = before.device_status & status::DEVICE_NEEDS_RESET != 0;
+        let mut buf = [0u8; 1];
+        match step {
+            Step::Ram { addr, data } => {
+                let _ = self.mem.write_slice(data, GuestAddress(*addr as u64));
+            }
+            Step::Kick { queue } => {
+                // notify_off_multiplier 4: queue q at notify + 4q; 16-bit write of q.
+                let q = *queue as u16;
+                self.dev
+                    .bar_write(0, 0x1000 + 4 * q as u64, &q.to_le_bytes());
+            }
+            Step::Desc {
+                queue,
+                index,
+                addr,
+                len,
+                flags,
+                next,
+            } => {
+                let (size, d, _, _) = self.live_queue(self.queue_of(*queue));
+                let at = d.wrapping_add(16 * (*index % size.max(1)) as u64);
+                let mut raw = [0u8; 16];
+                raw[0..8].copy_from_slice(&addr.to_le_bytes());
+                raw[8..12].copy_from_slice(&len.to_le_bytes());
+                raw[12..14].copy_from_slice(&flags.to_le_bytes());
+                raw[14..16].copy_from_slice(&next.to_le_bytes());
+                let _ = self.mem.write_slice(&raw, GuestAddress(at));
+            }
+            Step::Avail { queue, head } => {
+                let (size, _, a, _) = self.live_queue(self.queue_of(*queue));
+                let idx: u16 = self
+                    .mem
+                    .read_obj(GuestAddress(a.wrapping_add(2)))
+                    .unwrap_or(0);
+                let slot = a.wrapping_add(4 + 2 * (idx % size.max(1)) as u64);
+                let _ = self.mem.write_obj(*head, GuestAddress(slot));
+                let _ = self
+                    .mem
+                    .write_obj(idx.wrapping_add(1), GuestAddress(a.wrapping_add(2)));
+            }
+            Step::AvailIdx { queue, idx } => {
+                let (_, _, a, _) = self.live_queue(self.queue_of(*queue));
+                let _ = self.mem.write_obj(*idx, GuestAddress(a.wrapping_add(2)));
+            }
+            Step::Reset => {
+                self.bring_up();
+            }
+            Step::Poll => self.dev.poll_backend(),
+            Step::Misc { what, arg } => match what % 8 {
+                0 => self.dev.bar_read(0, 0x2000, &mut buf),
+                1 | 2 => {
+                    if let Some(cap) = self.msix_cap {
+                        let ctl: u16 = if what % 8 == 1 { 0xC000 } else { 0x8000 };
+                        self.dev.config_write(cap + 2, &ctl.to_le_bytes());
+                    }
+                }
+                3 | 4 => {
+                    let n = self.dev.msix().map_or(1, |m| m.table_size());
+                    let e = (*arg % n) as u64 * 16;
+                    let masked = (what % 8 == 3) as u32;
+                    self.dev.bar_write(2, e + 12, &masked.to_le_bytes());
+                }
+                5 => {
+                    let q = self.queue_of(*arg as u8);
+                    self.common_write(common::QUEUE_SELECT, &q.to_le_bytes());
+                    self.common_write(common::QUEUE_RESET, &1u16.to_le_bytes());
+                }
+                6 => self.dev.config_changed(),
+                _ => {
+                    let q = self.queue_of(*arg as u8);
+                    let (size, _, a, _) = self.live_queue(q);
+                    let _ = self.mem.write_obj(arg >> 8 & 1, GuestAddress(a));
+                    let used_event = a.wrapping_add(4 + 2 * size as u64);
+                    let _ = self.mem.write_obj(arg >> 9, GuestAddress(used_event));
+                }
+            },
+        }
+        let after = self.dev.snapshot();
+        let resets = match step {
+            Step::Reset => true,
+            Step::Misc { what, .. } => what % 8 == 5,
+            _ => false,
+        };
+        if !resets && before.device_status & status::DRIVER_OK != 0 {
+            for (q, (b, a)) in before.queues.iter().zip(&after.queues).enumerate() {
+                if b.next_used == a.next_used && b.size == a.size {
+                    continue;
+                }
+                let published = a.next_used.wrapping_sub(b.next_used);
+                assert!(
+                    !was_broken,
+                    "queue {q}: {published} used elements while DEVICE_NEEDS_RESET"
+                );
+                assert!(
+                    published <= a.size,
+                    "queue {q}: {published} used elements in one step, size {}",
+                    a.size
+                );
+                // The last element published: backends write guest buffers (which a hostile
+                // guest may point at the used ring) only before publishing it.
+                if published > 0 && !matches!(step, Step::Ram { .. }) {
+                    let pos = a.next_used.wrapping_sub(1) % a.size.max(1);
+                    let at = GuestAddress(a.used_ring.wrapping_add(4 + 8 * pos as u64));
+                    if let Ok(id) = self.mem.read_obj::<u32>(at) {
+                        assert!(id < a.size as u32, "queue {q}: used id {id} >= {}", a.size);
+                    }
+                }
+            }
+        }
+        check_interrupts(&self.dev, &self.sink, &mut self.msgs_seen);
+    }
+}
+
+pub fn run(kind: Kind, data: &[u8]) {
+    let mut c = Cursor::new(data);
+    let setup = Setup::decode(&mut c);
+    let mut d = Driver::new(kind, setup);
+    check_interrupts(&d.dev, &d.sink, &mut d.msgs_seen);
+    for _ in 0..MAX_OPS {
+        if c.is_empty() {
+            break;
+        }
+        let step = Step::decode(&mut c);
+        d.step(&step);
+    }
+}
+
+pub fn run_blk(data: &[u8]) {
+    run(Kind::Blk, data)
+}
+
+pub fn run_rng(data: &[u8]) {
+    run(Kind::Rng, data)
+}
+
+pub fn run_console(data: &[u8]) {
+    run(Kind::Console, data)
+}

@@ -1,0 +1,494 @@
+//! The seed corpus: the conformance suite's scenarios (crates/virq-device/tests/conformance.rs,
+//! crates/virq-backends/tests/*.rs) encoded in each harness's input format, so the fuzzer
+//! starts from a device that is brought up, has MSI-X programmed and queues running.
+
+use crate::cursor::Enc;
+use crate::rings::{DATA_BASE, Setup, Step, ring_addrs};
+use crate::transport::{BAR0_ADDR, BAR2_ADDR, Op};
+
+const COMMON: u64 = BAR0_ADDR;
+const NOTIFY: u64 = BAR0_ADDR + 0x1000;
+const ISR: u64 = BAR0_ADDR + 0x2000;
+const TABLE: u64 = BAR2_ADDR;
+const PBA: u64 = BAR2_ADDR + 0x8000;
+const RING: u64 = 0x1000;
+
+/// (virtio_pci_cfg_cap offset, MSI-X capability offset) of a default device, found by
+/// walking its capability list.
+fn caps() -> (u16, u16) {
+    let h = crate::transport::Harness::new(1, None);
+    let cfg = h.dev.config_bytes();
+    let (mut pci_cfg, mut msix) = (0, 0);
+    let mut p = cfg[0x34] as usize;
+    while p != 0 {
+        match cfg[p] {
+            0x11 => msix = p as u16,
+            0x09 if cfg[p + 3] == 5 => pci_cfg = p as u16,
+            _ => {}
+        }
+        p = cfg[p + 1] as usize;
+    }
+    assert!(
+        pci_cfg != 0 && msix != 0,
+        "default device has both capabilities"
+    );
+    (pci_cfg, msix)
+}
+
+fn w(addr: u64, width: usize, value: u64) -> Op {
+    Op::MmioWrite { addr, width, value }
+}
+
+fn r(addr: u64, width: usize) -> Op {
+    Op::MmioRead { addr, width }
+}
+
+fn cfgw(off: u16, width: usize, value: u32) -> Op {
+    Op::CfgWrite { off, width, value }
+}
+
+fn ram(addr: u32, data: &[u8]) -> Op {
+    Op::Ram {
+        addr,
+        data: data.to_vec(),
+    }
+}
+
+/// Map BARs, negotiate VERSION_1 (| extra), optionally program and enable MSI-X, set up
+/// queue 0 with a 16-entry ring at 0x1000 and enable it (Rig::setup in the conformance rig).
+fn bring_up(msix: bool, extra_features: u64) -> Vec<Op> {
+    let (_, msix_cap) = caps();
+    let f = (1u64 << 32) | extra_features;
+    let mut ops = vec![
+        cfgw(0x10, 4, BAR0_ADDR as u32),
+        cfgw(0x14, 4, 0),
+        cfgw(0x18, 4, BAR2_ADDR as u32),
+        cfgw(0x1C, 4, 0),
+        cfgw(0x04, 2, 0x0006),
+        w(COMMON + 0x14, 1, 0),
+        w(COMMON + 0x14, 1, 1),
+        w(COMMON + 0x14, 1, 3),
+        w(COMMON + 0x08, 4, 0),
+        w(COMMON + 0x0C, 4, f & 0xFFFF_FFFF),
+        w(COMMON + 0x08, 4, 1),
+        w(COMMON + 0x0C, 4, f >> 32),
+        w(COMMON + 0x14, 1, 0x0B),
+        r(COMMON + 0x14, 1),
+    ];
+    if msix {
+        for i in 0..3u64 {
+            ops.push(w(TABLE + 16 * i, 4, 0xFEE0_0000 | i << 12));
+            ops.push(w(TABLE + 16 * i + 4, 4, 0));
+            ops.push(w(TABLE + 16 * i + 8, 4, 0x4030 + i));
+            ops.push(w(TABLE + 16 * i + 12, 4, 0));
+        }
+        ops.push(cfgw(msix_cap + 2, 2, 0x8000));
+        ops.push(w(COMMON + 0x10, 2, 0));
+    }
+    ops.push(w(COMMON + 0x16, 2, 0));
+    ops.push(w(COMMON + 0x18, 2, 16));
+    ops.push(w(COMMON + 0x20, 8, RING));
+    ops.push(w(COMMON + 0x28, 8, RING + 0x2000));
+    ops.push(w(COMMON + 0x30, 8, RING + 0x4000));
+    if msix {
+        ops.push(w(COMMON + 0x1A, 2, 1));
+    }
+    ops.push(w(COMMON + 0x1C, 2, 1));
+    ops.push(w(COMMON + 0x14, 1, 0x0F));
+    ops
+}
+
+/// One single-descriptor chain at head `n` of the ring at 0x1000, made available.
+fn push(n: u16) -> Vec<Op> {
+    let mut desc = Vec::new();
+    desc.extend_from_slice(&(0x8000u64 + n as u64 * 0x100).to_le_bytes());
+    desc.extend_from_slice(&0x100u32.to_le_bytes());
+    desc.extend_from_slice(&2u16.to_le_bytes());
+    desc.extend_from_slice(&0u16.to_le_bytes());
+    vec![
+        ram((RING + 16 * n as u64) as u32, &desc),
+        ram((RING + 0x2000 + 4 + 2 * n as u64) as u32, &n.to_le_bytes()),
+        ram((RING + 0x2002) as u32, &(n + 1).to_le_bytes()),
+    ]
+}
+
+fn kick() -> Op {
+    w(NOTIFY, 2, 0)
+}
+
+fn encode_ops(shape: u8, ops: &[Op]) -> Vec<u8> {
+    let mut e = Enc::default();
+    e.u8(shape);
+    for op in ops {
+        op.encode(&mut e);
+    }
+    e.0
+}
+
+/// Seeds for `config_bar`: (name, bytes).
+pub fn config_bar() -> Vec<(String, Vec<u8>)> {
+    // shape: 1 queue, default table (None) = 0; 2 queues = 1; no MSI-X = 0b0100.
+    let (pci_cfg, msix_cap) = caps();
+    let mut seeds = Vec::new();
+    let mut ops = bring_up(true, 0);
+    ops.extend(push(0));
+    ops.push(kick());
+    ops.push(r(PBA, 8));
+    seeds.push(("msix_used_notification".to_string(), encode_ops(0, &ops)));
+
+    let mut ops = bring_up(false, 0);
+    ops.extend(push(0));
+    ops.push(kick());
+    ops.push(Op::CfgRead { off: 6, width: 2 });
+    ops.push(r(ISR, 1));
+    ops.push(Op::CfgRead { off: 6, width: 2 });
+    seeds.push(("intx_isr_read_lowers_line".to_string(), encode_ops(0, &ops)));
+
+    // Row 15: a masked entry collects a Pending Bit, unmasking delivers it once.
+    let mut ops = bring_up(true, 0);
+    ops.push(w(TABLE + 16 + 12, 4, 1));
+    ops.extend(push(0));
+    ops.push(kick());
+    ops.push(r(PBA, 8));
+    ops.push(w(TABLE + 16 + 12, 4, 0));
+    ops.push(r(PBA, 8));
+    seeds.push(("row15_entry_mask_pending".to_string(), encode_ops(0, &ops)));
+
+    // Function mask, then a config change, then unmask.
+    let mut ops = bring_up(true, 0);
+    ops.push(cfgw(msix_cap + 2, 2, 0xC000));
+    ops.push(Op::Host(0));
+    ops.push(cfgw(msix_cap + 2, 2, 0x8000));
+    seeds.push((
+        "function_mask_config_change".to_string(),
+        encode_ops(0, &ops),
+    ));
+
+    // Snapshot / restore with a Pending Bit and an in-flight chain.
+    let mut ops = bring_up(true, 0);
+    ops.push(w(TABLE + 16 + 12, 4, 1));
+    ops.extend(push(0));
+    ops.push(kick());
+    ops.extend(push(1));
+    ops.push(Op::Host(4));
+    ops.push(kick());
+    ops.push(w(TABLE + 16 + 12, 4, 0));
+    seeds.push(("snapshot_midflight".to_string(), encode_ops(0, &ops)));
+
+    // INTx with Interrupt Disable toggled while the line is high.
+    let mut ops = bring_up(false, 0);
+    ops.push(Op::Host(0));
+    ops.push(cfgw(0x04, 2, 0x0406));
+    ops.push(cfgw(0x04, 2, 0x0006));
+    ops.push(Op::Host(4));
+    ops.push(Op::Host(3));
+    seeds.push(("intx_disable_and_reset".to_string(), encode_ops(0, &ops)));
+
+    // Every width at the interesting config offsets, and a 32-bit write of Message Control
+    // at the capability start (row 16).
+    let mut ops = Vec::new();
+    for off in [
+        0u16,
+        4,
+        6,
+        0x10,
+        0x34,
+        0x3C,
+        msix_cap,
+        msix_cap + 2,
+        0xFE,
+        0x100,
+        0xFFF,
+    ] {
+        for width in [1, 2, 4, 8, 3] {
+            ops.push(Op::CfgRead { off, width });
+        }
+    }
+    ops.push(cfgw(msix_cap, 4, 0x8000_0000));
+    ops.push(cfgw(0x10, 4, 0xFFFF_FFFF));
+    ops.push(Op::CfgRead {
+        off: 0x10,
+        width: 4,
+    });
+    seeds.push(("config_widths".to_string(), encode_ops(0b0101, &ops)));
+
+    // The virtio_pci_cfg_cap window: BAR0 offset 0x14 (device_status), length 1.
+    let mut ops = bring_up(false, 0);
+    ops.push(cfgw(pci_cfg + 4, 1, 0));
+    ops.push(cfgw(pci_cfg + 8, 4, 0x14));
+    ops.push(cfgw(pci_cfg + 12, 4, 1));
+    ops.push(Op::CfgRead {
+        off: pci_cfg + 16,
+        width: 4,
+    });
+    ops.push(cfgw(pci_cfg + 16, 1, 0));
+    seeds.push(("pci_cfg_window".to_string(), encode_ops(0, &ops)));
+
+    // Queue reset (VIRTIO_F_RING_RESET) and vector selectors rewritten mid-run.
+    let mut ops = bring_up(true, 1 << 40);
+    ops.extend(push(0));
+    ops.push(w(COMMON + 0x1A, 2, 7));
+    ops.push(kick());
+    ops.push(w(COMMON + 0x3A, 2, 1));
+    ops.push(r(COMMON + 0x3A, 2));
+    seeds.push(("queue_reset_and_vectors".to_string(), encode_ops(1, &ops)));
+    seeds
+}
+
+fn encode_rings(setup: &Setup, steps: &[Step]) -> Vec<u8> {
+    let mut e = Enc::default();
+    setup.encode(&mut e);
+    for s in steps {
+        s.encode(&mut e);
+    }
+    e.0
+}
+
+fn desc(queue: u8, index: u16, addr: u64, len: u32, flags: u16, next: u16) -> Step {
+    Step::Desc {
+        queue,
+        index,
+        addr,
+        len,
+        flags,
+        next,
+    }
+}
+
+const NEXT: u16 = 1;
+const WRITE: u16 = 2;
+const INDIRECT: u16 = 4;
+
+fn setup(msix: bool, size_log2: u8) -> Setup {
+    Setup {
+        msix,
+        event_idx: false,
+        indirect: true,
+        size_log2,
+        ..Setup::default()
+    }
+}
+
+/// Header, data, status: a virtio-blk request of `kind` at `sector` (5.2.6).
+fn blk_request(kind: u32, sector: u64, data_len: u32, data_flags: u16) -> Vec<Step> {
+    let mut header = Vec::new();
+    header.extend_from_slice(&kind.to_le_bytes());
+    header.extend_from_slice(&0u32.to_le_bytes());
+    header.extend_from_slice(&sector.to_le_bytes());
+    let mut steps = vec![Step::Ram {
+        addr: DATA_BASE as u16,
+        data: header,
+    }];
+    if data_len > 0 {
+        steps.push(desc(0, 0, DATA_BASE, 16, NEXT, 1));
+        steps.push(desc(
+            0,
+            1,
+            DATA_BASE + 0x100,
+            data_len,
+            NEXT | data_flags,
+            2,
+        ));
+    } else {
+        steps.push(desc(0, 0, DATA_BASE, 16, NEXT, 2));
+    }
+    steps.push(desc(0, 2, DATA_BASE + 0x80, 1, WRITE, 0));
+    steps.push(Step::Avail { queue: 0, head: 0 });
+    steps.push(Step::Kick { queue: 0 });
+    steps
+}
+
+/// Seeds for `queues_blk`, `queues_rng` and `queues_console`: (target, name, bytes).
+pub fn rings() -> Vec<(&'static str, String, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut add = |target: &'static str, name: &str, setup: &Setup, steps: &[Step]| {
+        out.push((target, name.to_string(), encode_rings(setup, steps)));
+    };
+
+    // virtio-blk (crates/virq-backends/tests/blk.rs): read, write, flush, get_id, unsupported.
+    add(
+        "queues_blk",
+        "read",
+        &setup(true, 4),
+        &blk_request(0, 1, 512, WRITE),
+    );
+    add(
+        "queues_blk",
+        "write",
+        &setup(false, 4),
+        &blk_request(1, 2, 512, 0),
+    );
+    add(
+        "queues_blk",
+        "flush",
+        &setup(true, 3),
+        &blk_request(4, 0, 0, 0),
+    );
+    add(
+        "queues_blk",
+        "get_id",
+        &setup(true, 4),
+        &blk_request(8, 0, 20, WRITE),
+    );
+    add(
+        "queues_blk",
+        "unsupported",
+        &setup(true, 4),
+        &blk_request(99, 0, 0, 0),
+    );
+    add(
+        "queues_blk",
+        "beyond_capacity",
+        &setup(true, 4),
+        &blk_request(0, 1 << 40, 512, WRITE),
+    );
+    // Two 4 GiB - 1 writable buffers: lengths that sum past 4 GiB.
+    let mut steps = blk_request(0, 0, 512, WRITE);
+    steps.insert(3, desc(0, 1, DATA_BASE + 0x100, u32::MAX, NEXT | WRITE, 3));
+    steps.insert(4, desc(0, 3, 0x1_0000_0000, u32::MAX, NEXT | WRITE, 2));
+    add("queues_blk", "lengths_past_4g", &setup(true, 4), &steps);
+    // Descriptor loop 0 -> 1 -> 0 (robustness.rs).
+    let looped = [
+        desc(0, 0, DATA_BASE, 16, NEXT, 1),
+        desc(0, 1, DATA_BASE + 0x100, 16, NEXT | WRITE, 0),
+        Step::Avail { queue: 0, head: 0 },
+        Step::Kick { queue: 0 },
+    ];
+    add("queues_blk", "descriptor_loop", &setup(true, 4), &looped);
+    add("queues_rng", "descriptor_loop", &setup(true, 4), &looped);
+    add(
+        "queues_console",
+        "descriptor_loop",
+        &setup(true, 4),
+        &looped,
+    );
+    // The available index far ahead of the ring (2.7.13): DEVICE_NEEDS_RESET.
+    let ahead = [
+        Step::AvailIdx {
+            queue: 0,
+            idx: 0x8000,
+        },
+        Step::Kick { queue: 0 },
+        Step::Kick { queue: 0 },
+        Step::Misc { what: 0, arg: 0 },
+    ];
+    add("queues_blk", "avail_far_ahead", &setup(false, 4), &ahead);
+    add("queues_rng", "avail_far_ahead", &setup(true, 4), &ahead);
+    // Rings outside RAM / misaligned / size not a power of two.
+    let (d, a, u) = ring_addrs(0);
+    let bad = Setup {
+        msix: true,
+        raw: true,
+        queues: vec![
+            (16, 0xFFF0, a, u),
+            (3, d + 1, 0x1_0000_0000, u64::MAX - 0xF),
+        ],
+        ..Setup::default()
+    };
+    add(
+        "queues_blk",
+        "bad_rings",
+        &bad,
+        &[Step::Kick { queue: 0 }, Step::Kick { queue: 1 }],
+    );
+    // Queue 0 never enabled, notified anyway; then a reset and a proper run.
+    let disabled = Setup {
+        skip_enable_q0: true,
+        ..setup(true, 4)
+    };
+    let mut steps = vec![Step::Kick { queue: 0 }, Step::Reset];
+    steps.extend(blk_request(0, 3, 512, WRITE));
+    add("queues_blk", "disabled_then_reset", &disabled, &steps);
+
+    // virtio-rng: one writable buffer, then an indirect table.
+    let rng_one = [
+        desc(0, 0, DATA_BASE, 64, WRITE, 0),
+        Step::Avail { queue: 0, head: 0 },
+        Step::Kick { queue: 0 },
+    ];
+    add("queues_rng", "one_buffer", &setup(true, 4), &rng_one);
+    let mut table = Vec::new();
+    for i in 0..4u64 {
+        table.extend_from_slice(&(DATA_BASE + 0x100 + 0x40 * i).to_le_bytes());
+        table.extend_from_slice(&0x40u32.to_le_bytes());
+        table.extend_from_slice(&(WRITE | if i < 3 { NEXT } else { 0 }).to_le_bytes());
+        table.extend_from_slice(&(i as u16 + 1).to_le_bytes());
+    }
+    let indirect = [
+        Step::Ram {
+            addr: DATA_BASE as u16,
+            data: table,
+        },
+        desc(0, 0, DATA_BASE, 64, INDIRECT, 0),
+        Step::Avail { queue: 0, head: 0 },
+        Step::Kick { queue: 0 },
+        Step::Misc { what: 3, arg: 1 },
+        Step::Avail { queue: 0, head: 0 },
+        Step::Kick { queue: 0 },
+        Step::Misc { what: 4, arg: 1 },
+    ];
+    add(
+        "queues_rng",
+        "indirect_and_mask",
+        &setup(true, 4),
+        &indirect,
+    );
+    add("queues_rng", "intx", &setup(false, 2), &rng_one);
+
+    // virtio-console: input waiting for a receive buffer; a transmit buffer.
+    let console = Setup {
+        console_input: b"hello\n".to_vec(),
+        ..setup(true, 4)
+    };
+    let steps = [
+        desc(0, 0, DATA_BASE, 64, WRITE, 0),
+        Step::Avail { queue: 0, head: 0 },
+        Step::Kick { queue: 0 },
+        Step::Poll,
+        Step::Ram {
+            addr: DATA_BASE as u16 + 0x200,
+            data: b"out\n".to_vec(),
+        },
+        desc(1, 0, DATA_BASE + 0x200, 4, 0, 0),
+        Step::Avail { queue: 1, head: 0 },
+        Step::Kick { queue: 1 },
+    ];
+    add("queues_console", "rx_tx", &console, &steps);
+    add("queues_console", "tx_intx", &setup(false, 4), &steps[4..]);
+    out
+}
+
+/// Seeds for `serve_request`: the first byte picks the device (0 blk, 1 rng, 2 console).
+pub fn serve() -> Vec<(String, Vec<u8>)> {
+    let session = "\
+outl 0xcf8 0x80000800
+inl 0xcfc
+outl 0xcf8 0x80000810
+outl 0xcfc 0xc0000000
+outl 0xcf8 0x80000804
+outw 0xcfc 0x0006
+readb 0xc0000014
+writeb 0xc0000014 0x1
+writeq 0x1000 0x0123456789abcdef
+readq 0x1000
+write 0x2000 4 0xdeadbeef
+read 0x2000 4
+memset 0x3000 16 0xff
+virq_config_change
+virq_info
+virq_events 0
+virq_msi_lines off
+virq_reset
+irq_intercept_in ioapic
+bogus 1 2 3
+readl 0xffffffffffffffff
+write 0xfffffffffffffff0 32 0x00
+";
+    let mut out = Vec::new();
+    for device in 0..3u8 {
+        let mut b = vec![device];
+        b.extend_from_slice(session.as_bytes());
+        out.push((format!("session_{device}"), b));
+    }
+    out
+}

@@ -1,0 +1,372 @@
+//! Target `config_bar`: arbitrary configuration-space, BAR, MMIO and guest-RAM accesses of
+//! every width (legal and not) against a `VirtioPciDevice` with a `NullBackend`, plus host
+//! events (configuration change, reset, snapshot/restore).
+//!
+//! Checked after every access:
+//! - INTA# is exactly "an ISR bit is set, MSI-X is off and Command bit 10 is clear", the sink
+//!   saw the same level, and Status bit 3 is "an ISR bit is set and MSI-X is off";
+//! - every message sent went to an unmasked entry of an enabled, unmasked, bus-mastering
+//!   function, and no Pending Bit is left set whose message could be sent now (a lost
+//!   interrupt);
+//! - every vector selector reads NO_VECTOR or an index inside the table;
+//! - one access completes at most (number of queues x 256) chains;
+//! - a snapshot survives a JSON round trip and restores into a fresh device unchanged.
+
+use std::sync::Arc;
+
+use virq_device::testing::{NullBackend, RecordingSink};
+use virq_device::{DeviceSnapshot, GuestMemory, NO_VECTOR, TransportOptions, VirtioPciDevice};
+use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
+
+use crate::cursor::{Cursor, Enc, width, width_code};
+
+/// Guest RAM of the harness: small, so random ring addresses often land in it.
+pub const RAM_SIZE: usize = 64 * 1024;
+/// Where seeds place the BARs (any address works; the fuzzer programs its own).
+pub const BAR0_ADDR: u64 = 0xC000_0000;
+pub const BAR2_ADDR: u64 = 0xD000_0000;
+/// Most operations one input may run, to keep each execution short.
+const MAX_OPS: usize = 4096;
+
+/// One thing a guest or the host does.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Op {
+    CfgRead {
+        off: u16,
+        width: usize,
+    },
+    CfgWrite {
+        off: u16,
+        width: usize,
+        value: u32,
+    },
+    BarRead {
+        bar: u8,
+        off: u16,
+        width: usize,
+    },
+    BarWrite {
+        bar: u8,
+        off: u16,
+        width: usize,
+        value: u64,
+    },
+    MmioRead {
+        addr: u64,
+        width: usize,
+    },
+    MmioWrite {
+        addr: u64,
+        width: usize,
+        value: u64,
+    },
+    Ram {
+        addr: u32,
+        data: Vec<u8>,
+    },
+    /// 0 config change, 1 process queue (h >> 3), 2 poll backend, 3 reset,
+    /// 4 snapshot -> JSON -> restore into a fresh device, 5 read ISR.
+    Host(u8),
+}
+
+impl Op {
+    pub fn decode(c: &mut Cursor<'_>) -> Op {
+        match c.u8() % 8 {
+            0 => Op::CfgRead {
+                off: c.u16(),
+                width: width(c.u8()),
+            },
+            1 => Op::CfgWrite {
+                off: c.u16(),
+                width: width(c.u8()),
+                value: c.u32(),
+            },
+            2 => Op::BarRead {
+                bar: c.u8(),
+                off: c.u16(),
+                width: width(c.u8()),
+            },
+            3 => Op::BarWrite {
+                bar: c.u8(),
+                off: c.u16(),
+                width: width(c.u8()),
+                value: c.u64(),
+            },
+            4 => Op::MmioRead {
+                addr: c.u64(),
+                width: width(c.u8()),
+            },
+            5 => Op::MmioWrite {
+                addr: c.u64(),
+                width: width(c.u8()),
+                value: c.u64(),
+            },
+            6 => {
+                let addr = c.u32();
+                let n = c.u8() as usize;
+                Op::Ram {
+                    addr,
+                    data: c.bytes(n).to_vec(),
+                }
+            }
+            _ => Op::Host(c.u8()),
+        }
+    }
+
+    pub fn encode(&self, e: &mut Enc) {
+        match self {
+            Op::CfgRead { off, width } => e.u8(0).u16(*off).u8(width_code(*width)),
+            Op::CfgWrite { off, width, value } => {
+                e.u8(1).u16(*off).u8(width_code(*width)).u32(*value)
+            }
+            Op::BarRead { bar, off, width } => e.u8(2).u8(*bar).u16(*off).u8(width_code(*width)),
+            Op::BarWrite {
+                bar,
+                off,
+                width,
+                value,
+            } => e
+                .u8(3)
+                .u8(*bar)
+                .u16(*off)
+                .u8(width_code(*width))
+                .u64(*value),
+            Op::MmioRead { addr, width } => e.u8(4).u64(*addr).u8(width_code(*width)),
+            Op::MmioWrite { addr, width, value } => {
+                e.u8(5).u64(*addr).u8(width_code(*width)).u64(*value)
+            }
+            Op::Ram { addr, data } => {
+                assert!(data.len() < 256);
+                e.u8(6).u32(*addr).u8(data.len() as u8).bytes(data)
+            }
+            Op::Host(h) => e.u8(7).u8(*h),
+        };
+    }
+}
+
+/// The device shape an input starts with: (queues, MSI-X table size option).
+pub fn decode_shape(b: u8) -> (u16, Option<u16>) {
+    let queues = (b & 3) as u16 + 1;
+    let table = match (b >> 2) & 3 {
+        0 => None,
+        1 => Some(0),
+        2 => Some(1),
+        _ => Some(3),
+    };
+    (queues, table)
+}
+
+pub struct Harness {
+    pub dev: VirtioPciDevice,
+    pub sink: Arc<RecordingSink>,
+    pub mem: GuestMemory,
+    queues: u16,
+    options: TransportOptions,
+    msgs_seen: usize,
+}
+
+impl Harness {
+    pub fn new(queues: u16, table: Option<u16>) -> Harness {
+        let mem = GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(0), RAM_SIZE)]).unwrap();
+        let sink = Arc::new(RecordingSink::new());
+        let options = TransportOptions {
+            msix_table_size: table,
+            ..TransportOptions::default()
+        };
+        let dev = VirtioPciDevice::new(
+            Box::new(NullBackend::new(queues)),
+            mem.clone(),
+            sink.clone(),
+            options,
+        )
+        .expect("a valid device shape");
+        Harness {
+            dev,
+            sink,
+            mem,
+            queues,
+            options,
+            msgs_seen: 0,
+        }
+    }
+
+    fn completed(&self) -> u64 {
+        self.dev.backend().snapshot()["completed"]
+            .as_u64()
+            .expect("NullBackend snapshot has completed")
+    }
+
+    pub fn apply(&mut self, op: &Op) {
+        let before = self.completed();
+        let mut buf = [0u8; 16];
+        match op {
+            Op::CfgRead { off, width } => {
+                self.dev.config_read(*off, &mut buf[..*width]);
+                let o = *off as usize;
+                if !matches!(width, 1 | 2 | 4) || o + width > 4096 {
+                    assert!(buf[..*width].iter().all(|&b| b == 0xFF), "master abort");
+                } else if o >= 256 {
+                    assert!(buf[..*width].iter().all(|&b| b == 0), "extended space");
+                }
+            }
+            Op::CfgWrite { off, width, value } => {
+                let mut w = [0u8; 9];
+                w[..4].copy_from_slice(&value.to_le_bytes());
+                self.dev.config_write(*off, &w[..*width]);
+            }
+            Op::BarRead { bar, off, width } => {
+                self.dev.bar_read(*bar, *off as u64, &mut buf[..*width]);
+                if *width > 8 {
+                    assert!(buf[..*width].iter().all(|&b| b == 0));
+                }
+            }
+            Op::BarWrite {
+                bar,
+                off,
+                width,
+                value,
+            } => {
+                let v = value.to_le_bytes();
+                let mut w = [0u8; 9];
+                w[..8].copy_from_slice(&v);
+                self.dev.bar_write(*bar, *off as u64, &w[..*width]);
+            }
+            Op::MmioRead { addr, width } => {
+                self.dev.mmio_read(*addr, &mut buf[..*width]);
+            }
+            Op::MmioWrite { addr, width, value } => {
+                let mut w = [0u8; 9];
+                w[..8].copy_from_slice(&value.to_le_bytes());
+                self.dev.mmio_write(*addr, &w[..*width]);
+            }
+            Op::Ram { addr, data } => {
+                let _ = self.mem.write_slice(data, GuestAddress(*addr as u64));
+            }
+            Op::Host(h) => match h % 6 {
+                0 => self.dev.config_changed(),
+                1 => self.dev.process_queue((h >> 3) as u16),
+                2 => self.dev.poll_backend(),
+                3 => self.dev.reset(),
+                4 => self.snapshot_round_trip(),
+                _ => {
+                    let isr = self.options.layout.isr;
+                    self.dev.bar_read(isr.bar, isr.offset, &mut buf[..1]);
+                }
+            },
+        }
+        let done = self.completed().saturating_sub(before);
+        assert!(
+            done <= self.queues as u64 * 256,
+            "{done} chains completed by one access ({op:?})"
+        );
+        self.check();
+    }
+
+    /// Snapshot, JSON round trip, restore into a fresh device with a fresh sink, carry on
+    /// with the restored device.
+    fn snapshot_round_trip(&mut self) {
+        let snap = self.dev.snapshot();
+        let json = serde_json::to_string(&snap).expect("snapshot serialises");
+        let back: DeviceSnapshot = serde_json::from_str(&json).expect("snapshot deserialises");
+        assert_eq!(back, snap, "JSON round trip changed the snapshot");
+        let sink = Arc::new(RecordingSink::new());
+        let mut fresh = VirtioPciDevice::new(
+            Box::new(NullBackend::new(self.queues)),
+            self.mem.clone(),
+            sink.clone(),
+            self.options,
+        )
+        .unwrap();
+        fresh
+            .restore(&back)
+            .expect("a device's own snapshot restores");
+        assert_eq!(
+            fresh.snapshot(),
+            snap,
+            "restore is not the inverse of snapshot"
+        );
+        assert_eq!(sink.line(), snap.line, "restored INTx level");
+        assert!(sink.messages().is_empty(), "restore sent a message");
+        self.dev = fresh;
+        self.sink = sink;
+        self.msgs_seen = 0;
+    }
+
+    pub fn check(&mut self) {
+        check_interrupts(&self.dev, &self.sink, &mut self.msgs_seen);
+    }
+}
+
+/// The interrupt invariants every state must satisfy (see the module docs). `msgs_seen` is
+/// how many of the sink's messages were already checked.
+pub fn check_interrupts(dev: &VirtioPciDevice, sink: &RecordingSink, msgs_seen: &mut usize) {
+    let cfg = dev.config_bytes();
+    let command = u16::from_le_bytes([cfg[4], cfg[5]]);
+    let status = u16::from_le_bytes([cfg[6], cfg[7]]);
+    let isr = dev.isr_status();
+    let msix_on = dev.msix_enabled();
+    let pending = isr != 0 && !msix_on;
+    assert_eq!(dev.intx_level(), sink.line(), "sink and device disagree");
+    assert_eq!(
+        dev.intx_level(),
+        pending && command & (1 << 10) == 0,
+        "INTA# level (isr={isr:#x} msix={msix_on} command={command:#x})"
+    );
+    assert_eq!(status & (1 << 3) != 0, pending, "Status bit 3");
+
+    let table_size = dev.msix().map_or(0, |m| m.table_size());
+    let legal = |v: u16| v == NO_VECTOR || v < table_size;
+    assert!(
+        legal(dev.msix_config()),
+        "msix_config {}",
+        dev.msix_config()
+    );
+    for q in 0..dev.num_queues() {
+        let v = dev.queue_msix_vector(q).unwrap();
+        assert!(legal(v), "queue {q} vector {v}");
+    }
+
+    let msgs = sink.messages();
+    let new = &msgs[(*msgs_seen).min(msgs.len())..];
+    if !new.is_empty() {
+        let m = dev.msix().expect("a message without MSI-X");
+        assert!(
+            m.enabled && !m.function_masked && m.bus_master,
+            "message while MSI-X cannot send"
+        );
+        for msg in new {
+            assert!(
+                m.table
+                    .iter()
+                    .any(|e| !e.masked() && (e.address, e.data) == *msg),
+                "message {msg:x?} matches no unmasked entry"
+            );
+        }
+    }
+    *msgs_seen = msgs.len();
+    if let Some(m) = dev.msix()
+        && m.enabled
+        && !m.function_masked
+        && m.bus_master
+    {
+        for (i, e) in m.table.iter().enumerate() {
+            assert!(
+                e.masked() || !m.is_pending(i as u16),
+                "entry {i} is unmasked and deliverable but its Pending Bit stays set"
+            );
+        }
+    }
+}
+
+pub fn run(data: &[u8]) {
+    let mut c = Cursor::new(data);
+    let (queues, table) = decode_shape(c.u8());
+    let mut h = Harness::new(queues, table);
+    for _ in 0..MAX_OPS {
+        if c.is_empty() {
+            break;
+        }
+        let op = Op::decode(&mut c);
+        h.apply(&op);
+    }
+}
