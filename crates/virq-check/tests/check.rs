@@ -176,7 +176,10 @@ fn every_injected_fault_is_named_by_its_catalogue_row() {
             Fault::DeviceAcceptsOutOfRangeVector,
             &[MsixEnough, MsixFewer],
         ),
-        (Fault::DeviceKeepsVectorsAcrossReset, &[MsixEnough, MsixFewer]),
+        (
+            Fault::DeviceKeepsVectorsAcrossReset,
+            &[MsixEnough, MsixFewer],
+        ),
         (Fault::DeviceIntxStuckAfterReset, &[Intx]),
         (Fault::DeviceSmallMsixTable, &[MsixEnough, MsixFewer, Intx]),
         (Fault::DeviceIsrNotCleared, &[Intx]),
