@@ -10,7 +10,10 @@ use std::sync::atomic::Ordering;
 use thiserror::Error;
 use virq_device::{BackendError, GuestMemory};
 use virtio_queue::{DescriptorChain, Queue, QueueOwnedT, QueueT};
-use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryError};
+use vm_memory::{
+    Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryError, GuestMemoryRegion,
+    MemoryRegionAddress,
+};
 
 /// A chain as handed out by virtio-queue over our guest memory type.
 pub(crate) type Chain<'m> = DescriptorChain<&'m GuestMemory>;
@@ -158,7 +161,11 @@ impl ChainBuffers {
     ) -> Result<(), ChainIoError> {
         let mut done = 0usize;
         for_each_piece(&self.readable, offset, buf.len() as u64, |addr, piece| {
-            mem.read_slice(&mut buf[done..done + piece], addr)?;
+            let dst = &mut buf[done..done + piece];
+            match within_one_region(mem, addr, piece) {
+                Some((region, at)) => region.read_slice(dst, at)?,
+                None => mem.read_slice(dst, addr)?,
+            }
             done += piece;
             Ok(())
         })
@@ -173,7 +180,11 @@ impl ChainBuffers {
     ) -> Result<(), ChainIoError> {
         let mut done = 0usize;
         for_each_piece(&self.writable, offset, data.len() as u64, |addr, piece| {
-            mem.write_slice(&data[done..done + piece], addr)?;
+            let src = &data[done..done + piece];
+            match within_one_region(mem, addr, piece) {
+                Some((region, at)) => region.write_slice(src, at)?,
+                None => mem.write_slice(src, addr)?,
+            }
             done += piece;
             Ok(())
         })
@@ -188,7 +199,25 @@ fn in_guest_ram(mem: &GuestMemory, addr: GuestAddress, len: u64) -> bool {
     let Ok(len) = usize::try_from(len) else {
         return false;
     };
-    addr.0.checked_add(len as u64 - 1).is_some() && GuestMemoryBackend::check_range(mem, addr, len)
+    if addr.0.checked_add(len as u64 - 1).is_none() {
+        return false;
+    }
+    // The common case, one region holds the whole range, costs one region lookup; a range
+    // that crosses into a neighbouring region takes vm-memory's general walk.
+    within_one_region(mem, addr, len).is_some() || GuestMemoryBackend::check_range(mem, addr, len)
+}
+
+/// The region holding all of `[addr, addr + len)` and the offset of `addr` in it, when one
+/// region does (`len` > 0).
+#[inline]
+fn within_one_region(
+    mem: &GuestMemory,
+    addr: GuestAddress,
+    len: usize,
+) -> Option<(&<GuestMemory as GuestMemoryBackend>::R, MemoryRegionAddress)> {
+    let (region, at) = mem.to_region_addr(addr)?;
+    let room = region.len().checked_sub(at.0)?;
+    (len as u64 <= room).then_some((region, at))
 }
 
 /// Visit the guest pieces covering `len` bytes at `offset` of a segment stream, in order.

@@ -58,7 +58,7 @@ impl Format {
 /// Whether a line is the `/proc/interrupts` header: only `CPUn` tokens.
 pub fn cpu_header_columns(line: &str) -> Option<usize> {
     let mut n = 0;
-    for tok in line.split_whitespace() {
+    for tok in crate::text::words(line) {
         let digits = tok.strip_prefix("CPU")?;
         if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
             return None;
@@ -72,10 +72,10 @@ pub fn cpu_header_columns(line: &str) -> Option<usize> {
 pub fn leading_bdf(line: &str) -> Option<(&str, &str)> {
     let end = line.find(' ').unwrap_or(line.len());
     let addr = &line[..end];
-    let parts: Vec<&str> = addr.split(':').collect();
-    let (bus, devfn) = match parts.as_slice() {
-        [bus, devfn] => (*bus, *devfn),
-        [domain, bus, devfn] if domain.len() == 4 => (*bus, *devfn),
+    let mut parts = addr.split(':');
+    let (bus, devfn) = match (parts.next(), parts.next(), parts.next(), parts.next()) {
+        (Some(bus), Some(devfn), None, _) => (bus, devfn),
+        (Some(domain), Some(bus), Some(devfn), None) if domain.len() == 4 => (bus, devfn),
         _ => return None,
     };
     let (dev, func) = devfn.split_once('.')?;

@@ -2,7 +2,9 @@
 //! overlapping), as a bit set. The parser consults it to skip matchers that cannot match, so a
 //! line of unrelated chatter costs one scan instead of dozens of substring searches.
 
-use aho_corasick::{AhoCorasick, AhoCorasickBuilder, AhoCorasickKind, MatchKind};
+use aho_corasick::automaton::Automaton;
+use aho_corasick::dfa::DFA;
+use aho_corasick::{Anchored, MatchKind};
 use std::sync::OnceLock;
 
 /// The keywords, lower case; bit `i` of [`hits`] is set when `PATTERNS[i]` occurs.
@@ -73,23 +75,69 @@ pub const PROMPT: u64 = mask(&[27]);
 pub const CLASSIFY: u64 =
     CHECKLIST | mask(&[8, 24, 27, 28, 29, 30, 31, 32, 33, 34, 35, 36, 37, 38]);
 
-fn automaton() -> &'static AhoCorasick {
-    static AC: OnceLock<AhoCorasick> = OnceLock::new();
+fn automaton() -> &'static DFA {
+    static AC: OnceLock<DFA> = OnceLock::new();
     AC.get_or_init(|| {
-        AhoCorasickBuilder::new()
+        DFA::builder()
             .ascii_case_insensitive(true)
             .match_kind(MatchKind::Standard)
-            .kind(Some(AhoCorasickKind::DFA))
+            .prefilter(false)
             .build(PATTERNS)
             .expect("static patterns build")
     })
 }
 
+/// Bytes a keyword can start with (either case).
+fn first_bytes() -> &'static [bool; 256] {
+    static FIRST: OnceLock<[bool; 256]> = OnceLock::new();
+    FIRST.get_or_init(|| {
+        let mut t = [false; 256];
+        for p in PATTERNS {
+            let b = p.as_bytes()[0];
+            t[usize::from(b.to_ascii_lowercase())] = true;
+            t[usize::from(b.to_ascii_uppercase())] = true;
+        }
+        t
+    })
+}
+
 /// The set of [`PATTERNS`] occurring in `text`.
+///
+/// The DFA is walked directly, one transition per byte, and every pattern of each match state
+/// is OR-ed in: with standard match semantics a match state lists every pattern ending there
+/// (its failure chain included), so this finds exactly what an overlapping search reports,
+/// without the iterator's per-match bookkeeping. In the start state, bytes no keyword starts
+/// with lead back to the start state, so they are skipped without a transition (the digits,
+/// spaces and most letters of a line).
 pub fn hits(text: &str) -> u64 {
+    let dfa = automaton();
+    let first = first_bytes();
+    let Ok(start) = dfa.start_state(Anchored::No) else {
+        unreachable!("an unanchored DFA has an unanchored start state");
+    };
+    let bytes = text.as_bytes();
+    let mut sid = start;
     let mut m = 0u64;
-    for hit in automaton().find_overlapping_iter(text) {
-        m |= 1 << hit.pattern().as_u32();
+    let mut i = 0;
+    while i < bytes.len() {
+        if sid == start {
+            match bytes[i..].iter().position(|&b| first[usize::from(b)]) {
+                Some(skip) => i += skip,
+                None => break,
+            }
+        }
+        sid = dfa.next_state(Anchored::No, sid, bytes[i]);
+        i += 1;
+        if dfa.is_special(sid) {
+            if dfa.is_dead(sid) {
+                break;
+            }
+            if dfa.is_match(sid) {
+                for k in 0..dfa.match_len(sid) {
+                    m |= 1 << dfa.match_pattern(sid, k).as_u32();
+                }
+            }
+        }
     }
     m
 }
@@ -115,6 +163,27 @@ mod tests {
             for (i, p) in PATTERNS.iter().enumerate() {
                 assert_eq!(h & (1 << i) != 0, contains_ci(line, p), "{p:?} in {line:?}");
             }
+        }
+    }
+
+    #[test]
+    fn the_direct_walk_finds_what_an_overlapping_search_finds() {
+        let overlapping = aho_corasick::AhoCorasick::builder()
+            .ascii_case_insensitive(true)
+            .build(PATTERNS)
+            .unwrap();
+        // Every pattern alone, glued to its neighbours, and nested ones (`msi` in `msi-x`,
+        // `virtio` in `virtio_pci:`), in mixed case.
+        let mut lines: Vec<String> = PATTERNS.iter().map(|p| p.to_string()).collect();
+        lines.push(PATTERNS.concat());
+        lines.push(PATTERNS.join(" ").to_ascii_uppercase());
+        lines.push("xxVirtIO_PCI: MSI-X KINTERRUPT (Cmd[0407] Sts[0010]) kd> !devnode".into());
+        lines.push("Disabling IRQ #11 nobody cared, isr: dpc irq intx vendorid".into());
+        for line in &lines {
+            let want = overlapping
+                .find_overlapping_iter(line.as_str())
+                .fold(0u64, |m, hit| m | 1 << hit.pattern().as_u32());
+            assert_eq!(hits(line), want, "{line:?}");
         }
     }
 }

@@ -106,6 +106,11 @@ impl LocalApic {
     pub fn in_service(&self) -> Option<u8> {
         self.isr.highest()
     }
+
+    /// Whether any vector is requested (IRR not empty), deliverable now or not.
+    pub fn has_requests(&self) -> bool {
+        self.irr.0 != [0; 4]
+    }
 }
 
 /// One IOAPIC redirection table entry.

@@ -10,7 +10,7 @@
 pub mod apic;
 
 use std::cell::RefCell;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use thiserror::Error;
@@ -62,6 +62,10 @@ struct Controllers {
     ioapic: IoApic,
     /// MSI writes that did not decode as an interrupt (a bad table entry).
     stray_msi: u64,
+    /// False only when no LAPIC has a requested (IRR) vector, so the CPU can tell "nothing to
+    /// take" without the lock. Set (under the lock) whenever a LAPIC latches a vector; cleared
+    /// (under the lock) when an acknowledge leaves every IRR empty.
+    requested: Arc<AtomicBool>,
 }
 
 /// The sink a device on this machine sends interrupts to.
@@ -80,16 +84,27 @@ impl Controllers {
             in_service: Vec::new(),
             ioapic: IoApic::default(),
             stray_msi: 0,
+            requested: Arc::new(AtomicBool::new(false)),
         }
     }
 
     /// Physical destination mode: APIC ID `dest`, or 0xFF for broadcast (taken by CPU 0).
     fn deliver(&mut self, dest: u8, vector: u8) -> bool {
         let cpu = if dest == 0xFF { 0 } else { dest as usize };
-        match self.lapics.get_mut(cpu) {
+        let accepted = match self.lapics.get_mut(cpu) {
             Some(l) => l.accept(vector),
             None => false,
+        };
+        if accepted {
+            self.requested.store(true, Ordering::Release);
         }
+        accepted
+    }
+
+    /// Recompute [`Controllers::requested`] after IRR bits were cleared.
+    fn update_requested(&self) {
+        let any = self.lapics.iter().any(LocalApic::has_requests);
+        self.requested.store(any, Ordering::Release);
     }
 }
 
@@ -155,6 +170,8 @@ pub struct Machine {
     ram: GuestMemory,
     devices: Vec<Slot>,
     controllers: Arc<Mutex<Controllers>>,
+    /// The controllers' [`Controllers::requested`] flag, read without the lock.
+    requested: Arc<AtomicBool>,
     clock: VirtualClock,
     events: Arc<EventLog>,
     config_address: u32,
@@ -188,10 +205,13 @@ impl Machine {
                 .with_clock(Box::new(clock.clone()))
                 .with_capacity_limit(1 << 20),
         );
+        let controllers = Controllers::new(cpus);
+        let requested = controllers.requested.clone();
         Ok(Machine {
             ram,
             devices: Vec::new(),
-            controllers: Arc::new(Mutex::new(Controllers::new(cpus))),
+            controllers: Arc::new(Mutex::new(controllers)),
+            requested,
             clock,
             events,
             config_address: 0,
@@ -486,13 +506,21 @@ impl Machine {
         for s in self.devices.iter_mut().filter(|s| !s.removed) {
             s.device.poll_backend();
         }
+        // Every IRR empty (the usual state between interrupts): nothing to take, no lock.
+        // The flag is only written under the controllers lock, and a device on this machine
+        // delivers through that lock, so a vector latched before this point is seen here.
+        if !self.requested.load(Ordering::Acquire) {
+            return None;
+        }
         let vector = {
             let mut c = self.controllers.lock().unwrap();
-            let (cpu, vector) = c
+            let taken = c
                 .lapics
                 .iter_mut()
                 .enumerate()
-                .find_map(|(i, l)| l.acknowledge().map(|v| (i, v)))?;
+                .find_map(|(i, l)| l.acknowledge().map(|v| (i, v)));
+            c.update_requested();
+            let (cpu, vector) = taken?;
             c.in_service.push(cpu);
             vector
         };

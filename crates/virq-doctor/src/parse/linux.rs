@@ -1,6 +1,6 @@
 //! Matchers for Linux evidence: `/proc/interrupts` rows, `lspci -vvv` lines, kernel log lines.
 
-use crate::text::{contains_ci, parse_num};
+use crate::text::{contains_ci, is_ascii_space, parse_num, words};
 
 /// One `/proc/interrupts` row.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -12,47 +12,153 @@ pub struct ProcRow {
 }
 
 fn is_trigger_token(t: &str) -> bool {
-    let t = t.to_ascii_lowercase();
-    t.ends_with("-edge")
-        || t.ends_with("-fasteoi")
-        || t.ends_with("-level")
-        || matches!(t.as_str(), "edge" | "fasteoi" | "level")
+    let b = t.as_bytes();
+    let ends = |suffix: &str| {
+        b.len() >= suffix.len()
+            && b[b.len() - suffix.len()..].eq_ignore_ascii_case(suffix.as_bytes())
+    };
+    ends("-edge")
+        || ends("-fasteoi")
+        || ends("-level")
+        || ["edge", "fasteoi", "level"]
+            .iter()
+            .any(|w| t.eq_ignore_ascii_case(w))
+}
+
+/// A `/proc/interrupts` row read in place: nothing is allocated until the caller keeps it
+/// ([`ProcRowRef::to_row`]). Same rules as [`proc_row`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProcRowRef<'a> {
+    pub irq: &'a str,
+    pub total: u64,
+    /// The name's tokens as they stand in the line (separated by any whitespace).
+    name_span: &'a str,
+}
+
+impl ProcRowRef<'_> {
+    /// The action names, tokens joined by single spaces (what [`ProcRow::name`] holds).
+    pub fn name(&self) -> String {
+        let mut name = String::with_capacity(self.name_span.len());
+        for (i, tok) in words(self.name_span).enumerate() {
+            if i > 0 {
+                name.push(' ');
+            }
+            name.push_str(tok);
+        }
+        name
+    }
+
+    /// Whether the name contains `needle` (ASCII case-insensitive). `needle` must hold no
+    /// whitespace, so the in-line spacing of the name cannot matter.
+    pub fn name_contains_ci(&self, needle: &str) -> bool {
+        debug_assert!(!needle.contains(char::is_whitespace));
+        contains_ci(self.name_span, needle)
+    }
+
+    /// The owned row.
+    pub fn to_row(&self) -> ProcRow {
+        ProcRow {
+            irq: self.irq.to_string(),
+            total: self.total,
+            name: self.name(),
+        }
+    }
 }
 
 /// A row like ` 24:   1234   0   PCI-MSI 49152-edge   virtio0-config` under a header of `cpus`
 /// columns. Rows of per-CPU system counters (`LOC:`, `NMI:`) parse too; the caller filters.
 pub fn proc_row(line: &str, cpus: usize) -> Option<ProcRow> {
+    proc_row_ref(line, cpus).map(|r| r.to_row())
+}
+
+/// [`proc_row`] without allocating: the counts are summed and the name located in one pass
+/// over the tokens.
+pub fn proc_row_ref(line: &str, cpus: usize) -> Option<ProcRowRef<'_>> {
     let t = line.trim_start();
     let colon = t.find(':')?;
     let irq = &t[..colon];
     if irq.is_empty() || irq.contains(char::is_whitespace) {
         return None;
     }
-    let toks: Vec<&str> = t[colon + 1..].split_whitespace().collect();
-    let counts: Vec<u64> = toks
-        .iter()
-        .take(cpus)
-        .map_while(|s| {
-            if s.bytes().all(|b| b.is_ascii_digit()) {
-                s.parse().ok()
-            } else {
-                None
+    let after = &t[colon + 1..];
+    // Byte offset of a token (a subslice of `after`) within `after`.
+    let at = |tok: &str| tok.as_ptr() as usize - after.as_ptr() as usize;
+    let (counts, total, end) = if after.is_ascii() {
+        ascii_counts(after.as_bytes(), cpus)
+    } else {
+        let (mut counts, mut total, mut end) = (0usize, 0u64, 0usize);
+        for tok in words(after).take(cpus) {
+            if !tok.bytes().all(|b| b.is_ascii_digit()) {
+                break;
             }
-        })
-        .collect();
-    if counts.is_empty() {
+            let Ok(n) = tok.parse::<u64>() else { break };
+            total = total.saturating_add(n);
+            counts += 1;
+            end = at(tok) + tok.len();
+        }
+        (counts, total, end)
+    };
+    if counts == 0 {
         return None;
     }
-    let rest = &toks[counts.len()..];
-    let name = match rest.iter().rposition(|t| is_trigger_token(t)) {
-        Some(i) if i + 1 < rest.len() => rest[i + 1..].join(" "),
-        _ => rest.last().map(|s| s.to_string()).unwrap_or_default(),
+    let toks = words(&after[end..]);
+    // The name: the tokens after the last trigger token (`49152-edge`, `IO-APIC-fasteoi`), or
+    // the last token when no trigger is followed by one.
+    let mut after_trigger: Option<usize> = None;
+    let mut seen_trigger = false;
+    let mut last: Option<&str> = None;
+    for tok in toks {
+        if is_trigger_token(tok) {
+            seen_trigger = true;
+            after_trigger = None;
+        } else if seen_trigger && after_trigger.is_none() {
+            after_trigger = Some(at(tok));
+        }
+        last = Some(tok);
+    }
+    let name_span = match (after_trigger, last) {
+        (Some(start), Some(last)) => &after[start..at(last) + last.len()],
+        (None, Some(last)) => last,
+        (_, None) => "",
     };
-    Some(ProcRow {
-        irq: irq.to_string(),
-        total: counts.iter().fold(0u64, |a, &c| a.saturating_add(c)),
-        name,
+    Some(ProcRowRef {
+        irq,
+        total,
+        name_span,
     })
+}
+
+/// The leading per-CPU counts of an ASCII row (at most `cpus`): how many, their saturating
+/// sum, and the byte offset just past the last one. A count is a token of decimal digits that
+/// fits a `u64` (what `str::parse::<u64>` accepts of an all-digit token); the first token that
+/// is not one ends the counts. One pass over the bytes, no tokenizer.
+fn ascii_counts(b: &[u8], cpus: usize) -> (usize, u64, usize) {
+    let (mut i, mut counts, mut total, mut end) = (0usize, 0usize, 0u64, 0usize);
+    while counts < cpus {
+        while i < b.len() && is_ascii_space(b[i]) {
+            i += 1;
+        }
+        if i == b.len() {
+            break;
+        }
+        let mut value = Some(0u64);
+        while i < b.len() && !is_ascii_space(b[i]) {
+            let digit = b[i].wrapping_sub(b'0');
+            value = value.and_then(|v| {
+                if digit < 10 {
+                    v.checked_mul(10)?.checked_add(u64::from(digit))
+                } else {
+                    None
+                }
+            });
+            i += 1;
+        }
+        let Some(v) = value else { break };
+        total = total.saturating_add(v);
+        counts += 1;
+        end = i;
+    }
+    (counts, total, end)
 }
 
 /// Whether an `lspci` device header names a virtio function (vendor 1af4 or "Virtio").
@@ -181,6 +287,43 @@ mod tests {
             0
         );
         assert_eq!(proc_row("garbage line", 2), None);
+    }
+
+    #[test]
+    fn ascii_and_unicode_rows_read_alike() {
+        for (row, cpus) in [
+            (" 24:   1234   10   PCI-MSI 49152-edge   virtio0-config", 2),
+            (" 24:   1234   10   PCI-MSI 49152-edge   virtio0-config", 4),
+            ("NMI:  0  0  Non-maskable interrupts", 2),
+            (
+                " 11: 18446744073709551615 1 IO-APIC 11-fasteoi uhci, virtio0",
+                2,
+            ),
+            (" 11: 18446744073709551616 1 IO-APIC 11-fasteoi virtio0", 2),
+            (" 12: 0x10 1 edge", 2),
+            (" 13: 7 8", 2),
+            (" 14: 7 8 edge", 2),
+        ] {
+            // The same row with a non-ASCII byte at its end takes the Unicode path.
+            let unicode = format!("{row} \u{e9}");
+            let a = proc_row(row, cpus);
+            let u = proc_row(&unicode, cpus);
+            assert_eq!(
+                a.as_ref().map(|r| r.total),
+                u.as_ref().map(|r| r.total),
+                "{row:?}"
+            );
+            assert_eq!(
+                a.as_ref().map(|r| &r.irq),
+                u.as_ref().map(|r| &r.irq),
+                "{row:?}"
+            );
+        }
+        assert_eq!(proc_row(" 11: 18446744073709551616 1 x", 2), None);
+        assert_eq!(
+            proc_row(" 14: 7 8 9 edge", 2).map(|r| (r.total, r.name)),
+            Some((15, "edge".to_string()))
+        );
     }
 
     #[test]

@@ -235,9 +235,12 @@ impl Parser {
     fn feed(&mut self, line: &Line) {
         let raw = line.text.as_str();
         let (body, prefix) = strip_prefixes(raw);
-        // Every keyword any matcher below looks for, found in one pass over the whole line (a
-        // superset of the body's), so matchers that cannot match are skipped.
-        let hits = gate::hits(raw);
+        // Every keyword any matcher below looks for, found in one pass, so matchers that cannot
+        // match are skipped. The body is enough: every matcher reads the body, and the keyword
+        // part of format detection only runs when no prefix was stripped (a stripped `[PID] `
+        // carries no letter, so no keyword can start in it); DbgView columns, a dmesg stamp or
+        // a syslog head decide the format before any keyword is looked at.
+        let hits = gate::hits(body);
         self.votes
             .add_gated(raw, body, &prefix, hits & gate::CLASSIFY != 0);
         let time = prefix.time_ns;
@@ -284,7 +287,9 @@ impl Parser {
                 return;
             }
         }
-        if hits & gate::INTERESTING != 0 && is_interesting(body) {
+        // The INTERESTING bits are exactly `is_interesting`'s keywords, found in the body.
+        if hits & gate::INTERESTING != 0 {
+            debug_assert!(is_interesting(body));
             if self.log_lines >= self.limits.max_log_lines {
                 // Over the free-text limit: count it without building the event.
                 self.dropped += 1;
@@ -311,13 +316,14 @@ impl Parser {
         let Some(cpus) = self.proc_cpus else {
             return false;
         };
-        match linux::proc_row(body, cpus) {
+        match linux::proc_row_ref(body, cpus) {
             Some(row) => {
-                if contains_ci(&row.name, "virtio") {
+                // Strings are built only for the rows that are kept.
+                if row.name_contains_ci("virtio") {
                     self.emit(
                         EventKind::IrqCount {
-                            irq: row.irq,
-                            name: row.name,
+                            irq: row.irq.to_string(),
+                            name: row.name(),
                             count: row.total,
                         },
                         line,
