@@ -70,7 +70,9 @@ pub struct ModeReport {
     pub budget_exhausted: bool,
     pub requests: u32,
     pub completed: u32,
-    /// Device-side evidence (vectors, messages, line, ISR reads) and driver-side evidence.
+    /// The run's evidence in time order: the driver's and the OS's prints as events, the
+    /// `!pci` view, and the device's own record (vectors, messages, line, ISR reads). Written
+    /// by `virq check --events-dir` for `virq doctor`.
     pub events: Vec<Event>,
 }
 
@@ -451,9 +453,15 @@ pub fn run_mode(opts: &CheckOptions, mode: Mode) -> Result<ModeReport, CheckErro
     };
     let steps = report::judge(&evidence);
     let verdict = Verdict::worst(steps.iter().map(|s| s.verdict));
-    let mut events = evidence.device_events.clone();
-    events.extend(evidence.driver_events.iter().cloned());
+    // What the doctor needs from the run, without going through text: what the driver and
+    // the OS printed (as events), the `!pci` view, and the device's own record.
+    let mut events = evidence.dbg_events.clone();
+    events.extend(evidence.pci_events.iter().cloned());
+    events.extend(evidence.device_events.iter().cloned());
     events.sort_by_key(|e| e.time_ns.unwrap_or(0));
+    for (i, e) in events.iter_mut().enumerate() {
+        e.seq = i as u64;
+    }
     Ok(ModeReport {
         mode,
         verdict,

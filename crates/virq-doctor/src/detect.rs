@@ -19,6 +19,9 @@ pub enum Format {
     Lspci,
     /// Linux kernel log (`dmesg`, `journalctl -k`, syslog).
     KernelLog,
+    /// virq's own evidence as JSON lines (`virq check --events`, a real-guest run): a run
+    /// handed to the doctor directly, with nothing lost to text.
+    Events,
 }
 
 impl Format {
@@ -30,15 +33,17 @@ impl Format {
             Format::ProcInterrupts => "/proc/interrupts",
             Format::Lspci => "lspci -vvv",
             Format::KernelLog => "kernel log",
+            Format::Events => "virq events (JSON lines)",
         }
     }
 
-    const ALL: [Format; 5] = [
+    const ALL: [Format; 6] = [
         Format::DbgView,
         Format::WinDbg,
         Format::ProcInterrupts,
         Format::Lspci,
         Format::KernelLog,
+        Format::Events,
     ];
 
     fn index(self) -> usize {
@@ -168,7 +173,7 @@ pub fn classify_gated(raw: &str, body: &str, prefix: &Prefix, keywords: bool) ->
 /// Running vote count; feed every line, ask for the winner at the end.
 #[derive(Debug, Default, Clone)]
 pub struct Votes {
-    counts: [u64; 5],
+    counts: [u64; Format::ALL.len()],
 }
 
 impl Votes {

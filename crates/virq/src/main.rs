@@ -107,6 +107,9 @@ struct CheckArgs {
     /// kernel on KVM; modes msix-per-queue, msix-small-table, intx).
     #[arg(long, default_value = "sim")]
     guest: String,
+    /// Write each mode's evidence as JSON lines to DIR/<mode>.jsonl, for `virq doctor`.
+    #[arg(long, value_name = "DIR")]
+    events_dir: Option<std::path::PathBuf>,
     /// With --guest linux-kvm: send the kernel log through virtio-console (console=hvc0).
     #[arg(long)]
     hvc: bool,
@@ -212,6 +215,11 @@ fn check(args: CheckArgs) -> Result<ExitCode> {
         },
     };
     let report = virq_check::run_check(&options)?;
+    if let Some(dir) = &args.events_dir {
+        for m in &report.modes {
+            write_events(dir, m.mode.name(), &m.events)?;
+        }
+    }
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
@@ -369,7 +377,11 @@ fn check_linux_kvm(args: &CheckArgs) -> Result<ExitCode> {
         );
         let mut config = GuestConfig::new(&kernel, mode);
         config.hvc_console = args.hvc;
-        runs.push(virq_kvm::run_linux_guest(&config)?);
+        let run = virq_kvm::run_linux_guest(&config)?;
+        if let Some(dir) = &args.events_dir {
+            write_events(dir, mode.name(), &run.events)?;
+        }
+        runs.push(run);
     }
     let holds = runs.iter().all(|r| r.holds());
     if args.json {
@@ -405,4 +417,20 @@ fn check_linux_kvm(args: &CheckArgs) -> Result<ExitCode> {
     } else {
         ExitCode::from(1)
     })
+}
+
+/// One run's events as JSON lines in `dir/<name>.jsonl`.
+fn write_events(dir: &std::path::Path, name: &str, events: &[virq_events::Event]) -> Result<()> {
+    use std::io::Write as _;
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let path = dir.join(format!("{name}.jsonl"));
+    let file =
+        std::fs::File::create(&path).with_context(|| format!("cannot write {}", path.display()))?;
+    let mut out = std::io::BufWriter::new(file);
+    for e in events {
+        serde_json::to_writer(&mut out, e)?;
+        out.write_all(b"\n")?;
+    }
+    out.flush()?;
+    Ok(())
 }
