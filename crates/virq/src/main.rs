@@ -364,6 +364,24 @@ fn check_linux_kvm(args: &CheckArgs) -> Result<ExitCode> {
             })
             .collect::<Result<_>>()?
     };
+    // --inject FAULT[@DEVICE]: a device-side fault (a `virq faults` device-* name) on one of
+    // the guest's devices (blk, rng or console; rng by default).
+    let fault = match &args.inject {
+        None => None,
+        Some(spec) => {
+            let (name, device) = spec.split_once('@').unwrap_or((spec.as_str(), "rng"));
+            let faults = Fault::from_name(name)
+                .map(Fault::device_faults)
+                .filter(|f| *f != Default::default())
+                .or_else(|| virq_kvm::device_fault(name))
+                .with_context(|| {
+                    format!("{name:?} is not a device-side fault (see `virq faults`, device-*)")
+                })?;
+            let device = virq_kvm::GuestDevice::from_name(device)
+                .with_context(|| format!("unknown device {device:?} (blk, rng, console)"))?;
+            Some((device, faults))
+        }
+    };
     if let Err(e) = virq_kvm::kvm_available() {
         eprintln!("SKIP: virq check --guest linux-kvm: {e}");
         return Ok(ExitCode::from(EXIT_SKIPPED));
@@ -377,6 +395,7 @@ fn check_linux_kvm(args: &CheckArgs) -> Result<ExitCode> {
         );
         let mut config = GuestConfig::new(&kernel, mode);
         config.hvc_console = args.hvc;
+        config.faults = fault;
         let run = virq_kvm::run_linux_guest(&config)?;
         if let Some(dir) = &args.events_dir {
             write_events(dir, mode.name(), &run.events)?;
