@@ -39,6 +39,8 @@ pub enum Fault {
     InfKeysMisplaced,
     /// Row 14 (device): INTx raised while MSI-X is enabled.
     DeviceIntxWithMsix,
+    /// Row 15 (device): messages are sent through the Function Mask (or a masked entry).
+    DeviceIgnoresMsixMasks,
     /// Row 16 (device): a 32-bit write of Message Control is ignored, so MSI-X never enables.
     DeviceIgnoresDwordMsixControl,
     /// Row 17 (device): a reset leaves the vector selectors as they were.
@@ -48,6 +50,8 @@ pub enum Fault {
     DeviceAcceptsOutOfRangeVector,
     /// Row 19 (device): a reset leaves INTx asserted.
     DeviceIntxStuckAfterReset,
+    /// Row 20 (device): INTx ignores Command bit 10 (and Status bit 3 never shows it).
+    DeviceIgnoresInterruptDisable,
     /// Row 21 (device): the MSI-X table has fewer entries than 1 + queues.
     DeviceSmallMsixTable,
     /// Row 22 (device): reading ISR status does not clear it.
@@ -55,7 +59,7 @@ pub enum Fault {
 }
 
 impl Fault {
-    pub const ALL: [Fault; 19] = [
+    pub const ALL: [Fault; 21] = [
         Fault::IntxNoIsrRead,
         Fault::VectorsBeforeReset,
         Fault::ApicVector,
@@ -69,10 +73,12 @@ impl Fault {
         Fault::SurpriseRemovalClaimed,
         Fault::InfKeysMisplaced,
         Fault::DeviceIntxWithMsix,
+        Fault::DeviceIgnoresMsixMasks,
         Fault::DeviceIgnoresDwordMsixControl,
         Fault::DeviceKeepsVectorsAcrossReset,
         Fault::DeviceAcceptsOutOfRangeVector,
         Fault::DeviceIntxStuckAfterReset,
+        Fault::DeviceIgnoresInterruptDisable,
         Fault::DeviceSmallMsixTable,
         Fault::DeviceIsrNotCleared,
     ];
@@ -93,10 +99,12 @@ impl Fault {
             Fault::SurpriseRemovalClaimed => "surprise-removal-claimed",
             Fault::InfKeysMisplaced => "inf-keys-misplaced",
             Fault::DeviceIntxWithMsix => "device-intx-with-msix",
+            Fault::DeviceIgnoresMsixMasks => "device-ignores-msix-masks",
             Fault::DeviceIgnoresDwordMsixControl => "device-ignores-dword-msix-control",
             Fault::DeviceKeepsVectorsAcrossReset => "device-keeps-vectors-across-reset",
             Fault::DeviceAcceptsOutOfRangeVector => "device-accepts-out-of-range-vector",
             Fault::DeviceIntxStuckAfterReset => "device-intx-stuck-after-reset",
+            Fault::DeviceIgnoresInterruptDisable => "device-ignores-interrupt-disable",
             Fault::DeviceSmallMsixTable => "device-small-msix-table",
             Fault::DeviceIsrNotCleared => "device-isr-not-cleared",
         }
@@ -118,10 +126,12 @@ impl Fault {
             Fault::SurpriseRemovalClaimed => 12,
             Fault::InfKeysMisplaced => 13,
             Fault::DeviceIntxWithMsix => 14,
+            Fault::DeviceIgnoresMsixMasks => 15,
             Fault::DeviceIgnoresDwordMsixControl => 16,
             Fault::DeviceKeepsVectorsAcrossReset => 17,
             Fault::DeviceAcceptsOutOfRangeVector => 18,
             Fault::DeviceIntxStuckAfterReset => 19,
+            Fault::DeviceIgnoresInterruptDisable => 20,
             Fault::DeviceSmallMsixTable => 21,
             Fault::DeviceIsrNotCleared => 22,
         }
@@ -157,11 +167,13 @@ impl Fault {
         let mut f = DeviceFaults::default();
         match self {
             Fault::DeviceIntxWithMsix => f.intx_while_msix_enabled = true,
+            Fault::DeviceIgnoresMsixMasks => f.ignore_msix_masks = true,
             Fault::DeviceIgnoresDwordMsixControl => f.ignore_dword_msix_control_write = true,
             Fault::DeviceKeepsVectorsAcrossReset => f.keep_vectors_across_reset = true,
             Fault::DeviceAcceptsOutOfRangeVector => f.accept_out_of_range_vectors = true,
             Fault::DeviceIntxStuckAfterReset => f.intx_stays_high_on_reset = true,
             Fault::DeviceIsrNotCleared => f.isr_not_cleared_on_read = true,
+            Fault::DeviceIgnoresInterruptDisable => f.ignore_interrupt_disable = true,
             Fault::EnableBeforeVerified => f.vectors_accepted_below = Some(2),
             _ => {}
         }

@@ -391,6 +391,46 @@ fn queue_enabled_after_refusal(ev: &Evidence<'_>) -> Option<(u16, u16)> {
     None
 }
 
+/// The first entry a message left through while MSI-X was off or the function or entry was
+/// masked, as the device's own record shows.
+fn message_through_mask(ev: &Evidence<'_>) -> Option<u16> {
+    let (mut enabled, mut function_masked) = (false, false);
+    let mut masked = std::collections::BTreeMap::new();
+    for e in &ev.device_events {
+        match e.kind {
+            EventKind::MsixControl {
+                enabled: en,
+                function_masked: fm,
+            } => (enabled, function_masked) = (en, fm),
+            EventKind::MsixEntry {
+                entry, masked: m, ..
+            } => {
+                masked.insert(entry, m);
+            }
+            EventKind::MessageSent { entry, .. }
+                if !enabled || function_masked || masked.get(&entry).copied().unwrap_or(true) =>
+            {
+                return Some(entry);
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
+/// Whether the device raised INTx while PCI Command bit 10 was set.
+fn line_raised_while_disabled(ev: &Evidence<'_>) -> bool {
+    let mut disabled = false;
+    for e in &ev.device_events {
+        match e.kind {
+            EventKind::PciCommand { value } => disabled = value & (1 << 10) != 0,
+            EventKind::LineRaised { .. } if disabled => return true,
+            _ => {}
+        }
+    }
+    false
+}
+
 /// Whether the device raised INTx at a moment MSI-X was enabled.
 fn line_raised_with_msix(ev: &Evidence<'_>) -> bool {
     let mut enabled = false;
@@ -735,6 +775,38 @@ fn step7_counters(ev: &Evidence<'_>) -> StepReport {
     // returned: the difference between rows 1, 11, 19 and 22 when the line storms.
     if ev.run.budget_exhausted {
         proof.extend(ev.lines_with("ISR:").into_iter().take(3));
+    }
+    if let Some(entry) = message_through_mask(ev) {
+        proof.extend(ev.lines_with("virqblk: interrupts held off"));
+        let s = step(
+            7,
+            title,
+            Verdict::Broken,
+            format!(
+                "the device sent a message on entry {entry} while the OS held the function masked (MSI-X Function Mask set): it should have waited in the PBA"
+            ),
+            proof,
+        );
+        return broken(
+            s,
+            15,
+            "honour Enable, the function mask and the entry mask; set the PBA bit and deliver on unmask",
+        );
+    }
+    if line_raised_while_disabled(ev) {
+        proof.extend(ev.lines_with("virqblk: interrupts held off"));
+        let s = step(
+            7,
+            title,
+            Verdict::Broken,
+            "the device drove INTx high while PCI Command bit 10 (Interrupt Disable) was set",
+            proof,
+        );
+        return broken(
+            s,
+            20,
+            "gate the INTx pin on Command bit 10 and report the pending state in Status bit 3",
+        );
     }
     if let Some((message, what)) = &ev.bugcheck {
         proof.extend(ev.lines_with("BUGCHECK:"));

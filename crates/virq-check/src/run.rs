@@ -345,12 +345,22 @@ pub fn run_mode(opts: &CheckOptions, mode: Mode) -> Result<ModeReport, CheckErro
             }
         }
         if !run.budget_exhausted && fault != Some(Fault::SurpriseRemovalClaimed) {
-            // The host changes the device's configuration (a disk resize): the driver must
-            // see it through the config vector (or ISR bit 1 on INTx).
+            // The host changes the device's configuration (a disk resize) while the OS has the
+            // function's interrupts held off (MSI-X Function Mask, or Command bit 10 for INTx,
+            // as around a power transition). Nothing may reach the CPU until they are let go;
+            // then the driver must see the change through the config vector (or ISR bit 1).
+            let msix_cap = glue.driver.caps().msix.map(|m| u16::from(m.cap_at));
+            hold_interrupts(&machine, slot, msix_cap, messages > 0, true);
+            dbg.text("virqblk: interrupts held off by the OS".to_string());
             if let Some(dev) = machine.borrow_mut().device_mut(slot) {
                 dev.config_changed();
             }
             config_changes_raised = 1;
+            let r = cpu(&machine, &mut glue, opts.interrupt_budget, &mut bugcheck);
+            run.interrupts += r.interrupts;
+            run.budget_exhausted |= r.budget_exhausted;
+            hold_interrupts(&machine, slot, msix_cap, messages > 0, false);
+            dbg.text("virqblk: interrupts let go".to_string());
             let r = cpu(&machine, &mut glue, opts.interrupt_budget, &mut bugcheck);
             run.interrupts += r.interrupts;
             run.budget_exhausted |= r.budget_exhausted;
@@ -586,6 +596,27 @@ fn print_driver_evidence(
             _ => {}
         }
     }
+}
+
+/// The OS holds the function's interrupts off (or lets them go): MSI-X Function Mask in
+/// message mode, PCI Command bit 10 (Interrupt Disable) in line mode, by configuration writes.
+fn hold_interrupts(
+    machine: &RefCell<Machine>,
+    slot: u8,
+    msix_cap: Option<u16>,
+    message_mode: bool,
+    hold: bool,
+) {
+    let mut m = machine.borrow_mut();
+    let (offset, bit) = match (message_mode, msix_cap) {
+        (true, Some(cap)) => (cap + 2, 1u16 << 14),
+        _ => (0x04, 1u16 << 10),
+    };
+    let mut b = [0u8; 2];
+    m.config_read(0, slot, 0, offset, &mut b);
+    let v = u16::from_le_bytes(b);
+    let v = if hold { v | bit } else { v & !bit };
+    m.config_write(0, slot, 0, offset, &v.to_le_bytes());
 }
 
 /// Run the CPU unless the machine already bugchecked; a panic in the driver becomes the

@@ -181,6 +181,8 @@ fn every_injected_fault_is_named_by_its_catalogue_row() {
             &[MsixEnough, MsixFewer],
         ),
         (Fault::DeviceIntxStuckAfterReset, &[Intx]),
+        (Fault::DeviceIgnoresMsixMasks, &[MsixEnough, MsixFewer]),
+        (Fault::DeviceIgnoresInterruptDisable, &[Intx]),
         (Fault::DeviceSmallMsixTable, &[MsixEnough, MsixFewer, Intx]),
         (Fault::DeviceIsrNotCleared, &[Intx]),
     ];

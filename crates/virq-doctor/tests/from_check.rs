@@ -27,6 +27,16 @@ const GAPS: &[(&str, Mode, &str)] = &[
     ),
 ];
 
+/// (fault, mode): the proof lives only in the device's own record. The OS held the function's
+/// interrupts off for a moment (Function Mask, Command bit 10) and let them go again; no print
+/// and no end-of-run dump shows that window, so from the text the row is not named, while the
+/// run's events (`virq check --events-dir`) name it.
+const RECORD_ONLY: &[(&str, Mode)] = &[
+    ("device-ignores-msix-masks", Mode::MsixEnough),
+    ("device-ignores-msix-masks", Mode::MsixFewer),
+    ("device-ignores-interrupt-disable", Mode::Intx),
+];
+
 /// Faults that break no mode with the default options (the check itself reports them holding).
 const NEVER_BREAKS: &[&str] = &[];
 
@@ -46,6 +56,25 @@ fn doctor_on(r: &ModeReport, label: &str) -> Report {
     std::fs::write(&pci, r.pci_dump.as_bytes()).unwrap();
     let report = diagnose(&[dbgview, pci]).unwrap_or_else(|e| panic!("{label}: {e}"));
     std::fs::remove_dir_all(&dir).ok();
+    report
+}
+
+/// Writes the run's events as JSON lines (what `virq check --events-dir` writes) and
+/// diagnoses that file.
+fn doctor_on_events(r: &ModeReport, label: &str) -> Report {
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    let path = std::env::temp_dir().join(format!(
+        "virq-doctor-from-check-{}-{n}-{label}.jsonl",
+        std::process::id()
+    ));
+    let text: String = r
+        .events
+        .iter()
+        .map(|e| serde_json::to_string(e).unwrap() + "\n")
+        .collect();
+    std::fs::write(&path, text).unwrap();
+    let report = diagnose(&[&path]).unwrap_or_else(|e| panic!("{label}: {e}"));
+    std::fs::remove_file(&path).ok();
     report
 }
 
@@ -131,6 +160,21 @@ fn every_injected_fault_is_named_from_the_text_alone() {
                 continue;
             }
             broke_somewhere = true;
+            if RECORD_ONLY.contains(&(fault.name(), mode)) {
+                assert!(
+                    !finding.verdict.is_broken(),
+                    "{label}: named from the text, move it out of RECORD_ONLY"
+                );
+                let from_events = doctor_on_events(&r, &label);
+                let f = from_events.row(row).unwrap();
+                assert!(
+                    f.verdict.is_broken() && !f.proof.is_empty(),
+                    "{label}: the run's events do not name row {row}:\n{}",
+                    from_events.render_text()
+                );
+                named.push(label);
+                continue;
+            }
             if let Some((_, _, missing)) = GAPS
                 .iter()
                 .find(|(f, m, _)| *f == fault.name() && *m == mode)

@@ -81,6 +81,59 @@ pub fn row14_intx_with_msix(events: &[Event]) -> Finding {
 /// A counter summary of one message: (line, isr count, event).
 type Summary<'a> = (u64, u64, &'a Event);
 
+/// In a device's own record: the Message Control (or entry) state that blocked delivery and
+/// the message that left anyway.
+fn record_message_through_mask(events: &[Event]) -> Option<[&Event; 2]> {
+    let mut control: Option<&Event> = None;
+    let mut entry_masked: BTreeMap<u16, bool> = BTreeMap::new();
+    for e in events {
+        match e.kind {
+            EventKind::MsixControl { .. } => control = Some(e),
+            EventKind::MsixEntry { entry, masked, .. } => {
+                entry_masked.insert(entry, masked);
+            }
+            EventKind::MessageSent { entry, .. } => {
+                let blocked_by_control = control.is_some_and(|c| {
+                    matches!(
+                        c.kind,
+                        EventKind::MsixControl { enabled: false, .. }
+                            | EventKind::MsixControl {
+                                function_masked: true,
+                                ..
+                            }
+                    )
+                });
+                if let Some(c) = control
+                    && (blocked_by_control || entry_masked.get(&entry).copied() == Some(true))
+                {
+                    return Some([c, e]);
+                }
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
+/// In a device's own record: the Command write that set bit 10 and a line raise after it.
+fn record_line_while_disabled(events: &[Event]) -> Option<[&Event; 2]> {
+    let mut disabled: Option<&Event> = None;
+    for e in events {
+        match e.kind {
+            EventKind::PciCommand { value } => {
+                disabled = (value & (1 << 10) != 0).then_some(e);
+            }
+            EventKind::LineRaised { .. } => {
+                if let Some(d) = disabled {
+                    return Some([d, e]);
+                }
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
 /// Row 15: a message delivered while MSI-X is disabled or masked.
 pub fn row15_message_while_masked(events: &[Event]) -> Finding {
     let f = Facts::new(events);
@@ -88,6 +141,16 @@ pub fn row15_message_while_masked(events: &[Event]) -> Finding {
     let fix = "Device: honour MSI-X Enable, the function mask and each entry's mask; set the \
                Pending bit instead and deliver on unmask.";
     let row = |verdict, symptom: String, p| finding(4, Some(15), title, verdict, symptom, p, fix);
+    // A device's own record (a run's events): a message left while Enable was clear or the
+    // function or its entry was masked.
+    if let Some(p) = record_message_through_mask(events) {
+        return row(
+            Verdict::Broken,
+            "the device's record shows a message sent while MSI-X was disabled or masked"
+                .to_string(),
+            proof(p),
+        );
+    }
     // Within one file: a capability (or entry) reading that blocks delivery of message m,
     // bracketed by two counter summaries of m that show the ISR count moving.
     let mut summaries: BTreeMap<(String, u32), Vec<Summary>> = BTreeMap::new();
@@ -424,6 +487,13 @@ pub fn row20_interrupt_disable_ignored(events: &[Event]) -> Finding {
     let fix = "Device: gate the INTx pin with Command bit 10, and report the pending state in \
                Status bit 3 regardless.";
     let row = |verdict, symptom: String, p| finding(4, Some(20), title, verdict, symptom, p, fix);
+    if let Some(p) = record_line_while_disabled(events) {
+        return row(
+            Verdict::Broken,
+            "the device's record shows INTx raised while Command bit 10 was set".to_string(),
+            proof(p),
+        );
+    }
     let disabled: Vec<&Event> = f
         .pci_commands
         .iter()
