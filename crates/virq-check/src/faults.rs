@@ -19,6 +19,9 @@ pub enum Fault {
     AssumePerQueue,
     /// Row 5: `msix_config` left at 0xFFFF while queues use MSI-X.
     ConfigVectorUnset,
+    /// Row 6: after a resource rebalance the driver re-queries WdfInterruptGetInfo mid-way
+    /// and programs the numbers it gets instead of the ones it cached at creation.
+    RebalanceRequery,
     /// Row 7: one interrupt object more than the messages granted.
     ExtraInterruptObject,
     /// Row 8: per-message state sized from the first CM descriptor's `MessageCount` (1 on
@@ -59,12 +62,13 @@ pub enum Fault {
 }
 
 impl Fault {
-    pub const ALL: [Fault; 21] = [
+    pub const ALL: [Fault; 22] = [
         Fault::IntxNoIsrRead,
         Fault::VectorsBeforeReset,
         Fault::ApicVector,
         Fault::AssumePerQueue,
         Fault::ConfigVectorUnset,
+        Fault::RebalanceRequery,
         Fault::ExtraInterruptObject,
         Fault::UncheckedMessageId,
         Fault::MessageZeroNotMessage,
@@ -91,6 +95,7 @@ impl Fault {
             Fault::ApicVector => "apic-vector",
             Fault::AssumePerQueue => "assume-per-queue",
             Fault::ConfigVectorUnset => "config-vector-unset",
+            Fault::RebalanceRequery => "rebalance-requery",
             Fault::ExtraInterruptObject => "extra-interrupt-object",
             Fault::UncheckedMessageId => "unchecked-message-id",
             Fault::MessageZeroNotMessage => "message-zero-not-message",
@@ -118,6 +123,7 @@ impl Fault {
             Fault::ApicVector => 3,
             Fault::AssumePerQueue => 4,
             Fault::ConfigVectorUnset => 5,
+            Fault::RebalanceRequery => 6,
             Fault::ExtraInterruptObject => 7,
             Fault::UncheckedMessageId => 8,
             Fault::MessageZeroNotMessage => 9,

@@ -61,6 +61,9 @@ pub(crate) struct Evidence<'a> {
     pub bugcheck: Option<(Option<u32>, String)>,
     /// Selectors read right after the mid-run reset, before they were programmed again.
     pub after_reset: &'a [VectorReadBack],
+    /// Selectors written during a resource rebalance: (selector, written, the message of the
+    /// interrupt object it was meant for).
+    pub rebalance_writes: &'a [(Selector, u16, u32)],
 }
 
 impl Evidence<'_> {
@@ -503,6 +506,27 @@ fn step5_programmed(ev: &Evidence<'_>) -> StepReport {
             "program msix_config and every queue_msix_vector after the last reset, before DRIVER_OK",
         );
     }
+    if let Some((sel, w, m)) = ev
+        .rebalance_writes
+        .iter()
+        .find(|(_, w, m)| u32::from(*w) != *m)
+    {
+        let s = step(
+            5,
+            title,
+            Verdict::Broken,
+            format!(
+                "after a resource rebalance {} was programmed with {w} while its interrupt object's MessageNumber is {m}: the number was re-queried mid-rebalance",
+                selector_name(*sel)
+            ),
+            proof,
+        );
+        return broken(
+            s,
+            6,
+            "cache each interrupt object's MessageNumber at creation and program that after every rebalance",
+        );
+    }
     let apic: Vec<u32> = ev
         .start
         .resources
@@ -922,10 +946,23 @@ fn step7_counters(ev: &Evidence<'_>) -> StepReport {
             }
         )
     });
-    let pending = ev
-        .device_events
-        .iter()
-        .any(|e| matches!(e.kind, EventKind::PendingSet { .. }));
+    // A Pending Bit still set at the end: a message that was never let go (a pending bit
+    // that was delivered later, as after the OS's hold-off window, is normal).
+    let pending = {
+        let mut open = std::collections::BTreeSet::new();
+        for e in &ev.device_events {
+            match e.kind {
+                EventKind::PendingSet { entry } => {
+                    open.insert(entry);
+                }
+                EventKind::PendingCleared { entry } => {
+                    open.remove(&entry);
+                }
+                _ => {}
+            }
+        }
+        !open.is_empty()
+    };
     let config_unset = ev
         .read_backs
         .iter()

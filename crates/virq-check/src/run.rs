@@ -166,19 +166,7 @@ pub fn run_mode(opts: &CheckOptions, mode: Mode) -> Result<ModeReport, CheckErro
 
     // ---- the PCI bus driver programs MSI-X (or the HAL the IOAPIC pin) ---------------------
     if let (Some(msix), true) = (caps.msix, start.msix.set_enable) {
-        for e in &start.msix.entries {
-            let off = u64::from(msix.table_offset) + e.table_offset();
-            let bytes = e.to_bytes();
-            for (i, dword) in bytes.chunks(4).enumerate() {
-                let v = u32::from_le_bytes(dword.try_into().expect("4 bytes"));
-                regs.bar_write(
-                    msix.table_bir,
-                    off + 4 * i as u64,
-                    virq_guest::Width::U32,
-                    u64::from(v),
-                );
-            }
-        }
+        program_msix_table(&mut regs, &msix, &start.msix);
         // The bus driver updates Message Control with a read-modify-write of the capability's
         // first dword, a legal access that a device must decode (catalogue row 16).
         let cap_at = u16::from(msix.cap_at);
@@ -229,7 +217,7 @@ pub fn run_mode(opts: &CheckOptions, mode: Mode) -> Result<ModeReport, CheckErro
     let driver_log = Arc::new(EventLog::new().with_clock(Box::new(clock.clone())));
     let mut config = DriverConfig::new(
         num_queues,
-        DriverGrant::messages(messages).with_apic_vectors(apic_vectors),
+        DriverGrant::messages(messages).with_apic_vectors(apic_vectors.clone()),
         RING_BASE,
         RING_LEN,
     );
@@ -247,7 +235,7 @@ pub fn run_mode(opts: &CheckOptions, mode: Mode) -> Result<ModeReport, CheckErro
         .with_sink(driver_log.clone())
         .with_faults(fault.map(Fault::driver_faults).unwrap_or_default());
     let start_result = driver.start();
-    print_driver_evidence(&mut dbg, &driver_log.snapshot(), driver.plan());
+    print_driver_evidence(&mut dbg, &driver_log.snapshot(), &apic_vectors);
     let mut printed = driver_log.len();
     if let Err(e) = &start_result {
         dbg.text(format!("virqblk: bring-up failed: {e}"));
@@ -261,6 +249,8 @@ pub fn run_mode(opts: &CheckOptions, mode: Mode) -> Result<ModeReport, CheckErro
     // A panic in the driver's ISR or DPC is the machine's bugcheck: the run stops there.
     let mut bugcheck: Option<String> = None;
     let mut after_reset = Vec::new();
+    // Selectors written during a rebalance: (selector, value written, the object's message).
+    let mut rebalance_writes: Vec<(Selector, u16, u32)> = Vec::new();
     // Read-backs from a removed device are all ones; take them while it is still there.
     let mut read_backs_before_removal = None;
     if start_result.is_ok() {
@@ -276,6 +266,72 @@ pub fn run_mode(opts: &CheckOptions, mode: Mode) -> Result<ModeReport, CheckErro
                 run.budget_exhausted = true;
                 break;
             }
+        }
+        if fault == Some(Fault::RebalanceRequery) && messages > 0 && !run.budget_exhausted {
+            // A resource rebalance: Windows stops the device, takes its interrupt resources
+            // back, starts it with new ones (new IDT vectors, the same message numbers) and
+            // the bus driver reprograms the table. This driver then asks WdfInterruptGetInfo
+            // for each object's MessageNumber in the middle of it instead of using the number
+            // it cached at creation (catalogue row 6).
+            dbg.text(
+                "virqblk: resource rebalance (stop, new interrupt resources, start)".to_string(),
+            );
+            glue.wdf.begin_rebalance();
+            let requeried: Vec<u32> = glue
+                .wdf
+                .ids()
+                .map(|id| {
+                    glue.wdf
+                        .message_number_for_programming(id, virq_win7::MessageNumberSource::ReQuery)
+                        .unwrap_or(0)
+                })
+                .collect();
+            let again = virq_win7::start_device(
+                &start_cfg,
+                &Arbiter::with_platform_limit(limit),
+                &mut allocator,
+            )
+            .map_err(|e| CheckError::Machine(format!("restart after rebalance: {e}")))?;
+            let caps = glue.driver.caps().clone();
+            if let Some(msix) = caps.msix {
+                program_msix_table(glue.driver.regs_mut(), &msix, &again.msix);
+            }
+            glue.wdf.complete_rebalance(&again.resources);
+            let plan = glue.driver.plan().cloned();
+            if let Some(plan) = plan {
+                let mut cc = virq_guest::CommonCfg::new(glue.driver.regs_mut(), caps.common);
+                for (selector, message) in plan.selectors() {
+                    let Some(m) = message else { continue };
+                    let value = requeried.get(usize::from(m.0)).copied().unwrap_or(0) as u16;
+                    let read = match selector {
+                        Selector::MsixConfig => {
+                            cc.write16(virq_guest::common_cfg::offset::MSIX_CONFIG, value);
+                            cc.read16(virq_guest::common_cfg::offset::MSIX_CONFIG)
+                        }
+                        Selector::Queue(q) => {
+                            cc.select_queue(q);
+                            cc.write16(virq_guest::common_cfg::offset::QUEUE_MSIX_VECTOR, value);
+                            cc.read16(virq_guest::common_cfg::offset::QUEUE_MSIX_VECTOR)
+                        }
+                    };
+                    match selector {
+                        Selector::MsixConfig => dbg.msix_config(value, read, u32::from(m.0)),
+                        Selector::Queue(q) => dbg.queue_vector(q, value, read, u32::from(m.0)),
+                    }
+                    rebalance_writes.push((selector, value, u32::from(m.0)));
+                }
+            }
+            ios.extend(submit_round(
+                opts,
+                &mut glue,
+                &ram,
+                disk.as_deref(),
+                opts.requests_per_queue + 2,
+            ));
+            let r = cpu(&machine, &mut glue, opts.interrupt_budget, &mut bugcheck);
+            flush_isr_samples(&mut dbg, &mut glue);
+            run.interrupts += r.interrupts;
+            run.budget_exhausted |= r.budget_exhausted;
         }
         if fault == Some(Fault::SurpriseRemovalClaimed) && !run.budget_exhausted {
             // The device disappears with a completion's interrupt already latched.
@@ -308,7 +364,7 @@ pub fn run_mode(opts: &CheckOptions, mode: Mode) -> Result<ModeReport, CheckErro
             let _ = glue.driver.quiesce();
             let since = driver_log.snapshot().split_off(printed);
             printed += since.len();
-            print_driver_evidence(&mut dbg, &since, glue.driver.plan());
+            print_driver_evidence(&mut dbg, &since, &apic_vectors);
             // Checklist 3.3: right after a reset every selector reads 0xFFFF.
             after_reset = glue.driver.verify_vectors();
             for r in &after_reset {
@@ -324,7 +380,7 @@ pub fn run_mode(opts: &CheckOptions, mode: Mode) -> Result<ModeReport, CheckErro
             }
             let resumed = glue.driver.resume();
             let since = driver_log.snapshot().split_off(printed);
-            print_driver_evidence(&mut dbg, &since, glue.driver.plan());
+            print_driver_evidence(&mut dbg, &since, &apic_vectors);
             if let Err(e) = &resumed {
                 dbg.text(format!("virqblk: resume failed: {e}"));
             }
@@ -460,6 +516,7 @@ pub fn run_mode(opts: &CheckOptions, mode: Mode) -> Result<ModeReport, CheckErro
         config_changes_seen: glue.config_changes_seen,
         bugcheck: bugcheck.map(|what| (glue.last_dispatched, what)),
         after_reset: &after_reset,
+        rebalance_writes: &rebalance_writes,
     };
     let steps = report::judge(&evidence);
     let verdict = Verdict::worst(steps.iter().map(|s| s.verdict));
@@ -568,11 +625,7 @@ pub fn reference_inf(msi: Option<Option<u32>>, misplaced: bool) -> String {
 
 /// The KMDF glue's prints after bring-up: every `device_status` write (checklist 3.4) and
 /// every vector written with its read-back and the message intended (checklist 5.3).
-fn print_driver_evidence(
-    dbg: &mut DbgPrint<'_>,
-    events: &[Event],
-    plan: Option<&virq_guest::VectorPlan>,
-) {
+fn print_driver_evidence(dbg: &mut DbgPrint<'_>, events: &[Event], apic_vectors: &[u32]) {
     for e in events {
         match &e.kind {
             EventKind::DeviceStatus { value } => dbg.device_status(*value),
@@ -582,18 +635,39 @@ fn print_driver_evidence(
                 written,
                 read_back,
             } => {
-                let intended = plan
-                    .and_then(|p| match selector {
-                        Selector::MsixConfig => p.config,
-                        Selector::Queue(q) => p.queues.get(*q as usize).copied().flatten(),
-                    })
-                    .map_or(u32::from(*written), |m| u32::from(m.0));
+                // The message the write was meant for, as the driver saw it at that moment: the
+                // message whose APIC vector it wrote by mistake (row 3), or the value itself.
+                let intended = apic_vectors
+                    .iter()
+                    .position(|v| *v == u32::from(*written))
+                    .map_or(u32::from(*written), |m| m as u32);
                 match selector {
                     Selector::MsixConfig => dbg.msix_config(*written, *read_back, intended),
                     Selector::Queue(q) => dbg.queue_vector(*q, *written, *read_back, intended),
                 }
             }
             _ => {}
+        }
+    }
+}
+
+/// The PCI bus driver writes the table entries of a grant (address, data, mask) through the
+/// table's BAR.
+fn program_msix_table(
+    regs: &mut MachineRegs,
+    msix: &virq_guest::MsixCap,
+    programming: &virq_win7::MsixProgramming,
+) {
+    for e in &programming.entries {
+        let off = u64::from(msix.table_offset) + e.table_offset();
+        for (i, dword) in e.to_bytes().chunks(4).enumerate() {
+            let v = u32::from_le_bytes(dword.try_into().expect("4 bytes"));
+            regs.bar_write(
+                msix.table_bir,
+                off + 4 * i as u64,
+                virq_guest::Width::U32,
+                u64::from(v),
+            );
         }
     }
 }

@@ -160,6 +160,7 @@ fn every_injected_fault_is_named_by_its_catalogue_row() {
         (Fault::ApicVector, &[MsixEnough, MsixFewer]),
         (Fault::AssumePerQueue, &[MsixFewer]),
         (Fault::ConfigVectorUnset, &[MsixEnough, MsixFewer]),
+        (Fault::RebalanceRequery, &[MsixEnough]),
         (Fault::ExtraInterruptObject, &[MsixEnough, MsixFewer, Intx]),
         (Fault::UncheckedMessageId, &[MsixEnough]),
         (Fault::MessageZeroNotMessage, &[MsixEnough, MsixFewer]),

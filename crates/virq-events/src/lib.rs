@@ -220,6 +220,12 @@ pub enum EventKind {
     /// The INTx pin a function uses and the IRQ the OS routed it to (`lspci -vvv`
     /// `Interrupt: pin A routed to IRQ 11`); pin 1 = INTA#. Lets a rule tie a line to its IRQ.
     IntxRouted { pin: u8, irq: u32 },
+    /// The MessageNumber a selector write was meant to carry (the `MessageNumber=` of a
+    /// checklist 5.3 print), beside the `VectorWritten` of the same line.
+    VectorMessage {
+        selector: Selector,
+        message_number: u32,
+    },
 }
 
 /// One piece of evidence: what happened, when, and where it was seen.

@@ -111,7 +111,7 @@ fn virtio(rest: &str) -> Option<Vec<EventKind>> {
     if let Some(selector) = selector {
         let write = kv_num(rest, "write").and_then(u16_of);
         let read = kv_num(rest, "read").and_then(u16_of)?;
-        return Some(vec![match write {
+        let mut out = vec![match write {
             Some(written) => EventKind::VectorWritten {
                 selector,
                 written,
@@ -121,7 +121,16 @@ fn virtio(rest: &str) -> Option<Vec<EventKind>> {
                 selector,
                 value: read,
             },
-        }]);
+        }];
+        if let (Some(_), Some(message_number)) =
+            (write, kv_num(rest, "MessageNumber").and_then(u32_of))
+        {
+            out.push(EventKind::VectorMessage {
+                selector,
+                message_number,
+            });
+        }
+        return Some(out);
     }
     if contains_ci(rest, "queue_enable") {
         let queue = kv_num(rest, "queue").and_then(u16_of)?;

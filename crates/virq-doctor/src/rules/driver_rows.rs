@@ -27,6 +27,15 @@ pub fn row6_message_changed(events: &[Event]) -> Finding {
             Vec::new(),
         );
     }
+    if let Some((w, m, e)) = written_other_message(events, &f) {
+        return row(
+            Verdict::Broken,
+            format!(
+                "a selector was written with message {w} while the print says its interrupt                  object's MessageNumber is {m}: the number changed between creation and                  programming"
+            ),
+            proof([e]),
+        );
+    }
     let seen = messages_seen(&f);
     let states = f.selector_states();
     let programmed: BTreeSet<u32> = states
@@ -111,6 +120,54 @@ pub fn row6_message_changed(events: &[Event]) -> Finding {
 /// Two resource prints with a `device_status` reset between them: the device was restarted.
 fn resource_restart(f: &Facts<'_>, a: &Event, b: &Event) -> bool {
     f.resets.iter().any(|(_, r)| r.seq > a.seq && r.seq < b.seq)
+}
+
+/// A selector write whose value is a real, granted message number (not an APIC vector, not
+/// beyond the grant) but not the `MessageNumber` its own print says it was meant for.
+fn written_other_message<'a>(events: &'a [Event], f: &Facts<'a>) -> Option<(u16, u32, &'a Event)> {
+    let vectors: Vec<u32> = f
+        .connected
+        .iter()
+        .filter_map(|e| match e.kind {
+            EventKind::InterruptConnected { vector, .. } => Some(vector),
+            _ => None,
+        })
+        .collect();
+    let granted = f
+        .connected
+        .iter()
+        .filter(|e| {
+            matches!(
+                e.kind,
+                EventKind::InterruptConnected {
+                    message_signaled: true,
+                    ..
+                }
+            )
+        })
+        .count() as u32;
+    events
+        .windows(2)
+        .find_map(|w| match (&w[0].kind, &w[1].kind) {
+            (
+                EventKind::VectorWritten {
+                    selector, written, ..
+                },
+                EventKind::VectorMessage {
+                    selector: s2,
+                    message_number,
+                },
+            ) if selector == s2
+                && *written != NO_VECTOR
+                && u32::from(*written) != *message_number
+                && u32::from(*written) < granted
+                && *message_number < granted
+                && !vectors.contains(&u32::from(*written)) =>
+            {
+                Some((*written, *message_number, &w[0]))
+            }
+            _ => None,
+        })
 }
 
 /// Row 8: the ISR indexes per-message state with a message ID beyond the mapped messages.
