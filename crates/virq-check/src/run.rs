@@ -66,6 +66,8 @@ pub struct ModeReport {
     pub dbgview: String,
     /// The WinDbg `!pci` dump after the I/O.
     pub pci_dump: String,
+    /// The INF the reference driver was installed with (what a user would attach too).
+    pub inf: String,
     pub interrupts: u64,
     pub budget_exhausted: bool,
     pub requests: u32,
@@ -535,6 +537,7 @@ pub fn run_mode(opts: &CheckOptions, mode: Mode) -> Result<ModeReport, CheckErro
         steps,
         dbgview: dbg.capture.render(),
         pci_dump,
+        inf: inf_text.clone(),
         interrupts: run.interrupts,
         budget_exhausted: run.budget_exhausted,
         requests: ios.len() as u32,

@@ -22,6 +22,8 @@ pub enum Format {
     /// virq's own evidence as JSON lines (`virq check --events`, a real-guest run): a run
     /// handed to the doctor directly, with nothing lost to text.
     Events,
+    /// A driver's INF: what it asks Windows for (MSI keys, and where they sit).
+    Inf,
 }
 
 impl Format {
@@ -34,16 +36,18 @@ impl Format {
             Format::Lspci => "lspci -vvv",
             Format::KernelLog => "kernel log",
             Format::Events => "virq events (JSON lines)",
+            Format::Inf => "driver INF",
         }
     }
 
-    const ALL: [Format; 6] = [
+    const ALL: [Format; 7] = [
         Format::DbgView,
         Format::WinDbg,
         Format::ProcInterrupts,
         Format::Lspci,
         Format::KernelLog,
         Format::Events,
+        Format::Inf,
     ];
 
     fn index(self) -> usize {

@@ -12,20 +12,7 @@ use virq_check::{CheckOptions, Fault, Mode, ModeReport, run_mode};
 use virq_doctor::{EXIT_BROKEN, EXIT_OK, Report, Verdict, diagnose};
 
 /// (fault, mode, what the text lacks): the row must be "cannot tell", naming that evidence.
-const GAPS: &[(&str, Mode, &str)] = &[
-    // Line granted, no vector written: identical to a deliberate INTx run. The proof is the
-    // INF, which the run does not hand out.
-    (
-        "inf-keys-misplaced",
-        Mode::MsixEnough,
-        "message interrupts were wanted",
-    ),
-    (
-        "inf-keys-misplaced",
-        Mode::MsixFewer,
-        "message interrupts were wanted",
-    ),
-];
+const GAPS: &[(&str, Mode, &str)] = &[];
 
 /// (fault, mode): the proof lives only in the device's own record. The OS held the function's
 /// interrupts off for a moment (Function Mask, Command bit 10) and let them go again; no print
@@ -54,7 +41,9 @@ fn doctor_on(r: &ModeReport, label: &str) -> Report {
     let pci = dir.join("pci.txt");
     std::fs::write(&dbgview, r.dbgview.as_bytes()).unwrap();
     std::fs::write(&pci, r.pci_dump.as_bytes()).unwrap();
-    let report = diagnose(&[dbgview, pci]).unwrap_or_else(|e| panic!("{label}: {e}"));
+    let inf = dir.join("virqblk.inf");
+    std::fs::write(&inf, r.inf.as_bytes()).unwrap();
+    let report = diagnose(&[dbgview, pci, inf]).unwrap_or_else(|e| panic!("{label}: {e}"));
     std::fs::remove_dir_all(&dir).ok();
     report
 }

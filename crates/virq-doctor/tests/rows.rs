@@ -182,3 +182,19 @@ fn a_good_capture_says_cannot_tell_for_what_it_cannot_show() {
     assert_eq!(r.row(6).unwrap().verdict, Verdict::Holds);
     assert_eq!(r.row(16).unwrap().verdict, Verdict::Holds);
 }
+
+/// Row 13 from the driver's INF: the MSI keys sit in the install section's AddReg, not the
+/// `.HW` one, and Windows granted a line. The proof quotes the INF's own lines.
+#[test]
+fn inf_with_keys_outside_the_hw_addreg_is_row_13() {
+    let r = report(&["no-msi-inf.log", "misplaced-keys.inf"]);
+    assert!(
+        r.files.iter().any(|f| f.format.label() == "driver INF"),
+        "{:?}",
+        r.files
+    );
+    assert_eq!(broken_rows(&r), [13], "{}", r.render_text());
+    let row13 = r.row(13).unwrap();
+    assert_eq!(lines_in(row13, "misplaced-keys.inf"), [13, 20, 21]);
+    assert_eq!(lines_in(row13, "no-msi-inf.log"), [1]);
+}

@@ -226,6 +226,15 @@ pub enum EventKind {
         selector: Selector,
         message_number: u32,
     },
+    /// What a driver's INF asks of Windows for one install section: `MSISupported` and
+    /// `MessageNumberLimit` as Windows reads them (only from an AddReg of the `.HW` section),
+    /// and how many interrupt-management keys sit where Windows never looks.
+    InfInterruptPolicy {
+        install_section: String,
+        msi_supported: bool,
+        message_number_limit: Option<u32>,
+        misplaced_keys: u32,
+    },
 }
 
 /// One piece of evidence: what happened, when, and where it was seen.

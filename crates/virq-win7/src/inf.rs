@@ -312,6 +312,36 @@ impl Inf {
 
     /// Install sections named by the models sections for a hardware id (first match wins,
     /// as the driver store ranks an exact id match).
+    /// Every install section a model line of the `[Manufacturer]` models names for `arch`
+    /// (the sections a user's INF can install), in order, without repeats.
+    pub fn install_sections(&self, arch: InfArch) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        let Some(manufacturer) = self.section("Manufacturer") else {
+            return out;
+        };
+        for entry in &manufacturer.lines {
+            let Some(models) = entry.fields.first() else {
+                continue;
+            };
+            let decorated = entry.fields[1..]
+                .iter()
+                .find(|d| d.eq_ignore_ascii_case(arch.decoration()))
+                .map(|d| format!("{models}.{d}"));
+            let section = decorated
+                .as_deref()
+                .and_then(|name| self.section(name))
+                .or_else(|| self.section(models));
+            for model in section.map(|s| s.lines.as_slice()).unwrap_or_default() {
+                if let Some(install) = model.fields.first()
+                    && !out.iter().any(|o| o.eq_ignore_ascii_case(install))
+                {
+                    out.push(install.clone());
+                }
+            }
+        }
+        out
+    }
+
     pub fn install_section_for_hardware_id(
         &self,
         hardware_id: &str,

@@ -616,6 +616,9 @@ pub fn parse_reader<R: BufRead>(
             offset,
         });
     }
+    if looks_like_inf(&sniffed) {
+        return parse_inf(path, sniffed, &mut lines, &mut sink).map_err(io);
+    }
     let mut parser = Parser::new(limits);
     let mut seq = 0u64;
     let mut kinds: BTreeMap<String, u64> = BTreeMap::new();
@@ -689,6 +692,107 @@ pub fn parse_reader<R: BufRead>(
         bytes: lines.offset(),
         truncated_lines: lines.truncated_lines(),
         dropped_events: parser.dropped,
+        kinds,
+    })
+}
+
+/// An INF starts with (or soon has) a `[Version]` section carrying a `Signature`.
+fn looks_like_inf(sniffed: &[Line]) -> bool {
+    let mut version = false;
+    for l in sniffed {
+        let t = l.text.trim();
+        if t.eq_ignore_ascii_case("[Version]") {
+            version = true;
+        } else if version && t.len() >= 9 && t[..9].eq_ignore_ascii_case("Signature") {
+            return true;
+        }
+    }
+    false
+}
+
+/// Most an INF may hold: real ones are a few KiB.
+const MAX_INF_BYTES: u64 = 8 << 20;
+
+/// Read a whole INF (bounded) and say, per install section, what Windows will read of its
+/// interrupt keys, quoting every key that sits where Windows never looks (catalogue row 13).
+fn parse_inf<R: BufRead>(
+    path: &str,
+    sniffed: Vec<Line>,
+    lines: &mut LineReader<R>,
+    sink: &mut impl FnMut(Event),
+) -> std::io::Result<FileSummary> {
+    let mut text_lines: Vec<String> = sniffed.into_iter().map(|l| l.text).collect();
+    while lines.offset() <= MAX_INF_BYTES {
+        match lines.next_line()? {
+            Some(l) => text_lines.push(l.text),
+            None => break,
+        }
+    }
+    let text = text_lines.join("\n");
+    let mut kinds: BTreeMap<String, u64> = BTreeMap::new();
+    let mut seq = 0u64;
+    let mut emit = |line: usize, kind: EventKind| {
+        *kinds.entry(kind_name(&kind)).or_insert(0) += 1;
+        let text = text_lines
+            .get(line.saturating_sub(1))
+            .cloned()
+            .unwrap_or_default();
+        sink(Event {
+            seq,
+            time_ns: None,
+            device: None,
+            origin: Origin::File {
+                path: path.to_string(),
+                line: line as u64,
+                text,
+            },
+            kind,
+        });
+        seq += 1;
+    };
+    if let Ok(inf) = virq_win7::Inf::parse(&text) {
+        for install in inf.install_sections(virq_win7::InfArch::Amd64) {
+            let Ok(settings) = inf.interrupt_settings(&install, virq_win7::InfArch::Amd64) else {
+                continue;
+            };
+            let header = text_lines
+                .iter()
+                .position(|l| {
+                    l.trim()
+                        .to_ascii_lowercase()
+                        .starts_with(&format!("[{}", install.to_ascii_lowercase()))
+                })
+                .map_or(1, |i| i + 1);
+            emit(
+                header,
+                EventKind::InfInterruptPolicy {
+                    install_section: settings.install_section.clone(),
+                    msi_supported: settings.policy.msi_supported,
+                    message_number_limit: settings.policy.message_number_limit,
+                    misplaced_keys: settings.misplaced.len() as u32,
+                },
+            );
+            for m in &settings.misplaced {
+                let quoted = text_lines
+                    .get(m.line.saturating_sub(1))
+                    .cloned()
+                    .unwrap_or_default();
+                emit(
+                    m.line,
+                    EventKind::LogLine {
+                        text: quoted.trim().to_string(),
+                    },
+                );
+            }
+        }
+    }
+    Ok(FileSummary {
+        path: path.to_string(),
+        format: Format::Inf,
+        lines: lines.line_count(),
+        bytes: lines.offset(),
+        truncated_lines: lines.truncated_lines(),
+        dropped_events: 0,
         kinds,
     })
 }

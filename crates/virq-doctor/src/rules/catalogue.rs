@@ -5,7 +5,7 @@ use super::facts::{Facts, SelectorAccess, selector_name};
 use super::signals::{IntxIsr, StormSource, intx_counter_delta, intx_storm, line_rows};
 use super::{Finding, Verdict, cannot, finding, proof};
 use std::collections::BTreeMap;
-use virq_events::{Event, EventKind, InterruptMode, NO_VECTOR, Selector};
+use virq_events::{Event, EventKind, InterruptMode, NO_VECTOR, Origin, Selector};
 
 /// APIC/IDT vectors seen in the evidence (connected objects, message resources), by value,
 /// excluding values that are also connected MessageNumbers (those are ambiguous).
@@ -421,6 +421,53 @@ pub fn row13_no_message_flag(events: &[Event]) -> Finding {
             Verdict::Holds,
             "a resource carries CM_RESOURCE_INTERRUPT_MESSAGE".to_string(),
             proof(msg.into_iter().take(2)),
+        );
+    }
+    // The driver's INF, when handed over: keys written but where Windows never reads them
+    // show both the intent and the mistake.
+    let inf: Vec<&Event> = events
+        .iter()
+        .filter(|e| matches!(e.kind, EventKind::InfInterruptPolicy { .. }))
+        .collect();
+    if let Some(bad) = inf.iter().find(|e| {
+        matches!(
+            e.kind,
+            EventKind::InfInterruptPolicy {
+                msi_supported: false,
+                misplaced_keys: 1..,
+                ..
+            }
+        )
+    }) {
+        let misplaced = events.iter().filter(|e| {
+            matches!(&e.kind, EventKind::LogLine { text } if text.contains("MessageSignaledInterruptProperties"))
+                && matches!((&e.origin, &bad.origin), (Origin::File { path: a, .. }, Origin::File { path: b, .. }) if a == b)
+        });
+        return row(
+            Verdict::Broken,
+            "only a line interrupt was granted, and the INF writes its MSI keys outside the              `.HW` section's AddReg, where Windows never reads them"
+                .to_string(),
+            proof(
+                std::iter::once(*bad)
+                    .chain(misplaced.take(2))
+                    .chain(f.intx_resources().into_iter().take(1)),
+            ),
+        );
+    }
+    if inf.iter().any(|e| {
+        matches!(
+            e.kind,
+            EventKind::InfInterruptPolicy {
+                msi_supported: true,
+                ..
+            }
+        )
+    }) {
+        return row(
+            Verdict::Holds,
+            "the INF asks for message interrupts under the `.HW` AddReg; a line grant has another cause"
+                .to_string(),
+            proof(inf.into_iter().take(1)),
         );
     }
     let wanted = f.message_wanted();
