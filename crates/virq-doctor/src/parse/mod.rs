@@ -703,7 +703,11 @@ fn looks_like_inf(sniffed: &[Line]) -> bool {
         let t = l.text.trim();
         if t.eq_ignore_ascii_case("[Version]") {
             version = true;
-        } else if version && t.len() >= 9 && t[..9].eq_ignore_ascii_case("Signature") {
+        } else if version
+            && t.as_bytes()
+                .get(..9)
+                .is_some_and(|b| b.eq_ignore_ascii_case(b"Signature"))
+        {
             return true;
         }
     }
