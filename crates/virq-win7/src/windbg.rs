@@ -225,42 +225,23 @@ pub fn render_pci(input: &PciDumpInput<'_>, sink: Option<&dyn EventSink>) -> Str
             bar += 1;
         }
     }
-    field(
-        &mut out,
-        Some(0x28),
-        "CBCISPtr",
-        &format!("{:08x}", r32(c, 0x28)),
-    );
-    field(
-        &mut out,
-        Some(0x2C),
-        "SubVendorID",
-        &format!("{:04x}", r16(c, 0x2C)),
-    );
-    field(
-        &mut out,
-        Some(0x2E),
-        "SubSystemID",
-        &format!("{:04x}", r16(c, 0x2E)),
-    );
-    field(
-        &mut out,
-        Some(0x30),
-        "ROMBAR",
-        &format!("{:08x}", r32(c, 0x30)),
-    );
-    field(
-        &mut out,
-        Some(0x34),
-        "CapPtr",
-        &format!("{:02x}", r8(c, 0x34)),
-    );
-    field(
-        &mut out,
-        Some(0x3C),
-        "IntLine",
-        &format!("{:02x}", r8(c, 0x3C)),
-    );
+    // Plain hex header fields between the BARs and the interrupt pin: (offset, name, bytes).
+    const PLAIN: [(usize, &str, usize); 6] = [
+        (0x28, "CBCISPtr", 4),
+        (0x2C, "SubVendorID", 2),
+        (0x2E, "SubSystemID", 2),
+        (0x30, "ROMBAR", 4),
+        (0x34, "CapPtr", 1),
+        (0x3C, "IntLine", 1),
+    ];
+    for (off, name, width) in PLAIN {
+        let value = match width {
+            4 => format!("{:08x}", r32(c, off)),
+            2 => format!("{:04x}", r16(c, off)),
+            _ => format!("{:02x}", r8(c, off)),
+        };
+        field(&mut out, Some(off), name, &value);
+    }
     let pin = r8(c, 0x3D);
     let pin_text = match pin {
         1..=4 => format!("{pin:02x} INT{}#", (b'A' + pin - 1) as char),
