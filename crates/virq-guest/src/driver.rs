@@ -620,12 +620,11 @@ impl<R: RegisterAccess, M: GuestRam> VirtioPciDriver<R, M> {
 
     /// Notify only if the device asked for it (EVENT_IDX / NO_NOTIFY); returns whether it did.
     pub fn kick(&mut self, queue: u16) -> Result<bool, DriverError> {
-        let ram = &self.ram;
         let q = self
             .queues
             .get_mut(usize::from(queue))
             .ok_or(DriverError::NoSuchQueue { queue })?;
-        let needed = q.needs_notify(ram)?;
+        let needed = q.needs_notify(&mut self.ram)?;
         if needed {
             self.notify(queue)?;
         }
@@ -820,7 +819,7 @@ impl<R: RegisterAccess, M: GuestRam> VirtioPciDriver<R, M> {
             }
             let queue = &mut self.queues[q];
             loop {
-                while let Some(e) = queue.pop_used(&self.ram)? {
+                while let Some(e) = queue.pop_used(&mut self.ram)? {
                     completions.push(e);
                 }
                 if !queue.enable_interrupts(&mut self.ram)? {

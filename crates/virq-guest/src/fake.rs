@@ -138,8 +138,8 @@ impl SharedRam {
 }
 
 impl GuestRam for SharedRam {
-    fn read(&self, gpa: u64, buf: &mut [u8]) -> Result<(), crate::access::RamError> {
-        self.0.borrow().read(gpa, buf)
+    fn read(&mut self, gpa: u64, buf: &mut [u8]) -> Result<(), crate::access::RamError> {
+        self.0.borrow_mut().read(gpa, buf)
     }
     fn write(&mut self, gpa: u64, data: &[u8]) -> Result<(), crate::access::RamError> {
         self.0.borrow_mut().write(gpa, data)

@@ -269,7 +269,7 @@ impl SplitQueue {
 
     /// Whether the device asked to be notified about what was published since the last call
     /// (EVENT_IDX `avail_event`, or `VRING_USED_F_NO_NOTIFY`).
-    pub fn needs_notify(&mut self, ram: &dyn GuestRam) -> Result<bool, QueueError> {
+    pub fn needs_notify(&mut self, ram: &mut dyn GuestRam) -> Result<bool, QueueError> {
         // Publishing must be globally visible before reading the device's suppression state.
         fence(Ordering::SeqCst);
         let old = self.kicked_idx;
@@ -287,12 +287,12 @@ impl SplitQueue {
     }
 
     /// Whether the used ring holds entries not yet collected.
-    pub fn has_used(&self, ram: &dyn GuestRam) -> Result<bool, QueueError> {
+    pub fn has_used(&self, ram: &mut dyn GuestRam) -> Result<bool, QueueError> {
         Ok(ram.read_u16(self.rings.used + 2)? != self.last_used)
     }
 
     /// Take one used entry, checking it names an in-flight head.
-    pub fn pop_used(&mut self, ram: &dyn GuestRam) -> Result<Option<UsedElem>, QueueError> {
+    pub fn pop_used(&mut self, ram: &mut dyn GuestRam) -> Result<Option<UsedElem>, QueueError> {
         let now = ram.read_u16(self.rings.used + 2)?;
         if now == self.last_used {
             return Ok(None);
@@ -413,11 +413,11 @@ mod tests {
         assert_eq!(ram.read_u16(0x10102).unwrap(), 1, "avail.idx");
         assert_eq!(ram.read_u16(0x10104).unwrap(), 0, "avail.ring[0]");
         assert_eq!(q.num_free(), 2);
-        assert!(q.needs_notify(&ram).unwrap());
-        assert!(!q.needs_notify(&ram).unwrap(), "nothing new since");
+        assert!(q.needs_notify(&mut ram).unwrap());
+        assert!(!q.needs_notify(&mut ram).unwrap(), "nothing new since");
 
         device_use(&mut ram, &q, 0, 100);
-        let e = q.pop_used(&ram).unwrap().unwrap();
+        let e = q.pop_used(&mut ram).unwrap().unwrap();
         assert_eq!(
             e,
             UsedElem {
@@ -428,7 +428,7 @@ mod tests {
             }
         );
         assert_eq!(q.num_free(), 4);
-        assert_eq!(q.pop_used(&ram).unwrap(), None);
+        assert_eq!(q.pop_used(&mut ram).unwrap(), None);
     }
 
     #[test]
@@ -477,14 +477,14 @@ mod tests {
         q.add(&mut ram, &[r], 1).unwrap();
         device_use(&mut ram, &q, 3, 0);
         assert_eq!(
-            q.pop_used(&ram),
+            q.pop_used(&mut ram),
             Err(QueueError::BadUsedId { queue: 0, id: 3 })
         );
         let (mut q, mut ram) = queue(false);
         q.init_rings(&mut ram).unwrap();
         ram.write_u16(q.rings().used + 2, 9).unwrap();
         assert!(matches!(
-            q.pop_used(&ram),
+            q.pop_used(&mut ram),
             Err(QueueError::UsedIdxJump { now: 9, .. })
         ));
     }
@@ -514,13 +514,13 @@ mod tests {
         q.add(&mut ram, &[r], 1).unwrap();
         q.add(&mut ram, &[r], 2).unwrap();
         // Device wants a kick when avail idx passes 0 (avail_event = 0): old 0 -> new 2 crosses.
-        assert!(q.needs_notify(&ram).unwrap());
+        assert!(q.needs_notify(&mut ram).unwrap());
         // Device now asks for a kick only after index 5.
         ram.write_u16(q.rings().used + 4 + 8 * 4, 5).unwrap();
         q.add(&mut ram, &[r], 3).unwrap();
-        assert!(!q.needs_notify(&ram).unwrap());
+        assert!(!q.needs_notify(&mut ram).unwrap());
         device_use(&mut ram, &q, 0, 0);
-        q.pop_used(&ram).unwrap().unwrap();
+        q.pop_used(&mut ram).unwrap().unwrap();
         assert!(!q.enable_interrupts(&mut ram).unwrap());
         assert_eq!(ram.read_u16(q.rings().avail + 4 + 8).unwrap(), 1);
         q.disable_interrupts(&mut ram).unwrap();
