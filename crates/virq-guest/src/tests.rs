@@ -918,3 +918,40 @@ fn row_12_surprise_removal_all_ones_is_not_ours() {
         1
     );
 }
+
+#[test]
+fn intx_queue_interrupts_off_and_on_strand_nothing_virtio_1_2_2_7_14() {
+    for event_idx in [false, true] {
+        let mut r = rig_with(
+            spec(1, 2, false),
+            0,
+            DriverFaults::default(),
+            |c| {
+                if !event_idx {
+                    c.wanted_features = feature::VERSION_1;
+                }
+            },
+            |_| {},
+        );
+        r.drv.start().unwrap();
+        r.drv.set_queue_interrupts(0, false).unwrap();
+        r.drv.add_buffers(0, &[read_buf(4)], 1).unwrap();
+        r.drv.kick(0).unwrap();
+        r.dev.complete(0, 0);
+        assert!(!r.dev.st().line, "suppressed: the line stays low");
+        assert!(r.drv.set_queue_interrupts(0, true).unwrap());
+        // The line drain, with no ISR read behind it: what arrived meanwhile is collected.
+        let done = r.drv.dpc(None).unwrap().completions;
+        assert_eq!(done.len(), 1, "event_idx {event_idx}: completion stranded");
+        // And the next completion interrupts again (used_event caught up with used.idx).
+        r.drv.add_buffers(0, &[read_buf(4)], 2).unwrap();
+        r.drv.kick(0).unwrap();
+        r.dev.complete(0, 0);
+        assert!(
+            r.dev.st().line,
+            "event_idx {event_idx}: device suppressed for good"
+        );
+        let (runs, done) = service_line(&mut r, 10);
+        assert_eq!((runs, done.len()), (1, 1));
+    }
+}
