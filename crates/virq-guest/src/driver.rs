@@ -414,7 +414,9 @@ impl<R: RegisterAccess, M: GuestRam> VirtioPciDriver<R, M> {
                 });
             }
             let rings = existing.rings();
+            let wanted = existing.interrupts_enabled();
             self.queues[idx] = SplitQueue::new(q, size, rings, notify_at, event_idx);
+            self.queues[idx].set_interrupts_wanted(wanted);
         } else {
             let (d, a, u) = SplitQueue::ring_bytes(size);
             let rings = RingAddresses {
@@ -777,13 +779,12 @@ impl<R: RegisterAccess, M: GuestRam> VirtioPciDriver<R, M> {
         let mut config_changed = false;
         let drain = match message_id {
             None => {
+                // Every queue, whatever the ISR recorded: a completion can be waiting without
+                // ISR bit 0 (it arrived while the queue's interrupts were off, or before a
+                // reset of the recorded state), and draining an empty ring costs one read.
                 let pending = std::mem::take(&mut self.pending_intx);
                 config_changed = pending & ISR_CONFIG != 0;
-                if pending & ISR_QUEUE != 0 {
-                    Drain::All
-                } else {
-                    Drain::None
-                }
+                Drain::All
             }
             Some(m) => {
                 if m as usize >= self.counters.messages.len() {
@@ -817,15 +818,7 @@ impl<R: RegisterAccess, M: GuestRam> VirtioPciDriver<R, M> {
             if !routed {
                 continue;
             }
-            let queue = &mut self.queues[q];
-            loop {
-                while let Some(e) = queue.pop_used(&mut self.ram)? {
-                    completions.push(e);
-                }
-                if !queue.enable_interrupts(&mut self.ram)? {
-                    break;
-                }
-            }
+            self.queues[q].drain(&mut self.ram, completions)?;
         }
         match message_id {
             None => self.counters.intx.dpc += 1,

@@ -115,6 +115,8 @@ pub struct SplitQueue {
     avail_idx: u16,
     kicked_idx: u16,
     last_used: u16,
+    /// Whether the driver wants used-buffer interrupts for this queue (virtio 1.2, 2.7.7).
+    interrupts: bool,
 }
 
 impl SplitQueue {
@@ -145,6 +147,7 @@ impl SplitQueue {
             avail_idx: 0,
             kicked_idx: 0,
             last_used: 0,
+            interrupts: true,
         };
         q.reset_state();
         q
@@ -169,6 +172,10 @@ impl SplitQueue {
         ram.write(self.rings.avail, &vec![0; a as usize])?;
         ram.write(self.rings.used, &vec![0; u as usize])?;
         self.reset_state();
+        // Zeroed rings ask for every interrupt; keep the driver's choice across the reset.
+        if !self.interrupts {
+            self.disable_interrupts(ram)?;
+        }
         Ok(lost)
     }
 
@@ -189,6 +196,14 @@ impl SplitQueue {
     }
     pub fn event_idx(&self) -> bool {
         self.event_idx
+    }
+    /// Whether the driver asked for used-buffer interrupts ([`SplitQueue::enable_interrupts`]).
+    pub fn interrupts_enabled(&self) -> bool {
+        self.interrupts
+    }
+    /// Carry the interrupt choice of a previous instance of this queue (across a rebuild).
+    pub fn set_interrupts_wanted(&mut self, wanted: bool) {
+        self.interrupts = wanted;
     }
     pub fn in_flight(&self) -> usize {
         self.in_flight.iter().flatten().count()
@@ -335,6 +350,7 @@ impl SplitQueue {
     /// Ask the device not to interrupt for this queue: `VRING_AVAIL_F_NO_INTERRUPT`, or with
     /// EVENT_IDX a `used_event` already behind the device so it is not crossed again soon.
     pub fn disable_interrupts(&mut self, ram: &mut dyn GuestRam) -> Result<(), QueueError> {
+        self.interrupts = false;
         if self.event_idx {
             ram.write_u16(self.used_event_addr(), self.last_used.wrapping_sub(1))?;
         } else {
@@ -347,6 +363,7 @@ impl SplitQueue {
     /// Returns true when entries arrived meanwhile, so the caller must drain again rather than
     /// wait for an interrupt that may already have been suppressed.
     pub fn enable_interrupts(&mut self, ram: &mut dyn GuestRam) -> Result<bool, QueueError> {
+        self.interrupts = true;
         if self.event_idx {
             ram.write_u16(self.used_event_addr(), self.last_used)?;
         } else {
@@ -354,6 +371,31 @@ impl SplitQueue {
         }
         fence(Ordering::SeqCst);
         self.has_used(ram)
+    }
+
+    /// Take every used entry into `out`, then re-arm as the driver wants and re-check, until
+    /// nothing arrived in between (virtio 1.2, 2.7.14): with EVENT_IDX a `used_event` left
+    /// behind `used.idx` would suppress every later interrupt, so the drain never stops short.
+    /// With interrupts off the suppression is re-applied instead and the drain stops.
+    pub fn drain(
+        &mut self,
+        ram: &mut dyn GuestRam,
+        out: &mut Vec<UsedElem>,
+    ) -> Result<usize, QueueError> {
+        let start = out.len();
+        loop {
+            while let Some(e) = self.pop_used(ram)? {
+                out.push(e);
+            }
+            if !self.interrupts {
+                self.disable_interrupts(ram)?;
+                break;
+            }
+            if !self.enable_interrupts(ram)? {
+                break;
+            }
+        }
+        Ok(out.len() - start)
     }
 }
 
