@@ -43,7 +43,8 @@ pub use caps::{
 };
 pub use common_cfg::{CommonCfg, Negotiated, negotiate_features};
 pub use driver::{
-    Counters, DpcOutcome, DriverConfig, DriverFaults, DriverState, InterruptGrant, MessageCounters,
+    CONFIG_READ_ATTEMPTS, Counters, DeviceConfig, DpcOutcome, DriverConfig, DriverFaults,
+    DriverState, InterruptGrant, MessageCounters, ModeChange, NoHooks, PlatformHooks,
     VectorReadBack, VirtioPciDriver,
 };
 pub use error::DriverError;

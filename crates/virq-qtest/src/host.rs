@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 
 use thiserror::Error;
 use virq_guest::{
-    Buffer, DriverConfig, DriverError, GuestRam, InterruptGrant, RamError, RegisterAccess,
-    UsedElem, VectorPolicy, VirtioPciCaps, VirtioPciDriver, Width,
+    Buffer, DriverConfig, DriverError, GuestRam, InterruptGrant, ModeChange, PlatformHooks,
+    RamError, RegisterAccess, UsedElem, VectorPolicy, VirtioPciCaps, VirtioPciDriver, Width,
 };
 
 use crate::target::{Target, TargetError};
@@ -130,15 +130,25 @@ impl GuestRam for TargetRam {
     }
 }
 
-pub type Driver = VirtioPciDriver<TargetRegs, TargetRam>;
+pub type Driver = VirtioPciDriver<TargetRegs, TargetRam, Wiring>;
 
-/// How the platform currently takes the function's interrupts.
+/// How the platform currently takes the function's interrupts. It is also the platform hook:
+/// when the driver turns MSI-X off, the platform rewires to the line.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Wiring {
     /// `granted` MSI-X messages, each landing in its mailbox.
     Messages { granted: u16 },
     /// The line (INTA#) at the interrupt controller's input.
     Line,
+}
+
+impl PlatformHooks for Wiring {
+    fn interrupt_mode_changed(&mut self, change: ModeChange) {
+        match change {
+            ModeChange::MsixOffLineNeeded { .. } => *self = Wiring::Line,
+            _ => {}
+        }
+    }
 }
 
 #[derive(Debug, Error)]
@@ -179,8 +189,9 @@ pub struct HostConfig {
 pub struct Host {
     pub t: Shared,
     pub drv: Driver,
-    pub wiring: Wiring,
     pub completions: Vec<UsedElem>,
+    /// Configuration changes the driver's DPCs noticed.
+    pub config_changes: u32,
     /// Interrupts the platform delivered to an ISR (messages and line assertions).
     pub interrupts: u64,
     pub regs_errors: Rc<RefCell<Vec<String>>>,
@@ -226,13 +237,13 @@ impl Host {
             config.wanted_features = virq_guest::common_cfg::feature::VERSION_1;
         }
         let ram = TargetRam { t: t.clone() };
-        let mut drv = VirtioPciDriver::new(regs, ram, caps, config);
+        let mut drv = VirtioPciDriver::new(regs, ram, caps, config).with_platform(wiring);
         drv.start()?;
         Ok(Host {
             t,
             drv,
-            wiring,
             completions: Vec::new(),
+            config_changes: 0,
             interrupts: 0,
             regs_errors: errors,
             timeout,
@@ -243,7 +254,7 @@ impl Host {
     /// driver's message ISR (and DPC), and while the line is high the line ISR runs.
     pub fn service(&mut self) -> Result<u64, HostError> {
         let mut taken = 0;
-        match self.wiring {
+        match self.wiring() {
             Wiring::Messages { granted } => {
                 for m in 0..granted {
                     let at = MAILBOX + 4 * u64::from(m);
@@ -252,8 +263,10 @@ impl Host {
                         self.t.borrow_mut().pc.mem_write(at, 4, 0)?;
                         taken += 1;
                         if self.drv.isr_message(u32::from(m)) {
-                            self.drv
+                            let changed = self
+                                .drv
                                 .dpc_into(Some(u32::from(m)), &mut self.completions)?;
+                            self.config_changes += u32::from(changed);
                         }
                     }
                 }
@@ -273,13 +286,19 @@ impl Host {
                     }
                     taken += 1;
                     if self.drv.isr_intx() {
-                        self.drv.dpc_into(None, &mut self.completions)?;
+                        let changed = self.drv.dpc_into(None, &mut self.completions)?;
+                        self.config_changes += u32::from(changed);
                     }
                 }
             }
         }
         self.interrupts += taken;
         Ok(taken)
+    }
+
+    /// The platform's wiring now (the driver's hook may have moved it to the line).
+    pub fn wiring(&self) -> Wiring {
+        *self.drv.platform()
     }
 
     pub fn completed(&self, token: u64) -> bool {
@@ -356,7 +375,7 @@ impl Host {
         if t.pc.wire.level(t.intx_irq) {
             return Ok(true);
         }
-        if let Wiring::Messages { granted } = self.wiring {
+        if let Wiring::Messages { granted } = *self.drv.platform() {
             for m in 0..granted {
                 if t.pc.mem_read(MAILBOX + 4 * u64::from(m), 4)? != 0 {
                     return Ok(true);

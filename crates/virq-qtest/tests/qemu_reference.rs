@@ -26,3 +26,10 @@ fn msix_interrupts_off_on_with_event_idx_virtio_1_2_2_7_10() {
 fn msix_interrupts_off_on_without_event_idx_virtio_1_2_2_7_7() {
     interrupts_off_on(Side::Qemu, 2, false).unwrap();
 }
+
+#[test]
+#[ignore = "needs qemu-system-x86_64; run by .ci/run stage qemu-reference"]
+fn every_mode_of_blk_rng_console_on_qemu() {
+    let outcomes = virq_qtest::scenarios::run_all(Side::Qemu).unwrap();
+    assert_eq!(outcomes.len(), 12);
+}
