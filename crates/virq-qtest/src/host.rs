@@ -44,6 +44,14 @@ fn ones(width: Width) -> u64 {
 }
 
 impl TargetRegs {
+    /// Register access to `t`'s function.
+    pub fn new(t: Shared) -> Self {
+        TargetRegs {
+            t,
+            errors: Rc::new(RefCell::new(Vec::new())),
+        }
+    }
+
     fn note(&self, e: WireError) {
         self.errors.borrow_mut().push(e.to_string());
     }

@@ -6,6 +6,7 @@
 //! `virq serve` session, which speaks the same protocol. On both it hosts `virq-guest`
 //! ([`host`]) and runs the scenarios of [`scenarios`].
 
+pub mod differential;
 pub mod host;
 pub mod pc;
 pub mod scenarios;
