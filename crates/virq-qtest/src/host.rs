@@ -152,9 +152,8 @@ pub enum Wiring {
 
 impl PlatformHooks for Wiring {
     fn interrupt_mode_changed(&mut self, change: ModeChange) {
-        match change {
-            ModeChange::MsixOffLineNeeded { .. } => *self = Wiring::Line,
-            _ => {}
+        if let ModeChange::MsixOffLineNeeded { .. } = change {
+            *self = Wiring::Line;
         }
     }
 }
