@@ -64,7 +64,7 @@ impl DeviceSpec {
 #[derive(Debug, Error)]
 pub enum TargetError {
     #[error(
-        "{binary} not found: install Debian's qemu-system-x86 (`.ci/run` stage qemu-reference does) or set {QEMU_ENV}"
+        "`{binary} --version` does not run: install Debian's qemu-system-x86 (`.ci/run` stage qemu-reference does) or set {QEMU_ENV}"
     )]
     QemuMissing { binary: String },
     #[error("QEMU failed to start: {0}")]
@@ -267,24 +267,37 @@ impl Target {
                 ]);
             }
         }
+        // Standard error goes to a file: an unread pipe could fill up and stall QEMU.
+        let stderr_path = dir.join("stderr.txt");
         let mut child = Command::new(&binary)
             .args(&args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
+            .stderr(std::fs::File::create(&stderr_path)?)
             .spawn()
             .map_err(|e| TargetError::QemuStart(format!("{binary}: {e}")))?;
         let wire = Wire::process(&mut child)?;
         let mut pc = Pc::new(wire);
         if let Err(e) = pc.wire.request("endianness") {
             let _ = child.kill();
-            let mut err = String::new();
-            if let Some(mut s) = child.stderr.take() {
-                let _ = std::io::Read::read_to_string(&mut s, &mut err);
-            }
-            return Err(TargetError::QemuStart(format!("{e}; stderr: {err}")));
+            let _ = child.wait();
+            let err = std::fs::read_to_string(&stderr_path).unwrap_or_default();
+            let _ = std::fs::remove_dir_all(&dir);
+            return Err(TargetError::QemuStart(format!(
+                "{e}; {binary} {}; stderr: {}",
+                args.join(" "),
+                err.trim()
+            )));
         }
-        let qmp = Qmp::connect(&qmp_path)?;
+        let qmp = match Qmp::connect(&qmp_path) {
+            Ok(q) => q,
+            Err(e) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                let _ = std::fs::remove_dir_all(&dir);
+                return Err(e);
+            }
+        };
         let mut t = Target {
             pc,
             bdf: Bdf {
