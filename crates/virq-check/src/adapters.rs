@@ -132,7 +132,7 @@ impl MachineRam {
 }
 
 impl GuestRam for MachineRam {
-    fn read(&self, gpa: u64, buf: &mut [u8]) -> Result<(), RamError> {
+    fn read(&mut self, gpa: u64, buf: &mut [u8]) -> Result<(), RamError> {
         if self.read_small(gpa, buf).is_some() {
             return Ok(());
         }

@@ -870,13 +870,15 @@ fn io_completed(glue: &KmdfGlue, io: &Io, ram: &MachineRam) -> bool {
     };
     if let Some(status) = io.status {
         let mut s = [0xFFu8; 1];
-        if virq_guest::GuestRam::read(ram, status, &mut s).is_err() || s[0] != 0 {
+        if virq_guest::GuestRam::read(&mut ram.clone(), status, &mut s).is_err() || s[0] != 0 {
             return false;
         }
     }
     if let Some(expect) = &io.expect {
         let mut got = vec![0u8; expect.len()];
-        if virq_guest::GuestRam::read(ram, io.data, &mut got).is_err() || &got != expect {
+        if virq_guest::GuestRam::read(&mut ram.clone(), io.data, &mut got).is_err()
+            || &got != expect
+        {
             return false;
         }
     }
