@@ -480,8 +480,11 @@ impl<'a> Facts<'a> {
                 handlers,
             });
         }
+        // A run's own kernel log arrives as plain lines (a parsed file's "nobody cared"
+        // becomes `IrqNobodyCared`, handled above, and tied to its IRQ's owner).
         let gave_up: Vec<&Event> = self
             .logs()
+            .filter(|e| matches!(e.origin, Origin::Run))
             .filter(|e| match &e.kind {
                 EventKind::LogLine { text } => {
                     let l = text.to_ascii_lowercase();

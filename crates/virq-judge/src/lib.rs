@@ -25,6 +25,7 @@ mod catalogue;
 pub mod describe;
 mod facts;
 mod kept;
+mod link;
 mod rules;
 mod trail;
 
@@ -230,9 +231,9 @@ pub fn judge(events: &[Event]) -> Judgement {
 
 /// A source: a file (by path) or a run.
 #[derive(Default)]
-struct Stream {
+pub(crate) struct Stream {
     /// Per start, per device, the trail.
-    sessions: Vec<BTreeMap<Option<String>, Trail>>,
+    pub(crate) sessions: Vec<BTreeMap<Option<String>, Trail>>,
     /// A start that began on a marker and has seen nothing since: another marker joins it.
     fresh_marker: bool,
     /// Position of the next event in this source.
@@ -312,7 +313,8 @@ impl Judge {
     }
 
     /// Assembles the subjects and judges each.
-    pub fn finish(self) -> Judgement {
+    pub fn finish(mut self) -> Judgement {
+        link::resolve(&mut self.streams);
         let named: BTreeSet<String> = self
             .streams
             .iter()
@@ -371,6 +373,7 @@ impl Judge {
                     })
                     .map(|(k, n)| format!("{k} ({n})"))
                     .collect();
+                let source_lost = !lost.is_empty();
                 for (idx, t) in &trails {
                     for (what, n) in t.dropped() {
                         lost.push(format!("{}: {what} ({n} not kept)", self.order[*idx]));
@@ -384,7 +387,7 @@ impl Judge {
                 });
                 let events = trails.iter().map(|(_, t)| t.events).sum();
                 let trails: Vec<Trail> = trails.into_iter().map(|(_, t)| t).collect();
-                let facts = facts::Facts::new(&trails, !lost.is_empty());
+                let facts = facts::Facts::new(&trails, source_lost);
                 let (steps, rows) = rules::judge(&facts);
                 subjects.push(Subject {
                     device: device.clone(),

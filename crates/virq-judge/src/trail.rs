@@ -619,6 +619,72 @@ impl Trail {
         self.pos = self.pos.max(other.pos);
     }
 
+    /// Moves out the kernel's reports on IRQs and the `/proc/interrupts` rows that `owners`
+    /// (given an IRQ and, for a row, its handler names) assigns to devices; returns a trail per
+    /// device. Evidence nobody owns stays.
+    pub fn take_irq_evidence(
+        &mut self,
+        owners: impl Fn(&str, Option<&str>) -> Vec<String>,
+    ) -> BTreeMap<String, Trail> {
+        let mut out: BTreeMap<String, Trail> = BTreeMap::new();
+        let mut keep = self.nobody_cared.empty_like();
+        for e in self.nobody_cared.iter() {
+            let irq = match e.kind {
+                EventKind::IrqNobodyCared { irq, .. } => irq.to_string(),
+                _ => String::new(),
+            };
+            let to = owners(&irq, None);
+            if to.is_empty() {
+                keep.push(e.clone());
+            }
+            for d in to {
+                let t = out.entry(d).or_default();
+                t.nobody_cared.push(e.clone());
+                t.events += 1;
+            }
+        }
+        self.nobody_cared = keep;
+        let rows = std::mem::take(&mut self.irq_rows);
+        for (key, row) in rows {
+            let to = owners(&row.irq, Some(&row.name));
+            if to.is_empty() {
+                self.irq_rows.insert(key, row);
+                continue;
+            }
+            for d in to {
+                let t = out.entry(d).or_default();
+                t.irq_rows.insert(key.clone(), row.clone());
+                t.events += row.snapshots;
+            }
+        }
+        out
+    }
+
+    /// Nothing left in this trail that a rule reads.
+    pub fn is_empty(&self) -> bool {
+        self.resources.is_empty()
+            && self.connected.is_empty()
+            && self.selector_ops.is_empty()
+            && self.resets.is_empty()
+            && self.status.is_empty()
+            && self.queue_enables.is_empty()
+            && self.caps.is_empty()
+            && self.pci_commands.is_empty()
+            && self.intx_status.is_empty()
+            && self.intx_routes.is_empty()
+            && self.msix_entries.is_empty()
+            && self.counters.is_empty()
+            && self.isr.samples == 0
+            && self.isr.reads.is_empty()
+            && self.irq_rows.is_empty()
+            && self.nobody_cared.is_empty()
+            && self.crashes.is_empty()
+            && self.inf.is_empty()
+            && self.requests.is_empty()
+            && !self.device.present
+            && self.logs.is_empty()
+    }
+
     /// What each bounded list let go: (what, how many).
     pub fn dropped(&self) -> Vec<(&'static str, u64)> {
         let mut out = vec![
