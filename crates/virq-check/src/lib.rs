@@ -13,12 +13,14 @@ pub mod adapters;
 pub mod evidence;
 pub mod faults;
 mod os;
+pub mod real_guest;
 mod report;
 mod run;
 
 pub use evidence::{LogsError, ModeLogs};
 pub use faults::Fault;
-pub use report::{proof_line, render_text};
+pub use real_guest::{GuestLogs, GuestVerdict, judge_run};
+pub use report::{proof_line, render_answer_text, render_text};
 pub use run::{ModeReport, run_mode};
 pub use virq_judge::{Overall, Subject};
 

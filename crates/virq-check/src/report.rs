@@ -27,7 +27,8 @@ pub fn proof_line(e: &Event) -> String {
     }
 }
 
-fn render_answer(out: &mut String, s: &Answer, n: u8) {
+/// One step (numbered `n`) as the check report prints it.
+pub fn render_answer_text(out: &mut String, s: &Answer, n: u8) {
     let _ = writeln!(out, "{} {n}. {}", mark(&s.verdict), s.title);
     let _ = writeln!(out, "       {}", s.finding);
     if let Verdict::CannotTell { missing } = &s.verdict {
@@ -110,7 +111,7 @@ pub fn render_text(report: &CheckReport) -> String {
 fn render_mode(out: &mut String, m: &ModeReport) {
     let _ = writeln!(out, "\n=== mode {}: {} ===", m.mode.name(), m.mode.title());
     for (i, s) in m.subject.steps.iter().enumerate() {
-        render_answer(out, s, i as u8 + 1);
+        render_answer_text(out, s, i as u8 + 1);
     }
     let rows = m.subject.broken_rows();
     let candidates = m.subject.candidate_rows();

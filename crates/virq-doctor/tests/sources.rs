@@ -16,6 +16,34 @@ fn parse(text: &str) -> Vec<Event> {
         .0
 }
 
+#[test]
+fn every_file_says_what_it_was_and_how_long() {
+    let mut events = Vec::new();
+    let summary = virq_doctor::parse_reader(
+        "c.log",
+        "1\t0.1\tINT: INTx Level=11 Vector=11 Affinity=0x1 Flags=0x0\n2\t0.2\thello\n".as_bytes(),
+        ParseLimits::default(),
+        |e| events.push(e),
+    )
+    .unwrap();
+    let read: Vec<&EventKind> = events
+        .iter()
+        .map(|e| &e.kind)
+        .filter(|k| matches!(k, EventKind::SourceRead { .. }))
+        .collect();
+    assert_eq!(
+        read,
+        [&EventKind::SourceRead {
+            format: "DbgView capture".into(),
+            lines: 2
+        }]
+    );
+    assert!(
+        !summary.kinds.contains_key("source_read"),
+        "not counted as evidence"
+    );
+}
+
 fn line_of(e: &Event) -> u64 {
     match &e.origin {
         Origin::File { line, .. } => *line,

@@ -235,6 +235,17 @@ pub enum EventKind {
         selector: Selector,
         message_number: u32,
     },
+    /// A source was read: its detected format (`DbgView capture`, `WinDbg output`, ...) and
+    /// how many lines it had. Lets a rule tell "the capture holds none of the driver's lines"
+    /// from "no capture was given".
+    SourceRead { format: String, lines: u64 },
+    /// The OS reports the device started (WinDbg `!devnode` `DeviceNodeStarted`, Device
+    /// Manager "working properly", Linux `Kernel driver in use`).
+    DeviceStarted,
+    /// A power transition of the device as the driver saw it: leaving D0 for `to` (KMDF
+    /// `EvtDeviceD0Exit`, interrupts disconnected) or entering D0 from `from`
+    /// (`EvtDeviceD0Entry`, interrupts reconnected; the device has been reset).
+    PowerTransition { entering_d0: bool, state: u8 },
     /// Where a new start of the driver (or a new boot of the OS) begins in a log: evidence
     /// before it and after it describe different starts and are judged apart.
     SessionStart { label: String },

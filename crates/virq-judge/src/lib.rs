@@ -347,6 +347,15 @@ impl Judge {
                 per_device.entry(device).or_default().push((idx, trails));
             }
         }
+        // With several devices named, evidence that names none and says nothing a rule can
+        // use (a console's free text) is not a device of its own.
+        if per_device.len() > 1
+            && per_device
+                .get(&None)
+                .is_some_and(|s| s.iter().all(|(_, t)| t.iter().all(|t| !t.has_evidence())))
+        {
+            per_device.remove(&None);
+        }
         let mut subjects = Vec::new();
         for (device, streams) in per_device {
             let starts = streams.iter().map(|(_, t)| t.len()).max().unwrap_or(1);

@@ -42,7 +42,10 @@ pub(crate) fn resolve(streams: &mut [Stream]) {
                 let Some(d) = device else { continue };
                 for e in trail.intx_routes.iter() {
                     if let EventKind::IntxRouted { irq, .. } = e.kind {
-                        irq_owners.entry(irq.to_string()).or_default().insert(d.clone());
+                        irq_owners
+                            .entry(irq.to_string())
+                            .or_default()
+                            .insert(d.clone());
                     }
                 }
                 for row in trail.irq_rows.values() {
@@ -66,7 +69,10 @@ pub(crate) fn resolve(streams: &mut [Stream]) {
                         .unwrap_or_default();
                     let names = virtio_names(&row.name);
                     if let ([owner], [name]) = (owners.as_slice(), names.as_slice()) {
-                        alias.entry(name.clone()).or_default().insert((*owner).clone());
+                        alias
+                            .entry(name.clone())
+                            .or_default()
+                            .insert((*owner).clone());
                     }
                     let _ = device;
                 }
@@ -99,7 +105,9 @@ pub(crate) fn resolve(streams: &mut [Stream]) {
                 }
             }
             // Hand IRQ evidence that names no device to the devices that own the IRQ.
-            let Some(unnamed) = session.get_mut(&None) else { continue };
+            let Some(unnamed) = session.get_mut(&None) else {
+                continue;
+            };
             let moved = unnamed.take_irq_evidence(|irq, name| {
                 let mut to: BTreeSet<String> = irq_owners.get(irq).cloned().unwrap_or_default();
                 if let Some(name) = name {

@@ -153,6 +153,12 @@ pub struct Trail {
     pub crashes: Kept<Event>,
     pub inf: Kept<Event>,
     pub requests: BTreeMap<Option<u16>, Event>,
+    /// Sources read in this trail's stream: (format, lines).
+    pub sources: Vec<(String, u64)>,
+    /// The OS said the device started.
+    pub started: Option<Event>,
+    /// Power transitions (D0 exit / entry), with their position.
+    pub power: Kept<(u64, Event)>,
     pub device: DeviceRecord,
     /// Kinds that arrived and what every kept list let go.
     pub events: u64,
@@ -184,6 +190,9 @@ impl Default for Trail {
             crashes: Kept::new(SAMPLES, 0),
             inf: Kept::new(SAMPLES, 0),
             requests: BTreeMap::new(),
+            sources: Vec::new(),
+            started: None,
+            power: Kept::new(OPS_HEAD, OPS_TAIL),
             device: DeviceRecord::default(),
             events: 0,
         }
@@ -297,6 +306,13 @@ impl Trail {
             EventKind::LogLine { .. } => self.logs.push(e.clone()),
             EventKind::DriverCrash { .. } => self.crashes.push(e.clone()),
             EventKind::InfInterruptPolicy { .. } => self.inf.push(e.clone()),
+            EventKind::SourceRead { format, lines } if self.sources.len() < 64 => {
+                self.sources.push((format.clone(), *lines));
+            }
+            EventKind::DeviceStarted => {
+                self.started.get_or_insert_with(|| e.clone());
+            }
+            EventKind::PowerTransition { .. } => self.power.push((pos, e.clone())),
             EventKind::RequestsCompleted { queue, .. } => {
                 self.requests.insert(*queue, e.clone());
             }
@@ -583,6 +599,11 @@ impl Trail {
         merge(&mut self.resets, other.resets, at);
         merge(&mut self.status, other.status, at);
         merge(&mut self.queue_enables, other.queue_enables, at);
+        merge(&mut self.power, other.power, at);
+        self.sources.extend(other.sources);
+        if self.started.is_none() {
+            self.started = other.started;
+        }
         append(&mut self.caps, other.caps);
         append(&mut self.pci_commands, other.pci_commands);
         append(&mut self.intx_status, other.intx_status);
@@ -681,8 +702,21 @@ impl Trail {
             && self.crashes.is_empty()
             && self.inf.is_empty()
             && self.requests.is_empty()
+            && self.started.is_none()
+            && self.power.is_empty()
             && !self.device.present
             && self.logs.is_empty()
+    }
+
+    /// Whether anything here could move a verdict (free-text lines and the list of sources
+    /// read cannot on their own).
+    pub fn has_evidence(&self) -> bool {
+        let mut probe = Trail {
+            logs: Kept::new(0, 0),
+            ..self.clone()
+        };
+        probe.sources.clear();
+        !probe.is_empty()
     }
 
     /// What each bounded list let go: (what, how many).
@@ -694,6 +728,7 @@ impl Trail {
             ("resets", self.resets.dropped()),
             ("device_status writes", self.status.dropped()),
             ("queue enables", self.queue_enables.dropped()),
+            ("power transitions", self.power.dropped()),
             ("MSI-X table entries", self.msix_entries.dropped()),
             ("/proc/interrupts rows", self.irq_rows_dropped),
         ];

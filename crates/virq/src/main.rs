@@ -426,32 +426,56 @@ fn check_linux_kvm(args: &CheckArgs) -> Result<ExitCode> {
         }
         runs.push(run);
     }
-    let holds = runs.iter().all(|r| r.holds());
+    let mut verdicts = Vec::new();
+    for run in &runs {
+        let v = virq_check::judge_run(run)?;
+        if let Some(dir) = args.logs.as_ref().filter(|d| d.as_os_str() != "-") {
+            let written = v.logs.write_to(&dir.join(run.mode.name()))?;
+            let names: Vec<String> = written.iter().map(|p| p.display().to_string()).collect();
+            eprintln!("{}: {}", run.mode.name(), names.join(" "));
+        }
+        verdicts.push(v);
+    }
+    let holds = verdicts.iter().all(virq_check::GuestVerdict::holds);
     if args.json {
         let out: Vec<_> = runs
             .iter()
-            .map(|r| serde_json::json!({ "run": r, "expectations": r.expectations(), "holds": r.holds() }))
+            .zip(&verdicts)
+            .map(|(r, v)| serde_json::json!({ "run": r, "workload": v.workload, "judgement": v.judgement, "holds": v.holds() }))
             .collect();
         println!("{}", serde_json::to_string_pretty(&out)?);
     } else {
-        for r in &runs {
+        for (r, v) in runs.iter().zip(&verdicts) {
             println!("{}", r.summary());
-            for e in r.expectations() {
+            for w in &v.workload {
                 println!(
-                    "  [{}] {}: {}",
-                    if e.holds { " OK " } else { "FAIL" },
-                    e.subject,
-                    e.detail
+                    "  [{}] workload: {}",
+                    if w.done { " OK " } else { "FAIL" },
+                    w.what
                 );
+            }
+            for s in &v.judgement.subjects {
+                println!("  -- {} --", s.heading());
+                let mut text = String::new();
+                for (i, a) in s.steps.iter().enumerate() {
+                    virq_check::render_answer_text(&mut text, a, i as u8 + 1);
+                }
+                for line in text.lines() {
+                    println!("  {line}");
+                }
+                let rows = s.broken_rows();
+                if !rows.is_empty() {
+                    println!("  failure catalogue rows: {rows:?}");
+                }
             }
             println!();
         }
         println!(
             "verdict: {}",
             if holds {
-                "every expectation holds in every mode"
+                "no link is broken in any mode, and every workload ran"
             } else {
-                "an expectation failed"
+                "a link is broken, or a workload did not run"
             }
         );
     }

@@ -820,6 +820,24 @@ pub fn parse_reader<R: BufRead>(
             });
         }
     };
+    // What was read, so a rule can tell an empty capture from a missing one. A run's own
+    // events carry their sources inside.
+    if format != Format::Events {
+        sink(Event {
+            seq,
+            time_ns: None,
+            device: None,
+            origin: Origin::File {
+                path: path.to_string(),
+                line: 0,
+                text: String::new(),
+            },
+            kind: EventKind::SourceRead {
+                format: format.label().to_string(),
+                lines: lines.line_count(),
+            },
+        });
+    }
     Ok(FileSummary {
         path: path.to_string(),
         format,
@@ -936,14 +954,19 @@ fn parse_inf<R: BufRead>(
     })
 }
 
-/// [`parse_reader`] collecting the events into a vector, sorted by line.
+/// [`parse_reader`] collecting the events of the file's lines into a vector, sorted by line
+/// (the closing `SourceRead` is left out: the summary says the same).
 pub fn parse_to_vec<R: BufRead>(
     path: &str,
     reader: R,
     limits: ParseLimits,
 ) -> Result<(Vec<Event>, FileSummary), SourceError> {
     let mut events = Vec::new();
-    let summary = parse_reader(path, reader, limits, |e| events.push(e))?;
+    let summary = parse_reader(path, reader, limits, |e| {
+        if !matches!(e.kind, EventKind::SourceRead { .. }) {
+            events.push(e);
+        }
+    })?;
     sort_by_line(&mut events);
     Ok((events, summary))
 }

@@ -170,6 +170,20 @@ fn step2(ctx: &Ctx<'_>) -> Answer {
             );
         }
         if let Some(d) = f.record()
+            && !d.msix_enabled
+            && d.line_raised > 0
+            && d.messages.is_empty()
+        {
+            return holds(
+                2,
+                format!(
+                    "the device signalled its INTx line {} time(s) with MSI-X off (device record)",
+                    d.line_raised
+                ),
+                Vec::new(),
+            );
+        }
+        if let Some(d) = f.record()
             && d.msix_enabled
         {
             let programmed = f
