@@ -743,6 +743,7 @@ mod tests {
         let snap = log.snapshot();
         let drained = log.drain();
         assert_eq!(snap, drained);
+        assert_eq!(drained.len(), pushed.len());
         for (i, (e, (origin, kind))) in drained.iter().zip(&pushed).enumerate() {
             assert_eq!(e.seq, i as u64);
             assert_eq!(e.time_ns, Some(7));
