@@ -157,7 +157,11 @@ fn the_same_run_gives_the_same_evidence() {
     for (x, y) in a.iter().zip(&b) {
         assert_eq!(x.mode, y.mode);
         assert!(!x.events.is_empty(), "{:?}: no evidence", x.mode);
-        assert!(!x.logs.dbgview.is_empty(), "{:?}: no DbgView capture", x.mode);
+        assert!(
+            !x.logs.dbgview.is_empty(),
+            "{:?}: no DbgView capture",
+            x.mode
+        );
         assert_eq!(x.logs, y.logs, "{:?}", x.mode);
         assert_eq!(x.events.len(), y.events.len(), "{:?}: event count", x.mode);
         for (i, (e, f)) in x.events.iter().zip(&y.events).enumerate() {

@@ -29,7 +29,6 @@ mod irq;
 pub mod kernel;
 mod mptable;
 mod serial;
-mod verdict;
 mod vmm;
 
 use std::collections::BTreeMap;
@@ -43,7 +42,6 @@ use virq_events::{Event, EventKind, NO_VECTOR, Selector};
 
 pub use kernel::guest_kernel;
 pub use mptable::PciIntx;
-pub use verdict::Expectation;
 
 /// Why a guest could not be run.
 #[derive(Debug, Error)]

@@ -5,9 +5,13 @@
 //! panics for want of a root file system and reboots). Boots run one at a time: on hosts whose
 //! KVM emulates instructions, two at once are each twice as slow.
 //!
+//! Each boot is judged as `virq check --guest linux-kvm` judges it: the kernel's console log and
+//! the devices' records, read as the doctor reads them, handed to the one judge; the test adds
+//! what it knows of the scenario (which plan Linux must choose in each mode).
+//!
 //! Every test here is `#[ignore]`d: four boots cost about 100 s, too much for the default
 //! `cargo test --workspace`. `.ci/run`'s real-guest stage builds the kernel and runs them
-//! (`cargo test --test linux_guest -- --ignored`). Run that way, a missing prerequisite
+//! (`cargo test --test real_guest -- --ignored`). Run that way, a missing prerequisite
 //! (`/dev/kvm`, the kernel) fails the test and names what is missing; `.ci/run` skips the
 //! stage, and says so, where `/dev/kvm` is absent.
 
@@ -72,14 +76,47 @@ fn boot(test: &str, mode: GuestMode, hvc: bool, tweak: impl FnOnce(&mut GuestCon
     run
 }
 
-/// The judgement `virq check --guest linux-kvm` prints, all of it holding.
-fn assert_expectations_hold(run: &GuestRun) {
-    let failed: Vec<_> = run
-        .expectations()
-        .into_iter()
-        .filter(|e| !e.holds)
+/// The judgement `virq check --guest linux-kvm` prints: the workload ran, no device has a
+/// broken link, and for every device the links the run can show (MSI-X state, selectors,
+/// interrupts for its completions) hold.
+fn assert_judged_healthy(run: &GuestRun) -> virq_check::GuestVerdict {
+    let v = virq_check::judge_run(run).expect("the run's files read back");
+    let workload: Vec<_> = v.workload.iter().filter(|w| !w.done).collect();
+    assert!(workload.is_empty(), "workload: {workload:#?}");
+    let bdfs: Vec<Option<String>> = v
+        .judgement
+        .subjects
+        .iter()
+        .map(|s| s.device.clone())
         .collect();
-    assert!(failed.is_empty(), "expectations not met: {failed:#?}");
+    for d in &run.devices {
+        assert!(
+            bdfs.contains(&Some(d.bdf.clone())),
+            "{} not judged: {bdfs:?}",
+            d.bdf
+        );
+    }
+    for s in &v.judgement.subjects {
+        assert!(
+            s.broken_rows().is_empty() && s.candidate_rows().is_empty(),
+            "{}: {:#?}",
+            s.heading(),
+            s.rows
+                .iter()
+                .filter(|a| a.verdict.is_broken())
+                .collect::<Vec<_>>()
+        );
+        for n in [1, 4, 6, 7] {
+            assert!(
+                s.step(n).verdict.is_holds(),
+                "{} step {n}: {:?}",
+                s.heading(),
+                s.step(n)
+            );
+        }
+    }
+    assert!(v.holds());
+    v
 }
 
 fn assert_readbacks_match(d: &DeviceReport) {
@@ -121,7 +158,7 @@ fn msix_with_a_vector_per_queue() {
         true,
         |_| {},
     );
-    assert_expectations_hold(&run);
+    assert_judged_healthy(&run);
     for d in &run.devices {
         let table = d.msix_table_size;
         assert!(d.msix_enabled, "{}: MSI-X not enabled", d.bdf);
@@ -171,7 +208,7 @@ fn msix_table_too_small_falls_back() {
         true,
         |_| {},
     );
-    assert_expectations_hold(&run);
+    assert_judged_healthy(&run);
     // virtio-console: 2 queues, 2 entries: config on one vector, both queues share the other.
     let c = run.device(GuestDevice::Console);
     assert_eq!(c.msix_table_size, 2);
@@ -215,7 +252,7 @@ fn msix_table_too_small_falls_back() {
 #[ignore = "boots Linux under KVM (~25 s each); run by .ci/run stage real-guest"]
 fn intx_with_pci_nomsi() {
     let run = boot("intx_with_pci_nomsi", GuestMode::Intx, true, |_| {});
-    assert_expectations_hold(&run);
+    assert_judged_healthy(&run);
     for d in &run.devices {
         assert!(!d.msix_enabled, "{}: MSI-X enabled under pci=nomsi", d.bdf);
         assert_eq!(d.msix_config, NO_VECTOR, "{}", d.bdf);
@@ -262,6 +299,20 @@ fn fault_isr_not_cleared_storms_intx() {
     );
     let rng = run.device(GuestDevice::Rng);
     assert!(rng.faults.is_some());
+    // The judge names the device's fault from its record: row 22, ISR status not cleared.
+    let v = virq_check::judge_run(&run).expect("the run's files read back");
+    let judged = v
+        .judgement
+        .subjects
+        .iter()
+        .find(|s| s.device.as_deref() == Some(rng.bdf.as_str()))
+        .expect("rng judged");
+    assert!(
+        judged.broken_rows().contains(&22),
+        "{:?}",
+        judged.broken_rows()
+    );
+    assert!(!v.holds());
     assert!(rng.line_raised >= 1);
     assert_eq!(rng.line_lowered, 0, "the line must stay high");
     assert_eq!(rng.isr_reads_zero, 0, "ISR must never read 0");
