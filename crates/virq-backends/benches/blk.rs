@@ -7,16 +7,14 @@
 //! transport is not involved (`hot_path` in virq-device measures it).
 
 use std::hint::black_box;
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput, criterion_group};
 use virq_backends::{Block, BlockConfig, MemoryStorage};
-use virq_device::{GuestMemory, VirtioBackend};
+use virq_device::ring::{RingPart, SplitQueue};
+use virq_device::{Dma, GuestMemory, VecMemory, VirtioBackend, Virtqueue};
 use virtio_bindings::bindings::virtio_blk::{VIRTIO_BLK_T_IN, VIRTIO_BLK_T_OUT};
 use virtio_bindings::bindings::virtio_ring::{VRING_DESC_F_NEXT, VRING_DESC_F_WRITE};
-use virtio_queue::{Queue, QueueT};
-use vm_memory::{Bytes, GuestAddress};
 
 const BLOCK: usize = 4096;
 const QUEUE_SIZE: u16 = 256;
@@ -29,26 +27,25 @@ const DATA: u64 = 0x10_0000;
 const DISK: usize = 1 << 20;
 
 struct Rig {
-    mem: GuestMemory,
-    queue: Queue,
+    mem: VecMemory,
+    queue: SplitQueue,
     blk: Block<MemoryStorage>,
     avail_idx: u16,
     depth: u16,
 }
 
-fn desc(mem: &GuestMemory, i: u16, addr: u64, len: u32, flags: u16, next: u16) {
+fn desc(mem: &VecMemory, i: u16, addr: u64, len: u32, flags: u16, next: u16) {
     let mut d = [0u8; 16];
     d[0..8].copy_from_slice(&addr.to_le_bytes());
     d[8..12].copy_from_slice(&len.to_le_bytes());
     d[12..14].copy_from_slice(&flags.to_le_bytes());
     d[14..16].copy_from_slice(&next.to_le_bytes());
-    mem.write_slice(&d, GuestAddress(DESC + 16 * u64::from(i)))
-        .unwrap();
+    mem.write(DESC + 16 * u64::from(i), &d).unwrap();
 }
 
 impl Rig {
     fn new(write: bool, depth: u16) -> Rig {
-        let mem = GuestMemory::from_ranges(&[(GuestAddress(0), 4 << 20)]).unwrap();
+        let mem = VecMemory::new(4 << 20);
         let request = if write {
             VIRTIO_BLK_T_OUT
         } else {
@@ -62,7 +59,7 @@ impl Rig {
             h[0..4].copy_from_slice(&request.to_le_bytes());
             let sector = u64::from(r) * (BLOCK as u64 / 512);
             h[8..16].copy_from_slice(&sector.to_le_bytes());
-            mem.write_slice(&h, GuestAddress(header)).unwrap();
+            mem.write(header, &h).unwrap();
             let next = VRING_DESC_F_NEXT as u16;
             desc(&mem, head, header, 16, next, head + 1);
             let data = DATA + (BLOCK as u64) * u64::from(r);
@@ -77,14 +74,11 @@ impl Rig {
             let status = STATUS + u64::from(r);
             desc(&mem, head + 2, status, 1, VRING_DESC_F_WRITE as u16, 0);
         }
-        let mut queue = Queue::new(QUEUE_SIZE).unwrap();
-        queue
-            .try_set_desc_table_address(GuestAddress(DESC))
-            .unwrap();
-        queue
-            .try_set_avail_ring_address(GuestAddress(AVAIL))
-            .unwrap();
-        queue.try_set_used_ring_address(GuestAddress(USED)).unwrap();
+        let mut queue = SplitQueue::new(QUEUE_SIZE).unwrap();
+        queue.set_address(RingPart::DescriptorTable, DESC);
+        queue.set_address(RingPart::AvailRing, AVAIL);
+        queue.set_address(RingPart::UsedRing, USED);
+        queue.validate(&mem).unwrap();
         queue.set_ready(true);
         let storage: Vec<u8> = (0..DISK).map(|i| (i * 7) as u8).collect();
         let blk = Block::new(
@@ -108,18 +102,14 @@ impl Rig {
     fn round(&mut self) {
         for r in 0..self.depth {
             let slot = u64::from(self.avail_idx % QUEUE_SIZE);
-            self.mem
-                .store(3 * r, GuestAddress(AVAIL + 4 + 2 * slot), Ordering::Relaxed)
-                .unwrap();
+            self.mem.store_u16(AVAIL + 4 + 2 * slot, 3 * r).unwrap();
             self.avail_idx = self.avail_idx.wrapping_add(1);
         }
         self.mem
-            .store(self.avail_idx, GuestAddress(AVAIL + 2), Ordering::Release)
+            .store_release_u16(AVAIL + 2, self.avail_idx)
             .unwrap();
-        let p = self
-            .blk
-            .process_queue(0, &mut self.queue, &self.mem)
-            .unwrap();
+        let mut vq = Virtqueue::new(&mut self.queue, Dma::new(&self.mem));
+        let p = self.blk.process_queue(0, &mut vq).unwrap();
         debug_assert_eq!(p.used, self.depth);
     }
 
@@ -128,7 +118,7 @@ impl Rig {
         let c = self.blk.counters();
         assert_eq!(c.status_ok, u64::from(self.depth), "{c:?}");
         let mut s = [0xFFu8];
-        self.mem.read_slice(&mut s, GuestAddress(STATUS)).unwrap();
+        self.mem.read(STATUS, &mut s).unwrap();
         assert_eq!(s[0], 0);
     }
 }

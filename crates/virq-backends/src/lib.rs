@@ -22,4 +22,6 @@ pub use blk::{Block, BlockConfig, BlockConfigError, BlockCounters, VIRTIO_ID_BLO
 pub use console::{Console, ConsoleConfig, ConsoleCounters, LineCallback, VIRTIO_ID_CONSOLE};
 pub use entropy::{EntropyError, EntropySource, OsEntropy, SeededEntropy};
 pub use rng::{Rng, RngCounters, VIRTIO_ID_ENTROPY};
-pub use storage::{BlockStorage, FileStorage, MemoryStorage, StorageError};
+#[cfg(unix)]
+pub use storage::FileStorage;
+pub use storage::{BlockStorage, MemoryStorage, StorageError};

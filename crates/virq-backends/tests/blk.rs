@@ -30,7 +30,7 @@ fn disk() -> Block<MemoryStorage> {
     .unwrap()
 }
 
-fn write_header(mem: &GuestMemory, addr: u64, request_type: u32, sector: u64) {
+fn write_header(mem: &dyn GuestMemory, addr: u64, request_type: u32, sector: u64) {
     let mut header = [0u8; 16];
     header[0..4].copy_from_slice(&request_type.to_le_bytes());
     header[8..16].copy_from_slice(&sector.to_le_bytes());
