@@ -13,8 +13,8 @@ use criterion::{Criterion, Throughput, criterion_group};
 use virq_backends::{Block, BlockConfig, MemoryStorage};
 use virq_device::ring::{RingPart, SplitQueue};
 use virq_device::{Dma, GuestMemory, VecMemory, VirtioBackend, Virtqueue};
-use virtio_bindings::bindings::virtio_blk::{VIRTIO_BLK_T_IN, VIRTIO_BLK_T_OUT};
-use virtio_bindings::bindings::virtio_ring::{VRING_DESC_F_NEXT, VRING_DESC_F_WRITE};
+use virq_spec::blk::{VIRTIO_BLK_T_IN, VIRTIO_BLK_T_OUT};
+use virq_spec::ring::{VRING_DESC_F_NEXT, VRING_DESC_F_WRITE};
 
 const BLOCK: usize = 4096;
 const QUEUE_SIZE: u16 = 256;
@@ -51,7 +51,7 @@ impl Rig {
         } else {
             VIRTIO_BLK_T_IN
         };
-        let data_flags = if write { 0 } else { VRING_DESC_F_WRITE as u16 };
+        let data_flags = if write { 0 } else { VRING_DESC_F_WRITE };
         for r in 0..depth {
             let head = 3 * r;
             let header = HEADERS + 16 * u64::from(r);
@@ -60,7 +60,7 @@ impl Rig {
             let sector = u64::from(r) * (BLOCK as u64 / 512);
             h[8..16].copy_from_slice(&sector.to_le_bytes());
             mem.write(header, &h).unwrap();
-            let next = VRING_DESC_F_NEXT as u16;
+            let next = VRING_DESC_F_NEXT;
             desc(&mem, head, header, 16, next, head + 1);
             let data = DATA + (BLOCK as u64) * u64::from(r);
             desc(
@@ -72,7 +72,7 @@ impl Rig {
                 head + 2,
             );
             let status = STATUS + u64::from(r);
-            desc(&mem, head + 2, status, 1, VRING_DESC_F_WRITE as u16, 0);
+            desc(&mem, head + 2, status, 1, VRING_DESC_F_WRITE, 0);
         }
         let mut queue = SplitQueue::new(QUEUE_SIZE).unwrap();
         queue.set_address(RingPart::DescriptorTable, DESC);

@@ -9,7 +9,7 @@ use virq_backends::{
     Block, BlockConfig, BlockConfigError, BlockStorage, FileStorage, MemoryStorage,
 };
 use virq_device::{BackendError, GuestMemory, VirtioBackend};
-use virtio_bindings::bindings::virtio_blk::{
+use virq_spec::blk::{
     VIRTIO_BLK_F_BLK_SIZE, VIRTIO_BLK_F_FLUSH, VIRTIO_BLK_F_MQ, VIRTIO_BLK_F_RO,
     VIRTIO_BLK_F_SEG_MAX, VIRTIO_BLK_S_IOERR, VIRTIO_BLK_S_OK, VIRTIO_BLK_S_UNSUPP,
     VIRTIO_BLK_T_FLUSH, VIRTIO_BLK_T_GET_ID, VIRTIO_BLK_T_IN, VIRTIO_BLK_T_OUT,

@@ -18,7 +18,7 @@ use virq_device::{
     GuestMemory, TransportOptions, VecMemory, VirtioBackend, VirtioPciDevice, common as cc,
     features, status,
 };
-use virtio_bindings::bindings::virtio_blk::{VIRTIO_BLK_S_IOERR, VIRTIO_BLK_T_IN};
+use virq_spec::blk::{VIRTIO_BLK_S_IOERR, VIRTIO_BLK_T_IN};
 
 const SIZE: u16 = 16;
 /// Rings of queue q: descriptors, available ring, used ring.

@@ -10,7 +10,7 @@ use virq_backends::console::{RECEIVEQ, TRANSMITQ};
 use virq_backends::{Block, BlockConfig, Console, MemoryStorage, Rng, SeededEntropy};
 use virq_device::ring::{RingError, RingPart};
 use virq_device::{BackendError, VirtioBackend};
-use virtio_bindings::bindings::virtio_blk::VIRTIO_BLK_T_IN;
+use virq_spec::blk::VIRTIO_BLK_T_IN;
 use vm_memory::{GuestAddress, GuestMemoryMmap};
 
 /// Every backend with every queue it serves, console input waiting so receiveq is live.

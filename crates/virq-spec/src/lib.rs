@@ -210,3 +210,39 @@ pub mod ring {
         USED_HEADER + USED_ELEM_SIZE * size as u64 + EVENT_SUFFIX
     }
 }
+
+/// virtio-blk (virtio 1.2, 5.2): feature bit numbers, request types, status values.
+pub mod blk {
+    /// Maximum size of any single segment is in `size_max` (5.2.3).
+    pub const VIRTIO_BLK_F_SIZE_MAX: u32 = 1;
+    /// Maximum number of segments in a request is in `seg_max`.
+    pub const VIRTIO_BLK_F_SEG_MAX: u32 = 2;
+    /// Disk-style geometry specified in `geometry`.
+    pub const VIRTIO_BLK_F_GEOMETRY: u32 = 4;
+    /// Device is read-only.
+    pub const VIRTIO_BLK_F_RO: u32 = 5;
+    /// Block size of disk is in `blk_size`.
+    pub const VIRTIO_BLK_F_BLK_SIZE: u32 = 6;
+    /// Cache flush command support.
+    pub const VIRTIO_BLK_F_FLUSH: u32 = 9;
+    /// Device supports multiqueue; `num_queues` is valid.
+    pub const VIRTIO_BLK_F_MQ: u32 = 12;
+
+    /// Read (5.2.6).
+    pub const VIRTIO_BLK_T_IN: u32 = 0;
+    /// Write.
+    pub const VIRTIO_BLK_T_OUT: u32 = 1;
+    /// Flush.
+    pub const VIRTIO_BLK_T_FLUSH: u32 = 4;
+    /// Get the device ID string.
+    pub const VIRTIO_BLK_T_GET_ID: u32 = 8;
+    /// Length of the ID string VIRTIO_BLK_T_GET_ID returns.
+    pub const VIRTIO_BLK_ID_BYTES: u32 = 20;
+
+    /// Success (5.2.6).
+    pub const VIRTIO_BLK_S_OK: u32 = 0;
+    /// Device or driver error.
+    pub const VIRTIO_BLK_S_IOERR: u32 = 1;
+    /// Request unsupported by the device.
+    pub const VIRTIO_BLK_S_UNSUPP: u32 = 2;
+}

@@ -4,18 +4,16 @@
 
 use virq_device::ring::{RingPart, SplitQueue};
 use virq_device::{Dma, GuestMemory, VecMemory, VirtioBackend, Virtqueue};
-use virtio_bindings::bindings::virtio_ring::{
-    VRING_DESC_F_INDIRECT, VRING_DESC_F_NEXT, VRING_DESC_F_WRITE,
-};
+use virq_spec::ring::{VRING_DESC_F_INDIRECT, VRING_DESC_F_NEXT, VRING_DESC_F_WRITE};
 
 /// Guest RAM size used by most tests.
 pub const MEM_SIZE: u64 = 0x40_0000;
 /// Where request buffers start (rings live below).
 pub const DATA_BASE: u64 = 0x10_0000;
 
-pub const NEXT: u16 = VRING_DESC_F_NEXT as u16;
-pub const WRITE: u16 = VRING_DESC_F_WRITE as u16;
-pub const INDIRECT: u16 = VRING_DESC_F_INDIRECT as u16;
+pub const NEXT: u16 = VRING_DESC_F_NEXT;
+pub const WRITE: u16 = VRING_DESC_F_WRITE;
+pub const INDIRECT: u16 = VRING_DESC_F_INDIRECT;
 
 /// 4 MiB of guest RAM at address 0.
 pub fn guest_memory() -> VecMemory {
