@@ -393,8 +393,14 @@ impl<'a> Virtqueue<'a> {
         self.state
     }
 
-    fn avail_idx_addr(&self) -> u64 {
-        self.state.avail_ring.wrapping_add(2)
+    /// `base + offset` inside ring area `part`, or the error of an access past the end of
+    /// the address space.
+    #[inline(always)]
+    fn at(part: RingPart, base: u64, offset: u64) -> Result<u64, RingError> {
+        base.checked_add(offset).ok_or(RingError::Memory {
+            part,
+            source: MemoryError::range(base, 2),
+        })
     }
 
     /// The next available chain, or `None` when the driver has made nothing new available
@@ -412,7 +418,7 @@ impl<'a> Virtqueue<'a> {
             _ => {
                 let idx = self
                     .mem
-                    .load_acquire_u16(self.avail_idx_addr())
+                    .load_acquire_u16(Self::at(RingPart::AvailRing, s.avail_ring, 2)?)
                     .map_err(|source| RingError::Memory {
                         part: RingPart::AvailRing,
                         source,
@@ -435,9 +441,11 @@ impl<'a> Virtqueue<'a> {
         // The size is a power of two, so the slot is a mask; the entry was written before the
         // index the acquire load above saw.
         let slot = u64::from(next & (s.size - 1));
-        let entry = s
-            .avail_ring
-            .wrapping_add(AVAIL_HEADER + AVAIL_ELEM_SIZE * slot);
+        let entry = Self::at(
+            RingPart::AvailRing,
+            s.avail_ring,
+            AVAIL_HEADER + AVAIL_ELEM_SIZE * slot,
+        )?;
         let head = self
             .mem
             .read_array::<2>(entry)
@@ -464,9 +472,12 @@ impl<'a> Virtqueue<'a> {
             return Err(RingError::UsedHead { head, size: s.size });
         }
         let slot = u64::from(s.next_used & (s.size - 1));
-        let at = s
-            .used_ring
-            .wrapping_add(USED_HEADER + USED_ELEM_SIZE * slot);
+        let at = Self::at(
+            RingPart::UsedRing,
+            s.used_ring,
+            USED_HEADER + USED_ELEM_SIZE * slot,
+        )?;
+        let idx_at = Self::at(RingPart::UsedRing, s.used_ring, 2)?;
         let mut elem = [0u8; 8];
         elem[..4].copy_from_slice(&u32::from(head).to_le_bytes());
         elem[4..].copy_from_slice(&len.to_le_bytes());
@@ -477,7 +488,7 @@ impl<'a> Virtqueue<'a> {
         self.mem.write(at, &elem).map_err(used)?;
         s.next_used = s.next_used.wrapping_add(1);
         self.mem
-            .store_release_u16(s.used_ring.wrapping_add(2), s.next_used)
+            .store_release_u16(idx_at, s.next_used)
             .map_err(used)
     }
 
@@ -492,9 +503,11 @@ impl<'a> Virtqueue<'a> {
             source,
         };
         if s.event_idx {
-            let avail_event = s
-                .used_ring
-                .wrapping_add(USED_HEADER + USED_ELEM_SIZE * u64::from(s.size));
+            let avail_event = Self::at(
+                RingPart::UsedRing,
+                s.used_ring,
+                USED_HEADER + USED_ELEM_SIZE * u64::from(s.size),
+            )?;
             self.mem
                 .store_u16(avail_event, s.next_avail)
                 .map_err(used)?;
@@ -504,7 +517,7 @@ impl<'a> Virtqueue<'a> {
         fence(Ordering::SeqCst);
         let idx = self
             .mem
-            .load_u16(self.avail_idx_addr())
+            .load_u16(Self::at(RingPart::AvailRing, s.avail_ring, 2)?)
             .map_err(|source| RingError::Memory {
                 part: RingPart::AvailRing,
                 source,
@@ -528,9 +541,11 @@ impl<'a> Virtqueue<'a> {
             source,
         };
         if s.event_idx {
-            let used_event_at = s
-                .avail_ring
-                .wrapping_add(AVAIL_HEADER + AVAIL_ELEM_SIZE * u64::from(s.size));
+            let used_event_at = Self::at(
+                RingPart::AvailRing,
+                s.avail_ring,
+                AVAIL_HEADER + AVAIL_ELEM_SIZE * u64::from(s.size),
+            )?;
             let used_event = self.mem.load_u16(used_event_at).map_err(avail)?;
             let new = s.next_used;
             let old = s.signalled_used;
@@ -640,10 +655,14 @@ impl Iterator for DescriptorChain<'_> {
                 let size = self.table_size;
                 return self.fail(ChainError::IndexOutOfRange { index, size });
             }
-            let addr = self.table.wrapping_add(u64::from(index) * DESC_SIZE);
-            let desc = match self.mem.read_array::<16>(addr) {
+            let offset = u64::from(index) * DESC_SIZE;
+            let read = match self.table.checked_add(offset) {
+                Some(addr) => self.mem.read_array::<16>(addr).map_err(|e| (addr, e)),
+                None => Err((self.table, MemoryError::range(self.table, 16))),
+            };
+            let desc = match read {
                 Ok(b) => Descriptor::from_bytes(b),
-                Err(source) => {
+                Err((addr, source)) => {
                     return self.fail(ChainError::Unreadable {
                         index,
                         addr,
