@@ -306,7 +306,6 @@ fn run(c: &Case) -> Result<(), TestCaseError> {
             "round {} re-arm",
             r
         );
-        drop(vq);
         prop_assert_eq!(ours.next_avail(), oracle.next_avail());
         prop_assert_eq!(ours.next_used(), oracle.next_used());
         prop_assert!(mem.same_ram(), "round {}: guest RAM differs", r);
