@@ -230,7 +230,15 @@ impl Rig {
     }
 
     pub fn with_backend(backend: Box<dyn VirtioBackend>, options: TransportOptions) -> Self {
-        let mem = VecMemory::new(RAM_SIZE as usize);
+        Self::on_memory(backend, options, VecMemory::new(RAM_SIZE as usize))
+    }
+
+    /// A rig over guest RAM someone else already uses (a restore "on the same machine").
+    pub fn on_memory(
+        backend: Box<dyn VirtioBackend>,
+        options: TransportOptions,
+        mem: VecMemory,
+    ) -> Self {
         let sink = Arc::new(RecordingSink::new());
         let log = Arc::new(EventLog::new());
         let mut dev = VirtioPciDevice::new(backend, mem.clone(), sink.clone(), options).unwrap();
