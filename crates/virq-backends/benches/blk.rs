@@ -1,15 +1,20 @@
-//! virtio-blk over an in-memory disk: 4 KiB reads and writes at queue depth 1 and 32, against
-//! a `memcpy` of the same bytes (the physical limit) measured in the same run.
+//! virtio-blk over an in-memory disk, two comparisons measured in the same run:
 //!
-//! Each request is the usual three-descriptor chain (16-byte header, 4 KiB data, status
-//! byte), laid out once; every iteration the driver re-posts the depth's worth of heads,
-//! bumps the available index, and the backend's `process_queue` serves them all. The
-//! transport is not involved (`hot_path` in virq-device measures it).
+//! * `blk/*`: 4 KiB reads and writes at queue depth 1 and 32 through `Block::process_queue`
+//!   alone, against a `memcpy` of the same bytes (the physical limit). Each request is the
+//!   usual three-descriptor chain (16-byte header, 4 KiB data, status byte), laid out once;
+//!   every iteration the driver re-posts the depth's worth of heads and bumps the index.
+//! * `notify/*`: one 4 KiB read per notify through the whole device (transport, ring, `Block`,
+//!   used entry, interrupt decision, MSI-X message) against the same read served by bare
+//!   `virtio-queue` over `vm-memory` (see `support/notify.rs`).
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput, criterion_group};
+
+#[path = "support/notify.rs"]
+mod notify;
 use virq_backends::{Block, BlockConfig, MemoryStorage};
 use virq_device::ring::{RingPart, SplitQueue};
 use virq_device::{Dma, GuestMemory, VecMemory, VirtioBackend, Virtqueue};
@@ -161,6 +166,76 @@ fn blk(c: &mut Criterion) {
     }
 }
 
+fn notify_read(c: &mut Criterion) {
+    let mut g = c.benchmark_group("notify");
+    g.throughput(Throughput::Bytes(BLOCK as u64));
+    let mut bare = notify::Bare::new();
+    bare.check();
+    g.bench_function("bare_virtio_queue_read_4k", |b| b.iter(|| bare.cycle()));
+    let mut dev = notify::Device::new(VecMemory::new(notify::RAM));
+    dev.check();
+    g.bench_function("virq_read_4k", |b| b.iter(|| dev.cycle()));
+    let mut mmap = notify::Device::new(mmap_ram());
+    mmap.check();
+    g.bench_function("virq_read_4k_mmap", |b| b.iter(|| mmap.cycle()));
+    g.finish();
+}
+
+fn mmap_ram() -> vm_memory::GuestMemoryMmap<()> {
+    vm_memory::GuestMemoryMmap::from_ranges(&[(vm_memory::GuestAddress(0), notify::RAM)]).unwrap()
+}
+
+/// One read per notify: the whole virq device against bare virtio-queue, interleaved.
+fn notify_summary() {
+    const ROUNDS: usize = 201;
+    const CYCLES: u32 = 5_000;
+    let mut bare = notify::Bare::new();
+    let mut dev = notify::Device::new(VecMemory::new(notify::RAM));
+    let mut mmap = notify::Device::new(mmap_ram());
+    bare.check();
+    dev.check();
+    mmap.check();
+    let (mut t_bare, mut t_dev, mut t_mmap, mut r_dev, mut r_mmap) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..ROUNDS {
+        let b = per_round(CYCLES, || bare.cycle());
+        let d = per_round(CYCLES, || dev.cycle());
+        let m = per_round(CYCLES, || mmap.cycle());
+        t_bare.push(b);
+        t_dev.push(d);
+        t_mmap.push(m);
+        r_dev.push(d / b);
+        r_mmap.push(m / b);
+    }
+    dev.check();
+    mmap.check();
+    println!();
+    println!(
+        "one 4 KiB read per notify ({ROUNDS} interleaved rounds of {CYCLES}; median [min..max])"
+    );
+    let min = |v: &[f64]| v.iter().copied().fold(f64::INFINITY, f64::min);
+    let best = min(&t_dev) / min(&t_bare);
+    for (name, v, unit) in [
+        (
+            "bare virtio-queue + vm-memory read",
+            &mut t_bare,
+            "ns/request",
+        ),
+        (
+            "virq device (VecMemory), notify -> MSI-X",
+            &mut t_dev,
+            "ns/request",
+        ),
+        ("virq device (GuestMemoryMmap)", &mut t_mmap, "ns/request"),
+        ("ratio virq / bare", &mut r_dev, "x"),
+        ("ratio virq(mmap) / bare", &mut r_mmap, "x"),
+    ] {
+        let (m, lo, hi) = median_min_max(v);
+        println!("  {name:<42} {m:>8.1} {unit:<10} [{lo:.1}..{hi:.1}]");
+    }
+    println!("  ratio of the fastest rounds: {best:.2}x");
+}
+
 fn per_round(iters: u32, mut f: impl FnMut()) -> f64 {
     let t = Instant::now();
     for _ in 0..iters {
@@ -222,7 +297,7 @@ criterion_group! {
     config = Criterion::default()
         .warm_up_time(Duration::from_millis(500))
         .measurement_time(Duration::from_secs(2));
-    targets = blk
+    targets = blk, notify_read
 }
 
 fn main() {
@@ -230,6 +305,7 @@ fn main() {
     let args: Vec<String> = std::env::args().collect();
     if args.iter().any(|a| a == "--bench") && !args.iter().any(|a| a == "--profile-time") {
         same_run_summary();
+        notify_summary();
     }
     Criterion::default().configure_from_args().final_summary();
 }

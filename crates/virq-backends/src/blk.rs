@@ -363,10 +363,22 @@ impl<S: BlockStorage> Block<S> {
         let mut done = 0u64;
         while done < len {
             let n = (len - done).min(self.bounce.len() as u64) as usize;
-            let piece = &mut self.bounce[..n];
-            if self.storage.read_at(start + done, piece).is_err() {
-                return Outcome::IoErr(IoErr::Storage, done);
-            }
+            // An image in host memory goes to the guest in one copy; anything else through
+            // the bounce buffer.
+            let piece: &[u8] = match self.storage.as_slice() {
+                Some(image) => {
+                    // byte_range proved start + len <= capacity <= image length.
+                    let at = (start + done) as usize;
+                    &image[at..at + n]
+                }
+                None => {
+                    let piece = &mut self.bounce[..n];
+                    if self.storage.read_at(start + done, piece).is_err() {
+                        return Outcome::IoErr(IoErr::Storage, done);
+                    }
+                    piece
+                }
+            };
             if self.chain.write(mem, done, piece).is_err() {
                 return Outcome::IoErr(IoErr::BadBuffer, done);
             }

@@ -47,6 +47,12 @@ pub trait BlockStorage: Send {
 
     /// Writes are refused; the device then offers VIRTIO_BLK_F_RO.
     fn is_read_only(&self) -> bool;
+
+    /// The whole image as one host slice, when it is one: reads then move each byte once,
+    /// from the image straight into guest RAM, instead of through a bounce buffer.
+    fn as_slice(&self) -> Option<&[u8]> {
+        None
+    }
 }
 
 /// Checks `[offset, offset + len)` against an image of `size` bytes without overflowing.
@@ -132,6 +138,10 @@ impl BlockStorage for MemoryStorage {
 
     fn is_read_only(&self) -> bool {
         self.read_only
+    }
+
+    fn as_slice(&self) -> Option<&[u8]> {
+        Some(&self.bytes)
     }
 }
 
