@@ -231,7 +231,7 @@ fn notify_summary() {
         ("ratio virq(mmap) / bare", &mut r_mmap, "x"),
     ] {
         let (m, lo, hi) = median_min_max(v);
-        println!("  {name:<42} {m:>8.1} {unit:<10} [{lo:.1}..{hi:.1}]");
+        println!("  {name:<42} {m:>8.2} {unit:<10} [{lo:.2}..{hi:.2}]");
     }
     println!("  ratio of the fastest rounds: {best:.2}x");
 }
