@@ -1,6 +1,6 @@
 //! Targets `serve_request` and `doctor_parse`: text that a client or a user hands virq.
 
-use virq_doctor::{Evidence, ParseLimits, Report};
+use virq_doctor::{Doctor, ParseLimits};
 use virq_serve::{DeviceKind, ServeOptions, Session, parse_request};
 
 /// Most request lines one input may send.
@@ -66,11 +66,15 @@ pub fn run_doctor(data: &[u8]) {
         max_log_lines: 1000,
         max_events: 10_000,
     };
-    let mut evidence = Evidence::new();
-    if evidence.add_reader("fuzz.log", data, limits).is_err() {
+    let mut doctor = Doctor::with_limits(limits);
+    if doctor.read("fuzz.log", data).is_err() {
         return;
     }
-    let report = Report::new(&evidence);
+    let report = doctor.finish();
+    for s in report.subjects() {
+        assert_eq!((s.steps.len(), s.rows.len()), (7, 30));
+    }
     let _ = report.render_text();
+    let _ = report.render_html();
     let _ = report.to_json();
 }

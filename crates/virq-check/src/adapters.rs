@@ -75,7 +75,7 @@ pub struct MachineRam(pub VecMemory);
 impl GuestRam for MachineRam {
     /// One bounds check and a copy: the machine's RAM is one flat buffer.
     #[inline]
-    fn read(&self, gpa: u64, buf: &mut [u8]) -> Result<(), RamError> {
+    fn read(&mut self, gpa: u64, buf: &mut [u8]) -> Result<(), RamError> {
         GuestMemory::read(&self.0, gpa, buf).map_err(|_| RamError {
             gpa,
             len: buf.len() as u64,

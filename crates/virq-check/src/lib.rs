@@ -10,14 +10,19 @@
 //! `!pci` dump, the device's own read-backs and the ISR/DPC counters.
 
 pub mod adapters;
+pub mod evidence;
 pub mod faults;
 mod os;
+pub mod real_guest;
 mod report;
 mod run;
 
+pub use evidence::{LogsError, ModeLogs};
 pub use faults::Fault;
-pub use report::{Verdict, render_text};
-pub use run::{ModeReport, StepReport, run_mode};
+pub use real_guest::{GuestLogs, GuestVerdict, judge_run};
+pub use report::{proof_line, render_answer_text, render_text};
+pub use run::{ModeReport, run_mode};
+pub use virq_judge::{Overall, Subject};
 
 use serde::{Deserialize, Serialize};
 pub use virq_guest::VectorPolicy;
@@ -144,7 +149,7 @@ pub struct CheckReport {
 impl CheckReport {
     /// True when every link held in every mode.
     pub fn all_hold(&self) -> bool {
-        self.modes.iter().all(|m| m.verdict == Verdict::Holds)
+        self.modes.iter().all(|m| m.overall == Overall::Holds)
     }
 }
 

@@ -25,7 +25,7 @@ pub(crate) struct KmdfGlue {
     /// Configuration changes a DPC noticed.
     pub config_changes_seen: u32,
     /// ISR invocations to print (log format line 8): the first 8 per message or line, then
-    /// every 4096th, so a storm cannot flood the capture.
+    /// every 4096th, so a storm cannot flood the capture, and every one that read 0xFF.
     pub isr_samples: Vec<IsrSample>,
     isr_calls: std::collections::BTreeMap<Option<u32>, u64>,
     /// The message the dispatcher last handed to an ISR (what a crash dump would show).
@@ -43,11 +43,12 @@ impl KmdfGlue {
     fn sample(&mut self, message_id: Option<u32>, claimed: bool) {
         let n = self.isr_calls.entry(message_id).or_insert(0);
         *n += 1;
-        if *n <= 8 || *n % 4096 == 0 {
-            let isr_status = match message_id {
-                None => self.driver.last_isr_read(),
-                Some(_) => None,
-            };
+        let isr_status = match message_id {
+            None => self.driver.last_isr_read(),
+            Some(_) => None,
+        };
+        // An all-ones status (the device is gone) is always worth its line.
+        if *n <= 8 || *n % 4096 == 0 || isr_status == Some(0xFF) {
             self.isr_samples.push(IsrSample {
                 message_id,
                 isr_status,

@@ -14,6 +14,7 @@ use virq_events::{Event, EventKind, EventLog, Selector};
 use virq_guest::{
     Buffer, DriverConfig, GuestRam, InterruptGrant as DriverGrant, RegisterAccess, VirtioPciCaps,
 };
+use virq_judge::{Overall, Subject};
 use virq_sim::{CpuRun, GuestOs, Machine, run_cpu};
 use virq_win7::windbg::MsixEntryView;
 use virq_win7::{
@@ -23,8 +24,8 @@ use virq_win7::{
 };
 
 use crate::adapters::{MachineRam, MachineRegs};
+use crate::evidence::ModeLogs;
 use crate::os::KmdfGlue;
-use crate::report::{self, Verdict};
 use crate::{CheckError, CheckOptions, DeviceKind, Fault, InfChoice, Mode};
 
 /// Guest RAM of the simulated machine.
@@ -41,40 +42,22 @@ const DISK_BYTES: usize = 1 << 20;
 /// Bytes the console driver sends per request, and the host input it must receive.
 const CONSOLE_INPUT: &[u8] = b"virq host input\n";
 
-/// One step of the checklist (section 6) with its verdict and proof.
-#[derive(Clone, Debug, Serialize)]
-pub struct StepReport {
-    pub step: u8,
-    pub title: &'static str,
-    pub verdict: Verdict,
-    /// What the evidence says, in one line.
-    pub finding: String,
-    /// The lines that prove it (from the DbgView capture, the `!pci` dump, the device).
-    pub proof: Vec<String>,
-    /// Failure catalogue row, when a broken link matches one.
-    pub catalogue_row: Option<u8>,
-    pub fix: Option<String>,
-}
-
 /// Everything one mode's run produced.
 #[derive(Clone, Debug, Serialize)]
 pub struct ModeReport {
     pub mode: Mode,
-    pub verdict: Verdict,
-    pub steps: Vec<StepReport>,
-    /// The DbgView capture as a user would save it.
-    pub dbgview: String,
-    /// The WinDbg `!pci` dump after the I/O.
-    pub pci_dump: String,
-    /// The INF the reference driver was installed with (what a user would attach too).
-    pub inf: String,
+    /// The worst of the judge's answers for the device in this run.
+    pub overall: Overall,
+    /// The judge's answers: the seven steps and every catalogue row.
+    pub subject: Subject,
+    /// The files a user would have after this run, and the device's record.
+    pub logs: ModeLogs,
     pub interrupts: u64,
     pub budget_exhausted: bool,
     pub requests: u32,
     pub completed: u32,
-    /// The run's evidence in time order: the driver's and the OS's prints as events, the
-    /// `!pci` view, and the device's own record (vectors, messages, line, ISR reads). Written
-    /// by `virq check --events-dir` for `virq doctor`.
+    /// The evidence the judge read (the files parsed, then the record): written by
+    /// `virq check --events-dir` for `virq doctor`.
     pub events: Vec<Event>,
 }
 
@@ -247,10 +230,8 @@ pub fn run_mode(opts: &CheckOptions, mode: Mode) -> Result<ModeReport, CheckErro
     let mut glue = KmdfGlue::new(driver, wdf);
     let mut ios = Vec::new();
     let mut run = CpuRun::default();
-    let mut config_changes_raised = 0;
     // A panic in the driver's ISR or DPC is the machine's bugcheck: the run stops there.
     let mut bugcheck: Option<String> = None;
-    let mut after_reset = Vec::new();
     // Selectors written during a rebalance: (selector, value written, the object's message).
     let mut rebalance_writes: Vec<(Selector, u16, u32)> = Vec::new();
     // Read-backs from a removed device are all ones; take them while it is still there.
@@ -368,7 +349,7 @@ pub fn run_mode(opts: &CheckOptions, mode: Mode) -> Result<ModeReport, CheckErro
             printed += since.len();
             print_driver_evidence(&mut dbg, &since, &apic_vectors);
             // Checklist 3.3: right after a reset every selector reads 0xFFFF.
-            after_reset = glue.driver.verify_vectors();
+            let after_reset = glue.driver.verify_vectors();
             for r in &after_reset {
                 dbg.text(match r.selector {
                     Selector::MsixConfig => {
@@ -413,7 +394,6 @@ pub fn run_mode(opts: &CheckOptions, mode: Mode) -> Result<ModeReport, CheckErro
             if let Some(dev) = machine.borrow_mut().device_mut(slot) {
                 dev.config_changed();
             }
-            config_changes_raised = 1;
             let r = cpu(&machine, &mut glue, opts.interrupt_budget, &mut bugcheck);
             run.interrupts += r.interrupts;
             run.budget_exhausted |= r.budget_exhausted;
@@ -446,6 +426,18 @@ pub fn run_mode(opts: &CheckOptions, mode: Mode) -> Result<ModeReport, CheckErro
         None if start_result.is_ok() => glue.driver.verify_vectors(),
         None => Vec::new(),
     };
+    // Checklist 3.1/3.2: every selector read back while running, as the driver logs it.
+    for r in &read_backs {
+        dbg.text(match r.selector {
+            Selector::MsixConfig => format!("VIRTIO: msix_config read=0x{:04x}", r.read_back),
+            Selector::Queue(q) => {
+                format!(
+                    "VIRTIO: queue={q} queue_msix_vector read=0x{:04x}",
+                    r.read_back
+                )
+            }
+        });
+    }
     let counters = glue.driver.counter_summary();
     if messages > 0 {
         for (m, c) in counters.messages.iter().enumerate() {
@@ -463,7 +455,15 @@ pub fn run_mode(opts: &CheckOptions, mode: Mode) -> Result<ModeReport, CheckErro
             counters.last_isr_status.unwrap_or(0),
         );
     }
-    let (config_bytes, table_view, pba, line_high) = {
+    // Checklist 7: the known events the counters are compared with.
+    let done = completed_per_queue(&glue, &ios, &ram);
+    for (queue, (submitted, completed)) in &done {
+        dbg.text(virq_win7::dbgprint::format_io_line(
+            *queue, *submitted, *completed,
+        ));
+    }
+    let completed: u32 = done.values().map(|d| d.1).sum();
+    let (config_bytes, table_view, pba) = {
         let m = machine.borrow();
         let dev = m.device(slot).expect("plugged");
         let (table_view, pba) = dev.msix().map_or((Vec::new(), Vec::new()), |x| {
@@ -479,9 +479,8 @@ pub fn run_mode(opts: &CheckOptions, mode: Mode) -> Result<ModeReport, CheckErro
                 x.pba.clone(),
             )
         });
-        (dev.config_bytes(), table_view, pba, dev.intx_level())
+        (dev.config_bytes(), table_view, pba)
     };
-    let pci_log = EventLog::new();
     let pci_dump = render_pci(
         &PciDumpInput {
             bus: 0,
@@ -491,53 +490,46 @@ pub fn run_mode(opts: &CheckOptions, mode: Mode) -> Result<ModeReport, CheckErro
             msix_table: &table_view,
             pba: &pba,
         },
-        Some(&pci_log),
+        None,
     );
-
-    let completed = check_completions(&glue, &ios, &ram);
-    let evidence = report::Evidence {
-        mode,
-        queues: num_queues,
-        table_size: table,
-        messages,
-        start: &start,
-        dbg_events: dbg_log.snapshot(),
-        dbg_lines: dbg.capture.texts().iter().map(|s| s.to_string()).collect(),
-        pci_events: pci_log.snapshot(),
-        pci_dump: &pci_dump,
-        device_events: device_log.snapshot(),
-        driver_events: driver_log.snapshot(),
-        start_error: start_result.as_ref().err().map(|e| e.to_string()),
-        read_backs: &read_backs,
-        counters: &counters,
-        run,
-        requests: ios.len() as u32,
-        completed,
-        line_high_at_end: line_high,
-        config_changes_raised,
-        config_changes_seen: glue.config_changes_seen,
-        bugcheck: bugcheck.map(|what| (glue.last_dispatched, what)),
-        after_reset: &after_reset,
-        rebalance_writes: &rebalance_writes,
+    let bdf = format!("00:{slot:02x}.0");
+    let record: Vec<Event> = device_log
+        .snapshot()
+        .into_iter()
+        .map(|mut e| {
+            e.device = Some(bdf.clone());
+            e
+        })
+        .collect();
+    let logs = ModeLogs {
+        dbgview: dbg.capture.render(),
+        pci: pci_dump,
+        devnode: virq_win7::windbg::render_devnode(
+            "PCI\\VEN_1AF4&DEV_1042&SUBSYS_11001AF4&REV_01\\3&13c0b0c5&0&08",
+            "virqblk",
+            &start.resources.translated,
+        ),
+        inf: inf_text.clone(),
+        record,
     };
-    let steps = report::judge(&evidence);
-    let verdict = Verdict::worst(steps.iter().map(|s| s.verdict));
-    // What the doctor needs from the run, without going through text: what the driver and
-    // the OS printed (as events), the `!pci` view, and the device's own record.
-    let mut events = evidence.dbg_events.clone();
-    events.extend(evidence.pci_events.iter().cloned());
-    events.extend(evidence.device_events.iter().cloned());
-    events.sort_by_key(|e| e.time_ns.unwrap_or(0));
-    for (i, e) in events.iter_mut().enumerate() {
-        e.seq = i as u64;
+    let events = logs
+        .evidence()
+        .map_err(|e| CheckError::Machine(e.to_string()))?;
+    let mut judgement = logs
+        .judge()
+        .map_err(|e| CheckError::Machine(e.to_string()))?;
+    if judgement.subjects.len() != 1 {
+        return Err(CheckError::Machine(format!(
+            "the run's files describe {} devices or starts, expected one",
+            judgement.subjects.len()
+        )));
     }
+    let subject = judgement.subjects.remove(0);
     Ok(ModeReport {
         mode,
-        verdict,
-        steps,
-        dbgview: dbg.capture.render(),
-        pci_dump,
-        inf: inf_text.clone(),
+        overall: subject.overall(),
+        subject,
+        logs,
         interrupts: run.interrupts,
         budget_exhausted: run.budget_exhausted,
         requests: ios.len() as u32,
@@ -850,33 +842,45 @@ fn submit_round(
     ios
 }
 
-/// Requests that completed through an interrupt with the right length, status and data.
-fn check_completions(glue: &KmdfGlue, ios: &[Io], ram: &MachineRam) -> u32 {
-    let mut ok = 0;
+/// Per queue: requests submitted, and those that completed through an interrupt with the
+/// right length, status and data.
+fn completed_per_queue(
+    glue: &KmdfGlue,
+    ios: &[Io],
+    ram: &MachineRam,
+) -> std::collections::BTreeMap<u16, (u32, u32)> {
+    let mut out = std::collections::BTreeMap::new();
     for io in ios {
-        let Some(done) = glue
-            .completions
-            .iter()
-            .find(|c| c.token == io.token && c.queue == io.queue)
-        else {
-            continue;
-        };
-        if let Some(status) = io.status {
-            let mut s = [0xFFu8; 1];
-            if virq_guest::GuestRam::read(ram, status, &mut s).is_err() || s[0] != 0 {
-                continue;
-            }
+        let slot = out.entry(io.queue).or_insert((0u32, 0u32));
+        slot.0 += 1;
+        if io_completed(glue, io, ram) {
+            slot.1 += 1;
         }
-        if let Some(expect) = &io.expect {
-            let mut got = vec![0u8; expect.len()];
-            if virq_guest::GuestRam::read(ram, io.data, &mut got).is_err() || &got != expect {
-                continue;
-            }
-        }
-        if io.len > 0 && done.len < io.len {
-            continue;
-        }
-        ok += 1;
     }
-    ok
+    out
+}
+
+fn io_completed(glue: &KmdfGlue, io: &Io, ram: &MachineRam) -> bool {
+    let Some(done) = glue
+        .completions
+        .iter()
+        .find(|c| c.token == io.token && c.queue == io.queue)
+    else {
+        return false;
+    };
+    if let Some(status) = io.status {
+        let mut s = [0xFFu8; 1];
+        if virq_guest::GuestRam::read(&mut ram.clone(), status, &mut s).is_err() || s[0] != 0 {
+            return false;
+        }
+    }
+    if let Some(expect) = &io.expect {
+        let mut got = vec![0u8; expect.len()];
+        if virq_guest::GuestRam::read(&mut ram.clone(), io.data, &mut got).is_err()
+            || &got != expect
+        {
+            return false;
+        }
+    }
+    !(io.len > 0 && done.len < io.len)
 }

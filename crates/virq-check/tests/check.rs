@@ -1,7 +1,8 @@
 //! `virq check` end to end: every checklist step in every mode, and every injectable fault
 //! reproduced and named by its failure-catalogue row.
 
-use virq_check::{CheckOptions, DeviceKind, Fault, Mode, ModeReport, Verdict, run_check};
+use virq_check::{CheckOptions, DeviceKind, Fault, Mode, ModeReport, Overall, run_check};
+use virq_judge::Verdict;
 
 fn run(inject: Option<Fault>) -> Vec<ModeReport> {
     run_check(&CheckOptions {
@@ -16,9 +17,9 @@ fn mode(reports: &[ModeReport], m: Mode) -> &ModeReport {
     reports.iter().find(|r| r.mode == m).expect("mode ran")
 }
 
-/// Rows a mode's broken steps name.
+/// Rows the judge found broken in a mode.
 fn rows(r: &ModeReport) -> Vec<u8> {
-    r.steps.iter().filter_map(|s| s.catalogue_row).collect()
+    r.subject.broken_rows().into_iter().collect()
 }
 
 #[test]
@@ -26,16 +27,17 @@ fn a_correct_driver_and_device_hold_every_link_in_all_three_modes() {
     let reports = run(None);
     assert_eq!(reports.len(), 3);
     for r in &reports {
-        for s in &r.steps {
+        for (i, s) in r.subject.steps.iter().enumerate() {
             assert_eq!(
                 s.verdict,
                 Verdict::Holds,
                 "{:?} step {}: {}",
                 r.mode,
-                s.step,
+                i + 1,
                 s.finding
             );
         }
+        assert!(rows(r).is_empty(), "{:?}: {:?}", r.mode, rows(r));
         assert_eq!(r.completed, r.requests, "{:?}", r.mode);
         assert_eq!(
             r.requests, 18,
@@ -46,18 +48,20 @@ fn a_correct_driver_and_device_hold_every_link_in_all_three_modes() {
     let enough = mode(&reports, Mode::MsixEnough);
     // Checklist 1.2 and 2.1, byte-exact formats; Vector differs from MessageNumber.
     assert!(
-        enough.dbgview.contains("\tINT: MSI/MSI-X Level="),
+        enough.logs.dbgview.contains("\tINT: MSI/MSI-X Level="),
         "{}",
-        enough.dbgview
+        enough.logs.dbgview
     );
-    assert!(enough.dbgview.contains("MessageCount=1 Flags=0x3"));
+    assert!(enough.logs.dbgview.contains("MessageCount=1 Flags=0x3"));
     assert!(
         enough
+            .logs
             .dbgview
             .contains("WDFINT: MessageSignaled=1 MessageNumber=2 Vector=")
     );
     assert!(
         enough
+            .logs
             .dbgview
             .contains("VIRTIO: queue=1 queue_msix_vector write=0x0002 read=0x0002 MessageNumber=2")
     );
@@ -66,25 +70,29 @@ fn a_correct_driver_and_device_hold_every_link_in_all_three_modes() {
     // interrupt latched before that reset finds ISR status 0 afterwards: not ours, no DPC.
     assert!(
         enough
+            .logs
             .dbgview
             .contains("COUNTERS: MessageNumber=1 isr=10 dpc=10"),
         "{}",
-        enough.dbgview
+        enough.logs.dbgview
     );
     assert!(
         enough
+            .logs
             .dbgview
             .contains("COUNTERS: MessageNumber=2 isr=10 dpc=10")
     );
     assert!(
         enough
+            .logs
             .dbgview
             .contains("COUNTERS: MessageNumber=0 isr=1 dpc=1")
     );
-    assert!(enough.pci_dump.contains("Enable:1"));
+    assert!(enough.logs.pci.contains("Enable:1"));
     // Checklist 3.4: the vectors were written again after the mid-run reset.
     assert_eq!(
         enough
+            .logs
             .dbgview
             .matches("VIRTIO: queue=1 queue_msix_vector write=0x0002 read=0x0002 MessageNumber=2")
             .count(),
@@ -93,24 +101,26 @@ fn a_correct_driver_and_device_hold_every_link_in_all_three_modes() {
     let fewer = mode(&reports, Mode::MsixFewer);
     assert!(
         fewer
+            .logs
             .dbgview
             .contains("VIRTIO: queue=1 queue_msix_vector write=0x0000 read=0x0000 MessageNumber=0")
     );
     assert!(
         fewer
+            .logs
             .dbgview
             .contains("COUNTERS: MessageNumber=0 isr=11 dpc=11"),
         "{}",
-        fewer.dbgview
+        fewer.logs.dbgview
     );
     let intx = mode(&reports, Mode::Intx);
-    assert!(intx.dbgview.contains("INT: INTx Level="));
-    assert!(!intx.dbgview.contains("MSI/MSI-X"));
-    assert!(intx.pci_dump.contains("Enable:0"));
+    assert!(intx.logs.dbgview.contains("INT: INTx Level="));
+    assert!(!intx.logs.dbgview.contains("MSI/MSI-X"));
+    assert!(intx.logs.pci.contains("Enable:0"));
     assert!(
-        intx.dbgview.contains("COUNTERS: INTx isr=11 dpc=10"),
+        intx.logs.dbgview.contains("COUNTERS: INTx isr=11 dpc=10"),
         "{}",
-        intx.dbgview
+        intx.logs.dbgview
     );
 }
 
@@ -125,27 +135,45 @@ fn rng_and_console_devices_also_hold() {
         .unwrap();
         for r in &report.modes {
             assert_eq!(
-                r.verdict,
-                Verdict::Holds,
+                r.overall,
+                Overall::Holds,
                 "{device:?} {:?}: {:#?}",
                 r.mode,
-                r.steps
+                r.subject.steps
             );
             assert!(r.requests > 0 && r.completed == r.requests);
         }
     }
 }
 
+/// Two runs with the same options give the same modes, logs, verdicts and events, element by
+/// element (the lengths first, so that neither run can hold more than the other).
 #[test]
 fn the_same_run_gives_the_same_evidence() {
     let a = run(Some(Fault::ApicVector));
     let b = run(Some(Fault::ApicVector));
+    assert_eq!(a.len(), 3, "every mode ran");
+    assert_eq!(a.len(), b.len());
     for (x, y) in a.iter().zip(&b) {
-        assert_eq!(x.dbgview, y.dbgview);
-        assert_eq!(x.pci_dump, y.pci_dump);
+        assert_eq!(x.mode, y.mode);
+        assert!(!x.events.is_empty(), "{:?}: no evidence", x.mode);
+        assert!(
+            !x.logs.dbgview.is_empty(),
+            "{:?}: no DbgView capture",
+            x.mode
+        );
+        assert_eq!(x.logs, y.logs, "{:?}", x.mode);
+        assert_eq!(x.events.len(), y.events.len(), "{:?}: event count", x.mode);
+        for (i, (e, f)) in x.events.iter().zip(&y.events).enumerate() {
+            assert_eq!(e, f, "{:?}: event {i}", x.mode);
+        }
+        // Everything else the report holds (the judge's answers, counters).
+        assert_eq!(x.subject, y.subject, "{:?}", x.mode);
         assert_eq!(
-            serde_json::to_string(&x.events).unwrap(),
-            serde_json::to_string(&y.events).unwrap()
+            serde_json::to_value(x).unwrap(),
+            serde_json::to_value(y).unwrap(),
+            "{:?}",
+            x.mode
         );
     }
 }
@@ -192,7 +220,7 @@ fn every_injected_fault_is_named_by_its_catalogue_row() {
         let reports = run(Some(*fault));
         for r in &reports {
             if broken_in.contains(&r.mode) {
-                assert_eq!(r.verdict, Verdict::Broken, "{fault:?} in {:?}", r.mode);
+                assert_eq!(r.overall, Overall::Broken, "{fault:?} in {:?}", r.mode);
                 assert!(
                     rows(r).contains(&fault.catalogue_row()),
                     "{fault:?} in {:?} named rows {:?}",
@@ -201,10 +229,11 @@ fn every_injected_fault_is_named_by_its_catalogue_row() {
                 );
             } else {
                 assert_eq!(
-                    r.verdict,
-                    Verdict::Holds,
-                    "{fault:?} must not break {:?}",
-                    r.mode
+                    r.overall,
+                    Overall::Holds,
+                    "{fault:?} must not break {:?}: {:?}",
+                    r.mode,
+                    rows(r)
                 );
             }
         }
@@ -224,13 +253,14 @@ fn an_intx_storm_is_bounded_by_the_budget_and_reported() {
     let r = &reports[0];
     assert!(r.budget_exhausted);
     assert_eq!(r.interrupts, 777);
-    assert!(r.dbgview.contains("interrupt storm: 777 interrupts"));
-    let s7 = r.steps.iter().find(|s| s.step == 7).unwrap();
+    assert!(r.logs.dbgview.contains("interrupt storm: 777 interrupts"));
+    let s7 = r.subject.step(7);
     assert!(
-        s7.finding.contains("ISR status was never read"),
+        s7.finding.contains("without ever reading ISR status"),
         "{}",
         s7.finding
     );
+    assert_eq!(s7.rows, [1]);
 }
 
 /// Linux's ladder with two messages for two queues: config on message 0, both queues shared
@@ -246,22 +276,25 @@ fn linux_ladder_shares_queues_on_message_one_when_two_messages_are_granted() {
     .unwrap()
     .modes;
     let r = &reports[0];
-    assert_eq!(r.verdict, Verdict::Holds, "{:#?}", r.steps);
+    assert_eq!(r.overall, Overall::Holds, "{:#?}", r.subject.steps);
     assert!(
-        r.dbgview
+        r.logs
+            .dbgview
             .contains("VIRTIO: msix_config write=0x0000 read=0x0000 MessageNumber=0")
     );
     assert!(
-        r.dbgview
+        r.logs
+            .dbgview
             .contains("VIRTIO: queue=0 queue_msix_vector write=0x0001 read=0x0001 MessageNumber=1")
     );
     assert!(
-        r.dbgview
+        r.logs
+            .dbgview
             .contains("VIRTIO: queue=1 queue_msix_vector write=0x0001 read=0x0001 MessageNumber=1")
     );
     assert!(
-        r.dbgview.contains("COUNTERS: MessageNumber=1 isr="),
+        r.logs.dbgview.contains("COUNTERS: MessageNumber=1 isr="),
         "{}",
-        r.dbgview
+        r.logs.dbgview
     );
 }

@@ -1,59 +1,80 @@
-//! Several files combined into one ordered evidence list.
+//! Reading a user's files into the one judge, one event at a time: nothing is held per event,
+//! so memory stays bounded whatever the files' size.
 
 use crate::error::{LoadError, SourceError};
-use crate::parse::{FileSummary, ParseLimits, parse_reader, sort_by_line};
-use serde::{Deserialize, Serialize};
+use crate::parse::{FileSummary, ParseLimits, parse_reader};
+use crate::report::Report;
 use std::fs::File;
 use std::io::{BufReader, ErrorKind};
 use std::path::Path;
 use virq_events::Event;
+use virq_judge::Judge;
 
-/// Everything the doctor was given: the events of every file (file order, then line order) and
-/// what each file contributed.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct Evidence {
-    pub events: Vec<Event>,
-    pub files: Vec<FileSummary>,
+/// Called with every event read.
+type Watcher<'a> = Box<dyn FnMut(&Event) + 'a>;
+
+/// The doctor at work: files go in, a [`Report`] comes out.
+pub struct Doctor<'a> {
+    judge: Judge,
+    files: Vec<FileSummary>,
+    limits: ParseLimits,
+    /// Called with every event read (for `virq doctor --events`).
+    watcher: Option<Watcher<'a>>,
 }
 
-impl Evidence {
+impl Default for Doctor<'_> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<'a> Doctor<'a> {
     pub fn new() -> Self {
-        Self::default()
+        Self::with_limits(ParseLimits::default())
     }
 
-    /// Evidence from events that did not come from files (a simulated or KVM run).
-    pub fn from_events(events: Vec<Event>) -> Self {
-        Self {
-            events,
+    pub fn with_limits(limits: ParseLimits) -> Self {
+        Doctor {
+            judge: Judge::new(),
             files: Vec::new(),
+            limits,
+            watcher: None,
         }
     }
 
-    /// Parses one reader as a file named `path` and appends its events.
-    pub fn add_reader<R: std::io::BufRead>(
+    /// Also hand every event read to `f`.
+    pub fn watch(mut self, f: impl FnMut(&Event) + 'a) -> Self {
+        self.watcher = Some(Box::new(f));
+        self
+    }
+
+    /// Reads one text (a file's content) named `path`.
+    pub fn read<R: std::io::BufRead>(
         &mut self,
         path: &str,
         reader: R,
-        limits: ParseLimits,
     ) -> Result<&FileSummary, SourceError> {
-        let mut events = Vec::new();
-        let summary = parse_reader(path, reader, limits, |e| events.push(e))?;
-        sort_by_line(&mut events);
-        let base = self.events.len() as u64;
-        for e in &mut events {
-            e.seq += base;
-        }
-        self.events.extend(events);
+        let judge = &mut self.judge;
+        let watcher = &mut self.watcher;
+        let summary = parse_reader(path, reader, self.limits, |e| {
+            if let Some(w) = watcher.as_mut() {
+                w(&e);
+            }
+            judge.observe(&e);
+        })?;
+        self.judge.note_lost(
+            path,
+            "lines cut at the length limit",
+            summary.truncated_lines,
+        );
+        self.judge
+            .note_lost(path, "events over the parse limit", summary.dropped_events);
         self.files.push(summary);
         Ok(self.files.last().expect("just pushed"))
     }
 
-    /// Opens and parses one file, turning each way it can fail into a message naming it.
-    pub fn add_file(
-        &mut self,
-        path: &Path,
-        limits: ParseLimits,
-    ) -> Result<&FileSummary, SourceError> {
+    /// Opens and reads one file, turning each way it can fail into a message naming it.
+    pub fn read_file(&mut self, path: &Path) -> Result<&FileSummary, SourceError> {
         let name = path.display().to_string();
         let meta = std::fs::metadata(path).map_err(|e| open_error(&name, e))?;
         if meta.is_dir() {
@@ -63,40 +84,28 @@ impl Evidence {
             return Err(SourceError::Empty { path: name });
         }
         let file = File::open(path).map_err(|e| open_error(&name, e))?;
-        self.add_reader(&name, BufReader::with_capacity(64 * 1024, file), limits)
+        self.read(&name, BufReader::with_capacity(64 * 1024, file))
     }
 
-    /// Loads every file; if any cannot be used, reports all of them instead.
-    pub fn load<P: AsRef<Path>>(paths: &[P]) -> Result<Evidence, LoadError> {
-        Self::load_with(paths, ParseLimits::default())
+    /// Judges everything read.
+    pub fn finish(self) -> Report {
+        Report::new(self.files, self.judge.finish())
     }
+}
 
-    /// [`Evidence::load`] with explicit limits.
-    pub fn load_with<P: AsRef<Path>>(
-        paths: &[P],
-        limits: ParseLimits,
-    ) -> Result<Evidence, LoadError> {
-        let mut evidence = Evidence::new();
-        let mut errors = Vec::new();
-        for p in paths {
-            if let Err(e) = evidence.add_file(p.as_ref(), limits) {
-                errors.push(e);
-            }
-        }
-        if errors.is_empty() {
-            Ok(evidence)
-        } else {
-            Err(LoadError { errors })
+/// Reads every file and judges them together; if any cannot be used, reports all of them.
+pub fn diagnose<P: AsRef<Path>>(paths: &[P]) -> Result<Report, LoadError> {
+    let mut doctor = Doctor::new();
+    let mut errors = Vec::new();
+    for p in paths {
+        if let Err(e) = doctor.read_file(p.as_ref()) {
+            errors.push(e);
         }
     }
-
-    /// Which files contributed events of a kind (by JSON tag, e.g. `vector_written`).
-    pub fn files_with(&self, kind: &str) -> Vec<&str> {
-        self.files
-            .iter()
-            .filter(|f| f.kinds.get(kind).is_some_and(|n| *n > 0))
-            .map(|f| f.path.as_str())
-            .collect()
+    if errors.is_empty() {
+        Ok(doctor.finish())
+    } else {
+        Err(LoadError { errors })
     }
 }
 

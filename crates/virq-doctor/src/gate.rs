@@ -8,7 +8,7 @@ use aho_corasick::{Anchored, MatchKind};
 use std::sync::OnceLock;
 
 /// The keywords, lower case; bit `i` of [`hits`] is set when `PATTERNS[i]` occurs.
-pub const PATTERNS: [&str; 39] = [
+pub const PATTERNS: [&str; 41] = [
     "wdfint:",                 // 0
     "int:",                    // 1
     "virtio:",                 // 2
@@ -48,6 +48,8 @@ pub const PATTERNS: [&str; 39] = [
     "devnode",                 // 36
     "pci configuration space", // 37
     "vendorid",                // 38
+    "io:",                     // 39
+    "bugcheck:",               // 40
 ];
 
 const fn mask(bits: &[u32]) -> u64 {
@@ -60,8 +62,9 @@ const fn mask(bits: &[u32]) -> u64 {
     m
 }
 
-/// The checklist prints (`WDFINT:`, `INT:`, `VIRTIO:`, `COUNTERS:`, `ISR:`).
-pub const CHECKLIST: u64 = mask(&[0, 1, 2, 3, 4]);
+/// The checklist prints (`WDFINT:`, `INT:`, `VIRTIO:`, `COUNTERS:`, `ISR:`) and virq's own
+/// (`IO:`, `BUGCHECK:`).
+pub const CHECKLIST: u64 = mask(&[0, 1, 2, 3, 4, 39, 40]);
 /// Everything the WinDbg `!pci` / resource-list matchers need outside a block.
 pub const WINDBG: u64 = mask(&[5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15]);
 /// A read-back wording needs "read" and one of these.

@@ -2,10 +2,10 @@
 //! resources) that draws the interrupt chain as boxes, each link coloured by its verdict, with the
 //! quoted proof lines under it, followed by the failure-catalogue findings.
 
-use crate::report::{Report, location};
-use crate::rules::{Finding, Verdict};
+use crate::report::Report;
 use std::fmt::Write as _;
-use virq_events::Origin;
+use virq_judge::describe::{location, quote};
+use virq_judge::{Answer, Check, Subject, Verdict};
 
 /// One link of the chain and the checklist steps that judge it.
 pub struct Link {
@@ -47,7 +47,7 @@ pub const CHAIN: [Link; 5] = [
 pub fn verdict_class(v: &Verdict) -> &'static str {
     match v {
         Verdict::Holds => "holds",
-        Verdict::Broken => "broken",
+        Verdict::Broken | Verdict::OneOf { .. } => "broken",
         Verdict::CannotTell { .. } => "cannot-tell",
     }
 }
@@ -56,6 +56,7 @@ fn verdict_label(v: &Verdict) -> &'static str {
     match v {
         Verdict::Holds => "holds",
         Verdict::Broken => "broken",
+        Verdict::OneOf { .. } => "broken (one of several rows)",
         Verdict::CannotTell { .. } => "cannot tell",
     }
 }
@@ -64,7 +65,8 @@ fn rank(v: &Verdict) -> u8 {
     match v {
         Verdict::Holds => 0,
         Verdict::CannotTell { .. } => 1,
-        Verdict::Broken => 2,
+        Verdict::OneOf { .. } => 2,
+        Verdict::Broken => 3,
     }
 }
 
@@ -112,27 +114,26 @@ table.rows tr.broken td:first-child{background:#fde4e4}table.rows tr.holds td:fi
 table.rows tr.cannot-tell td:first-child{background:#fff4d6}
 ";
 
-impl Report {
-    /// The worst verdict of a chain link (broken > cannot tell > holds) over its steps.
-    pub fn link_verdict(&self, link: &Link) -> Verdict {
-        link.steps
-            .iter()
-            .filter_map(|s| self.step(*s))
-            .map(|f| f.verdict.clone())
-            .max_by_key(rank)
-            .unwrap_or(Verdict::CannotTell {
-                missing: "no rule judged this link".to_string(),
-            })
-    }
+/// The worst verdict of a chain link (broken > cannot tell > holds) over its steps.
+pub fn link_verdict(subject: &Subject, link: &Link) -> Verdict {
+    link.steps
+        .iter()
+        .map(|s| subject.step(*s).verdict.clone())
+        .max_by_key(rank)
+        .unwrap_or(Verdict::CannotTell {
+            missing: "no rule judged this link".to_string(),
+        })
+}
 
-    /// One self-contained HTML page: the chain with verdict colours and proofs, then the
-    /// catalogue findings.
+impl Report {
+    /// One self-contained HTML page: per device and start, the chain with verdict colours and
+    /// proofs, then the catalogue.
     pub fn render_html(&self) -> String {
         let mut h = String::new();
-        let result = if self.broken().next().is_some() {
-            "broken link(s) found"
-        } else {
-            "no broken link found"
+        let result = match self.exit_code() {
+            crate::report::EXIT_BROKEN => "broken link(s) found",
+            crate::report::EXIT_OK => "every link holds",
+            _ => "not every link could be judged",
         };
         let _ = write!(
             h,
@@ -151,119 +152,127 @@ impl Report {
             );
         }
         h.push_str("</ul>\n");
-        self.chain_svg(&mut h);
         h.push_str(
             "<p class=\"legend\"><span><i style=\"background:#1f8a3b\"></i>holds</span>\
              <span><i style=\"background:#c62828\"></i>broken</span>\
-             <span><i style=\"background:#b7791f\"></i>cannot tell (evidence missing)</span></p>\n\
-             <h2>The chain, link by link</h2>\n",
+             <span><i style=\"background:#b7791f\"></i>cannot tell (evidence missing)</span></p>\n",
         );
-        for link in &CHAIN {
-            let v = self.link_verdict(link);
-            let class = verdict_class(&v);
+        for (i, s) in self.subjects().iter().enumerate() {
             let _ = writeln!(
                 h,
-                "<section class=\"link {class}\" id=\"link-{}\" data-verdict=\"{class}\">\
-                 <h3>{}<span class=\"badge {class}\">{}</span></h3>",
-                link.id,
-                escape(link.name),
-                verdict_label(&v)
+                "<div class=\"subject\" id=\"subject-{i}\"><h2>{}</h2>",
+                escape(&s.heading())
             );
-            for s in link.steps {
-                if let Some(f) = self.step(*s) {
-                    write_finding(&mut h, &format!("Step {}.", f.step), f, "step");
-                }
-            }
-            for f in self
-                .findings
-                .iter()
-                .skip(7)
-                .filter(|f| link.steps.contains(&f.step) && f.verdict.is_broken())
-            {
-                let label = format!("Catalogue row {}:", f.catalogue_row.unwrap_or(0));
-                write_finding(&mut h, &label, f, "row");
-            }
-            h.push_str("</section>\n");
-        }
-        h.push_str(
-            "<h2>Failure catalogue</h2>\n<table class=\"rows\" id=\"catalogue\">\
-             <tr><th>row</th><th>verdict</th><th>failure</th><th>what the evidence shows</th></tr>\n",
-        );
-        for f in self.findings.iter().skip(7) {
-            let class = verdict_class(&f.verdict);
-            let what = match &f.verdict {
-                Verdict::CannotTell { missing } => format!("needs {missing}"),
-                _ => f.symptom.clone(),
-            };
-            let _ = writeln!(
-                h,
-                "<tr class=\"{class}\" id=\"row-{row}\" data-verdict=\"{class}\"><td>{row}</td>\
-                 <td>{}</td><td>{}</td><td>{}</td></tr>",
-                verdict_label(&f.verdict),
-                escape(&f.title),
-                escape(&what),
-                row = f.catalogue_row.unwrap_or(0),
-            );
-        }
-        h.push_str("</table>\n</body></html>\n");
-        h
-    }
-
-    fn chain_svg(&self, h: &mut String) {
-        const W: u32 = 190;
-        const GAP: u32 = 46;
-        const BOX_H: u32 = 84;
-        let width = CHAIN.len() as u32 * W + (CHAIN.len() as u32 - 1) * GAP + 8;
-        let _ = write!(
-            h,
-            "<svg class=\"chain\" xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 {width} {}\" \
-             role=\"img\" aria-label=\"the interrupt chain\">\
-             <defs><marker id=\"head\" viewBox=\"0 0 10 10\" refX=\"8\" refY=\"5\" \
-             markerWidth=\"5\" markerHeight=\"5\" orient=\"auto\">\
-             <path d=\"M0,0 L10,5 L0,10 z\" fill=\"#56606b\"/></marker></defs>",
-            BOX_H + 8
-        );
-        for (i, link) in CHAIN.iter().enumerate() {
-            let v = self.link_verdict(link);
-            let class = verdict_class(&v);
-            let x = 4 + i as u32 * (W + GAP);
-            if i > 0 {
-                let _ = write!(
+            chain_svg(&mut h, s, i);
+            for link in &CHAIN {
+                let v = link_verdict(s, link);
+                let class = verdict_class(&v);
+                let _ = writeln!(
                     h,
-                    "<line class=\"arrow {class}\" x1=\"{}\" y1=\"{y}\" x2=\"{}\" y2=\"{y}\" \
-                     marker-end=\"url(#head)\"/>",
-                    x - GAP + 2,
-                    x - 4,
-                    y = 4 + BOX_H / 2
+                    "<section class=\"link {class}\" id=\"link-{i}-{}\" data-verdict=\"{class}\">\
+                     <h3>{}<span class=\"badge {class}\">{}</span></h3>",
+                    link.id,
+                    escape(link.name),
+                    verdict_label(&v)
+                );
+                for n in link.steps {
+                    write_answer(&mut h, &format!("Step {n}."), s.step(*n), "step");
+                }
+                for a in s.rows.iter().filter(|a| {
+                    a.verdict.is_broken()
+                        && matches!(a.check, Check::Row(r) if link.steps.contains(&virq_judge::row(r).step))
+                }) {
+                    let n = match a.check {
+                        Check::Row(n) | Check::Step(n) => n,
+                    };
+                    write_answer(&mut h, &format!("Catalogue row {n}:"), a, "row");
+                }
+                h.push_str("</section>\n");
+            }
+            let _ = writeln!(
+                h,
+                "<h3>Failure catalogue</h3>\n<table class=\"rows\" id=\"catalogue-{i}\">\
+                 <tr><th>row</th><th>verdict</th><th>failure</th><th>what the evidence shows</th></tr>"
+            );
+            for a in &s.rows {
+                let class = verdict_class(&a.verdict);
+                let n = match a.check {
+                    Check::Row(n) | Check::Step(n) => n,
+                };
+                let what = match &a.verdict {
+                    Verdict::CannotTell { missing } => format!("needs {missing}"),
+                    _ => a.finding.clone(),
+                };
+                let _ = writeln!(
+                    h,
+                    "<tr class=\"{class}\" id=\"row-{i}-{n}\" data-verdict=\"{class}\"><td>{n}</td>\
+                     <td>{}</td><td>{}</td><td>{}</td></tr>",
+                    verdict_label(&a.verdict),
+                    escape(&a.title),
+                    escape(&what),
                 );
             }
-            let _ = write!(
-                h,
-                "<g class=\"box {class}\" id=\"box-{}\"><rect x=\"{x}\" y=\"4\" width=\"{W}\" \
-                 height=\"{BOX_H}\" rx=\"10\"/>\
-                 <text x=\"{cx}\" y=\"40\" text-anchor=\"middle\">{}</text>\
-                 <text class=\"v\" x=\"{cx}\" y=\"64\" text-anchor=\"middle\">{}</text></g>",
-                link.id,
-                escape(link.name),
-                verdict_label(&v),
-                cx = x + W / 2
-            );
+            h.push_str("</table></div>\n");
         }
-        h.push_str("</svg>\n");
+        h.push_str("</body></html>\n");
+        h
     }
 }
 
-fn write_finding(h: &mut String, label: &str, f: &Finding, kind: &str) {
-    let class = verdict_class(&f.verdict);
+fn chain_svg(h: &mut String, s: &Subject, index: usize) {
+    const W: u32 = 190;
+    const GAP: u32 = 46;
+    const BOX_H: u32 = 84;
+    let width = CHAIN.len() as u32 * W + (CHAIN.len() as u32 - 1) * GAP + 8;
+    let _ = write!(
+        h,
+        "<svg class=\"chain\" xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 {width} {}\" \
+         role=\"img\" aria-label=\"the interrupt chain\">\
+         <defs><marker id=\"head-{index}\" viewBox=\"0 0 10 10\" refX=\"8\" refY=\"5\" \
+         markerWidth=\"5\" markerHeight=\"5\" orient=\"auto\">\
+         <path d=\"M0,0 L10,5 L0,10 z\" fill=\"#56606b\"/></marker></defs>",
+        BOX_H + 8
+    );
+    for (i, link) in CHAIN.iter().enumerate() {
+        let v = link_verdict(s, link);
+        let class = verdict_class(&v);
+        let x = 4 + i as u32 * (W + GAP);
+        if i > 0 {
+            let _ = write!(
+                h,
+                "<line class=\"arrow {class}\" x1=\"{}\" y1=\"{y}\" x2=\"{}\" y2=\"{y}\" \
+                 marker-end=\"url(#head-{index})\"/>",
+                x - GAP + 2,
+                x - 4,
+                y = 4 + BOX_H / 2
+            );
+        }
+        let _ = write!(
+            h,
+            "<g class=\"box {class}\" id=\"box-{index}-{}\"><rect x=\"{x}\" y=\"4\" width=\"{W}\" \
+             height=\"{BOX_H}\" rx=\"10\"/>\
+             <text x=\"{cx}\" y=\"40\" text-anchor=\"middle\">{}</text>\
+             <text class=\"v\" x=\"{cx}\" y=\"64\" text-anchor=\"middle\">{}</text></g>",
+            link.id,
+            escape(link.name),
+            verdict_label(&v),
+            cx = x + W / 2
+        );
+    }
+    h.push_str("</svg>\n");
+}
+
+fn write_answer(h: &mut String, label: &str, a: &Answer, kind: &str) {
+    let class = verdict_class(&a.verdict);
     let _ = write!(
         h,
         "<div class=\"finding {kind} {class}\" data-verdict=\"{class}\"><div class=\"title\">{} {}\
          <span class=\"badge {class}\">{}</span></div>",
         escape(label),
-        escape(&f.title),
-        verdict_label(&f.verdict)
+        escape(&a.title),
+        verdict_label(&a.verdict)
     );
-    match &f.verdict {
+    match &a.verdict {
         Verdict::CannotTell { missing } => {
             let _ = write!(
                 h,
@@ -271,29 +280,35 @@ fn write_finding(h: &mut String, label: &str, f: &Finding, kind: &str) {
                 escape(missing)
             );
         }
-        _ if !f.symptom.is_empty() => {
-            let _ = write!(h, "<div class=\"symptom\">{}</div>", escape(&f.symptom));
+        Verdict::OneOf { tell_apart, .. } => {
+            let _ = write!(
+                h,
+                "<div class=\"symptom\">{}</div><div class=\"missing\">to tell them apart: {}</div>",
+                escape(&a.finding),
+                escape(tell_apart)
+            );
+        }
+        _ if !a.finding.is_empty() => {
+            let _ = write!(h, "<div class=\"symptom\">{}</div>", escape(&a.finding));
         }
         _ => {}
     }
-    if !f.proof.is_empty() {
+    if !a.proof.is_empty() {
         h.push_str("<pre class=\"proof\">");
-        for e in &f.proof {
-            let text = match &e.origin {
-                Origin::File { text, .. } => text.trim().replace('\t', "  "),
-                Origin::Run => format!("{:?}", e.kind),
-            };
+        for e in &a.proof {
             let _ = writeln!(
                 h,
                 "<span class=\"loc\">{}</span>  {}",
                 escape(&location(e)),
-                escape(&text)
+                escape(&quote(e))
             );
         }
         h.push_str("</pre>");
     }
-    if f.verdict.is_broken() && !f.fix.is_empty() {
-        let _ = write!(h, "<div class=\"fix\">fix: {}</div>", escape(&f.fix));
+    if a.verdict.is_broken()
+        && let Some(fix) = &a.fix
+    {
+        let _ = write!(h, "<div class=\"fix\">fix: {}</div>", escape(fix));
     }
     h.push_str("</div>\n");
 }

@@ -3,6 +3,8 @@
 //! it into [`virq_events::Event`]s, and judges each link of the interrupt chain against the
 //! bring-up checklist (section 6) and the failure catalogue, quoting the lines that prove it.
 //!
+//! Judging is the one judge's ([`virq_judge`]); this crate reads the formats.
+//!
 //! ```no_run
 //! let result = virq_doctor::diagnose(&["capture.log", "pci.txt"]);
 //! match &result {
@@ -20,20 +22,11 @@ pub mod html;
 pub mod lines;
 pub mod parse;
 pub mod report;
-pub mod rules;
 pub mod text;
 
 pub use detect::Format;
 pub use error::{LoadError, SourceError};
-pub use evidence::Evidence;
+pub use evidence::{Doctor, diagnose};
 pub use parse::{FileSummary, ParseLimits, parse_reader, parse_to_vec};
-pub use report::{EXIT_BROKEN, EXIT_OK, EXIT_UNREADABLE, Report, exit_code};
-pub use rules::{Finding, Rule, Verdict, run_all};
-
-use std::path::Path;
-
-/// Loads every file and runs every rule.
-pub fn diagnose<P: AsRef<Path>>(paths: &[P]) -> Result<Report, LoadError> {
-    let evidence = Evidence::load(paths)?;
-    Ok(Report::new(&evidence))
-}
+pub use report::{EXIT_BROKEN, EXIT_INCOMPLETE, EXIT_OK, EXIT_UNREADABLE, Report, exit_code};
+pub use virq_judge::{Answer, Check, Judgement, Overall, Subject, Verdict};

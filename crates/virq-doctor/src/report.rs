@@ -1,64 +1,50 @@
-//! Reports: the checklist's seven steps with ticks and crosses and quoted proof lines, the
-//! catalogue rows that matched, and the same as JSON. Plus the exit-code mapping.
+//! The doctor's report: per device and per start, the checklist's seven steps with ticks and
+//! crosses and quoted proof lines, then the catalogue rows that are broken (or candidates),
+//! and the same as JSON. Plus the exit-code mapping.
 
 use crate::error::LoadError;
-use crate::evidence::Evidence;
 use crate::parse::FileSummary;
-use crate::rules::{Finding, Verdict, run_all};
 use serde::{Deserialize, Serialize};
 use std::fmt::Write as _;
-use virq_events::{Event, Origin};
+use virq_judge::describe::{location, quote};
+use virq_judge::{Answer, Judgement, Overall, Subject, Verdict};
 
-/// Exit code: every check holds (or cannot be told).
+/// Exit code: every link holds.
 pub const EXIT_OK: i32 = 0;
 /// Exit code: at least one link is broken.
 pub const EXIT_BROKEN: i32 = 1;
 /// Exit code: an input could not be read.
 pub const EXIT_UNREADABLE: i32 = 2;
+/// Exit code: nothing is shown broken, but not every link could be judged (or nothing in the
+/// input could be judged at all).
+pub const EXIT_INCOMPLETE: i32 = 3;
 
-/// The doctor's answer for one set of evidence.
+/// The doctor's answer for a set of files.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Report {
     pub files: Vec<FileSummary>,
-    /// Checklist steps 1-7 first (in order), then catalogue rows.
-    pub findings: Vec<Finding>,
+    pub judgement: Judgement,
 }
 
 impl Report {
-    /// Runs every rule over the evidence.
-    pub fn new(evidence: &Evidence) -> Self {
-        Self {
-            files: evidence.files.clone(),
-            findings: run_all(&evidence.events),
-        }
+    pub fn new(files: Vec<FileSummary>, judgement: Judgement) -> Self {
+        Report { files, judgement }
     }
 
-    /// The finding for a checklist step (not a catalogue row).
-    pub fn step(&self, step: u8) -> Option<&Finding> {
-        self.findings
-            .iter()
-            .find(|f| f.catalogue_row.is_none() && f.step == step)
-            .or_else(|| self.findings.iter().take(7).find(|f| f.step == step))
+    pub fn subjects(&self) -> &[Subject] {
+        &self.judgement.subjects
     }
 
-    /// The finding for a catalogue row (from the row rules, not the step that also names it).
-    pub fn row(&self, row: u8) -> Option<&Finding> {
-        self.findings
-            .iter()
-            .skip(7)
-            .find(|f| f.catalogue_row == Some(row))
-    }
-
-    /// Every finding whose verdict is `Broken`.
-    pub fn broken(&self) -> impl Iterator<Item = &Finding> {
-        self.findings.iter().filter(|f| f.verdict.is_broken())
+    /// Whether anything at all was read that a rule could use.
+    pub fn read_anything(&self) -> bool {
+        self.files.iter().any(|f| f.event_count() > 0)
     }
 
     pub fn exit_code(&self) -> i32 {
-        if self.broken().next().is_some() {
-            EXIT_BROKEN
-        } else {
-            EXIT_OK
+        match self.judgement.overall() {
+            Some(Overall::Broken) => EXIT_BROKEN,
+            Some(Overall::Holds) if self.read_anything() => EXIT_OK,
+            _ => EXIT_INCOMPLETE,
         }
     }
 
@@ -82,7 +68,11 @@ impl Report {
                 "  {} ({}): {}",
                 f.path,
                 f.format.label(),
-                kinds.join(", ")
+                if kinds.is_empty() {
+                    "nothing the doctor can use".to_string()
+                } else {
+                    kinds.join(", ")
+                }
             );
             if f.truncated_lines > 0 || f.dropped_events > 0 {
                 let _ = writeln!(
@@ -92,86 +82,131 @@ impl Report {
                 );
             }
         }
-        let _ = writeln!(out, "\nChecklist (section 6)");
-        for f in self.findings.iter().take(7) {
-            write_finding(&mut out, &format!("{}.", f.step), f);
-        }
-        let rows: Vec<&Finding> = self.findings.iter().skip(7).collect();
-        let broken: Vec<&&Finding> = rows.iter().filter(|f| f.verdict.is_broken()).collect();
-        let _ = writeln!(out, "\nKnown failures (failure catalogue)");
-        if broken.is_empty() {
-            let _ = writeln!(out, "  none of the checked rows matched");
-        }
-        for f in &broken {
-            write_finding(
-                &mut out,
-                &format!("row {}:", f.catalogue_row.unwrap_or(0)),
-                f,
+        if !self.read_anything() {
+            let _ = writeln!(
+                out,
+                "\nNothing in these files is evidence the doctor can judge: no interrupt resources, \
+                 interrupt objects, vector writes, counters, ISR samples, /proc/interrupts rows, \
+                 lspci capabilities, kernel interrupt messages or INF keys were found."
             );
+            let _ = writeln!(out, "\nResult: nothing to judge");
+            return out;
         }
-        let others: Vec<String> = rows
+        for s in self.subjects() {
+            render_subject(&mut out, s, self.subjects().len() > 1);
+        }
+        let broken: Vec<String> = self
+            .subjects()
             .iter()
-            .filter(|f| !f.verdict.is_broken())
-            .map(|f| {
-                let mark = match f.verdict {
-                    Verdict::Holds => "ruled out",
-                    _ => "cannot tell",
-                };
-                format!("{} {mark}", f.catalogue_row.unwrap_or(0))
-            })
+            .filter(|s| s.overall() == Overall::Broken)
+            .map(Subject::heading)
             .collect();
-        if !others.is_empty() {
-            let _ = writeln!(out, "  other rows: {}", others.join(", "));
-        }
         let _ = writeln!(
             out,
             "\nResult: {}",
             match self.exit_code() {
-                EXIT_OK => "no broken link found",
-                _ => "broken link(s) found",
+                EXIT_BROKEN => format!("broken link(s) found ({})", broken.join("; ")),
+                EXIT_OK => "every link holds".to_string(),
+                _ =>
+                    "no broken link shown, but not every link could be judged (see \"cannot tell\")"
+                        .to_string(),
             }
         );
         out
     }
 }
 
-fn mark(v: &Verdict) -> &'static str {
+pub(crate) fn mark(v: &Verdict) -> &'static str {
     match v {
         Verdict::Holds => "\u{2713}",
-        Verdict::Broken => "\u{2717}",
+        Verdict::Broken | Verdict::OneOf { .. } => "\u{2717}",
         Verdict::CannotTell { .. } => "?",
     }
 }
 
-/// `path:line` of an event's origin, for quoting.
-pub fn location(e: &Event) -> String {
-    match &e.origin {
-        Origin::File { path, line, .. } => format!("{path}:{line}"),
-        Origin::Run => format!("run#{}", e.seq),
+fn render_subject(out: &mut String, s: &Subject, headed: bool) {
+    let _ = writeln!(out);
+    if headed || s.starts > 1 || s.device.is_some() {
+        let label = s
+            .label
+            .as_ref()
+            .map(|l| format!(" ({l})"))
+            .unwrap_or_default();
+        let _ = writeln!(out, "== {}{label} ==", s.heading());
+    }
+    for lost in &s.lost {
+        let _ = writeln!(out, "  evidence not kept: {lost}");
+    }
+    let _ = writeln!(out, "Checklist (section 6)");
+    for (i, a) in s.steps.iter().enumerate() {
+        write_answer(out, &format!("{}.", i + 1), a);
+    }
+    let _ = writeln!(out, "Known failures (failure catalogue)");
+    let named: Vec<&Answer> = s.rows.iter().filter(|a| a.verdict.is_broken()).collect();
+    if named.is_empty() {
+        let _ = writeln!(out, "  none of the rows is shown broken");
+    }
+    for a in &named {
+        let n = match a.check {
+            virq_judge::Check::Row(n) => n,
+            virq_judge::Check::Step(n) => n,
+        };
+        write_answer(out, &format!("row {n}:"), a);
+    }
+    let ruled: Vec<String> = s
+        .rows
+        .iter()
+        .filter(|a| a.verdict.is_holds())
+        .filter_map(|a| match a.check {
+            virq_judge::Check::Row(n) => Some(n.to_string()),
+            _ => None,
+        })
+        .collect();
+    let unknown: Vec<String> = s
+        .rows
+        .iter()
+        .filter(|a| matches!(a.verdict, Verdict::CannotTell { .. }))
+        .filter_map(|a| match a.check {
+            virq_judge::Check::Row(n) => Some(n.to_string()),
+            _ => None,
+        })
+        .collect();
+    if !ruled.is_empty() {
+        let _ = writeln!(out, "  ruled out: rows {}", ruled.join(", "));
+    }
+    if !unknown.is_empty() {
+        let _ = writeln!(out, "  cannot tell: rows {}", unknown.join(", "));
     }
 }
 
-fn write_finding(out: &mut String, label: &str, f: &Finding) {
-    let _ = writeln!(out, "  [{}] {label} {}", mark(&f.verdict), f.title);
-    match &f.verdict {
+fn write_answer(out: &mut String, label: &str, a: &Answer) {
+    let _ = writeln!(out, "  [{}] {label} {}", mark(&a.verdict), a.title);
+    match &a.verdict {
         Verdict::CannotTell { missing } => {
             let _ = writeln!(out, "        cannot tell: needs {missing}");
         }
+        Verdict::OneOf { rows, tell_apart } => {
+            let list: Vec<String> = rows.iter().map(u8::to_string).collect();
+            let _ = writeln!(out, "        {}", a.finding);
+            let _ = writeln!(
+                out,
+                "        one of rows {}; to tell them apart: {tell_apart}",
+                list.join(", ")
+            );
+        }
         _ => {
-            if !f.symptom.is_empty() {
-                let _ = writeln!(out, "        {}", f.symptom);
+            if !a.finding.is_empty() {
+                let _ = writeln!(out, "        {}", a.finding);
             }
         }
     }
-    for e in &f.proof {
-        let text = match &e.origin {
-            Origin::File { text, .. } => text.trim().replace('\t', "  "),
-            Origin::Run => format!("{:?}", e.kind),
-        };
-        let _ = writeln!(out, "          {}  {}", location(e), text);
+    for e in &a.proof {
+        let _ = writeln!(out, "          {}  {}", location(e), quote(e));
     }
-    if f.verdict.is_broken() && !f.fix.is_empty() {
-        let _ = writeln!(out, "        fix: {}", f.fix);
+    if a.verdict.is_broken()
+        && let Some(fix) = &a.fix
+    {
+        let _ = writeln!(out, "        fix: {fix}");
     }
 }
 

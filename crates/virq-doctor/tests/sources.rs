@@ -1,7 +1,7 @@
 //! Parsers: what each format turns into, and how unreadable inputs are reported.
 
 use std::path::PathBuf;
-use virq_doctor::{Evidence, Format, LoadError, ParseLimits, SourceError, exit_code, parse_to_vec};
+use virq_doctor::{Format, LoadError, ParseLimits, SourceError, diagnose, exit_code, parse_to_vec};
 use virq_events::{Event, EventKind, InterruptMode, Origin, Selector};
 
 fn fixture(name: &str) -> PathBuf {
@@ -14,6 +14,34 @@ fn parse(text: &str) -> Vec<Event> {
     parse_to_vec("t.log", text.as_bytes(), ParseLimits::default())
         .unwrap_or_else(|e| panic!("{e}"))
         .0
+}
+
+#[test]
+fn every_file_says_what_it_was_and_how_long() {
+    let mut events = Vec::new();
+    let summary = virq_doctor::parse_reader(
+        "c.log",
+        "1\t0.1\tINT: INTx Level=11 Vector=11 Affinity=0x1 Flags=0x0\n2\t0.2\thello\n".as_bytes(),
+        ParseLimits::default(),
+        |e| events.push(e),
+    )
+    .unwrap();
+    let read: Vec<&EventKind> = events
+        .iter()
+        .map(|e| &e.kind)
+        .filter(|k| matches!(k, EventKind::SourceRead { .. }))
+        .collect();
+    assert_eq!(
+        read,
+        [&EventKind::SourceRead {
+            format: "DbgView capture".into(),
+            lines: 2
+        }]
+    );
+    assert!(
+        !summary.kinds.contains_key("source_read"),
+        "not counted as evidence"
+    );
 }
 
 fn line_of(e: &Event) -> u64 {
@@ -51,7 +79,8 @@ fn crlf_dbgview_columns_give_times_and_line_numbers() {
             level: 11,
             vector: 11,
             affinity: 0xf,
-            flags: 0
+            flags: 0,
+            raw: false,
         }
     );
     assert_eq!(
@@ -144,7 +173,8 @@ fn windbg_pci_and_devnode_dumps() {
                     level: 0,
                     vector: 0xb1,
                     affinity: 3,
-                    flags: 3
+                    flags: 3,
+                    raw: false,
                 }
             ),
         ],
@@ -227,7 +257,9 @@ fn proc_interrupts_two_snapshots_keep_virtio_rows() {
     let req: Vec<(u64, u64)> = events
         .iter()
         .filter_map(|e| match &e.kind {
-            EventKind::IrqCount { irq, name, count } if name == "virtio0-req.0" => {
+            EventKind::IrqCount {
+                irq, name, count, ..
+            } if name == "virtio0-req.0" => {
                 assert_eq!(irq, "25");
                 Some((line_of(e), *count))
             }
@@ -290,7 +322,7 @@ fn every_unreadable_file_is_named_with_its_reason() {
         missing.clone(),
         fixture("good-msix.log"),
     ];
-    let result = Evidence::load(&paths);
+    let result = diagnose(&paths);
     let Err(LoadError { errors }) = &result else {
         panic!("must fail")
     };
@@ -308,28 +340,21 @@ fn every_unreadable_file_is_named_with_its_reason() {
     let message = result.as_ref().unwrap_err().to_string();
     assert_eq!(message.lines().count(), 6, "{message}");
     assert!(message.contains("not a recognised format"));
-    let report_result = result.map(|ev| virq_doctor::Report::new(&ev));
-    assert_eq!(exit_code(&report_result), 2);
+    assert_eq!(exit_code(&result), 2);
 }
 
 #[test]
-fn evidence_records_which_file_gave_which_kinds_and_orders_events() {
-    let ev = Evidence::load(&[fixture("good-msix.log"), fixture("lspci-vvv.txt")]).unwrap();
-    assert_eq!(ev.files.len(), 2);
-    assert_eq!(ev.files_with("vector_written").len(), 1);
-    assert!(ev.files_with("vector_written")[0].ends_with("good-msix.log"));
-    assert!(ev.files_with("msix_capability_seen")[0].ends_with("lspci-vvv.txt"));
-    for (i, e) in ev.events.iter().enumerate() {
-        assert_eq!(e.seq, i as u64);
-    }
-    let first_lspci = ev
-        .events
-        .iter()
-        .position(
-            |e| matches!(&e.origin, Origin::File { path, .. } if path.ends_with("lspci-vvv.txt")),
-        )
-        .unwrap();
-    assert!(ev.events[..first_lspci].iter().all(
-        |e| matches!(&e.origin, Origin::File { path, .. } if path.ends_with("good-msix.log"))
-    ));
+fn the_report_records_which_file_gave_which_kinds() {
+    let r = diagnose(&[fixture("good-msix.log"), fixture("lspci-vvv.txt")]).unwrap();
+    assert_eq!(r.files.len(), 2);
+    let with = |kind: &str| -> Vec<&str> {
+        r.files
+            .iter()
+            .filter(|f| f.kinds.get(kind).is_some_and(|n| *n > 0))
+            .map(|f| f.path.as_str())
+            .collect()
+    };
+    assert_eq!(with("vector_written").len(), 1);
+    assert!(with("vector_written")[0].ends_with("good-msix.log"));
+    assert!(with("msix_capability_seen")[0].ends_with("lspci-vvv.txt"));
 }

@@ -164,12 +164,16 @@ pub enum EventKind {
     /// The OS assigned an interrupt resource (one per CM descriptor).
     ResourceAssigned {
         mode: InterruptMode,
-        /// `u.MessageInterrupt.MessageCount` (message mode) or 0.
+        /// `u.MessageInterrupt.MessageCount` (message mode) or 0. In a translated descriptor on
+        /// x64 this field overlays `Group` and reads 0: count message descriptors instead.
         message_count: u32,
         level: u32,
         vector: u32,
         affinity: u64,
         flags: u16,
+        /// From the raw list (`AllocatedResources`) rather than the translated one.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        raw: bool,
     },
     /// The driver connected an interrupt object (`WdfInterruptCreate` + `WdfInterruptGetInfo`).
     InterruptConnected {
@@ -213,6 +217,11 @@ pub enum EventKind {
         irq: String,
         name: String,
         count: u64,
+        /// The controller column (`IO-APIC 11-fasteoi`, `PCI-MSI 65536-edge`,
+        /// `PCI-MSIX-0000:00:04.0 0-edge`, `GICv3 48 Level`): whether the row is a line or a
+        /// message, and often which function owns it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        chip: Option<String>,
     },
     /// The INTx pending state as the PCI Status register reports it (bit 3, `IntStatus` in
     /// WinDbg `!pci`, `INTx+` in `lspci -vvv`): a pending line nobody acknowledges storms.
@@ -226,6 +235,36 @@ pub enum EventKind {
         selector: Selector,
         message_number: u32,
     },
+    /// A source was read: its detected format (`DbgView capture`, `WinDbg output`, ...) and
+    /// how many lines it had. Lets a rule tell "the capture holds none of the driver's lines"
+    /// from "no capture was given".
+    SourceRead { format: String, lines: u64 },
+    /// The OS reports the device started (WinDbg `!devnode` `DeviceNodeStarted`, Device
+    /// Manager "working properly", Linux `Kernel driver in use`).
+    DeviceStarted,
+    /// A power transition of the device as the driver saw it: leaving D0 for `to` (KMDF
+    /// `EvtDeviceD0Exit`, interrupts disconnected) or entering D0 from `from`
+    /// (`EvtDeviceD0Entry`, interrupts reconnected; the device has been reset).
+    PowerTransition { entering_d0: bool, state: u8 },
+    /// Where a new start of the driver (or a new boot of the OS) begins in a log: evidence
+    /// before it and after it describe different starts and are judged apart.
+    SessionStart { label: String },
+    /// The Linux kernel gave up on a level line: `irq N: nobody cared`, the `handlers:` it
+    /// listed (function names such as `vp_interrupt`), and `Disabling IRQ #N`.
+    IrqNobodyCared { irq: u32, handlers: Vec<String> },
+    /// The driver's own count of requests it submitted and saw completed (`IO:` lines, or a
+    /// run's bookkeeping): the "known events" checklist step 7 compares the counters with.
+    RequestsCompleted {
+        queue: Option<u16>,
+        submitted: u64,
+        completed: u64,
+    },
+    /// The driver (or the machine) crashed; `message_id` when the crash names the message
+    /// being handled (`BUGCHECK: ... MessageID=N`).
+    DriverCrash {
+        message_id: Option<u32>,
+        text: String,
+    },
     /// What a driver's INF asks of Windows for one install section: `MSISupported` and
     /// `MessageNumberLimit` as Windows reads them (only from an AddReg of the `.HW` section),
     /// and how many interrupt-management keys sit where Windows never looks.
@@ -235,6 +274,42 @@ pub enum EventKind {
         message_number_limit: Option<u32>,
         misplaced_keys: u32,
     },
+}
+
+impl EventKind {
+    /// What a driver does once it runs (register accesses, counters, ISR samples, request
+    /// counts, a crash): a resource dump or an interrupt-object query printed after any of
+    /// these belongs to a new start of the driver.
+    pub fn is_driver_activity(&self) -> bool {
+        matches!(
+            self,
+            EventKind::VectorWritten { .. }
+                | EventKind::VectorRead { .. }
+                | EventKind::DeviceStatus { .. }
+                | EventKind::DeviceReset
+                | EventKind::QueueEnabled { .. }
+                | EventKind::CounterSummary { .. }
+                | EventKind::IsrRan { .. }
+                | EventKind::IsrRead { .. }
+                | EventKind::DpcRan { .. }
+                | EventKind::RequestsCompleted { .. }
+                | EventKind::DriverCrash { .. }
+        )
+    }
+
+    /// What a driver prints when it starts: its resource dump, or (KMDF 1.9, objects created
+    /// in `EvtDriverDeviceAdd`) an interrupt-object query that finds no resources yet.
+    pub fn is_driver_start(&self) -> bool {
+        matches!(
+            self,
+            EventKind::ResourceAssigned { .. }
+                | EventKind::InterruptConnected {
+                    message_signaled: false,
+                    vector: 0,
+                    ..
+                }
+        )
+    }
 }
 
 /// One piece of evidence: what happened, when, and where it was seen.
@@ -668,6 +743,7 @@ mod tests {
         let snap = log.snapshot();
         let drained = log.drain();
         assert_eq!(snap, drained);
+        assert_eq!(drained.len(), pushed.len());
         for (i, (e, (origin, kind))) in drained.iter().zip(&pushed).enumerate() {
             assert_eq!(e.seq, i as u64);
             assert_eq!(e.time_ns, Some(7));

@@ -79,13 +79,16 @@ pub struct RamError {
 /// Guest-physical memory as the driver sees it: the rings and the buffers they point at.
 pub trait GuestRam {
     /// Copy `buf.len()` bytes starting at guest-physical address `gpa` into `buf`.
-    fn read(&self, gpa: u64, buf: &mut [u8]) -> Result<(), RamError>;
+    ///
+    /// `&mut self`: a real transport (a socket to an emulator, a DMA window, a cache) changes
+    /// state when it reads, and should not need interior mutability to do so.
+    fn read(&mut self, gpa: u64, buf: &mut [u8]) -> Result<(), RamError>;
     /// Copy `data` to guest-physical address `gpa`.
     fn write(&mut self, gpa: u64, data: &[u8]) -> Result<(), RamError>;
 }
 
 impl<T: GuestRam + ?Sized> GuestRam for &mut T {
-    fn read(&self, gpa: u64, buf: &mut [u8]) -> Result<(), RamError> {
+    fn read(&mut self, gpa: u64, buf: &mut [u8]) -> Result<(), RamError> {
         (**self).read(gpa, buf)
     }
     fn write(&mut self, gpa: u64, data: &[u8]) -> Result<(), RamError> {
@@ -95,17 +98,17 @@ impl<T: GuestRam + ?Sized> GuestRam for &mut T {
 
 /// Little-endian typed accessors on top of [`GuestRam`]; virtio rings are little-endian.
 pub trait GuestRamExt: GuestRam {
-    fn read_u16(&self, gpa: u64) -> Result<u16, RamError> {
+    fn read_u16(&mut self, gpa: u64) -> Result<u16, RamError> {
         let mut b = [0u8; 2];
         self.read(gpa, &mut b)?;
         Ok(u16::from_le_bytes(b))
     }
-    fn read_u32(&self, gpa: u64) -> Result<u32, RamError> {
+    fn read_u32(&mut self, gpa: u64) -> Result<u32, RamError> {
         let mut b = [0u8; 4];
         self.read(gpa, &mut b)?;
         Ok(u32::from_le_bytes(b))
     }
-    fn read_u64(&self, gpa: u64) -> Result<u64, RamError> {
+    fn read_u64(&mut self, gpa: u64) -> Result<u64, RamError> {
         let mut b = [0u8; 8];
         self.read(gpa, &mut b)?;
         Ok(u64::from_le_bytes(b))
@@ -155,7 +158,7 @@ impl VecRam {
 }
 
 impl GuestRam for VecRam {
-    fn read(&self, gpa: u64, buf: &mut [u8]) -> Result<(), RamError> {
+    fn read(&mut self, gpa: u64, buf: &mut [u8]) -> Result<(), RamError> {
         let r = self.range(gpa, buf.len())?;
         buf.copy_from_slice(&self.bytes[r]);
         Ok(())

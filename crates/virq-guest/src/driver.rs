@@ -166,10 +166,101 @@ struct VectorFailure {
     read_back: u16,
 }
 
+/// A change of interrupt mode the driver made itself, which the platform must follow.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ModeChange {
+    /// The device refused every message plan of the ladder, so the driver cleared MSI-X
+    /// Enable (PCI 3.0, 6.8.2.3): the function interrupts through INTA# from now on. The
+    /// platform disconnects its message interrupts and connects (and unmasks) the line.
+    MsixOffLineNeeded {
+        /// Message plans the device refused first.
+        plans_tried: usize,
+    },
+}
+
+/// What a host implements besides the two doors: how it learns of interrupt-mode changes the
+/// driver makes on its own, without inspecting [`VirtioPciDriver::plan`].
+pub trait PlatformHooks {
+    /// Called once per change, right after the driver made it and before the bring-up goes on
+    /// (so before DRIVER_OK: no interrupt can be missed while the platform rewires).
+    fn interrupt_mode_changed(&mut self, change: ModeChange);
+}
+
+/// A platform that needs no notice (it grants INTx only, or checks the plan itself).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct NoHooks;
+
+impl PlatformHooks for NoHooks {
+    fn interrupt_mode_changed(&mut self, _change: ModeChange) {}
+}
+
+impl<T: PlatformHooks + ?Sized> PlatformHooks for &mut T {
+    fn interrupt_mode_changed(&mut self, change: ModeChange) {
+        (**self).interrupt_mode_changed(change)
+    }
+}
+
+impl<T: PlatformHooks + ?Sized> PlatformHooks for Box<T> {
+    fn interrupt_mode_changed(&mut self, change: ModeChange) {
+        (**self).interrupt_mode_changed(change)
+    }
+}
+
+/// Most passes [`VirtioPciDriver::read_device_config`] makes before giving up on a device
+/// whose `config_generation` keeps moving.
+pub const CONFIG_READ_ATTEMPTS: u32 = 64;
+
+/// Typed reads of the device-specific configuration, with the access widths virtio 1.2,
+/// 4.1.3.1 requires; handed to the closure of [`VirtioPciDriver::read_device_config`].
+pub struct DeviceConfig<'a, R: RegisterAccess> {
+    regs: &'a mut R,
+    region: crate::caps::CapRegion,
+}
+
+impl<R: RegisterAccess> DeviceConfig<'_, R> {
+    fn read(&mut self, offset: u32, width: Width) -> Result<u64, DriverError> {
+        let len = width.bytes() as u32;
+        if offset % len != 0
+            || offset
+                .checked_add(len)
+                .is_none_or(|end| end > self.region.length)
+        {
+            return Err(DriverError::DeviceConfigRange {
+                offset,
+                len,
+                length: self.region.length,
+            });
+        }
+        let at = u64::from(self.region.offset) + u64::from(offset);
+        Ok(self.regs.bar_read(self.region.bar, at, width))
+    }
+    pub fn read_u8(&mut self, offset: u32) -> Result<u8, DriverError> {
+        Ok(self.read(offset, Width::U8)? as u8)
+    }
+    pub fn read_u16(&mut self, offset: u32) -> Result<u16, DriverError> {
+        Ok(self.read(offset, Width::U16)? as u16)
+    }
+    pub fn read_u32(&mut self, offset: u32) -> Result<u32, DriverError> {
+        Ok(self.read(offset, Width::U32)? as u32)
+    }
+    /// A 64-bit field as two 32-bit reads, low half first (4.1.3.1); the generation loop
+    /// around the closure makes the pair consistent.
+    pub fn read_u64(&mut self, offset: u32) -> Result<u64, DriverError> {
+        let low = self.read_u32(offset)?;
+        let high = self.read_u32(offset + 4)?;
+        Ok((u64::from(high) << 32) | u64::from(low))
+    }
+}
+
 /// A virtio-pci modern driver core for one function.
-pub struct VirtioPciDriver<R: RegisterAccess, M: GuestRam> {
+pub struct VirtioPciDriver<R: RegisterAccess, M: GuestRam, P: PlatformHooks = NoHooks> {
     regs: R,
     ram: M,
+    platform: P,
+    /// The driver itself turned MSI-X off (ladder fallback): later bring-ups stay on INTx,
+    /// the mode the platform was told to wire.
+    msix_turned_off: bool,
     caps: VirtioPciCaps,
     config: DriverConfig,
     faults: DriverFaults,
@@ -187,7 +278,9 @@ pub struct VirtioPciDriver<R: RegisterAccess, M: GuestRam> {
     last_isr_read: Option<u8>,
 }
 
-impl<R: RegisterAccess, M: GuestRam> VirtioPciDriver<R, M> {
+impl<R: RegisterAccess, M: GuestRam> VirtioPciDriver<R, M, NoHooks> {
+    /// A driver whose platform needs no notice of mode changes; see
+    /// [`VirtioPciDriver::with_platform`].
     pub fn new(regs: R, ram: M, caps: VirtioPciCaps, config: DriverConfig) -> Self {
         let counters = Counters {
             messages: vec![
@@ -199,6 +292,8 @@ impl<R: RegisterAccess, M: GuestRam> VirtioPciDriver<R, M> {
         Self {
             regs,
             ram,
+            platform: NoHooks,
+            msix_turned_off: false,
             caps,
             alloc: RingAllocator::new(config.ring_base, config.ring_len),
             config,
@@ -214,6 +309,39 @@ impl<R: RegisterAccess, M: GuestRam> VirtioPciDriver<R, M> {
             config_generation: 0,
             last_isr_read: None,
         }
+    }
+}
+
+impl<R: RegisterAccess, M: GuestRam, P: PlatformHooks> VirtioPciDriver<R, M, P> {
+    /// Tell `platform` of every interrupt-mode change the driver makes ([`PlatformHooks`]).
+    pub fn with_platform<Q: PlatformHooks>(self, platform: Q) -> VirtioPciDriver<R, M, Q> {
+        VirtioPciDriver {
+            regs: self.regs,
+            ram: self.ram,
+            platform,
+            msix_turned_off: self.msix_turned_off,
+            caps: self.caps,
+            config: self.config,
+            faults: self.faults,
+            sink: self.sink,
+            state: self.state,
+            features: self.features,
+            alloc: self.alloc,
+            queues: self.queues,
+            enabled: self.enabled,
+            plan: self.plan,
+            counters: self.counters,
+            pending_intx: self.pending_intx,
+            config_generation: self.config_generation,
+            last_isr_read: self.last_isr_read,
+        }
+    }
+
+    pub fn platform(&self) -> &P {
+        &self.platform
+    }
+    pub fn platform_mut(&mut self) -> &mut P {
+        &mut self.platform
     }
 
     /// Send evidence to `sink`.
@@ -363,6 +491,9 @@ impl<R: RegisterAccess, M: GuestRam> VirtioPciDriver<R, M> {
     fn ladder(&self) -> Vec<VectorPlan> {
         let messages = self.config.grant.messages;
         let queues = self.config.queues;
+        if self.msix_turned_off {
+            return vec![VectorPlan::intx(queues)];
+        }
         if self.faults.assume_per_queue_vectors && messages > 0 {
             vec![VectorPlan::per_queue(queues)]
         } else {
@@ -411,7 +542,9 @@ impl<R: RegisterAccess, M: GuestRam> VirtioPciDriver<R, M> {
                 });
             }
             let rings = existing.rings();
+            let wanted = existing.interrupts_enabled();
             self.queues[idx] = SplitQueue::new(q, size, rings, notify_at, event_idx);
+            self.queues[idx].set_interrupts_wanted(wanted);
         } else {
             let (d, a, u) = SplitQueue::ring_bytes(size);
             let rings = RingAddresses {
@@ -520,6 +653,11 @@ impl<R: RegisterAccess, M: GuestRam> VirtioPciDriver<R, M> {
                             enabled: control & crate::caps::MsixCap::ENABLE != 0,
                             function_masked: control & crate::caps::MsixCap::FUNCTION_MASK != 0,
                         });
+                        self.msix_turned_off = true;
+                        self.platform
+                            .interrupt_mode_changed(ModeChange::MsixOffLineNeeded {
+                                plans_tried: ladder.len() - 1,
+                            });
                     }
                 }
                 self.plan = Some(plan.clone());
@@ -617,31 +755,93 @@ impl<R: RegisterAccess, M: GuestRam> VirtioPciDriver<R, M> {
 
     /// Notify only if the device asked for it (EVENT_IDX / NO_NOTIFY); returns whether it did.
     pub fn kick(&mut self, queue: u16) -> Result<bool, DriverError> {
-        let ram = &self.ram;
         let q = self
             .queues
             .get_mut(usize::from(queue))
             .ok_or(DriverError::NoSuchQueue { queue })?;
-        let needed = q.needs_notify(ram)?;
+        let needed = q.needs_notify(&mut self.ram)?;
         if needed {
             self.notify(queue)?;
         }
         Ok(needed)
     }
 
-    /// Ask the device to stop (or resume) interrupting for `queue`. When resuming, returns true
-    /// if used entries are already waiting: no interrupt will announce them, so drain now.
-    pub fn set_queue_interrupts(&mut self, queue: u16, enabled: bool) -> Result<bool, DriverError> {
+    /// Ask the device not to interrupt for `queue` (virtio 1.2, 2.7.7): `VRING_AVAIL_F_NO_INTERRUPT`
+    /// or, with EVENT_IDX, a `used_event` left behind. DPCs and drains then leave it off; the
+    /// host collects completions with [`VirtioPciDriver::drain_queue`] or [`VirtioPciDriver::poll`].
+    pub fn disable_queue_interrupts(&mut self, queue: u16) -> Result<(), DriverError> {
         let q = self
             .queues
             .get_mut(usize::from(queue))
             .ok_or(DriverError::NoSuchQueue { queue })?;
-        if enabled {
-            Ok(q.enable_interrupts(&mut self.ram)?)
-        } else {
-            q.disable_interrupts(&mut self.ram)?;
-            Ok(false)
+        Ok(q.disable_interrupts(&mut self.ram)?)
+    }
+
+    /// Ask for interrupts on `queue` again, and collect into `completions` what the device
+    /// used meanwhile: no interrupt will announce those, so they are drained here, re-checking
+    /// after re-arming until nothing slipped in between (virtio 1.2, 2.7.14). Returns how many
+    /// were appended. Nothing is left for a later interrupt in any mode, EVENT_IDX or not.
+    pub fn enable_queue_interrupts(
+        &mut self,
+        queue: u16,
+        completions: &mut Vec<UsedElem>,
+    ) -> Result<usize, DriverError> {
+        let q = self
+            .queues
+            .get_mut(usize::from(queue))
+            .ok_or(DriverError::NoSuchQueue { queue })?;
+        q.enable_interrupts(&mut self.ram)?;
+        Ok(q.drain(&mut self.ram, completions)?)
+    }
+
+    /// Collect `queue`'s used entries into `completions` without an interrupt (polling, or a
+    /// platform that dispatches per queue): the same drain a DPC does, re-arming interrupts
+    /// only if they are on for the queue. Counters and DPC evidence are untouched. Returns
+    /// how many were appended.
+    pub fn drain_queue(
+        &mut self,
+        queue: u16,
+        completions: &mut Vec<UsedElem>,
+    ) -> Result<usize, DriverError> {
+        let q = self
+            .queues
+            .get_mut(usize::from(queue))
+            .ok_or(DriverError::NoSuchQueue { queue })?;
+        Ok(q.drain(&mut self.ram, completions)?)
+    }
+
+    /// [`VirtioPciDriver::drain_queue`] for every queue, in queue order.
+    pub fn poll(&mut self, completions: &mut Vec<UsedElem>) -> Result<usize, DriverError> {
+        let mut n = 0;
+        for q in &mut self.queues {
+            n += q.drain(&mut self.ram, completions)?;
         }
+        Ok(n)
+    }
+
+    /// Read device-specific configuration consistently (virtio 1.2, 2.5.1 and 4.1.4.3.1):
+    /// `read` runs between two reads of `config_generation` and again while they differ, so
+    /// a multi-field or 64-bit value is never torn by a concurrent change. Returns `read`'s
+    /// value and the generation it belongs to. Gives up after [`CONFIG_READ_ATTEMPTS`].
+    pub fn read_device_config<T>(
+        &mut self,
+        mut read: impl FnMut(&mut DeviceConfig<'_, R>) -> Result<T, DriverError>,
+    ) -> Result<(T, u8), DriverError> {
+        let region = self.caps.device.ok_or(DriverError::NoDeviceConfig)?;
+        for _ in 0..CONFIG_READ_ATTEMPTS {
+            let before = self.cc().config_generation();
+            let value = read(&mut DeviceConfig {
+                regs: &mut self.regs,
+                region,
+            })?;
+            let after = self.cc().config_generation();
+            if before == after {
+                return Ok((value, after));
+            }
+        }
+        Err(DriverError::ConfigGenerationUnstable {
+            attempts: CONFIG_READ_ATTEMPTS,
+        })
     }
 
     /// The line-interrupt ISR: read ISR status first (read-to-clear deasserts the line),
@@ -775,13 +975,12 @@ impl<R: RegisterAccess, M: GuestRam> VirtioPciDriver<R, M> {
         let mut config_changed = false;
         let drain = match message_id {
             None => {
+                // Every queue, whatever the ISR recorded: a completion can be waiting without
+                // ISR bit 0 (it arrived while the queue's interrupts were off, or before a
+                // reset of the recorded state), and draining an empty ring costs one read.
                 let pending = std::mem::take(&mut self.pending_intx);
                 config_changed = pending & ISR_CONFIG != 0;
-                if pending & ISR_QUEUE != 0 {
-                    Drain::All
-                } else {
-                    Drain::None
-                }
+                Drain::All
             }
             Some(m) => {
                 if m as usize >= self.counters.messages.len() {
@@ -815,15 +1014,7 @@ impl<R: RegisterAccess, M: GuestRam> VirtioPciDriver<R, M> {
             if !routed {
                 continue;
             }
-            let queue = &mut self.queues[q];
-            loop {
-                while let Some(e) = queue.pop_used(&self.ram)? {
-                    completions.push(e);
-                }
-                if !queue.enable_interrupts(&mut self.ram)? {
-                    break;
-                }
-            }
+            self.queues[q].drain(&mut self.ram, completions)?;
         }
         match message_id {
             None => self.counters.intx.dpc += 1,

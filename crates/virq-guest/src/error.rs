@@ -56,6 +56,14 @@ pub enum DriverError {
     MissingApicVector { message: u16 },
     #[error("no queue {queue} is set up")]
     NoSuchQueue { queue: u16 },
+    #[error("the device has no device-specific configuration structure")]
+    NoDeviceConfig,
+    #[error(
+        "device configuration read of {len} bytes at {offset:#x} is misaligned or outside its {length:#x}-byte structure"
+    )]
+    DeviceConfigRange { offset: u32, len: u32, length: u32 },
+    #[error("config_generation changed on each of {attempts} consistent-read attempts")]
+    ConfigGenerationUnstable { attempts: u32 },
     #[error("operation needs a running device, state is {state:?}")]
     NotRunning { state: DriverState },
 }

@@ -138,8 +138,8 @@ impl SharedRam {
 }
 
 impl GuestRam for SharedRam {
-    fn read(&self, gpa: u64, buf: &mut [u8]) -> Result<(), crate::access::RamError> {
-        self.0.borrow().read(gpa, buf)
+    fn read(&mut self, gpa: u64, buf: &mut [u8]) -> Result<(), crate::access::RamError> {
+        self.0.borrow_mut().read(gpa, buf)
     }
     fn write(&mut self, gpa: u64, data: &[u8]) -> Result<(), crate::access::RamError> {
         self.0.borrow_mut().write(gpa, data)
@@ -215,6 +215,11 @@ pub struct FakeState {
     pub refuse_vectors_from: Option<u16>,
     /// Surprise removal: every read returns all ones, writes are lost.
     pub removed: bool,
+    /// Device-specific configuration bytes (BAR0 + 0x3000).
+    pub device_cfg: Vec<u8>,
+    /// Device-configuration reads that each bump `config_generation` (a change racing the
+    /// driver's read, virtio 1.2 2.5.1).
+    pub generation_bumps_on_read: u32,
 }
 
 /// A handle on the fake; clones share one device.
@@ -276,6 +281,8 @@ impl FakeDevice {
             stale_status: 0,
             refuse_vectors_from: None,
             removed: false,
+            device_cfg: vec![0; 0x100],
+            generation_bumps_on_read: 0,
         };
         st.reset();
         st.history.clear();
@@ -595,7 +602,16 @@ impl RegisterAccess for FakeDevice {
             st.line = false;
             u64::from(v)
         } else if (DEVICE..DEVICE + 0x100).contains(&offset) {
-            0
+            if st.generation_bumps_on_read > 0 {
+                st.generation_bumps_on_read -= 1;
+                st.config_generation = st.config_generation.wrapping_add(1);
+            }
+            let at = (offset - DEVICE) as usize;
+            let mut v = 0u64;
+            for i in 0..width.bytes() as usize {
+                v |= u64::from(st.device_cfg.get(at + i).copied().unwrap_or(0)) << (8 * i);
+            }
+            v
         } else {
             panic!("read of unmapped BAR0 offset {offset:#x}")
         }

@@ -10,7 +10,15 @@
 //! 5. Programming `msix_config` / `queue_msix_vector` with read-back, falling back when the
 //!    device answers 0xFFFF, re-applied after every reset ([`VirtioPciDriver::quiesce`] /
 //!    [`VirtioPciDriver::resume`]); queues are enabled only after the whole plan is accepted.
-//! 6. INTx and message ISRs, DPCs, and per-message counters (checklist 5.4).
+//! 6. INTx and message ISRs, DPCs, and per-message counters (checklist 5.4); per-queue drains
+//!    and polling ([`VirtioPciDriver::drain_queue`], [`VirtioPciDriver::poll`]); queue
+//!    interrupts turned off and on without stranding a completion
+//!    ([`VirtioPciDriver::enable_queue_interrupts`], virtio 1.2 2.7.14).
+//! 7. Device-specific configuration read consistently across `config_generation`
+//!    ([`VirtioPciDriver::read_device_config`], virtio 1.2 2.5.1).
+//!
+//! A host implements [`RegisterAccess`], [`GuestRam`] and, to learn of mode changes the driver
+//! makes itself (MSI-X turned off, a line interrupt needed), [`PlatformHooks`].
 //!
 //! Every step leaves [`virq_events::EventKind`] evidence in an optional sink, and
 //! [`DriverFaults`] reproduces the driver-side rows of the failure catalogue on demand.
@@ -43,7 +51,8 @@ pub use caps::{
 };
 pub use common_cfg::{CommonCfg, Negotiated, negotiate_features};
 pub use driver::{
-    Counters, DpcOutcome, DriverConfig, DriverFaults, DriverState, InterruptGrant, MessageCounters,
+    CONFIG_READ_ATTEMPTS, Counters, DeviceConfig, DpcOutcome, DriverConfig, DriverFaults,
+    DriverState, InterruptGrant, MessageCounters, ModeChange, NoHooks, PlatformHooks,
     VectorReadBack, VirtioPciDriver,
 };
 pub use error::DriverError;

@@ -109,6 +109,8 @@ pub struct SplitQueue {
     avail_idx: u16,
     kicked_idx: u16,
     last_used: u16,
+    /// Whether the driver wants used-buffer interrupts for this queue (virtio 1.2, 2.7.7).
+    interrupts: bool,
 }
 
 impl SplitQueue {
@@ -139,6 +141,7 @@ impl SplitQueue {
             avail_idx: 0,
             kicked_idx: 0,
             last_used: 0,
+            interrupts: true,
         };
         q.reset_state();
         q
@@ -163,6 +166,10 @@ impl SplitQueue {
         ram.write(self.rings.avail, &vec![0; a as usize])?;
         ram.write(self.rings.used, &vec![0; u as usize])?;
         self.reset_state();
+        // Zeroed rings ask for every interrupt; keep the driver's choice across the reset.
+        if !self.interrupts {
+            self.disable_interrupts(ram)?;
+        }
         Ok(lost)
     }
 
@@ -183,6 +190,14 @@ impl SplitQueue {
     }
     pub fn event_idx(&self) -> bool {
         self.event_idx
+    }
+    /// Whether the driver asked for used-buffer interrupts ([`SplitQueue::enable_interrupts`]).
+    pub fn interrupts_enabled(&self) -> bool {
+        self.interrupts
+    }
+    /// Carry the interrupt choice of a previous instance of this queue (across a rebuild).
+    pub fn set_interrupts_wanted(&mut self, wanted: bool) {
+        self.interrupts = wanted;
     }
     pub fn in_flight(&self) -> usize {
         self.in_flight.iter().flatten().count()
@@ -263,7 +278,7 @@ impl SplitQueue {
 
     /// Whether the device asked to be notified about what was published since the last call
     /// (EVENT_IDX `avail_event`, or `VRING_USED_F_NO_NOTIFY`).
-    pub fn needs_notify(&mut self, ram: &dyn GuestRam) -> Result<bool, QueueError> {
+    pub fn needs_notify(&mut self, ram: &mut dyn GuestRam) -> Result<bool, QueueError> {
         // Publishing must be globally visible before reading the device's suppression state.
         fence(Ordering::SeqCst);
         let old = self.kicked_idx;
@@ -281,12 +296,12 @@ impl SplitQueue {
     }
 
     /// Whether the used ring holds entries not yet collected.
-    pub fn has_used(&self, ram: &dyn GuestRam) -> Result<bool, QueueError> {
+    pub fn has_used(&self, ram: &mut dyn GuestRam) -> Result<bool, QueueError> {
         Ok(ram.read_u16(self.rings.used + 2)? != self.last_used)
     }
 
     /// Take one used entry, checking it names an in-flight head.
-    pub fn pop_used(&mut self, ram: &dyn GuestRam) -> Result<Option<UsedElem>, QueueError> {
+    pub fn pop_used(&mut self, ram: &mut dyn GuestRam) -> Result<Option<UsedElem>, QueueError> {
         let now = ram.read_u16(self.rings.used + 2)?;
         if now == self.last_used {
             return Ok(None);
@@ -329,6 +344,7 @@ impl SplitQueue {
     /// Ask the device not to interrupt for this queue: `VRING_AVAIL_F_NO_INTERRUPT`, or with
     /// EVENT_IDX a `used_event` already behind the device so it is not crossed again soon.
     pub fn disable_interrupts(&mut self, ram: &mut dyn GuestRam) -> Result<(), QueueError> {
+        self.interrupts = false;
         if self.event_idx {
             ram.write_u16(self.used_event_addr(), self.last_used.wrapping_sub(1))?;
         } else {
@@ -341,6 +357,7 @@ impl SplitQueue {
     /// Returns true when entries arrived meanwhile, so the caller must drain again rather than
     /// wait for an interrupt that may already have been suppressed.
     pub fn enable_interrupts(&mut self, ram: &mut dyn GuestRam) -> Result<bool, QueueError> {
+        self.interrupts = true;
         if self.event_idx {
             ram.write_u16(self.used_event_addr(), self.last_used)?;
         } else {
@@ -348,6 +365,31 @@ impl SplitQueue {
         }
         fence(Ordering::SeqCst);
         self.has_used(ram)
+    }
+
+    /// Take every used entry into `out`, then re-arm as the driver wants and re-check, until
+    /// nothing arrived in between (virtio 1.2, 2.7.14): with EVENT_IDX a `used_event` left
+    /// behind `used.idx` would suppress every later interrupt, so the drain never stops short.
+    /// With interrupts off the suppression is re-applied instead and the drain stops.
+    pub fn drain(
+        &mut self,
+        ram: &mut dyn GuestRam,
+        out: &mut Vec<UsedElem>,
+    ) -> Result<usize, QueueError> {
+        let start = out.len();
+        loop {
+            while let Some(e) = self.pop_used(ram)? {
+                out.push(e);
+            }
+            if !self.interrupts {
+                self.disable_interrupts(ram)?;
+                break;
+            }
+            if !self.enable_interrupts(ram)? {
+                break;
+            }
+        }
+        Ok(out.len() - start)
     }
 }
 
@@ -407,11 +449,11 @@ mod tests {
         assert_eq!(ram.read_u16(0x10102).unwrap(), 1, "avail.idx");
         assert_eq!(ram.read_u16(0x10104).unwrap(), 0, "avail.ring[0]");
         assert_eq!(q.num_free(), 2);
-        assert!(q.needs_notify(&ram).unwrap());
-        assert!(!q.needs_notify(&ram).unwrap(), "nothing new since");
+        assert!(q.needs_notify(&mut ram).unwrap());
+        assert!(!q.needs_notify(&mut ram).unwrap(), "nothing new since");
 
         device_use(&mut ram, &q, 0, 100);
-        let e = q.pop_used(&ram).unwrap().unwrap();
+        let e = q.pop_used(&mut ram).unwrap().unwrap();
         assert_eq!(
             e,
             UsedElem {
@@ -422,7 +464,7 @@ mod tests {
             }
         );
         assert_eq!(q.num_free(), 4);
-        assert_eq!(q.pop_used(&ram).unwrap(), None);
+        assert_eq!(q.pop_used(&mut ram).unwrap(), None);
     }
 
     #[test]
@@ -471,14 +513,14 @@ mod tests {
         q.add(&mut ram, &[r], 1).unwrap();
         device_use(&mut ram, &q, 3, 0);
         assert_eq!(
-            q.pop_used(&ram),
+            q.pop_used(&mut ram),
             Err(QueueError::BadUsedId { queue: 0, id: 3 })
         );
         let (mut q, mut ram) = queue(false);
         q.init_rings(&mut ram).unwrap();
         ram.write_u16(q.rings().used + 2, 9).unwrap();
         assert!(matches!(
-            q.pop_used(&ram),
+            q.pop_used(&mut ram),
             Err(QueueError::UsedIdxJump { now: 9, .. })
         ));
     }
@@ -508,13 +550,13 @@ mod tests {
         q.add(&mut ram, &[r], 1).unwrap();
         q.add(&mut ram, &[r], 2).unwrap();
         // Device wants a kick when avail idx passes 0 (avail_event = 0): old 0 -> new 2 crosses.
-        assert!(q.needs_notify(&ram).unwrap());
+        assert!(q.needs_notify(&mut ram).unwrap());
         // Device now asks for a kick only after index 5.
         ram.write_u16(q.rings().used + 4 + 8 * 4, 5).unwrap();
         q.add(&mut ram, &[r], 3).unwrap();
-        assert!(!q.needs_notify(&ram).unwrap());
+        assert!(!q.needs_notify(&mut ram).unwrap());
         device_use(&mut ram, &q, 0, 0);
-        q.pop_used(&ram).unwrap().unwrap();
+        q.pop_used(&mut ram).unwrap().unwrap();
         assert!(!q.enable_interrupts(&mut ram).unwrap());
         assert_eq!(ram.read_u16(q.rings().avail + 4 + 8).unwrap(), 1);
         q.disable_interrupts(&mut ram).unwrap();

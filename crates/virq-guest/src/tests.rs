@@ -306,11 +306,80 @@ fn refused_per_queue_vector_falls_back_to_message_0_checklist_3_3() {
     assert_eq!(done[0].token, 9);
 }
 
+/// Row 21: the OS grants 3 messages but the table has 1 entry. The driver must try the
+/// per-queue plan first (config 0, queues 1 and 2), see queue 0's read-back come back
+/// NO_VECTOR (virtio 1.2 4.1.4.3: the device refuses a vector it cannot map), and only then
+/// fall back to everything on message 0, without a reset and before enabling a queue. A
+/// driver that always shares message 0 ends in the same place but never writes vector 1.
 #[test]
 fn table_smaller_than_grant_falls_back_catalogue_row_21() {
     let mut r = rig(2, 1, 3);
     r.drv.start().unwrap();
+    assert_eq!(r.drv.plan().unwrap().shape, PlanShape::AllOnZero);
     assert_eq!(vectors(&r.dev), (0, vec![0, 0]));
+    // Every selector write as the device saw it: per-queue tried, refused at queue 0, then
+    // the fallback over every selector.
+    let h = r.dev.st().history.clone();
+    let writes: Vec<FakeOp> = h
+        .iter()
+        .filter(|o| matches!(o, FakeOp::MsixConfig { .. } | FakeOp::QueueVector { .. }))
+        .cloned()
+        .collect();
+    let qv = |queue, written, stored| FakeOp::QueueVector {
+        queue,
+        written,
+        stored,
+    };
+    let config = FakeOp::MsixConfig {
+        written: 0,
+        stored: 0,
+    };
+    assert_eq!(
+        writes,
+        vec![
+            config.clone(),
+            qv(0, 1, NO_VECTOR),
+            config,
+            qv(0, 0, 0),
+            qv(1, 0, 0),
+        ],
+        "{h:?}"
+    );
+    let refused = position(&h, |o| *o == qv(0, 1, NO_VECTOR)).unwrap();
+    let first_enable = position(&h, |o| matches!(o, FakeOp::QueueEnable { .. })).unwrap();
+    let last_vec = rposition(&h, |o| matches!(o, FakeOp::QueueVector { .. })).unwrap();
+    assert!(
+        !h[refused..].contains(&FakeOp::Reset),
+        "fell back without reset"
+    );
+    assert!(
+        last_vec < first_enable,
+        "no queue enabled before the plan held"
+    );
+    // The driver's own evidence: each write with what it read back.
+    let evidence: Vec<(Selector, u16, u16)> = r
+        .log
+        .snapshot()
+        .into_iter()
+        .filter_map(|e| match e.kind {
+            EventKind::VectorWritten {
+                selector,
+                written,
+                read_back,
+            } => Some((selector, written, read_back)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        evidence,
+        vec![
+            (Selector::MsixConfig, 0, 0),
+            (Selector::Queue(0), 1, NO_VECTOR),
+            (Selector::MsixConfig, 0, 0),
+            (Selector::Queue(0), 0, 0),
+            (Selector::Queue(1), 0, 0),
+        ]
+    );
 }
 
 #[test]
@@ -514,7 +583,7 @@ fn interrupt_suppression_no_interrupt_flag_and_event_idx_virtio_1_2_2_7_10() {
         );
         r.drv.start().unwrap();
         assert_eq!(r.drv.queue(0).unwrap().event_idx(), event_idx);
-        r.drv.set_queue_interrupts(0, false).unwrap();
+        r.drv.disable_queue_interrupts(0).unwrap();
         r.drv.add_buffers(0, &[read_buf(4)], 1).unwrap();
         r.drv.kick(0).unwrap();
         r.dev.complete(0, 0);
@@ -525,11 +594,13 @@ fn interrupt_suppression_no_interrupt_flag_and_event_idx_virtio_1_2_2_7_10() {
         };
         assert_eq!(r.dev.st().suppressed, vec![(Cause::Queue(0), reason)]);
         assert!(r.dev.st().sent.is_empty());
-        assert!(
-            r.drv.set_queue_interrupts(0, true).unwrap(),
-            "waiting entry reported"
+        let mut done = Vec::new();
+        assert_eq!(
+            r.drv.enable_queue_interrupts(0, &mut done).unwrap(),
+            1,
+            "the waiting entry is collected on re-enabling"
         );
-        assert_eq!(r.drv.dpc(Some(1)).unwrap().completions.len(), 1, "polled");
+        assert_eq!(done[0].token, 1);
         r.drv.add_buffers(0, &[read_buf(4)], 2).unwrap();
         r.drv.kick(0).unwrap();
         r.dev.complete(0, 0);
@@ -917,4 +988,166 @@ fn row_12_surprise_removal_all_ones_is_not_ours() {
         )),
         1
     );
+}
+
+#[test]
+fn intx_queue_interrupts_off_and_on_strand_nothing_virtio_1_2_2_7_14() {
+    for event_idx in [false, true] {
+        let mut r = rig_with(
+            spec(1, 2, false),
+            0,
+            DriverFaults::default(),
+            |c| {
+                if !event_idx {
+                    c.wanted_features = feature::VERSION_1;
+                }
+            },
+            |_| {},
+        );
+        r.drv.start().unwrap();
+        r.drv.disable_queue_interrupts(0).unwrap();
+        r.drv.add_buffers(0, &[read_buf(4)], 1).unwrap();
+        r.drv.kick(0).unwrap();
+        r.dev.complete(0, 0);
+        assert!(!r.dev.st().line, "suppressed: the line stays low");
+        // Re-enabling collects what arrived meanwhile, with no ISR read behind it.
+        let mut done = Vec::new();
+        r.drv.enable_queue_interrupts(0, &mut done).unwrap();
+        assert_eq!(done.len(), 1, "event_idx {event_idx}: completion stranded");
+        // The line DPC drains too, whatever the ISR recorded (nothing left here).
+        assert!(r.drv.dpc(None).unwrap().completions.is_empty());
+        // And the next completion interrupts again (used_event caught up with used.idx).
+        r.drv.add_buffers(0, &[read_buf(4)], 2).unwrap();
+        r.drv.kick(0).unwrap();
+        r.dev.complete(0, 0);
+        assert!(
+            r.dev.st().line,
+            "event_idx {event_idx}: device suppressed for good"
+        );
+        let (runs, done) = service_line(&mut r, 10);
+        assert_eq!((runs, done.len()), (1, 1));
+    }
+}
+
+#[test]
+fn drain_queue_polls_without_an_interrupt_and_keeps_interrupts_off() {
+    for messages in [0u16, 2] {
+        let mut r = rig(2, 2, messages);
+        r.drv.start().unwrap();
+        r.drv.disable_queue_interrupts(1).unwrap();
+        r.drv.add_buffers(1, &[read_buf(4)], 5).unwrap();
+        r.drv.add_buffers(0, &[read_buf(4)], 6).unwrap();
+        r.drv.kick(1).unwrap();
+        r.drv.kick(0).unwrap();
+        r.dev.complete(1, 0);
+        let mut done = Vec::new();
+        assert_eq!(r.drv.drain_queue(1, &mut done).unwrap(), 1);
+        assert_eq!(done[0].token, 5);
+        // Still off after the drain: the next completion is suppressed (virtio 1.2, 2.7.10).
+        r.drv.add_buffers(1, &[read_buf(4)], 7).unwrap();
+        r.drv.kick(1).unwrap();
+        r.dev.complete(1, 0);
+        assert_eq!(
+            r.dev.st().suppressed.last(),
+            Some(&(Cause::Queue(1), SuppressReason::EventIdx))
+        );
+        // Queue 0 (interrupts on) completes; its DPC shares message 0 (or the line) with
+        // queue 1, and must not turn queue 1's interrupts back on.
+        r.dev.complete(0, 0);
+        let got = if messages == 0 {
+            service_line(&mut r, 4).1
+        } else {
+            deliver_messages(&mut r, messages)
+        };
+        let tokens: Vec<u64> = got.iter().map(|c| c.token).collect();
+        assert!(tokens.contains(&6) && tokens.contains(&7), "{tokens:?}");
+        assert!(!r.drv.queue(1).unwrap().interrupts_enabled());
+        let mut all = Vec::new();
+        assert_eq!(r.drv.poll(&mut all).unwrap(), 0);
+    }
+}
+
+#[test]
+fn device_config_read_retries_while_config_generation_moves_virtio_1_2_2_5_1() {
+    let mut r = rig(1, 2, 2);
+    r.drv.start().unwrap();
+    r.dev.st().device_cfg[..8].copy_from_slice(&0x1_0000_0800u64.to_le_bytes());
+    r.dev.st().device_cfg[8..12].copy_from_slice(&0xABCDu32.to_le_bytes());
+    let gen0 = r.dev.st().config_generation;
+    // Two reads race a change: the first two passes see the generation move.
+    r.dev.st().generation_bumps_on_read = 2;
+    let reads_before = r.dev.st().isr_reads;
+    let ((capacity, word), generation) = r
+        .drv
+        .read_device_config(|c| Ok((c.read_u64(0)?, c.read_u32(8)?)))
+        .unwrap();
+    assert_eq!((capacity, word), (0x1_0000_0800, 0xABCD));
+    assert_eq!(generation, gen0.wrapping_add(2));
+    assert_eq!(r.dev.st().isr_reads, reads_before);
+    // A device that never settles is an error, not a loop.
+    r.dev.st().generation_bumps_on_read = u32::MAX;
+    assert_eq!(
+        r.drv.read_device_config(|c| c.read_u8(0)),
+        Err(DriverError::ConfigGenerationUnstable {
+            attempts: crate::CONFIG_READ_ATTEMPTS
+        })
+    );
+    r.dev.st().generation_bumps_on_read = 0;
+    // Widths and bounds of virtio 1.2, 4.1.3.1.
+    assert!(matches!(
+        r.drv.read_device_config(|c| c.read_u32(2)),
+        Err(DriverError::DeviceConfigRange {
+            offset: 2,
+            len: 4,
+            ..
+        })
+    ));
+    assert!(matches!(
+        r.drv.read_device_config(|c| c.read_u16(0x100)),
+        Err(DriverError::DeviceConfigRange { .. })
+    ));
+}
+
+/// A platform that records what the driver told it.
+#[derive(Default)]
+struct Recorded(Vec<crate::ModeChange>);
+
+impl crate::PlatformHooks for Recorded {
+    fn interrupt_mode_changed(&mut self, change: crate::ModeChange) {
+        self.0.push(change);
+    }
+}
+
+#[test]
+fn ladder_fallback_to_intx_tells_the_platform_once_and_resume_stays_on_the_line() {
+    let ram = SharedRam::new(RAM_BASE, 0x10000);
+    let dev = FakeDevice::new(spec(2, 3, true), ram.clone());
+    dev.st().refuse_vectors_from = Some(0);
+    let mut probe = dev.clone();
+    let caps = VirtioPciCaps::parse(&mut probe).unwrap();
+    let mut config = DriverConfig::new(2, InterruptGrant::messages(3), RAM_BASE, 0x8000);
+    config.policy = VectorPolicy::LinuxLadder;
+    let mut drv =
+        VirtioPciDriver::new(dev.clone(), ram, caps, config).with_platform(Recorded::default());
+    drv.start().unwrap();
+    assert_eq!(
+        drv.platform().0,
+        vec![crate::ModeChange::MsixOffLineNeeded { plans_tried: 2 }]
+    );
+    assert_eq!(
+        dev.st().config.bytes[0x9B] & 0x80,
+        0,
+        "MSI-X Enable cleared"
+    );
+    // The device would now accept vectors, but the platform wired the line: stay there.
+    dev.st().refuse_vectors_from = None;
+    drv.quiesce().unwrap();
+    drv.resume().unwrap();
+    assert!(drv.plan().unwrap().is_intx());
+    assert_eq!(drv.platform().0.len(), 1, "no second notice");
+    assert_eq!(dev.st().msix_config, NO_VECTOR);
+    drv.add_buffers(0, &[read_buf(4)], 1).unwrap();
+    drv.kick(0).unwrap();
+    dev.complete(0, 0);
+    assert!(dev.st().line, "the completion interrupts on the line");
 }

@@ -29,7 +29,6 @@ mod irq;
 pub mod kernel;
 mod mptable;
 mod serial;
-mod verdict;
 mod vmm;
 
 use std::collections::BTreeMap;
@@ -47,7 +46,6 @@ pub use kernel::guest_kernel;
 /// loader and the devices (which reach it through virq's `GuestMemory` for vm-memory).
 pub type GuestRam = vm_memory::GuestMemoryMmap<()>;
 pub use mptable::PciIntx;
-pub use verdict::Expectation;
 
 /// Why a guest could not be run.
 #[derive(Debug, Error)]

@@ -105,6 +105,12 @@ pub fn format_queue_enable_line(queue: u16, size: u16) -> String {
     format!("VIRTIO: queue={queue} queue_enable write=1 size={size}")
 }
 
+/// Log format line 11 (checklist 7): requests the driver submitted on a queue and saw
+/// completed, the known events its counters are compared with.
+pub fn format_io_line(queue: u16, submitted: u32, completed: u32) -> String {
+    format!("IO: queue={queue} submitted={submitted} completed={completed}")
+}
+
 /// How DbgView stamps the time column.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DbgViewTime {
@@ -327,6 +333,7 @@ impl<'a> DbgPrint<'a> {
             vector: t.vector,
             affinity: t.affinity,
             flags: d.flags,
+            raw: false,
         });
     }
 
@@ -586,6 +593,7 @@ mod tests {
                 vector: 0xD1,
                 affinity: 1,
                 flags: CM_RESOURCE_INTERRUPT_LATCHED | CM_RESOURCE_INTERRUPT_MESSAGE,
+                raw: false,
             }
         );
         assert_eq!(

@@ -113,9 +113,11 @@ struct CheckArgs {
     /// With --guest linux-kvm: send the kernel log through virtio-console (console=hvc0).
     #[arg(long)]
     hvc: bool,
-    /// Print the DbgView capture and the !pci dump of every mode.
-    #[arg(long)]
-    logs: bool,
+    /// The files a user would have after each mode (DbgView capture, WinDbg !pci and !devnode,
+    /// the INF, the device's record as JSON lines): written to DIR/<mode>/ for `virq doctor`,
+    /// or printed before the report when no DIR is given.
+    #[arg(long, value_name = "DIR", num_args = 0..=1, default_missing_value = "-")]
+    logs: Option<std::path::PathBuf>,
     /// Machine-readable output.
     #[arg(long)]
     json: bool,
@@ -220,17 +222,35 @@ fn check(args: CheckArgs) -> Result<ExitCode> {
             write_events(dir, m.mode.name(), &m.events)?;
         }
     }
+    let print_logs = match &args.logs {
+        Some(dir) if dir.as_os_str() != "-" => {
+            for m in &report.modes {
+                let dir = dir.join(m.mode.name());
+                let written = m.logs.write_to(&dir)?;
+                if !args.json {
+                    let names: Vec<String> =
+                        written.iter().map(|p| p.display().to_string()).collect();
+                    eprintln!("{}: {}", m.mode.name(), names.join(" "));
+                }
+            }
+            false
+        }
+        Some(_) => true,
+        None => false,
+    };
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
-        if args.logs {
+        if print_logs {
             for m in &report.modes {
                 println!(
                     "--- {} DbgView capture ---\n{}",
                     m.mode.name(),
-                    m.dbgview.replace("\r\n", "\n")
+                    m.logs.dbgview.replace("\r\n", "\n")
                 );
-                println!("--- {} !pci ---\n{}", m.mode.name(), m.pci_dump);
+                println!("--- {} !pci ---\n{}", m.mode.name(), m.logs.pci);
+                println!("--- {} !devnode ---\n{}", m.mode.name(), m.logs.devnode);
+                println!("--- {} driver.inf ---\n{}", m.mode.name(), m.logs.inf);
             }
         }
         print!("{}", virq_check::render_text(&report));
@@ -290,21 +310,25 @@ fn read_inf(path: &std::path::Path) -> Result<String> {
 }
 
 fn doctor(args: DoctorArgs) -> Result<ExitCode> {
-    let evidence = match virq_doctor::Evidence::load(&args.files) {
-        Ok(ev) => ev,
-        Err(e) => {
-            for err in &e.errors {
-                eprintln!("virq doctor: {err}");
-            }
-            return Ok(ExitCode::from(2));
+    let show = args.events;
+    let mut doctor = virq_doctor::Doctor::new().watch(move |e| {
+        if show {
+            println!("{}", serde_json::to_string(e).expect("events serialise"));
         }
-    };
-    if args.events {
-        for e in &evidence.events {
-            println!("{}", serde_json::to_string(e)?);
+    });
+    let mut errors = Vec::new();
+    for f in &args.files {
+        if let Err(e) = doctor.read_file(f) {
+            errors.push(e);
         }
     }
-    let report = virq_doctor::Report::new(&evidence);
+    if !errors.is_empty() {
+        for err in &errors {
+            eprintln!("virq doctor: {err}");
+        }
+        return Ok(ExitCode::from(2));
+    }
+    let report = doctor.finish();
     if let Some(path) = &args.html {
         std::fs::write(path, report.render_html())
             .with_context(|| format!("cannot write the HTML report to {}", path.display()))?;
@@ -402,32 +426,56 @@ fn check_linux_kvm(args: &CheckArgs) -> Result<ExitCode> {
         }
         runs.push(run);
     }
-    let holds = runs.iter().all(|r| r.holds());
+    let mut verdicts = Vec::new();
+    for run in &runs {
+        let v = virq_check::judge_run(run)?;
+        if let Some(dir) = args.logs.as_ref().filter(|d| d.as_os_str() != "-") {
+            let written = v.logs.write_to(&dir.join(run.mode.name()))?;
+            let names: Vec<String> = written.iter().map(|p| p.display().to_string()).collect();
+            eprintln!("{}: {}", run.mode.name(), names.join(" "));
+        }
+        verdicts.push(v);
+    }
+    let holds = verdicts.iter().all(virq_check::GuestVerdict::holds);
     if args.json {
         let out: Vec<_> = runs
             .iter()
-            .map(|r| serde_json::json!({ "run": r, "expectations": r.expectations(), "holds": r.holds() }))
+            .zip(&verdicts)
+            .map(|(r, v)| serde_json::json!({ "run": r, "workload": v.workload, "judgement": v.judgement, "holds": v.holds() }))
             .collect();
         println!("{}", serde_json::to_string_pretty(&out)?);
     } else {
-        for r in &runs {
+        for (r, v) in runs.iter().zip(&verdicts) {
             println!("{}", r.summary());
-            for e in r.expectations() {
+            for w in &v.workload {
                 println!(
-                    "  [{}] {}: {}",
-                    if e.holds { " OK " } else { "FAIL" },
-                    e.subject,
-                    e.detail
+                    "  [{}] workload: {}",
+                    if w.done { " OK " } else { "FAIL" },
+                    w.what
                 );
+            }
+            for s in &v.judgement.subjects {
+                println!("  -- {} --", s.heading());
+                let mut text = String::new();
+                for (i, a) in s.steps.iter().enumerate() {
+                    virq_check::render_answer_text(&mut text, a, i as u8 + 1);
+                }
+                for line in text.lines() {
+                    println!("  {line}");
+                }
+                let rows = s.broken_rows();
+                if !rows.is_empty() {
+                    println!("  failure catalogue rows: {rows:?}");
+                }
             }
             println!();
         }
         println!(
             "verdict: {}",
             if holds {
-                "every expectation holds in every mode"
+                "no link is broken in any mode, and every workload ran"
             } else {
-                "an expectation failed"
+                "a link is broken, or a workload did not run"
             }
         );
     }

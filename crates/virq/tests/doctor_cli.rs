@@ -111,7 +111,7 @@ fn html_flag_writes_the_page_and_the_exit_code_follows_the_verdict() {
     let html = std::fs::read_to_string(&page).unwrap();
     assert!(html.starts_with("<!DOCTYPE html>"));
     assert!(
-        html.contains("id=\"link-selectors\" data-verdict=\"broken\""),
+        html.contains("id=\"link-0-selectors\" data-verdict=\"broken\""),
         "{html}"
     );
 

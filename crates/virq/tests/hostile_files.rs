@@ -201,20 +201,20 @@ fn fixture(name: &str) -> Vec<u8> {
 }
 
 /// Truncated, huge and wrongly encoded captures the doctor can still read get a report
-/// (exit 0 or 1), and a broken file among good ones is still refused by name.
+/// (exit 0, 1, or 3 when not every link can be judged), and a broken file among good ones is still refused by name.
 #[test]
 fn doctor_reads_truncated_huge_and_latin1_captures() {
     let d = scratch("doctor-odd");
     let good = fixture("lspci-vvv.txt");
     let whole = virq(&["doctor", &write(&d, "whole.txt", &good)]);
-    assert!(matches!(whole.code, 0 | 1), "{}", whole.stderr);
+    assert!(matches!(whole.code, 0 | 1 | 3), "{}", whole.stderr);
     assert!(!whole.stdout.is_empty());
 
     // Cut in the middle of a line and of a UTF-8 sequence.
     let mut cut = good[..good.len() / 2].to_vec();
     cut.extend_from_slice("\u{e9}".as_bytes().split_at(1).0);
     let out = virq(&["doctor", &write(&d, "cut.txt", &cut)]);
-    assert!(matches!(out.code, 0 | 1), "{}", out.stderr);
+    assert!(matches!(out.code, 0 | 1 | 3), "{}", out.stderr);
     assert!(!out.stderr.contains("panicked"));
     assert!(!out.stdout.is_empty());
 

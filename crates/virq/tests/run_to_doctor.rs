@@ -36,7 +36,7 @@ fn a_faulty_run_is_diagnosed_from_its_events_alone() {
     assert_eq!(doctor.status.code(), Some(1), "{out}");
     assert!(out.contains("virq events (JSON lines)"), "{out}");
     assert!(
-        out.contains("row 3: APIC Vector written instead of MessageNumber"),
+        out.contains("row 3: APIC/IDT Vector written instead of MessageNumber"),
         "{out}"
     );
 }

@@ -353,3 +353,52 @@ mod tests {
         ));
     }
 }
+
+/// `irq 11: nobody cared (try booting with the "irqpoll" option)`: the IRQ number.
+pub fn nobody_cared_irq(line: &str) -> Option<u32> {
+    let lower = line.to_ascii_lowercase();
+    let at = lower.find("nobody cared")?;
+    let head = &lower[..at];
+    let i = head.rfind("irq ")?;
+    let digits: String = head[i + 4..]
+        .chars()
+        .take_while(|c| c.is_ascii_digit())
+        .collect();
+    digits.parse().ok()
+}
+
+/// One line of a `handlers:` list: `[<000000004b5a2c6e>] usb_hcd_irq` (older kernels add
+/// ` [module]`): the function name.
+pub fn handler_name(line: &str) -> Option<&str> {
+    let rest = line.trim().strip_prefix("[<")?;
+    let close = rest.find(">]")?;
+    if !rest[..close].bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    let name = rest[close + 2..].split_whitespace().next()?;
+    (!name.is_empty()).then_some(name)
+}
+
+#[cfg(test)]
+mod nobody_tests {
+    use super::*;
+
+    #[test]
+    fn nobody_cared_and_handler_lines() {
+        assert_eq!(
+            nobody_cared_irq("irq 11: nobody cared (try booting with the \"irqpoll\" option)"),
+            Some(11)
+        );
+        assert_eq!(nobody_cared_irq("irq 11: handled"), None);
+        assert_eq!(
+            handler_name("[<000000004b5a2c6e>] usb_hcd_irq"),
+            Some("usb_hcd_irq")
+        );
+        assert_eq!(
+            handler_name("[<ffffffffa0012345>] vp_interrupt [virtio_pci]"),
+            Some("vp_interrupt")
+        );
+        assert_eq!(handler_name("[<zz>] x"), None);
+        assert_eq!(handler_name("handlers:"), None);
+    }
+}

@@ -37,7 +37,25 @@ pub fn checklist_print(body: &str) -> Option<Vec<EventKind>> {
     if let Some(i) = find_word_ci(body, "COUNTERS:") {
         return counters(&body[i + 9..]);
     }
+    if let Some(i) = find_word_ci(body, "IO:") {
+        return requests(&body[i + 3..]).map(|k| vec![k]);
+    }
+    if let Some(i) = find_word_ci(body, "BUGCHECK:") {
+        return Some(vec![EventKind::DriverCrash {
+            message_id: kv_num(&body[i..], "MessageID").and_then(u32_of),
+            text: body[i..].trim().to_string(),
+        }]);
+    }
     None
+}
+
+/// `IO: queue=%u submitted=%u completed=%u` (docs/log-formats.md line 11).
+fn requests(rest: &str) -> Option<EventKind> {
+    Some(EventKind::RequestsCompleted {
+        queue: kv_num(rest, "queue").and_then(u16_of),
+        submitted: kv_num(rest, "submitted")?,
+        completed: kv_num(rest, "completed")?,
+    })
 }
 
 /// `INT: MSI/MSI-X Level=.. Vector=.. Affinity=.. MessageCount=.. Flags=..` or `INT: INTx ...`.
@@ -60,6 +78,7 @@ fn resource(rest: &str) -> Option<EventKind> {
         vector: kv_num(rest, "Vector").and_then(u32_of)?,
         affinity: kv_num(rest, "Affinity").unwrap_or(0),
         flags,
+        raw: false,
     })
 }
 
@@ -563,6 +582,7 @@ impl IntEntry {
             vector: self.vector.unwrap_or(0),
             affinity: self.affinity.unwrap_or(0),
             flags,
+            raw: false,
         })
     }
 }
@@ -585,7 +605,8 @@ mod tests {
                 level: 5,
                 vector: 177,
                 affinity: 3,
-                flags: 3
+                flags: 3,
+                raw: false,
             }]
         );
         let ev = checklist_print("viostor: VIRTIO: device_status write=0x00").unwrap();
@@ -680,7 +701,8 @@ mod tests {
                 level: 0,
                 vector: 0xb1,
                 affinity: 3,
-                flags: 3
+                flags: 3,
+                raw: false,
             })
         );
     }

@@ -1,0 +1,128 @@
+//! What one mode's run leaves behind: the files a Windows driver developer would have after the
+//! same run on a real machine (the DbgView capture, WinDbg `!pci` and `!devnode` text, the
+//! driver's INF) plus the device's own record, and the one judge's answer over exactly those.
+//!
+//! `virq check` judges a run by parsing its own files with the doctor's readers and handing
+//! them, with the device's record, to [`virq_judge`]: `virq doctor` on the same files reaches
+//! the same verdict by construction, and every run proves the readers read what the model
+//! writes.
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use virq_events::Event;
+use virq_judge::{Judge, Judgement};
+
+/// The files of one mode, by name, as `virq check --logs DIR` writes them.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ModeLogs {
+    /// The DbgView capture, saved as DbgView saves it (tab-separated, CRLF).
+    pub dbgview: String,
+    /// WinDbg `!pci` of the device after the run.
+    pub pci: String,
+    /// WinDbg `!devnode` of the device (its resource lists).
+    pub devnode: String,
+    /// The INF the reference driver was installed with.
+    pub inf: String,
+    /// The device's own record (what no text on a real machine shows): JSON lines.
+    pub record: Vec<Event>,
+}
+
+/// Why the files could not be written or read back.
+#[derive(Debug, thiserror::Error)]
+pub enum LogsError {
+    #[error("cannot write {path}: {source}")]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("virq check wrote {file} and cannot read it back: {reason}")]
+    Unreadable { file: &'static str, reason: String },
+}
+
+impl ModeLogs {
+    pub const DBGVIEW: &'static str = "dbgview.log";
+    pub const PCI: &'static str = "pci.txt";
+    pub const DEVNODE: &'static str = "devnode.txt";
+    pub const INF: &'static str = "driver.inf";
+    pub const RECORD: &'static str = "device.jsonl";
+
+    /// The text files, in the order the judge reads them.
+    pub fn texts(&self) -> [(&'static str, &str); 4] {
+        [
+            (Self::DBGVIEW, self.dbgview.as_str()),
+            (Self::PCI, self.pci.as_str()),
+            (Self::DEVNODE, self.devnode.as_str()),
+            (Self::INF, self.inf.as_str()),
+        ]
+    }
+
+    /// The device record as JSON lines.
+    pub fn record_jsonl(&self) -> String {
+        let mut out = String::new();
+        for e in &self.record {
+            out.push_str(&serde_json::to_string(e).expect("events serialise"));
+            out.push('\n');
+        }
+        out
+    }
+
+    /// Writes every file into `dir` (created if needed); returns their paths.
+    pub fn write_to(&self, dir: &Path) -> Result<Vec<PathBuf>, LogsError> {
+        let fail = |path: &Path, source| LogsError::Write {
+            path: path.to_path_buf(),
+            source,
+        };
+        std::fs::create_dir_all(dir).map_err(|e| fail(dir, e))?;
+        let mut paths = Vec::new();
+        let record = self.record_jsonl();
+        let files = self
+            .texts()
+            .into_iter()
+            .chain([(Self::RECORD, record.as_str())]);
+        for (name, text) in files {
+            if text.is_empty() {
+                continue;
+            }
+            let path = dir.join(name);
+            let mut f = std::fs::File::create(&path).map_err(|e| fail(&path, e))?;
+            f.write_all(text.as_bytes()).map_err(|e| fail(&path, e))?;
+            paths.push(path);
+        }
+        Ok(paths)
+    }
+
+    /// Every event the files hold, as the doctor reads them: each text parsed under its file
+    /// name, then the device record.
+    pub fn evidence(&self) -> Result<Vec<Event>, LogsError> {
+        let mut events = Vec::new();
+        for (name, text) in self.texts() {
+            if text.is_empty() {
+                continue;
+            }
+            virq_doctor::parse_reader(
+                name,
+                text.as_bytes(),
+                virq_doctor::ParseLimits::default(),
+                |e| events.push(e),
+            )
+            .map_err(|e| LogsError::Unreadable {
+                file: name,
+                reason: e.to_string(),
+            })?;
+        }
+        events.extend(self.record.iter().cloned());
+        Ok(events)
+    }
+
+    /// The judge's answer over these files.
+    pub fn judge(&self) -> Result<Judgement, LogsError> {
+        let mut judge = Judge::new();
+        for e in self.evidence()? {
+            judge.observe(&e);
+        }
+        Ok(judge.finish())
+    }
+}

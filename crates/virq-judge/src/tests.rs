@@ -1,0 +1,415 @@
+//! The judge on hand-made evidence: starts, devices, the device record's order checks, the
+//! storm rows, and what a bound lets go.
+
+use std::collections::BTreeSet;
+
+use virq_events::{Event, EventKind, InterruptCause, InterruptMode, NO_VECTOR, Origin, Selector};
+
+use crate::{Judge, Overall, Verdict, judge};
+
+fn file(path: &str, line: u64, device: Option<&str>, kind: EventKind) -> Event {
+    Event {
+        seq: line,
+        time_ns: None,
+        device: device.map(str::to_string),
+        origin: Origin::File {
+            path: path.into(),
+            line,
+            text: format!("line {line}"),
+        },
+        kind,
+    }
+}
+
+fn run(device: &str, kind: EventKind) -> Event {
+    Event {
+        seq: 0,
+        time_ns: None,
+        device: Some(device.into()),
+        origin: Origin::Run,
+        kind,
+    }
+}
+
+fn message_resource() -> EventKind {
+    EventKind::ResourceAssigned {
+        mode: InterruptMode::Message,
+        message_count: 0,
+        level: 9,
+        vector: 0x91,
+        affinity: 1,
+        flags: 3,
+        raw: false,
+    }
+}
+
+fn rows(j: &crate::Judgement, i: usize) -> Vec<u8> {
+    j.subjects[i].broken_rows().into_iter().collect()
+}
+
+#[test]
+fn a_session_marker_splits_a_source_into_starts_and_a_later_snapshot_joins_the_last() {
+    let mut events = Vec::new();
+    let mut line = 0;
+    let mut push = |kind| {
+        line += 1;
+        events.push(file("cap.log", line, None, kind));
+    };
+    for start in 0..2u16 {
+        if start > 0 {
+            push(EventKind::SessionStart {
+                label: "driver start".into(),
+            });
+        }
+        push(message_resource());
+        // The first start programs an APIC vector (row 3); the second does it right.
+        let v = if start == 0 { 0x91 } else { 0 };
+        push(EventKind::VectorWritten {
+            selector: Selector::MsixConfig,
+            written: v,
+            read_back: v,
+        });
+    }
+    events.push(file(
+        "pci.txt",
+        1,
+        Some("0000:00:04.0"),
+        EventKind::MsixCapabilitySeen {
+            enabled: true,
+            function_masked: false,
+            table_size: 2,
+        },
+    ));
+    let j = judge(&events);
+    assert_eq!(j.subjects.len(), 2);
+    assert_eq!(j.subjects[0].device.as_deref(), Some("00:04.0"));
+    assert_eq!((j.subjects[0].start, j.subjects[0].starts), (1, 2));
+    assert_eq!(rows(&j, 0), [3]);
+    assert!(rows(&j, 1).is_empty());
+    // The !pci dump (no start of its own) describes the last start only.
+    assert_eq!(j.subjects[1].step(4).verdict, Verdict::Holds);
+    assert!(matches!(
+        j.subjects[0].step(4).verdict,
+        Verdict::CannotTell { .. }
+    ));
+    assert_eq!(j.subjects[1].label.as_deref(), Some("driver start"));
+}
+
+/// A device's record, in the order the device emitted it.
+fn record(kinds: Vec<EventKind>) -> Vec<Event> {
+    kinds.into_iter().map(|k| run("00:01.0", k)).collect()
+}
+
+#[test]
+fn a_line_raised_while_msix_is_enabled_is_row_14_from_the_record() {
+    let j = judge(&record(vec![
+        EventKind::MsixControl {
+            enabled: true,
+            function_masked: false,
+        },
+        EventKind::LineRaised { pin: 1 },
+    ]));
+    assert_eq!(rows(&j, 0), [14]);
+    let clean = judge(&record(vec![
+        EventKind::LineRaised { pin: 1 },
+        EventKind::LineLowered { pin: 1 },
+        EventKind::MsixControl {
+            enabled: true,
+            function_masked: false,
+        },
+    ]));
+    assert!(rows(&clean, 0).is_empty());
+    assert_eq!(clean.subjects[0].row(14).verdict, Verdict::Holds);
+}
+
+#[test]
+fn a_message_through_a_mask_is_row_15_and_an_unmasked_one_is_not() {
+    let sent = EventKind::MessageSent {
+        cause: InterruptCause::Queue(0),
+        entry: 1,
+        address: 0xFEE0_0000,
+        data: 0x41,
+    };
+    let masked = judge(&record(vec![
+        EventKind::MsixControl {
+            enabled: true,
+            function_masked: true,
+        },
+        sent.clone(),
+    ]));
+    assert_eq!(rows(&masked, 0), [15]);
+    let fine = judge(&record(vec![
+        EventKind::MsixControl {
+            enabled: true,
+            function_masked: false,
+        },
+        EventKind::MsixEntry {
+            entry: 1,
+            address: 0xFEE0_0000,
+            data: 0x41,
+            masked: false,
+        },
+        sent,
+    ]));
+    assert!(rows(&fine, 0).is_empty(), "{:?}", rows(&fine, 0));
+    assert_eq!(fine.subjects[0].row(15).verdict, Verdict::Holds);
+}
+
+#[test]
+fn ring_use_while_bus_master_is_off_is_row_29() {
+    let j = judge(&record(vec![
+        EventKind::PciCommand { value: 0x0002 },
+        EventKind::UsedPublished { queue: 0, count: 1 },
+    ]));
+    assert_eq!(rows(&j, 0), [29]);
+    let fine = judge(&record(vec![
+        EventKind::PciCommand { value: 0x0006 },
+        EventKind::UsedPublished { queue: 0, count: 1 },
+    ]));
+    assert_eq!(fine.subjects[0].row(29).verdict, Verdict::Holds);
+}
+
+#[test]
+fn a_pending_bit_delivered_after_a_reset_is_row_30() {
+    let pending = vec![
+        EventKind::VectorWritten {
+            selector: Selector::Queue(0),
+            written: 1,
+            read_back: 1,
+        },
+        EventKind::MsixEntry {
+            entry: 1,
+            address: 0xFEE0_0000,
+            data: 0x41,
+            masked: true,
+        },
+        EventKind::PendingSet { entry: 1 },
+    ];
+    let deliver = EventKind::MessageSent {
+        cause: InterruptCause::PendingDelivery,
+        entry: 1,
+        address: 0xFEE0_0000,
+        data: 0x41,
+    };
+    let mut stale = pending.clone();
+    stale.extend([
+        EventKind::DeviceReset,
+        EventKind::MsixControl {
+            enabled: true,
+            function_masked: false,
+        },
+        EventKind::MsixEntry {
+            entry: 1,
+            address: 0xFEE0_0000,
+            data: 0x41,
+            masked: false,
+        },
+        deliver.clone(),
+    ]);
+    let j = judge(&record(stale));
+    assert!(rows(&j, 0).contains(&30), "{:?}", rows(&j, 0));
+    let mut fresh = vec![EventKind::MsixControl {
+        enabled: true,
+        function_masked: false,
+    }];
+    fresh.extend(pending);
+    fresh.extend([
+        EventKind::MsixEntry {
+            entry: 1,
+            address: 0xFEE0_0000,
+            data: 0x41,
+            masked: false,
+        },
+        deliver,
+    ]);
+    let j = judge(&record(fresh));
+    assert_eq!(
+        j.subjects[0].row(30).verdict,
+        Verdict::Holds,
+        "{:?}",
+        rows(&j, 0)
+    );
+}
+
+#[test]
+fn isr_reads_that_never_clear_and_a_line_high_with_nothing_pending_are_rows_22_and_19() {
+    let j = judge(&record(vec![
+        EventKind::UsedPublished { queue: 0, count: 1 },
+        EventKind::LineRaised { pin: 1 },
+        EventKind::IsrRead { value: 1 },
+        EventKind::IsrRead { value: 1 },
+    ]));
+    assert!(rows(&j, 0).contains(&22), "{:?}", rows(&j, 0));
+    let j = judge(&record(vec![
+        EventKind::LineRaised { pin: 1 },
+        EventKind::DeviceReset,
+        EventKind::IsrRead { value: 0 },
+    ]));
+    assert!(rows(&j, 0).contains(&19), "{:?}", rows(&j, 0));
+}
+
+fn lspci(line: u64, kind: EventKind) -> Event {
+    file("lspci.txt", line, Some("00:04.0"), kind)
+}
+
+fn nobody(handlers: &[&str]) -> Event {
+    file(
+        "dmesg.log",
+        6,
+        None,
+        EventKind::IrqNobodyCared {
+            irq: 11,
+            handlers: handlers.iter().map(|h| h.to_string()).collect(),
+        },
+    )
+}
+
+#[test]
+fn nobody_cared_on_a_line_another_driver_owns_is_not_this_devices_link() {
+    let base = vec![
+        lspci(1, EventKind::IntxRouted { pin: 1, irq: 11 }),
+        lspci(
+            2,
+            EventKind::MsixCapabilitySeen {
+                enabled: false,
+                function_masked: false,
+                table_size: 3,
+            },
+        ),
+        file(
+            "other.txt",
+            1,
+            Some("00:1d.0"),
+            EventKind::IntxRouted { pin: 1, irq: 11 },
+        ),
+    ];
+    let mut events = base.clone();
+    events.push(nobody(&["usb_hcd_irq"]));
+    let j = judge(&events);
+    let dev = j
+        .subjects
+        .iter()
+        .find(|s| s.device.as_deref() == Some("00:04.0"))
+        .unwrap();
+    assert!(
+        dev.broken_rows().is_empty() && dev.candidate_rows().is_empty(),
+        "{:?}",
+        dev.rows
+    );
+    assert_eq!(dev.row(1).verdict, Verdict::Holds);
+    assert!(dev.row(1).finding.contains("usb_hcd_irq"));
+
+    let mut events = base;
+    events.push(nobody(&["vp_interrupt"]));
+    let j = judge(&events);
+    let dev = j
+        .subjects
+        .iter()
+        .find(|s| s.device.as_deref() == Some("00:04.0"))
+        .unwrap();
+    // Linux's virtio handler reads ISR status: not row 1; the device side is suspect.
+    assert_eq!(dev.candidate_rows(), BTreeSet::from([19, 20, 22]));
+    assert_eq!(dev.row(1).verdict, Verdict::Holds);
+    assert_eq!(dev.overall(), Overall::Broken);
+}
+
+#[test]
+fn a_virtio_handler_name_joins_the_pci_function_routed_to_its_irq() {
+    let events = vec![
+        lspci(1, EventKind::IntxRouted { pin: 1, irq: 11 }),
+        file(
+            "proc.txt",
+            3,
+            Some("virtio0"),
+            EventKind::IrqCount {
+                irq: "11".into(),
+                name: "virtio0".into(),
+                count: 100_000,
+                chip: Some("IO-APIC 11-fasteoi".into()),
+            },
+        ),
+    ];
+    let j = judge(&events);
+    assert_eq!(
+        j.subjects.len(),
+        1,
+        "{:?}",
+        j.subjects.iter().map(|s| &s.device).collect::<Vec<_>>()
+    );
+    let s = &j.subjects[0];
+    assert_eq!(s.device.as_deref(), Some("00:04.0"));
+    // Frozen at the kernel's cutoff: the line stormed.
+    assert!(s.step(7).verdict.is_broken(), "{:?}", s.step(7));
+}
+
+#[test]
+fn evidence_a_bound_let_go_turns_holds_into_cannot_tell() {
+    let mut j = Judge::new();
+    let mut line = 0;
+    let mut e = |kind| {
+        line += 1;
+        file("big.log", line, None, kind)
+    };
+    j.observe(&e(message_resource()));
+    for _ in 0..10_000 {
+        j.observe(&e(EventKind::VectorWritten {
+            selector: Selector::Queue(0),
+            written: 0,
+            read_back: 0,
+        }));
+    }
+    let judged = j.finish();
+    let s = &judged.subjects[0];
+    assert!(!s.lost.is_empty());
+    assert!(
+        matches!(s.step(5).verdict, Verdict::CannotTell { .. }),
+        "{:?}",
+        s.step(5)
+    );
+    assert!(matches!(s.step(6).verdict, Verdict::CannotTell { .. }));
+    // Steps whose evidence was all kept still hold.
+    assert_eq!(s.step(1).verdict, Verdict::Holds);
+
+    let mut j = Judge::new();
+    j.observe(&file("cut.log", 1, None, message_resource()));
+    j.note_lost("cut.log", "lines cut at the length limit", 1);
+    let judged = j.finish();
+    assert!(matches!(
+        judged.subjects[0].step(1).verdict,
+        Verdict::CannotTell { .. }
+    ));
+}
+
+#[test]
+fn a_read_back_of_no_vector_in_message_mode_without_a_reset_names_the_refusal() {
+    let events = vec![
+        file("c.log", 1, None, message_resource()),
+        file(
+            "c.log",
+            2,
+            None,
+            EventKind::VectorWritten {
+                selector: Selector::Queue(0),
+                written: 7,
+                read_back: NO_VECTOR,
+            },
+        ),
+        file(
+            "c.log",
+            3,
+            None,
+            EventKind::MsixCapabilitySeen {
+                enabled: true,
+                function_masked: false,
+                table_size: 2,
+            },
+        ),
+    ];
+    let j = judge(&events);
+    let s = &j.subjects[0];
+    // 7 is beyond a 2-entry table and below 0x20: the device refused it (step 6), and the
+    // driver wrote an index beyond the grant (row 4).
+    assert!(s.step(6).verdict.is_broken());
+    assert!(s.broken_rows().contains(&4), "{:?}", s.broken_rows());
+    assert_eq!(s.row(18).verdict, Verdict::Holds);
+}
