@@ -499,7 +499,11 @@ impl Parser {
             .add_gated(raw, body, &prefix, hits & gate::CLASSIFY != 0);
         let time = prefix.time_ns;
         if body.trim().is_empty() {
-            self.end_blocks();
+            // Older kernels print a blank line inside a "nobody cared" report (before
+            // `Call Trace:`); it ends every other block.
+            self.end_msix();
+            self.end_entry();
+            self.end_lspci();
             return;
         }
         // A shell prompt: what follows is a command's output (`cat /proc/interrupts`, `lspci`).
