@@ -580,3 +580,29 @@ fn a_file_of_only_a_header_less_slice_is_recognised() {
     assert_eq!(r.files[0].format, Format::ProcInterrupts);
     assert_eq!(r.files[0].kinds.get("irq_count"), Some(&2));
 }
+
+#[test]
+fn which_lines_are_decisive() {
+    let decisive = |l: &str| virq_doctor::parse::decisive_line(l, virq_doctor::gate::hits(l));
+    for line in [
+        "irq 11: nobody cared (try booting with the \"irqpoll\" option)",
+        "Disabling IRQ #11",
+        "irq event 11: bogus return value 5",
+        "genirq: Flags mismatch irq 11. 00000080 (virtio0) vs. 00000000 (ide0)",
+        "virtio-pci 0000:00:04.0: irq 24 for MSI/MSI-X",
+        "pcieport 0000:00:1c.0: irq 40 for MSI/MSI-X",
+        "virtio_blk: probe of virtio1 failed with error -16",
+        "virtio_net virtio0: probe with driver virtio_net failed with error -22",
+        "[<000000006a1f2c9e>] vp_interrupt [virtio_pci]",
+        "viostor: interrupt resources rebalanced",
+    ] {
+        assert!(decisive(line), "{line}");
+    }
+    for line in [
+        "virtio_net virtio1 eth0: rx irq coalescing 12 usecs",
+        "virqblk: DPC drained 3 used buffers on queue 0",
+        "e1000: probe of 0000:00:03.0 failed with error -5",
+    ] {
+        assert!(!decisive(line), "{line}");
+    }
+}

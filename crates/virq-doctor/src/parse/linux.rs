@@ -505,23 +505,26 @@ fn handler_symbol(s: &str) -> Option<(&str, &str)> {
 /// A PCI address with its domain (`0000:00:04.0`) inside `s`, as written.
 pub fn find_domain_bdf(s: &str) -> Option<&str> {
     let b = s.as_bytes();
-    if b.len() < 12 {
-        return None;
-    }
-    (0..=b.len() - 12).find_map(|i| {
-        let w = &b[i..i + 12];
-        let hex = |r: std::ops::Range<usize>| w[r].iter().all(u8::is_ascii_hexdigit);
-        let shaped = hex(0..4)
-            && w[4] == b':'
-            && hex(5..7)
-            && w[7] == b':'
-            && hex(8..10)
-            && w[10] == b'.'
-            && (b'0'..=b'7').contains(&w[11]);
+    // Only where a ':' stands 4 bytes in: most text holds no ':' at all.
+    memchr::memchr_iter(b':', b).find_map(|colon| {
+        let i = colon.checked_sub(4)?;
         let alone = (i == 0 || !b[i - 1].is_ascii_hexdigit())
             && b.get(i + 12).is_none_or(|c| !c.is_ascii_alphanumeric());
-        (shaped && alone).then(|| &s[i..i + 12])
+        (alone && bdf_shaped(b.get(i..i + 12)?)).then(|| &s[i..i + 12])
     })
+}
+
+/// Whether 12 bytes are `dddd:bb:dd.f`.
+fn bdf_shaped(w: &[u8]) -> bool {
+    let hex = |r: std::ops::Range<usize>| w[r].iter().all(u8::is_ascii_hexdigit);
+    w.len() == 12
+        && w[4] == b':'
+        && w[7] == b':'
+        && w[10] == b'.'
+        && hex(0..4)
+        && hex(5..7)
+        && hex(8..10)
+        && (b'0'..=b'7').contains(&w[11])
 }
 
 /// `0000:00:04.0` -> `00:04.0` (the form `lspci` prints); other domains are kept.
@@ -533,6 +536,40 @@ pub fn short_bdf(bdf: &str) -> String {
     }
 }
 
+/// A PCI function by number.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct PciFunction {
+    pub segment: u32,
+    pub bus: u8,
+    pub dev: u8,
+    pub func: u8,
+}
+
+impl PciFunction {
+    /// `dddd:bb:dd.f`, as [`find_domain_bdf`] found it.
+    fn parse(bdf: &str) -> Option<Self> {
+        let hex = |s: &str| u32::from_str_radix(s, 16).ok();
+        Some(PciFunction {
+            segment: hex(bdf.get(0..4)?)?,
+            bus: hex(bdf.get(5..7)?)? as u8,
+            dev: hex(bdf.get(8..10)?)? as u8,
+            func: hex(bdf.get(11..12)?)? as u8,
+        })
+    }
+
+    /// As `lspci` prints it: `bb:dd.f`, with the domain when it is not 0.
+    pub fn name(&self) -> String {
+        if self.segment == 0 {
+            format!("{:02x}:{:02x}.{}", self.bus, self.dev, self.func)
+        } else {
+            format!(
+                "{:04x}:{:02x}:{:02x}.{}",
+                self.segment, self.bus, self.dev, self.func
+            )
+        }
+    }
+}
+
 /// The PCI function a `/proc/interrupts` row belongs to, read from its controller column.
 /// Per-device MSI domains (Linux 6.2 on) name it: `PCI-MSIX-0000:00:04.0`,
 /// `IR-PCI-MSIX-0000:00:04.0`, `ITS-PCI-MSIX-0000:00:04.0`. The shared PCI/MSI domains
@@ -540,12 +577,15 @@ pub fn short_bdf(bdf: &str) -> String {
 /// `pci_msi_domain_calc_hwirq` (drivers/pci/msi/irqdomain.c) builds as
 /// `msi_index | pci_dev_id << 11 | domain << 27`, with `pci_dev_id = bus << 8 | devfn`:
 /// `PCI-MSI 65536-edge` is function 00:04.0, message 0.
-pub fn chip_device(chip: &str) -> Option<String> {
-    if let Some(bdf) = find_domain_bdf(chip) {
-        return Some(short_bdf(bdf));
-    }
+pub fn chip_function(chip: &str) -> Option<PciFunction> {
     let mut toks = words(chip);
     let domain = toks.next()?;
+    // A per-device domain ends its name with the function: `...-MSIX-0000:00:04.0`.
+    if let Some(tail) = domain.len().checked_sub(12).and_then(|i| domain.get(i..)) {
+        if bdf_shaped(tail.as_bytes()) {
+            return PciFunction::parse(tail);
+        }
+    }
     let shared_domain = domain.len() >= 7
         && domain.as_bytes()[domain.len() - 7..].eq_ignore_ascii_case(b"PCI-MSI")
         || domain.eq_ignore_ascii_case("ITS-MSI");
@@ -558,13 +598,27 @@ pub fn chip_device(chip: &str) -> Option<String> {
         return None;
     }
     let hwirq: u64 = digits.parse().ok()?;
-    let segment = hwirq >> 27;
     let id = (hwirq >> 11) & 0xffff;
-    let (bus, dev, func) = (id >> 8, (id >> 3) & 0x1f, id & 7);
-    Some(if segment == 0 {
-        format!("{bus:02x}:{dev:02x}.{func}")
-    } else {
-        format!("{segment:04x}:{bus:02x}:{dev:02x}.{func}")
+    Some(PciFunction {
+        segment: (hwirq >> 27) as u32,
+        bus: (id >> 8) as u8,
+        dev: ((id >> 3) & 0x1f) as u8,
+        func: (id & 7) as u8,
+    })
+}
+
+/// [`chip_function`] as `lspci` prints the function.
+pub fn chip_device(chip: &str) -> Option<String> {
+    chip_function(chip).map(|f| f.name())
+}
+
+/// Whether a row lists a bare `virtioN` handler: virtio_pci's INTx handler, so the row's IRQ
+/// is a virtio function's line.
+pub fn has_line_handler(name: &str) -> bool {
+    name.split(',').any(|part| {
+        part.trim()
+            .strip_prefix("virtio")
+            .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
     })
 }
 
@@ -610,6 +664,9 @@ pub fn headerless_proc_row(line: &str) -> Option<ProcRowRef<'_>> {
 
 // ---- shells and kernel logs ------------------------------------------------------------------
 
+/// How far into a line a shell prompt's `$` or `#` may be.
+pub const PROMPT_SPAN: usize = 160;
+
 /// A shell prompt and the command typed after it (`$ cat /proc/interrupts`,
 /// `root@host:~# grep virtio /proc/interrupts`, `[root@host ~]# lspci -vvv`, `host:~ # dmesg`,
 /// `sh-5.2$ dmesg`, busybox's `/ # cat /proc/interrupts`). What follows is that command's
@@ -617,7 +674,10 @@ pub fn headerless_proc_row(line: &str) -> Option<ProcRowRef<'_>> {
 pub fn shell_prompt(line: &str) -> Option<&str> {
     let t = line.trim_start();
     let b = t.as_bytes();
-    let i = b.iter().take(160).position(|&c| c == b'$' || c == b'#')?;
+    let i = b
+        .iter()
+        .take(PROMPT_SPAN)
+        .position(|&c| c == b'$' || c == b'#')?;
     if b.get(i + 1).is_some_and(|&c| c != b' ' && c != b'\t') {
         return None;
     }
@@ -787,15 +847,16 @@ pub fn strip_kernel_prefixes(body: &str, after_stamp: bool) -> Option<(&str, Opt
 /// the bound driver, `pci` before one binds; a module's own `pr_*` says `virtio_pci`). Returns
 /// (driver, function as `lspci` prints it, text).
 pub fn pci_dev_prefix(body: &str) -> Option<(&str, String, &str)> {
-    let (driver, rest) = body.split_once(' ')?;
-    if driver.is_empty()
-        || driver.len() > 32
-        || !driver
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
-    {
+    let b = body.as_bytes();
+    // The driver name: up to 32 name bytes, a space, then the address's first hex digit.
+    let space = b
+        .iter()
+        .take(33)
+        .position(|&c| !(c.is_ascii_alphanumeric() || c == b'_' || c == b'-'))?;
+    if space == 0 || b[space] != b' ' || !b.get(space + 1)?.is_ascii_hexdigit() {
         return None;
     }
+    let (driver, rest) = (&body[..space], &body[space + 1..]);
     let (addr, text) = rest.split_once(": ")?;
     let bdf = if addr.len() == 12 {
         find_domain_bdf(addr)?

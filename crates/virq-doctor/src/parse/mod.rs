@@ -153,6 +153,8 @@ const MAX_HELD_BYTES: usize = 8 << 20;
 const MAX_KNOWN: usize = 4096;
 /// Functions held at once.
 const MAX_HELD_DEVICES: usize = 256;
+/// Function names remembered for `/proc/interrupts` rows.
+const MAX_FUNCTION_NAMES: usize = 64;
 
 /// The per-file parser state.
 struct Parser {
@@ -170,6 +172,7 @@ struct Parser {
     virtio_bdfs: BTreeSet<String>,
     /// IRQs of virtio functions' INTx lines.
     virtio_irqs: BTreeSet<u32>,
+    function_names: Vec<(linux::PciFunction, String)>,
     held: Vec<HeldDevice>,
     held_bytes: usize,
     /// The function a shell command named (`lspci -vvv -s 00:04.0 | grep MSI-X`): its output
@@ -204,6 +207,7 @@ impl Parser {
             lspci: None,
             virtio_bdfs: BTreeSet::new(),
             virtio_irqs: BTreeSet::new(),
+            function_names: Vec::new(),
             held: Vec::new(),
             held_bytes: 0,
             shell_device: None,
@@ -507,7 +511,8 @@ impl Parser {
             return;
         }
         // A shell prompt: what follows is a command's output (`cat /proc/interrupts`, `lspci`).
-        if memchr::memchr2(b'$', b'#', body.as_bytes()).is_some() {
+        let head = &body.as_bytes()[..body.len().min(linux::PROMPT_SPAN)];
+        if memchr::memchr2(b'$', b'#', head).is_some() {
             if let Some(command) = linux::shell_prompt(body) {
                 self.end_blocks();
                 self.proc_cpus = None;
@@ -544,7 +549,9 @@ impl Parser {
         if self.lspci_line(raw, body, line, time) {
             return;
         }
-        if self.kernel_pci_line(body, line, time) {
+        // A DbgView column or `[PID]` says the line is Windows' own.
+        let windows_line = prefix.dbgview_columns || prefix.pid.is_some();
+        if !windows_line && self.kernel_pci_line(body, line, time) {
             return;
         }
         if hits & gate::CHECKLIST != 0 {
@@ -582,7 +589,7 @@ impl Parser {
         // The INTERESTING bits are exactly `is_interesting`'s keywords, found in the body.
         if hits & gate::INTERESTING != 0 {
             debug_assert!(is_interesting(body));
-            if self.log_lines >= self.limits.max_log_lines && !decisive_line(body) {
+            if self.log_lines >= self.limits.max_log_lines && !decisive_line(body, hits) {
                 // Ordinary chatter over the quoting limit: counted, never read by a rule.
                 self.unquoted += 1;
                 return;
@@ -718,20 +725,16 @@ impl Parser {
     fn proc_row(&mut self, row: linux::ProcRowRef<'_>, line: &Line, time: Option<u64>) {
         let name = row.name();
         let chip = row.chip();
-        let virtio = linux::virtio_devices(&name);
         // A bare `virtioN` handler is virtio_pci's INTx handler: this IRQ is its line.
-        let line_irq = name
-            .split(',')
-            .any(|p| virtio.contains(&p.trim()))
-            .then(|| row.irq.parse::<u32>().ok())
-            .flatten();
-        let devices: Vec<Option<String>> = match chip.as_deref().and_then(linux::chip_device) {
-            Some(bdf) => {
-                self.note_virtio(Some(&bdf), line_irq);
-                vec![Some(bdf)]
-            }
+        if linux::has_line_handler(&name) {
+            let irq = row.irq.parse::<u32>().ok();
+            self.note_virtio(None, irq);
+        }
+        let function = linux::chip_function(row.chip_span());
+        let devices: Vec<Option<String>> = match function {
+            Some(f) => vec![Some(self.function_name(f))],
             None => {
-                self.note_virtio(None, line_irq);
+                let virtio = linux::virtio_devices(&name);
                 if virtio.is_empty() {
                     vec![None]
                 } else {
@@ -739,19 +742,42 @@ impl Parser {
                 }
             }
         };
-        for device in devices {
+        let last = devices.len() - 1;
+        let (mut name, mut chip) = (Some(name), Some(chip));
+        for (i, device) in devices.into_iter().enumerate() {
+            // The last (usually the only) event takes the strings, the others copy them.
+            let (name, chip) = if i == last {
+                (name.take(), chip.take())
+            } else {
+                (name.clone(), chip.clone())
+            };
             self.emit_for(
                 EventKind::IrqCount {
                     irq: row.irq.to_string(),
-                    name: name.clone(),
+                    name: name.unwrap_or_default(),
                     count: row.total,
-                    chip: chip.clone(),
+                    chip: chip.flatten(),
                 },
                 line,
                 time,
                 device,
             );
         }
+    }
+
+    /// The name of a virtio function a row's controller column gives, as `lspci` prints it;
+    /// remembered (and noted as virtio) once, as a snapshot names the same few functions on
+    /// every row.
+    fn function_name(&mut self, f: linux::PciFunction) -> String {
+        if let Some((_, name)) = self.function_names.iter().find(|(k, _)| *k == f) {
+            return name.clone();
+        }
+        let name = f.name();
+        self.note_virtio(Some(&name), None);
+        if self.function_names.len() < MAX_FUNCTION_NAMES {
+            self.function_names.push((f, name.clone()));
+        }
+        name
     }
 
     /// `lspci` (`-v` to `-vvv`, `-nn`, `-k`, `-D`): a device header opens a block; indented
@@ -1017,20 +1043,21 @@ fn is_interesting(body: &str) -> bool {
 /// Free-text lines a rule reads (the kernel giving up on a line, a rebalance, an IRQ request
 /// refused, a probe failing, virtio_pci's own messages): quoted wherever they are in a file,
 /// whatever the quoting limit. Checked only for lines past the limit.
-pub fn decisive_line(body: &str) -> bool {
-    const PHRASES: [&str; 10] = [
-        "nobody cared",
-        "disabling irq #",
-        "irq event",
-        "rebalance",
-        "flags mismatch",
-        "for msi/msi-x",
-        "probe of",
-        "failed with error",
-        "virtio_pci",
-        "virtio-pci",
-    ];
-    PHRASES.iter().any(|p| contains_ci(body, p))
+pub fn decisive_line(body: &str, hits: u64) -> bool {
+    // The gate's keywords decide most lines: a storm capture asks this of millions. Each
+    // phrase is looked for only in lines holding its keyword.
+    if hits & gate::DECISIVE != 0 {
+        return true;
+    }
+    // The kernel prints these where they stand: `irq event 11: bogus return value`,
+    // `genirq: Flags mismatch irq 11. ...`, `... irq 24 for MSI/MSI-X`.
+    let t = body.trim();
+    (hits & gate::VIRTIO != 0
+        && (contains_ci(t, "probe of") || contains_ci(t, "failed with error")))
+        || (hits & gate::MSI != 0 && t.ends_with("for MSI/MSI-X"))
+        || (hits & gate::IRQ != 0
+            && (t.starts_with("irq event ") || t.starts_with("genirq: Flags mismatch")))
+        || contains_ci(t, "rebalance")
 }
 
 /// Parses one file's text from `reader`, calling `sink` with each event as soon as it is known
