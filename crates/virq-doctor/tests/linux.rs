@@ -177,6 +177,20 @@ fn a_shared_line_row_is_its_virtio_device_with_its_controller() {
     }
 }
 
+#[test]
+fn a_line_shared_by_two_virtio_devices_is_each_ones_line() {
+    let r = report_of(
+        "$ grep virtio /proc/interrupts\n\
+         \x20 10:     100000          0   IO-APIC  10-fasteoi   virtio0, virtio1\n",
+    );
+    let text = r.render_text();
+    assert_eq!(devices(&r), ["virtio0", "virtio1"], "{text}");
+    for s in r.subjects() {
+        assert!(s.step(7).verdict.is_broken(), "{text}");
+        assert_eq!(lines_in(s.step(7), "inline.log"), [2]);
+    }
+}
+
 // ---- lspci -------------------------------------------------------------------------------------
 
 #[test]
