@@ -345,7 +345,6 @@ fn nobody_cared_on_another_drivers_line_is_not_this_devices_link() {
 }
 
 #[test]
-#[ignore = "needs judge change: a storm on a line whose handlers are all another driver's must not break step 7 of the virtio device"]
 fn another_drivers_storm_leaves_the_virtio_device_healthy() {
     let r = report(&[
         "linux-dmesg-T-other-driver.log",
@@ -485,7 +484,6 @@ fn virtio_pci_messages_name_their_function() {
 }
 
 #[test]
-#[ignore = "needs judge change: alias virtioN to the function lspci routes to the same IRQ, and link a device-less nobody-cared to the IRQ's owner"]
 fn a_pasted_bug_report_is_one_device_with_row_20() {
     let r = report(&["linux-bug-report.txt"]);
     let s = only(&r);
