@@ -110,7 +110,7 @@ pub fn classify_stripped(raw: &str, body: &str, prefix: &Prefix) -> Option<Forma
 /// [`classify_stripped`] that skips the keyword searches when `keywords` is false (the caller
 /// knows from [`crate::gate::hits`] that none of them occurs).
 pub fn classify_gated(raw: &str, body: &str, prefix: &Prefix, keywords: bool) -> Option<Format> {
-    if prefix.dbgview_columns || prefix.pid.is_some() {
+    if prefix.dbgview_columns || prefix.pid.is_some() || prefix.wpp {
         return Some(Format::DbgView);
     }
     if prefix.kernel_log {
@@ -166,6 +166,8 @@ pub fn classify_gated(raw: &str, body: &str, prefix: &Prefix, keywords: bool) ->
         "DevNode",
         "PCI Configuration Space",
         "VendorID",
+        "Device Private",
+        "Dumping IDT",
     ] {
         if contains_ci(trimmed, marker) {
             return Some(Format::WinDbg);

@@ -8,7 +8,7 @@ use aho_corasick::{Anchored, MatchKind};
 use std::sync::OnceLock;
 
 /// The keywords, lower case; bit `i` of [`hits`] is set when `PATTERNS[i]` occurs.
-pub const PATTERNS: [&str; 41] = [
+pub const PATTERNS: [&str; 47] = [
     "wdfint:",                 // 0
     "int:",                    // 1
     "virtio:",                 // 2
@@ -50,6 +50,12 @@ pub const PATTERNS: [&str; 41] = [
     "vendorid",                // 38
     "io:",                     // 39
     "bugcheck:",               // 40
+    "messageid",               // 41
+    "messagecontrol.",         // 42
+    "pci bus",                 // 43
+    "pci segment",             // 44
+    "device private",          // 45
+    "dumping idt",             // 46
 ];
 
 const fn mask(bits: &[u32]) -> u64 {
@@ -66,7 +72,10 @@ const fn mask(bits: &[u32]) -> u64 {
 /// (`IO:`, `BUGCHECK:`).
 pub const CHECKLIST: u64 = mask(&[0, 1, 2, 3, 4, 39, 40]);
 /// Everything the WinDbg `!pci` / resource-list matchers need outside a block.
-pub const WINDBG: u64 = mask(&[5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15]);
+pub const WINDBG: u64 = mask(&[5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 36, 43, 44, 45]);
+/// Lines that open a virtio-win driver's multi-line report (`MessageId = `,
+/// `MessageControl.TableSize = `).
+pub const VIRTIO_WIN: u64 = mask(&[41, 42]);
 /// A read-back wording needs "read" and one of these.
 pub const READ: u64 = mask(&[16]);
 pub const VECTORISH: u64 = mask(&[6, 7, 17]);
@@ -75,8 +84,10 @@ pub const INTERESTING: u64 = mask(&[17, 18, 19, 20, 21, 22, 23, 24, 25, 26]);
 /// A WinDbg prompt.
 pub const PROMPT: u64 = mask(&[27]);
 /// The keyword-based part of format detection.
-pub const CLASSIFY: u64 =
-    CHECKLIST | mask(&[8, 24, 27, 28, 29, 30, 31, 32, 33, 34, 35, 36, 37, 38]);
+pub const CLASSIFY: u64 = CHECKLIST
+    | mask(&[
+        8, 24, 27, 28, 29, 30, 31, 32, 33, 34, 35, 36, 37, 38, 45, 46,
+    ]);
 
 fn automaton() -> &'static DFA {
     static AC: OnceLock<DFA> = OnceLock::new();
