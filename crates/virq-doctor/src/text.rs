@@ -135,9 +135,10 @@ pub struct Prefix {
     pub time_ns: Option<u64>,
 }
 
-/// Seconds with a fraction (`0.00012345`, `12.345678`) into nanoseconds.
+/// Seconds with a fraction (`0.00012345`, `12.345678`, or `12,345678` where the locale writes
+/// a decimal comma) into nanoseconds.
 fn seconds_ns(s: &str) -> Option<u64> {
-    let (whole, frac) = s.split_once('.').unwrap_or((s, ""));
+    let (whole, frac) = s.split_once(['.', ',']).unwrap_or((s, ""));
     if whole.is_empty() || !whole.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
@@ -196,10 +197,7 @@ fn clock_ns(clock: &str, pm: Option<bool>) -> Option<u64> {
         return None;
     }
     let (h, m): (u64, u64) = (h.parse().ok()?, m.parse().ok()?);
-    let sec = match sec.as_bytes().get(2) {
-        Some(b',') => seconds_ns(&sec.replacen(',', ".", 1))?,
-        _ => seconds_ns(sec)?,
-    };
+    let sec = seconds_ns(sec)?;
     if h > 23 || m > 59 || sec >= 61 * 1_000_000_000 || pm.is_some() && !(1..=12).contains(&h) {
         return None;
     }
@@ -250,11 +248,12 @@ fn dbgview_columns(line: &str) -> Option<(u64, &str)> {
             None => (clock_ns(time, None)?, after),
         }
     } else {
-        let fraction = time.contains(['.', ',']);
-        if !fraction && !tabbed {
+        // Pasted with spaces, only a point-separated fraction tells a time from a number
+        // of the text (`8 1,024 byte sectors`).
+        if !tabbed && !time.contains('.') {
             return None;
         }
-        (seconds_ns(&time.replacen(',', ".", 1))?, after)
+        (seconds_ns(time)?, after)
     };
     let (text, spaced) = skip_space(after);
     (spaced || text.is_empty()).then_some((ns, text))
@@ -269,13 +268,13 @@ fn wpp_prefix(s: &str) -> Option<(Option<u64>, &str)> {
     if close == 0 || !rest[..close].bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
+    let hex_run = |t: &str| {
+        let n = t.bytes().take_while(u8::is_ascii_hexdigit).count();
+        (1..=8).contains(&n).then_some(n)
+    };
     let rest = &rest[close + 1..];
-    let (ids, rest) = rest.split_once("::")?;
-    let (pid, tid) = ids.split_once('.')?;
-    let hex = |t: &str| !t.is_empty() && t.len() <= 8 && t.bytes().all(|b| b.is_ascii_hexdigit());
-    if !hex(pid) || !hex(tid) {
-        return None;
-    }
+    let rest = rest[hex_run(rest)?..].strip_prefix('.')?;
+    let rest = rest[hex_run(rest)?..].strip_prefix("::")?;
     let (stamp, rest) = next_token(rest);
     let time = stamp
         .split_once('-')

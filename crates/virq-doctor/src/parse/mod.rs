@@ -769,7 +769,7 @@ impl Parser {
                 return;
             }
         }
-        if hits & (gate::INTERESTING | gate::VIRTIO_WIN) != 0 && self.virtio_win(body, line, time) {
+        if hits & gate::VIRTIO_WIN != 0 && self.virtio_win(body, line, time) {
             return;
         }
         let in_block = self.msix.is_some()
@@ -1103,7 +1103,11 @@ fn is_foreign_vendor(vendor: u16) -> bool {
 /// A line between the files of a concatenation: `--- name ---` (as `virq check --logs`
 /// prints to stdout), `==> name <==` (as `head`/`tail` of several files print).
 fn is_file_separator(raw: &str) -> bool {
-    let t = raw.trim();
+    let t = raw.trim_start();
+    if !matches!(t.as_bytes().first(), Some(b'-' | b'=')) {
+        return false;
+    }
+    let t = t.trim_end();
     let framed = |open: &str, close: &str| {
         t.len() > open.len() + close.len()
             && t.starts_with(open)
@@ -1289,8 +1293,13 @@ fn inf_section_header(t: &str) -> Option<&str> {
 /// Whether a line may begin an INF (or an INF fragment): a section header or a `;` comment,
 /// written as the whole line.
 fn inf_block_starts(raw: &str) -> bool {
-    let t = raw.trim_start_matches('\u{feff}').trim();
-    t.starts_with(';') || inf_section_header(t).is_some()
+    let t = raw.trim_start();
+    let t = t.strip_prefix('\u{feff}').unwrap_or(t);
+    match t.as_bytes().first() {
+        Some(b';') => true,
+        Some(b'[') => inf_section_header(t.trim_end()).is_some(),
+        _ => false,
+    }
 }
 
 /// Whether a line can still be part of the INF held so far. What ends it is a line that is
