@@ -629,14 +629,16 @@ impl Parser {
     /// One line: held while it may belong to an INF, read otherwise.
     fn feed(&mut self, line: &Line) {
         if let Some(block) = self.inf.as_mut() {
-            if inf_block_continues(&line.text) && block.bytes <= MAX_INF_BYTES {
+            if block.bytes <= MAX_INF_BYTES
+                && block.lines.len() < MAX_INF_LINES
+                && inf_block_continues(&line.text)
+            {
                 block.bytes += line.text.len() + 1;
                 block.lines.push(line.clone());
                 return;
             }
             self.end_inf();
         } else if !self.replaying && self.in_report.is_none() && inf_block_starts(&line.text) {
-            self.end_blocks();
             self.inf = Some(InfBlock {
                 lines: vec![line.clone()],
                 bytes: line.text.len() + 1,
@@ -654,6 +656,7 @@ impl Parser {
         let texts: Vec<&str> = block.lines.iter().map(|l| l.text.as_str()).collect();
         match inf_events(&texts) {
             Some(events) => {
+                self.end_blocks();
                 for _ in &block.lines {
                     self.votes.vote(Format::Inf);
                 }
@@ -1269,8 +1272,10 @@ pub fn parse_reader<R: BufRead>(
     })
 }
 
-/// Most an INF may hold: real ones are a few KiB.
-const MAX_INF_BYTES: usize = 8 << 20;
+/// Most an INF block may hold: real INFs are a few KiB and a few hundred lines. A longer run
+/// is read in pieces of this size, so what is held stays bounded on any input.
+const MAX_INF_BYTES: usize = 4 << 20;
+const MAX_INF_LINES: usize = 1 << 16;
 
 /// A section header as an INF writes it: `[name]`, maybe with a `;` comment after it.
 fn inf_section_header(t: &str) -> Option<&str> {
@@ -1383,14 +1388,18 @@ fn inf_events(lines: &[&str]) -> Option<Vec<(usize, EventKind)>> {
     let last_header = *headers.last()?;
     // Text after the INF that no end marker caught lands in its last section; a line there
     // that cannot be INF (an unclosed quote) ends the INF instead of spoiling it.
+    // A parse error names the first line it cannot read, so one retry without that line and
+    // what follows is all the cutting there is.
+    let mut tries = 0;
     let inf = loop {
+        tries += 1;
         match Inf::parse(&text.join("\n")) {
             Ok(inf) => break inf,
             Err(
                 InfError::UnterminatedQuote { line }
                 | InfError::LineOutsideSection { line }
                 | InfError::UnterminatedSectionHeader { line },
-            ) if line > last_header && line <= text.len() => text.truncate(line - 1),
+            ) if tries == 1 && line > last_header && line <= text.len() => text.truncate(line - 1),
             Err(_) => {
                 let has_version = headers
                     .iter()
