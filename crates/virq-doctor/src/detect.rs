@@ -9,7 +9,8 @@ use serde::{Deserialize, Serialize};
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Format {
-    /// DbgPrint output as saved by DbgView (bare, or with `SEQ<TAB>TIME<TAB>` columns).
+    /// DbgPrint output as saved or pasted from DbgView (bare, or with its sequence and time
+    /// columns, tab- or space-separated), or a decoded WPP trace.
     DbgView,
     /// WinDbg command output: `!pci`, `!devnode`/`!cmreslist`, `!idt`.
     WinDbg,

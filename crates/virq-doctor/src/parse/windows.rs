@@ -1,6 +1,7 @@
 //! Matchers for Windows evidence: the checklist's DbgPrint formats (docs/log-formats.md), common
-//! real-driver wordings, and WinDbg `!pci` / resource-list output. Stateless helpers only; the
-//! block state (inside an MSI-X capability, inside a resource entry) lives in the parser.
+//! real-driver wordings, virtio-win's own drivers' prints, and WinDbg `!pci` / resource-list
+//! output. Stateless helpers only; the block state (inside an MSI-X capability, a resource
+//! entry, a `!pci` dump, a storport MSI report) lives in the parser.
 
 use crate::text::{
     contains_ci, find_word_ci, kv, kv_num, parse_bool, parse_hex, parse_num, tokens,
