@@ -798,3 +798,81 @@ fn a_viostor_restart_after_isr_activity_is_a_new_start() {
         .collect();
     assert_eq!(refused, [24, 25], "the lock tracing line is not the ISR");
 }
+
+/// vioscsi's release builds log through WPP with their own prefix (`####\t\t[function] DEBUG:`)
+/// after tracefmt's: the same words, read the same way.
+#[test]
+fn vioscsi_wpp_lines_are_read_like_its_dbgprint_lines() {
+    let text = "[0]0004.0038::12/01/2026-09:14:02.118 [vioscsi]####\t\t[VioScsiHwInitialize] DEBUG: Queues 2 msix_vectors 0\n\
+        [0]0004.0038::12/01/2026-09:14:02.119 [vioscsi]####\t\t[VioScsiHwInitialize] DEBUG: Using one MSI vector for all queues\n";
+    let events = parse_to_vec("vioscsi.txt", text.as_bytes(), ParseLimits::default())
+        .unwrap()
+        .0;
+    assert_eq!(
+        structured(&events),
+        [(
+            1,
+            EventKind::ResourceAssigned {
+                mode: InterruptMode::Intx,
+                message_count: 0,
+                level: 0,
+                vector: 0,
+                affinity: 0,
+                flags: 0,
+                raw: false
+            }
+        )]
+    );
+    assert_eq!(
+        events[0].time_ns,
+        Some(((9 * 3600 + 14 * 60 + 2) * 1000 + 118) * 1_000_000)
+    );
+}
+
+/// An INF section pasted straight after DbgView lines, with no separator, and DbgView lines
+/// after it: all three parts are read.
+#[test]
+fn an_inf_section_pasted_between_dbgview_lines() {
+    let text = "1\t0.000\tINT: INTx Level=8 Vector=129 Affinity=0xf Flags=0x0\n\
+        2\t0.001\tWDFINT: MessageSignaled=0 MessageNumber=0 Vector=129 Irql=8 Affinity=0xf\n\
+        [vblk_inst.NTamd64]\n\
+        CopyFiles = vblk_files\n\
+        AddReg = vblk_msi\n\
+        \n\
+        [vblk_msi]\n\
+        HKR, \"Interrupt Management\\MessageSignaledInterruptProperties\", MSISupported, 0x00010001, 1\n\
+        3\t0.002\tVIRTIO: device_status write=0x0f\n";
+    let events = parse_to_vec("paste.txt", text.as_bytes(), ParseLimits::default())
+        .unwrap()
+        .0;
+    let kinds: Vec<(u64, &str)> = events
+        .iter()
+        .map(|e| {
+            let name = match &e.kind {
+                EventKind::ResourceAssigned { .. } => "resource",
+                EventKind::InterruptConnected { .. } => "connected",
+                EventKind::InfInterruptPolicy {
+                    msi_supported: false,
+                    misplaced_keys: 1,
+                    ..
+                } => "inf, 1 key misplaced",
+                EventKind::LogLine { .. } => "quoted key",
+                EventKind::DeviceStatus { .. } => "status",
+                k => panic!("{k:?}"),
+            };
+            (line_of(e), name)
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            (1, "resource"),
+            (2, "connected"),
+            (3, "inf, 1 key misplaced"),
+            (8, "quoted key"),
+            (9, "status"),
+        ]
+    );
+    let r = report_of(text);
+    assert!(rows(only(&r)).contains(&13), "{}", r.render_text());
+}
