@@ -197,8 +197,6 @@ struct Parser {
     inf: Option<InfBlock>,
     /// Held lines are being fed again: none of them opens an INF block.
     replaying: bool,
-    /// Events read from INF blocks.
-    inf_events: u64,
 }
 
 impl Parser {
@@ -228,7 +226,6 @@ impl Parser {
             netkvm_irql: None,
             inf: None,
             replaying: false,
-            inf_events: 0,
         }
     }
 
@@ -662,7 +659,6 @@ impl Parser {
                 }
                 for (idx, kind) in events {
                     let l = &block.lines[idx.clamp(1, block.lines.len()) - 1];
-                    self.inf_events += 1;
                     self.push(Pending {
                         kind,
                         line: l.number,
