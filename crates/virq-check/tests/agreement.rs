@@ -100,6 +100,7 @@ fn a_capture_of_three_starts_gives_each_start_its_own_verdict() {
         Some(Fault::IntxNoIsrRead),
         Some(Fault::ApicVector),
         Some(Fault::DeviceSmallMsixTable),
+        Some(Fault::InfKeysMisplaced),
     ] {
         let report = run_check(&CheckOptions {
             inject: fault,

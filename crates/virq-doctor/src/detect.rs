@@ -9,7 +9,8 @@ use serde::{Deserialize, Serialize};
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Format {
-    /// DbgPrint output as saved by DbgView (bare, or with `SEQ<TAB>TIME<TAB>` columns).
+    /// DbgPrint output as saved or pasted from DbgView (bare, or with its sequence and time
+    /// columns, tab- or space-separated), or a decoded WPP trace.
     DbgView,
     /// WinDbg command output: `!pci`, `!devnode`/`!cmreslist`, `!idt`.
     WinDbg,
@@ -110,7 +111,7 @@ pub fn classify_stripped(raw: &str, body: &str, prefix: &Prefix) -> Option<Forma
 /// [`classify_stripped`] that skips the keyword searches when `keywords` is false (the caller
 /// knows from [`crate::gate::hits`] that none of them occurs).
 pub fn classify_gated(raw: &str, body: &str, prefix: &Prefix, keywords: bool) -> Option<Format> {
-    if prefix.dbgview_columns || prefix.pid.is_some() {
+    if prefix.dbgview_columns || prefix.pid.is_some() || prefix.wpp {
         return Some(Format::DbgView);
     }
     if prefix.kernel_log {
@@ -172,6 +173,8 @@ pub fn classify_gated(raw: &str, body: &str, prefix: &Prefix, keywords: bool) ->
         "DevNode",
         "PCI Configuration Space",
         "VendorID",
+        "Device Private",
+        "Dumping IDT",
     ] {
         if contains_ci(trimmed, marker) {
             return Some(Format::WinDbg);

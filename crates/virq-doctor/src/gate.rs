@@ -8,7 +8,7 @@ use aho_corasick::{Anchored, MatchKind};
 use std::sync::OnceLock;
 
 /// The keywords, lower case; bit `i` of [`hits`] is set when `PATTERNS[i]` occurs.
-pub const PATTERNS: [&str; 41] = [
+pub const PATTERNS: [&str; 53] = [
     "wdfint:",                 // 0
     "int:",                    // 1
     "virtio:",                 // 2
@@ -50,6 +50,18 @@ pub const PATTERNS: [&str; 41] = [
     "vendorid",                // 38
     "io:",                     // 39
     "bugcheck:",               // 40
+    "messageid",               // 41
+    "messagecontrol.",         // 42
+    "pci bus",                 // 43
+    "pci segment",             // 44
+    "device private",          // 45
+    "dumping idt",             // 46
+    "msix_vectors",            // 47
+    "was not serviced",        // 48
+    "interrupt on removed",    // 49
+    "msix message",            // 50
+    "msix interrupts (",       // 51
+    "not using msix",          // 52
 ];
 
 const fn mask(bits: &[u32]) -> u64 {
@@ -66,7 +78,10 @@ const fn mask(bits: &[u32]) -> u64 {
 /// (`IO:`, `BUGCHECK:`).
 pub const CHECKLIST: u64 = mask(&[0, 1, 2, 3, 4, 39, 40]);
 /// Everything the WinDbg `!pci` / resource-list matchers need outside a block.
-pub const WINDBG: u64 = mask(&[5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15]);
+pub const WINDBG: u64 = mask(&[5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 36, 43, 44, 45]);
+/// The prints of virtio-win's drivers the parser reads (`parse::windows::virtio_win_line`,
+/// the storport MSI and MSI-X reports).
+pub const VIRTIO_WIN: u64 = mask(&[41, 42, 47, 48, 49, 50, 51, 52]);
 /// A read-back wording needs "read" and one of these.
 pub const READ: u64 = mask(&[16]);
 pub const VECTORISH: u64 = mask(&[6, 7, 17]);
@@ -84,8 +99,10 @@ pub const DECISIVE: u64 = mask(&[24, 28, 29, 30]);
 pub const MSI: u64 = mask(&[18]);
 pub const IRQ: u64 = mask(&[22]);
 /// The keyword-based part of format detection.
-pub const CLASSIFY: u64 =
-    CHECKLIST | mask(&[8, 24, 27, 28, 29, 30, 31, 32, 33, 34, 35, 36, 37, 38]);
+pub const CLASSIFY: u64 = CHECKLIST
+    | mask(&[
+        8, 24, 27, 28, 29, 30, 31, 32, 33, 34, 35, 36, 37, 38, 45, 46,
+    ]);
 
 fn automaton() -> &'static DFA {
     static AC: OnceLock<DFA> = OnceLock::new();

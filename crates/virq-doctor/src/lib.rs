@@ -1,7 +1,9 @@
-//! The virq doctor: reads the evidence a user has from a broken machine (DbgView captures,
-//! WinDbg `!pci`/`!devnode` output, Linux `/proc/interrupts`, `lspci -vvv`, kernel logs), turns
-//! it into [`virq_events::Event`]s, and judges each link of the interrupt chain against the
+//! The virq doctor: reads the evidence a user has from a broken machine (DbgView captures and
+//! virtio-win drivers' own prints, WinDbg `!pci`/`!devnode`/`!idt` output, the driver's INF,
+//! Linux `/proc/interrupts`, `lspci -vvv`, kernel logs), as people save or paste it, turns it
+//! into [`virq_events::Event`]s, and judges each link of the interrupt chain against the
 //! bring-up checklist (section 6) and the failure catalogue, quoting the lines that prove it.
+//! `docs/log-formats.md` lists the shapes it reads.
 //!
 //! Linux evidence is read as people paste it: `/proc/interrupts` with or without its `CPU0`
 //! header (a `grep virtio` slice), on any interrupt controller (IO-APIC, PCI-MSI and per-device

@@ -122,8 +122,11 @@ pub fn parse_bool(s: &str) -> Option<bool> {
 /// What was stripped off the front of a line before matching its text.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Prefix {
-    /// DbgView's `SEQ<TAB>TIME<TAB>` columns were present.
+    /// DbgView's sequence and time columns were present (tab- or space-separated).
     pub dbgview_columns: bool,
+    /// A tracefmt / TraceView prefix of a decoded WPP trace
+    /// (`[0]0C40.0C3C::09/20/2004-14:41:31.625 [provider]`).
+    pub wpp: bool,
     /// A `[PID] ` prefix (DbgView, "show process ID").
     pub pid: Option<u32>,
     /// A dmesg `[   12.345678] ` stamp or a syslog `... kernel: ` prefix.
@@ -132,9 +135,10 @@ pub struct Prefix {
     pub time_ns: Option<u64>,
 }
 
-/// Seconds with a fraction (`0.00012345`, `12.345678`) into nanoseconds.
+/// Seconds with a fraction (`0.00012345`, `12.345678`, or `12,345678` where the locale writes
+/// a decimal comma) into nanoseconds.
 fn seconds_ns(s: &str) -> Option<u64> {
-    let (whole, frac) = s.split_once('.').unwrap_or((s, ""));
+    let (whole, frac) = s.split_once(['.', ',']).unwrap_or((s, ""));
     if whole.is_empty() || !whole.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
@@ -157,19 +161,47 @@ pub fn dbgview_time_ns(s: &str) -> Option<u64> {
         return seconds_ns(s);
     }
     let (clock, ampm) = match s.rsplit_once(' ') {
-        Some((c, m)) if m.eq_ignore_ascii_case("AM") || m.eq_ignore_ascii_case("PM") => {
-            (c.trim(), Some(m.eq_ignore_ascii_case("PM")))
-        }
-        _ => (s, None),
+        Some((c, m)) => (c.trim(), Some(am_pm(m)?)),
+        None => (s, None),
     };
+    clock_ns(clock, ampm)
+}
+
+/// `AM` / `PM` (either case, with or without dots: `p.m.`): whether it is PM.
+fn am_pm(s: &str) -> Option<bool> {
+    match s.as_bytes() {
+        [a, b'm' | b'M'] | [a, b'.', b'm' | b'M', b'.'] => match a.to_ascii_lowercase() {
+            b'a' => Some(false),
+            b'p' => Some(true),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// `H:MM:SS[.fff]` (`,` also as the decimal mark, as some locales print it), on a 12-hour
+/// clock when `pm` says which half.
+fn clock_ns(clock: &str, pm: Option<bool>) -> Option<u64> {
     let mut parts = clock.split(':');
-    let h: u64 = parts.next()?.parse().ok()?;
-    let m: u64 = parts.next()?.parse().ok()?;
-    let sec = seconds_ns(parts.next()?)?;
-    if parts.next().is_some() || h > 23 || m > 59 {
+    let h = parts.next()?;
+    let m = parts.next()?;
+    let sec = parts.next()?;
+    let two_digits = |t: &str| t.len() == 2 && t.bytes().all(|b| b.is_ascii_digit());
+    if parts.next().is_some()
+        || h.is_empty()
+        || h.len() > 2
+        || !h.bytes().all(|b| b.is_ascii_digit())
+        || !two_digits(m)
+        || !sec.get(..2).is_some_and(two_digits)
+    {
         return None;
     }
-    let h = match ampm {
+    let (h, m): (u64, u64) = (h.parse().ok()?, m.parse().ok()?);
+    let sec = seconds_ns(sec)?;
+    if h > 23 || m > 59 || sec >= 61 * 1_000_000_000 || pm.is_some() && !(1..=12).contains(&h) {
+        return None;
+    }
+    let h = match pm {
         Some(true) if h < 12 => h + 12,
         Some(false) if h == 12 => 0,
         _ => h,
@@ -177,24 +209,97 @@ pub fn dbgview_time_ns(s: &str) -> Option<u64> {
     Some((h * 3600 + m * 60) * 1_000_000_000 + sec)
 }
 
+/// Whitespace between DbgView's columns: tabs when saved, spaces when pasted, and the
+/// no-break spaces some editors and browsers put in (`char::is_whitespace`).
+fn skip_space(s: &str) -> (&str, bool) {
+    let rest = s.trim_start();
+    (rest, rest.len() < s.len())
+}
+
+/// The next run of non-whitespace and what follows it.
+fn next_token(s: &str) -> (&str, &str) {
+    let end = s.find(char::is_whitespace).unwrap_or(s.len());
+    (&s[..end], &s[end..])
+}
+
+/// DbgView's columns at the start of a line: a sequence number (any number of digits, leading
+/// zeros or not), then the time (elapsed seconds `0.00012345`, or clock time `10:35:48 PM`,
+/// `10:35:48.123`, `22:35:48`), each followed by tabs (as DbgView saves them) or spaces (as
+/// people paste them). Returns the time and the text after the columns.
+///
+/// With spaces, the elapsed time must carry its fraction: `12 3 queues` is text, not columns.
+fn dbgview_columns(line: &str) -> Option<(u64, &str)> {
+    let s = line.trim_start_matches(['\u{feff}', '\u{200b}', ' ', '\t']);
+    let digits = s.bytes().take_while(u8::is_ascii_digit).count();
+    if digits == 0 || digits > 20 {
+        return None;
+    }
+    let (rest, spaced) = skip_space(&s[digits..]);
+    if !spaced {
+        return None;
+    }
+    let tabbed = s.as_bytes()[digits] == b'\t';
+    let (time, after) = next_token(rest);
+    let (ns, after) = if time.contains(':') {
+        // A 12-hour clock's `AM` / `PM` is a word of its own.
+        let (word, past_word) = next_token(after.trim_start());
+        match am_pm(word) {
+            Some(pm) => (clock_ns(time, Some(pm))?, past_word),
+            None => (clock_ns(time, None)?, after),
+        }
+    } else {
+        // Pasted with spaces, only a point-separated fraction tells a time from a number
+        // of the text (`8 1,024 byte sectors`).
+        if !tabbed && !time.contains('.') {
+            return None;
+        }
+        (seconds_ns(time)?, after)
+    };
+    let (text, spaced) = skip_space(after);
+    (spaced || text.is_empty()).then_some((ns, text))
+}
+
+/// A decoded WPP trace line's prefix as tracefmt and TraceView print it by default:
+/// `[CPU]PID.TID::MM/DD/YYYY-HH:MM:SS.mmm [provider]`. Returns the clock time and the text
+/// after the prefix.
+fn wpp_prefix(s: &str) -> Option<(Option<u64>, &str)> {
+    let rest = s.strip_prefix('[')?;
+    let close = rest.find(']')?;
+    if close == 0 || !rest[..close].bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let hex_run = |t: &str| {
+        let n = t.bytes().take_while(u8::is_ascii_hexdigit).count();
+        (1..=8).contains(&n).then_some(n)
+    };
+    let rest = &rest[close + 1..];
+    let rest = rest[hex_run(rest)?..].strip_prefix('.')?;
+    let rest = rest[hex_run(rest)?..].strip_prefix("::")?;
+    let (stamp, rest) = next_token(rest);
+    let time = stamp
+        .split_once('-')
+        .and_then(|(_, clock)| clock_ns(clock, None));
+    let rest = rest.trim_start();
+    let provider_end = rest.strip_prefix('[').and_then(|r| r.find(']'))?;
+    Some((time, &rest[provider_end + 2..]))
+}
+
 /// Strips DbgView columns, a `[PID]` prefix, a dmesg stamp or a syslog prefix; returns the text
 /// that matchers look at.
 pub fn strip_prefixes(line: &str) -> (&str, Prefix) {
     let mut p = Prefix::default();
     let mut s = line;
-    if let Some((seq, rest)) = s.split_once('\t') {
-        let seq = seq.trim();
-        if !seq.is_empty() && seq.bytes().all(|b| b.is_ascii_digit()) {
-            if let Some((time, text)) = rest.split_once('\t') {
-                if let Some(t) = dbgview_time_ns(time) {
-                    p.dbgview_columns = true;
-                    p.time_ns = Some(t);
-                    s = text;
-                }
-            }
-        }
+    if let Some((ns, text)) = dbgview_columns(s) {
+        p.dbgview_columns = true;
+        p.time_ns = Some(ns);
+        s = text;
     }
     let t = s.trim_start();
+    if let Some((time, text)) = wpp_prefix(t) {
+        p.wpp = true;
+        p.time_ns = p.time_ns.or(time);
+        return (text, p);
+    }
     if let Some(inner_end) = t.strip_prefix('[').and_then(|r| r.find(']')) {
         let inner = t[1..=inner_end].trim();
         let rest = &t[inner_end + 2..];
@@ -352,6 +457,64 @@ mod tests {
                 "{s:?}"
             );
         }
+    }
+
+    #[test]
+    fn dbgview_columns_as_people_paste_them() {
+        let clock =
+            |h: u64, m: u64, s: u64, ms: u64| ((h * 3600 + m * 60 + s) * 1000 + ms) * 1_000_000;
+        // (line, time, text) for every way DbgView text reaches the doctor.
+        let cases: [(&str, u64, &str); 10] = [
+            ("00000012\t0.00123400\tINT: x", 1_234_000, "INT: x"),
+            ("12 0.00123400 INT: x", 1_234_000, "INT: x"),
+            ("12      0.00123400      INT: x", 1_234_000, "INT: x"),
+            ("7\t10:35:48 PM\tINT: x", clock(22, 35, 48, 0), "INT: x"),
+            ("7   10:35:48 PM   INT: x", clock(22, 35, 48, 0), "INT: x"),
+            ("7 12:05:01 AM INT: x", clock(0, 5, 1, 0), "INT: x"),
+            ("7 10:35:48.123 INT: x", clock(10, 35, 48, 123), "INT: x"),
+            ("7\t22:35:48\tINT: x", clock(22, 35, 48, 0), "INT: x"),
+            ("\u{feff}1\u{a0}0.5\u{a0}INT: x", 500_000_000, "INT: x"),
+            ("3\t0\t[4] INT: x", 0, "INT: x"),
+        ];
+        for (line, ns, text) in cases {
+            let (s, p) = strip_prefixes(line);
+            assert_eq!(
+                (s, p.time_ns, p.dbgview_columns),
+                (text, Some(ns), true),
+                "{line:?}"
+            );
+        }
+        for text in [
+            "12 3 queues were set up",
+            "3 0.5x text",
+            "24:   1234   0   PCI-MSI 49152-edge   virtio0-config",
+            "00:04.0 SCSI storage controller",
+            "    40: 00000000 00000000",
+            "2024-01-01 10:35:48.123 text",
+            "7 10:3:48 text",
+            "7 25:35:48 text",
+            "7 13:35:48 PM text",
+        ] {
+            let (_, p) = strip_prefixes(text);
+            assert!(!p.dbgview_columns, "{text:?}");
+        }
+    }
+
+    #[test]
+    fn wpp_trace_prefix() {
+        let (s, p) = strip_prefixes(
+            "[1]0004.0068::07/22/2024-10:35:48.123 [netkvm][ParaNdis_InitializeContext] Message interrupt assigned",
+        );
+        assert_eq!(s, "[ParaNdis_InitializeContext] Message interrupt assigned");
+        assert!(p.wpp);
+        assert_eq!(
+            p.time_ns,
+            Some(((10 * 3600 + 35 * 60 + 48) * 1000 + 123) * 1_000_000)
+        );
+        let (s, p) = strip_prefixes("[4] [1]0004.0068:: not a trace");
+        assert!(!p.wpp);
+        assert_eq!(p.pid, Some(4));
+        assert_eq!(s, "[1]0004.0068:: not a trace");
     }
 
     #[test]

@@ -166,6 +166,18 @@ fn windbg_pci_and_devnode_dumps() {
                 }
             ),
             (
+                36,
+                EventKind::ResourceAssigned {
+                    mode: InterruptMode::Message,
+                    message_count: 3,
+                    level: 0,
+                    vector: 0xffff_fffe,
+                    affinity: 3,
+                    flags: 3,
+                    raw: true,
+                }
+            ),
+            (
                 43,
                 EventKind::ResourceAssigned {
                     mode: InterruptMode::Message,
@@ -178,7 +190,7 @@ fn windbg_pci_and_devnode_dumps() {
                 }
             ),
         ],
-        "the raw list's interrupt (line 36) must not count"
+        "the raw list's interrupt (line 36) is kept, marked raw"
     );
     assert_eq!(events[0].device.as_deref(), Some("00:04.0"));
 }

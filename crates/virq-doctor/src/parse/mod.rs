@@ -95,6 +95,47 @@ struct MsixBlock {
     lines_seen: u32,
 }
 
+/// One `!pci` dump being read: the function it describes and what decides its MSI-X
+/// capability, emitted when the dump ends (the raw Message Control word, when the dump shows
+/// it, wins over the decoded capability lines: whether those print `TableSize` as N or N-1
+/// is not settled).
+struct PciDump {
+    device: Option<String>,
+    raw: windows::RawConfig,
+    cap_ptr: Option<u8>,
+    msix_at: Option<u8>,
+    /// The capability list's MSI-X fields and the line to quote.
+    cap: Option<(windows::MsixFields, u64, String)>,
+    /// The function is not virtio (vendor other than 0x1AF4, virtio 1.2 section 4.1.2): its
+    /// lines are not evidence about the device.
+    foreign: bool,
+}
+
+/// A storport miniport's report of one granted message, being read.
+struct StorportMsiBlock {
+    msi: windows::StorportMsi,
+    /// The `MessageId` line and the `InterruptVector` line.
+    id_line: (u64, String),
+    vector_line: Option<(u64, String)>,
+    time_ns: Option<u64>,
+}
+
+/// The MSI-X capability as viostor/vioscsi print it, being read.
+struct StorportMsixBlock {
+    table_size_field: Option<u16>,
+    function_masked: Option<bool>,
+    enabled: Option<bool>,
+    line: (u64, String),
+    time_ns: Option<u64>,
+}
+
+/// A run of lines that may be an INF (or part of one) inside a mixed text: held until it ends,
+/// then read as an INF, or, when it is none, fed to the other readers as if never held.
+struct InfBlock {
+    lines: Vec<Line>,
+    bytes: usize,
+}
+
 /// One interrupt descriptor of a resource dump being read.
 struct EntryBlock {
     entry: windows::IntEntry,
@@ -191,6 +232,16 @@ struct Parser {
     /// Inside a report virq printed (`virq check: ...` to `verdict: ...`, `virq doctor: ...`
     /// to `Result: ...`): the end marker. A report quotes evidence; it is none itself.
     in_report: Option<&'static str>,
+    pci: Option<PciDump>,
+    /// The bus of a `!pci` listing (`PCI Bus 0`), for its `DD:F` summary lines.
+    pci_bus: Option<u8>,
+    storport_msi: Option<StorportMsiBlock>,
+    storport_msix: Option<StorportMsixBlock>,
+    /// NetKVM's unified IRQL of its messages (`Using MSIX interrupts (N messages, irql I)`).
+    netkvm_irql: Option<u8>,
+    inf: Option<InfBlock>,
+    /// Held lines are being fed again: none of them opens an INF block.
+    replaying: bool,
 }
 
 impl Parser {
@@ -219,6 +270,13 @@ impl Parser {
             driver_active: false,
             nobody: None,
             in_report: None,
+            pci: None,
+            pci_bus: None,
+            storport_msi: None,
+            storport_msix: None,
+            netkvm_irql: None,
+            inf: None,
+            replaying: false,
         }
     }
 
@@ -256,6 +314,14 @@ impl Parser {
     }
 
     fn emit(&mut self, kind: EventKind, line: &Line, time_ns: Option<u64>) {
+        self.emit_at(kind, line.number, line.text.clone(), time_ns);
+    }
+
+    /// [`Parser::emit`] for an event quoting a line read earlier.
+    fn emit_at(&mut self, kind: EventKind, line: u64, text: String, time_ns: Option<u64>) {
+        if self.lspci.is_none() && self.pci.as_ref().is_some_and(|d| d.foreign) {
+            return;
+        }
         let device = self
             .lspci
             .as_ref()
@@ -263,11 +329,36 @@ impl Parser {
             .or_else(|| self.windbg_device.clone());
         self.push(Pending {
             kind,
-            line: line.number,
-            text: line.text.clone(),
+            line,
+            text,
             time_ns,
             device,
         });
+    }
+
+    /// What a driver printed: a resource dump (or a pre-start interrupt query) after the
+    /// driver ran is the driver starting again (reboot, re-install, rebalance, mode switch),
+    /// so a new start begins at the first of them.
+    fn driver_events(&mut self, events: Vec<(EventKind, u64, String)>, time: Option<u64>) {
+        let Some((_, first_line, first_text)) = events.first() else {
+            return;
+        };
+        if self.driver_active && events.iter().any(|(k, _, _)| k.is_driver_start()) {
+            let (line, text) = (*first_line, first_text.clone());
+            self.emit_at(
+                EventKind::SessionStart {
+                    label: format!("driver start at line {line}"),
+                },
+                line,
+                text,
+                time,
+            );
+            self.driver_active = false;
+        }
+        self.driver_active |= events.iter().any(|(k, _, _)| k.is_driver_activity());
+        for (k, line, text) in events {
+            self.emit_at(k, line, text, time);
+        }
     }
 
     /// One `virq_events::Event` as JSON (a run's own evidence): kept exactly as it is,
@@ -284,6 +375,12 @@ impl Parser {
 
     fn end_msix(&mut self) {
         if let Some(b) = self.msix.take() {
+            if let Some(dump) = self.pci.as_mut().filter(|d| d.device == b.device) {
+                if b.fields.any() {
+                    dump.cap = Some((b.fields, b.line, b.text));
+                }
+                return;
+            }
             if b.fields.any() {
                 let (enabled, function_masked, table_size) = b.fields.decode();
                 self.push(Pending {
@@ -392,6 +489,202 @@ impl Parser {
         self.end_entry();
         self.end_lspci();
         self.end_nobody();
+        self.end_storport();
+    }
+
+    /// Ends the `!pci` dump being read: its MSI-X capability from the raw Message Control
+    /// word when the dump shows one, else from the capability lines.
+    fn end_pci(&mut self) {
+        self.end_msix();
+        let Some(d) = self.pci.take() else {
+            return;
+        };
+        if d.foreign {
+            return;
+        }
+        let raw = d
+            .raw
+            .find_msix(d.msix_at, d.cap_ptr)
+            .and_then(|at| d.raw.msix_control(at));
+        let (fields, line, text) = match (raw, d.cap) {
+            (Some((control, (line, text))), _) => (
+                windows::MsixFields {
+                    control: Some(control),
+                    ..Default::default()
+                },
+                *line,
+                text.clone(),
+            ),
+            (None, Some(cap)) => cap,
+            (None, None) => return,
+        };
+        let (enabled, function_masked, table_size) = fields.decode();
+        let device = std::mem::replace(&mut self.windbg_device, d.device);
+        self.emit_at(
+            EventKind::MsixCapabilitySeen {
+                enabled,
+                function_masked,
+                table_size,
+            },
+            line,
+            text,
+            None,
+        );
+        self.windbg_device = device;
+    }
+
+    /// Starts reading the `!pci` dump of `device` (ending another function's dump).
+    fn open_pci(&mut self, device: Option<String>) {
+        if let Some(d) = self.pci.as_mut() {
+            if d.device.is_none() || d.device == device {
+                d.device = d.device.take().or(device.clone());
+                self.windbg_device = d.device.clone();
+                return;
+            }
+        }
+        self.end_pci();
+        self.windbg_device = device.clone();
+        self.pci = Some(PciDump {
+            device,
+            raw: windows::RawConfig::default(),
+            cap_ptr: None,
+            msix_at: None,
+            cap: None,
+            foreign: false,
+        });
+    }
+
+    /// A line between files of a concatenation (`--- name ---`, `==> name <==`): what one file
+    /// said about its device or its WinDbg command ends there.
+    fn file_boundary(&mut self) {
+        self.end_blocks();
+        self.end_pci();
+        self.windbg_device = None;
+        self.pci_bus = None;
+        self.section = windows::ResSection::Unknown;
+        self.command.clear();
+        self.proc_cpus = None;
+    }
+
+    fn end_storport(&mut self) {
+        if let Some(b) = self.storport_msi.take() {
+            if let Some((resource, connected)) = b.msi.to_events() {
+                let (vl, vt) = b.vector_line.unwrap_or_else(|| b.id_line.clone());
+                let (il, it) = b.id_line;
+                self.driver_events(vec![(connected, il, it), (resource, vl, vt)], b.time_ns);
+            }
+        }
+        if let Some(b) = self.storport_msix.take() {
+            if let Some(enabled) = b.enabled {
+                let (line, text) = b.line;
+                self.emit_at(
+                    EventKind::MsixCapabilitySeen {
+                        enabled,
+                        function_masked: b.function_masked.unwrap_or(false),
+                        table_size: b.table_size_field.map_or(0, |n| n.saturating_add(1)),
+                    },
+                    line,
+                    text,
+                    b.time_ns,
+                );
+            }
+        }
+    }
+
+    /// A line of a storport report already open; returns whether it was one.
+    fn storport_line(&mut self, body: &str, line: &Line) -> bool {
+        use windows::{StorportMsiLine as F, StorportMsixLine as X};
+        if let Some(b) = self.storport_msi.as_mut() {
+            match windows::storport_msi_line(body) {
+                Some(F::MessageId(_)) | None => {}
+                Some(F::Vector(v)) => {
+                    b.msi.vector = Some(v);
+                    b.vector_line = Some((line.number, line.text.clone()));
+                    return true;
+                }
+                Some(F::Level(v)) => {
+                    b.msi.level = Some(v);
+                    return true;
+                }
+                Some(F::Latched(l)) => {
+                    b.msi.latched = Some(l);
+                    return true;
+                }
+                Some(F::Other) => return true,
+            }
+        }
+        if let Some(b) = self.storport_msix.as_mut() {
+            match windows::storport_msix_line(body) {
+                Some(X::TableSizeField(n)) if b.table_size_field.is_none() => {
+                    b.table_size_field = Some(n);
+                    return true;
+                }
+                Some(X::FunctionMask(m)) if b.function_masked.is_none() => {
+                    b.function_masked = Some(m);
+                    return true;
+                }
+                Some(X::Enable(e)) if b.enabled.is_none() => {
+                    b.enabled = Some(e);
+                    b.line = (line.number, line.text.clone());
+                    return true;
+                }
+                _ => {}
+            }
+        }
+        self.end_storport();
+        false
+    }
+
+    /// The prints of virtio-win's own drivers (viostor, vioscsi, NetKVM); returns whether the
+    /// line was one with a meaning the judge uses.
+    fn virtio_win(&mut self, body: &str, line: &Line, time: Option<u64>) -> bool {
+        use windows::{StorportMsiLine as F, StorportMsixLine as X};
+        if let Some(F::MessageId(id)) = windows::storport_msi_line(body) {
+            self.end_storport();
+            self.storport_msi = Some(StorportMsiBlock {
+                msi: windows::StorportMsi {
+                    message_id: id,
+                    ..Default::default()
+                },
+                id_line: (line.number, line.text.clone()),
+                vector_line: None,
+                time_ns: time,
+            });
+            return true;
+        }
+        if let Some(x) = windows::storport_msix_line(body) {
+            self.end_storport();
+            let mut b = StorportMsixBlock {
+                table_size_field: None,
+                function_masked: None,
+                enabled: None,
+                line: (line.number, line.text.clone()),
+                time_ns: time,
+            };
+            match x {
+                X::TableSizeField(n) => b.table_size_field = Some(n),
+                X::FunctionMask(m) => b.function_masked = Some(m),
+                X::Enable(e) => b.enabled = Some(e),
+            }
+            self.storport_msix = Some(b);
+            return true;
+        }
+        let Some(v) = windows::virtio_win_line(body) else {
+            return false;
+        };
+        if let windows::VirtioWinLine::NetkvmMessages { irql, .. } = v {
+            self.netkvm_irql = Some(irql);
+        }
+        let kinds = v.to_events(self.netkvm_irql);
+        if kinds.is_empty() {
+            return false;
+        }
+        let events = kinds
+            .into_iter()
+            .map(|k| (k, line.number, line.text.clone()))
+            .collect();
+        self.driver_events(events, time);
+        true
     }
 
     fn end_nobody(&mut self) {
@@ -454,9 +747,68 @@ impl Parser {
         false
     }
 
+    /// One line: held while it may belong to an INF, read otherwise.
     fn feed(&mut self, line: &Line) {
+        if let Some(block) = self.inf.as_mut() {
+            if block.bytes <= MAX_INF_BYTES
+                && block.lines.len() < MAX_INF_LINES
+                && inf_block_continues(&line.text)
+            {
+                block.bytes += line.text.len() + 1;
+                block.lines.push(line.clone());
+                return;
+            }
+            self.end_inf();
+        } else if !self.replaying && self.in_report.is_none() && inf_block_starts(&line.text) {
+            self.inf = Some(InfBlock {
+                lines: vec![line.clone()],
+                bytes: line.text.len() + 1,
+            });
+            return;
+        }
+        self.feed_line(line);
+    }
+
+    /// Ends an INF block: its events when it is an INF, else its lines read as any others.
+    fn end_inf(&mut self) {
+        let Some(block) = self.inf.take() else {
+            return;
+        };
+        let texts: Vec<&str> = block.lines.iter().map(|l| l.text.as_str()).collect();
+        match inf_events(&texts) {
+            Some(events) => {
+                self.end_blocks();
+                for _ in &block.lines {
+                    self.votes.vote(Format::Inf);
+                }
+                for (idx, kind) in events {
+                    let l = &block.lines[idx.clamp(1, block.lines.len()) - 1];
+                    self.push(Pending {
+                        kind,
+                        line: l.number,
+                        text: l.text.clone(),
+                        time_ns: None,
+                        device: None,
+                    });
+                }
+            }
+            None => {
+                self.replaying = true;
+                for l in &block.lines {
+                    self.feed_line(l);
+                }
+                self.replaying = false;
+            }
+        }
+    }
+
+    fn feed_line(&mut self, line: &Line) {
         let raw = line.text.as_str();
         if raw.trim_start().starts_with('{') && self.event_line(raw, line) {
+            return;
+        }
+        if is_file_separator(raw) {
+            self.file_boundary();
             return;
         }
         let (mut body, mut prefix) = strip_prefixes(raw);
@@ -470,6 +822,11 @@ impl Parser {
                 prefix.kernel_log = true;
                 prefix.time_ns = time.or(prefix.time_ns);
             }
+        }
+        if (self.storport_msi.is_some() || self.storport_msix.is_some())
+            && self.storport_line(body, line)
+        {
+            return;
         }
         // A line quoted in a report (`virq check`'s `| INT: ...` proof lines) is not evidence
         // of its own: the line it quotes is. Nor is any line of a report virq printed.
@@ -532,14 +889,19 @@ impl Parser {
         if hits & gate::PROMPT != 0 {
             if let Some(cmd) = windows::windbg_prompt(body) {
                 self.end_blocks();
+                self.end_pci();
                 self.section = windows::ResSection::Unknown;
                 self.proc_cpus = None;
-                self.windbg_device = windows::pci_command_bdf(cmd);
+                self.pci_bus = None;
                 self.command = cmd
                     .split_whitespace()
                     .next()
                     .unwrap_or("")
                     .to_ascii_lowercase();
+                self.windbg_device = None;
+                if self.command == "!pci" {
+                    self.open_pci(windows::pci_command_bdf(cmd));
+                }
                 return;
             }
         }
@@ -556,27 +918,21 @@ impl Parser {
         }
         if hits & gate::CHECKLIST != 0 {
             if let Some(kinds) = windows::checklist_print(body) {
-                // A resource dump (or a pre-start interrupt query) after the driver ran is
-                // the driver starting again: reboot, re-install, rebalance, mode switch.
-                if self.driver_active && kinds.iter().any(EventKind::is_driver_start) {
-                    self.emit(
-                        EventKind::SessionStart {
-                            label: format!("driver start at line {}", line.number),
-                        },
-                        line,
-                        time,
-                    );
-                    self.driver_active = false;
-                }
-                self.driver_active |= kinds.iter().any(EventKind::is_driver_activity);
-                for k in kinds {
-                    self.emit(k, line, time);
-                }
+                let events = kinds
+                    .into_iter()
+                    .map(|k| (k, line.number, line.text.clone()))
+                    .collect();
+                self.driver_events(events, time);
                 return;
             }
         }
-        let in_block =
-            self.msix.is_some() || self.entry.is_some() || self.section == windows::ResSection::Raw;
+        if hits & gate::VIRTIO_WIN != 0 && self.virtio_win(body, line, time) {
+            return;
+        }
+        let in_block = self.msix.is_some()
+            || self.entry.is_some()
+            || self.pci.is_some()
+            || self.section == windows::ResSection::Raw;
         if (in_block || hits & gate::WINDBG != 0) && self.windbg_line(body, line, time) {
             return;
         }
@@ -895,14 +1251,64 @@ impl Parser {
         }
     }
 
-    /// WinDbg `!pci` words and capability blocks, and `!devnode` resource lists.
+    /// WinDbg `!pci` words, raw bytes and capability blocks, and `!devnode` resource lists.
     fn windbg_line(&mut self, body: &str, line: &Line, time: Option<u64>) -> bool {
-        if let Some(bdf) = windows::config_space_bdf(body) {
-            self.windbg_device = Some(bdf);
+        match windows::pci_heading(body) {
+            Some(windows::PciHeading::Function(bdf)) => {
+                self.end_blocks();
+                self.open_pci(Some(bdf));
+                return true;
+            }
+            Some(windows::PciHeading::Bus(bus)) => {
+                self.end_blocks();
+                self.end_pci();
+                self.windbg_device = None;
+                self.pci_bus = Some(bus);
+                return true;
+            }
+            None => {}
+        }
+        if windows::is_devnode_heading(body) {
+            self.end_blocks();
+            self.end_pci();
+            self.windbg_device = None;
+            self.command = "!devnode".to_string();
+            self.section = windows::ResSection::Unknown;
             return true;
+        }
+        if let Some(dump) = self.pci.as_mut() {
+            if let Some((off, bytes)) = windows::pci_raw_line(body) {
+                dump.raw.add(off, &bytes, line.number, &line.text);
+                self.end_msix();
+                return true;
+            }
+            if let Some(p) = windows::pci_cap_ptr(body) {
+                dump.cap_ptr = Some(p);
+                return true;
+            }
+            if let Some(v) = windows::pci_vendor_field(body) {
+                dump.foreign = is_foreign_vendor(v);
+                return true;
+            }
+            if body.trim_start().starts_with("Device Private") {
+                self.end_msix();
+                return true;
+            }
+        }
+        if let Some((bdf, vendor)) = windows::pci_summary_line(body, self.pci_bus) {
+            self.end_blocks();
+            if bdf.is_some() || self.pci.is_none() {
+                self.open_pci(bdf);
+            }
+            if let Some(d) = self.pci.as_mut() {
+                d.foreign = is_foreign_vendor(vendor);
+            }
         }
         if windows::is_msix_cap_start(body) {
             self.end_msix();
+            if let Some(dump) = self.pci.as_mut() {
+                dump.msix_at = windows::line_offset(body).or(dump.msix_at);
+            }
             let mut fields = windows::MsixFields::default();
             fields.read_line(body);
             self.msix = Some(MsixBlock {
@@ -985,8 +1391,11 @@ impl Parser {
         }
         if let Some(is_interrupt) = windows::resource_entry_start(body) {
             self.end_entry();
-            if is_interrupt && self.section != windows::ResSection::Raw {
-                let mut entry = windows::IntEntry::default();
+            if is_interrupt {
+                let mut entry = windows::IntEntry {
+                    raw: self.section == windows::ResSection::Raw,
+                    ..Default::default()
+                };
                 entry.read_line(body);
                 self.entry = Some(EntryBlock {
                     entry,
@@ -1017,9 +1426,40 @@ impl Parser {
     }
 
     fn finish(&mut self) {
+        self.end_inf();
         self.end_blocks();
         self.release_held();
+        self.end_pci();
     }
+}
+
+/// PCI vendor id of every virtio function (virtio 1.2 section 4.1.2).
+const VIRTIO_PCI_VENDOR_ID: u16 = 0x1AF4;
+
+/// A function other than a virtio one. All ones is not another vendor: it is what a read of
+/// a function that is gone returns (the device's own evidence of surprise removal).
+fn is_foreign_vendor(vendor: u16) -> bool {
+    vendor != VIRTIO_PCI_VENDOR_ID && vendor != 0xFFFF
+}
+
+/// A line between the files of a concatenation: `--- name ---` (as `virq check --logs`
+/// prints to stdout), `==> name <==` (as `head`/`tail` of several files print).
+fn is_file_separator(raw: &str) -> bool {
+    let t = raw.trim_start();
+    if !matches!(t.as_bytes().first(), Some(b'-' | b'=')) {
+        return false;
+    }
+    let t = t.trim_end();
+    let framed = |open: &str, close: &str| {
+        t.len() > open.len() + close.len()
+            && t.starts_with(open)
+            && t.ends_with(close)
+            && t[open.len()..t.len() - close.len()]
+                .trim()
+                .bytes()
+                .any(|b| b.is_ascii_alphanumeric())
+    };
+    framed("--- ", " ---") || framed("==> ", " <==")
 }
 
 /// Free-text lines worth keeping for a rule to quote: anything about interrupts, MSI(-X),
@@ -1100,9 +1540,6 @@ pub fn parse_reader<R: BufRead>(
             path: path.to_string(),
             offset,
         });
-    }
-    if looks_like_inf(&sniffed) {
-        return parse_inf(path, sniffed, &mut lines, &mut sink).map_err(io);
     }
     let mut parser = Parser::new(limits);
     let mut seq = 0u64;
@@ -1213,110 +1650,282 @@ pub fn parse_reader<R: BufRead>(
     })
 }
 
-/// An INF starts with (or soon has) a `[Version]` section carrying a `Signature`.
-fn looks_like_inf(sniffed: &[Line]) -> bool {
-    let mut version = false;
-    for l in sniffed {
-        let t = l.text.trim();
-        if t.eq_ignore_ascii_case("[Version]") {
-            version = true;
-        } else if version
-            && t.as_bytes()
-                .get(..9)
-                .is_some_and(|b| b.eq_ignore_ascii_case(b"Signature"))
-        {
-            return true;
-        }
+/// Most an INF block may hold: real INFs are a few KiB and a few hundred lines. A longer run
+/// is read in pieces of this size, so what is held stays bounded on any input.
+const MAX_INF_BYTES: usize = 4 << 20;
+const MAX_INF_LINES: usize = 1 << 16;
+
+/// A section header as an INF writes it: `[name]`, maybe with a `;` comment after it.
+fn inf_section_header(t: &str) -> Option<&str> {
+    let inner = t.strip_prefix('[')?;
+    let close = inner.find(']')?;
+    let after = inner[close + 1..].trim_start();
+    if !(after.is_empty() || after.starts_with(';')) {
+        return None;
     }
-    false
+    let name = inner[..close].trim();
+    let ok = !name.is_empty()
+        && name.len() <= 255
+        && name.bytes().any(|b| b.is_ascii_alphabetic())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_.-$%#&".contains(&b));
+    ok.then_some(name)
 }
 
-/// Most an INF may hold: real ones are a few KiB.
-const MAX_INF_BYTES: u64 = 8 << 20;
+/// Whether a line may begin an INF (or an INF fragment): a section header or a `;` comment,
+/// written as the whole line.
+fn inf_block_starts(raw: &str) -> bool {
+    let t = raw.trim_start();
+    let t = t.strip_prefix('\u{feff}').unwrap_or(t);
+    match t.as_bytes().first() {
+        Some(b';') => true,
+        Some(b'[') => inf_section_header(t.trim_end()).is_some(),
+        _ => false,
+    }
+}
 
-/// Read a whole INF (bounded) and say, per install section, what Windows will read of its
-/// interrupt keys, quoting every key that sits where Windows never looks (catalogue row 13).
-fn parse_inf<R: BufRead>(
-    path: &str,
-    sniffed: Vec<Line>,
-    lines: &mut LineReader<R>,
-    sink: &mut impl FnMut(Event),
-) -> std::io::Result<FileSummary> {
-    let mut text_lines: Vec<String> = sniffed.into_iter().map(|l| l.text).collect();
-    while lines.offset() <= MAX_INF_BYTES {
-        match lines.next_line()? {
-            Some(l) => text_lines.push(l.text),
-            None => break,
+/// Whether a line can still be part of the INF held so far. What ends it is a line that is
+/// plainly something else: a file separator, DbgView or kernel-log columns, a checklist
+/// print, a WinDbg prompt, a report virq printed, a JSON event, `/proc/interrupts` or `lspci`
+/// headings. Comments and blank lines never end it.
+fn inf_block_continues(raw: &str) -> bool {
+    let t = raw.trim();
+    if t.is_empty() || t.starts_with(';') {
+        return true;
+    }
+    if is_file_separator(raw) || t.starts_with('{') {
+        return false;
+    }
+    let (body, prefix) = strip_prefixes(raw);
+    if prefix.dbgview_columns || prefix.pid.is_some() || prefix.kernel_log || prefix.wpp {
+        return false;
+    }
+    let b = body.trim_start();
+    if b.starts_with("virq check: ") || b.starts_with("virq doctor: ") {
+        return false;
+    }
+    let hits = gate::hits(body);
+    if hits & gate::CHECKLIST != 0 && windows::checklist_print(body).is_some() {
+        return false;
+    }
+    if hits & gate::PROMPT != 0 && windows::windbg_prompt(body).is_some() {
+        return false;
+    }
+    if cpu_header_columns(raw).is_some() || windows::pci_heading(body).is_some() {
+        return false;
+    }
+    !leading_bdf(raw).is_some_and(|(_, rest)| rest.contains(": "))
+}
+
+/// Registry value types INFs name through `[Strings]` tokens (`%REG_DWORD%`); a fragment
+/// pasted without its `[Strings]` still means these.
+const INF_REG_TYPES: [(&str, &str); 5] = [
+    ("REG_DWORD", "0x00010001"),
+    ("REG_SZ", "0x00000000"),
+    ("REG_EXPAND_SZ", "0x00020000"),
+    ("REG_MULTI_SZ", "0x00010000"),
+    ("REG_BINARY", "0x00000001"),
+];
+
+/// Platform decorations an install section name may carry.
+const INF_DECORATIONS: [&str; 5] = [".ntamd64", ".ntx86", ".ntarm64", ".ntia64", ".nt"];
+
+fn undecorated(name: &str) -> &str {
+    let lower = name.to_ascii_lowercase();
+    INF_DECORATIONS
+        .iter()
+        .find(|d| lower.ends_with(*d))
+        .map_or(name, |d| &name[..name.len() - d.len()])
+}
+
+/// Reads held lines as an INF: per install section, what Windows reads of its interrupt keys
+/// (`InfInterruptPolicy`, at the section's header), and each key that sits where Windows never
+/// looks (catalogue row 13), quoted. Returns the events with their 1-based line in `lines`,
+/// or `None` when the lines are not an INF.
+///
+/// Accepted as they are pasted: whole INFs, `.inx` templates (`$ARCH$` read as `amd64`, as
+/// stampinf would for an x64 package), fragments without `[Version]`, `[Manufacturer]` or
+/// `[Strings]` (the install sections are then the ones with a `.HW` section, or failing that
+/// the ones that copy files or add registry values; a `.HW` section pasted without its install
+/// section stands for it).
+fn inf_events(lines: &[&str]) -> Option<Vec<(usize, EventKind)>> {
+    use virq_win7::{Inf, InfArch, InfError};
+    let arch = InfArch::Amd64;
+    let mut text: Vec<String> = lines
+        .iter()
+        .map(|l| l.replace("$ARCH$", "amd64").replace("$arch$", "amd64"))
+        .collect();
+    let real = text.len();
+    let headers: Vec<usize> = text
+        .iter()
+        .enumerate()
+        .filter(|(_, l)| inf_section_header(l.trim()).is_some())
+        .map(|(i, _)| i + 1)
+        .collect();
+    let last_header = *headers.last()?;
+    // Text after the INF that no end marker caught lands in its last section; a line there
+    // that cannot be INF (an unclosed quote) ends the INF instead of spoiling it.
+    // A parse error names the first line it cannot read, so one retry without that line and
+    // what follows is all the cutting there is.
+    let mut tries = 0;
+    let inf = loop {
+        tries += 1;
+        match Inf::parse(&text.join("\n")) {
+            Ok(inf) => break inf,
+            Err(
+                InfError::UnterminatedQuote { line }
+                | InfError::LineOutsideSection { line }
+                | InfError::UnterminatedSectionHeader { line },
+            ) if tries == 1 && line > last_header && line <= text.len() => text.truncate(line - 1),
+            Err(_) => {
+                let has_version = headers
+                    .iter()
+                    .any(|h| inf_section_header(text[h - 1].trim()) == Some("Version"));
+                return has_version.then(Vec::new);
+            }
+        }
+    };
+    let named = |want: &str| {
+        inf.sections()
+            .iter()
+            .any(|s| s.name.eq_ignore_ascii_case(want))
+    };
+    let is_hw = |name: &str| name.to_ascii_lowercase().ends_with(".hw");
+    let directive = |sec: &virq_win7::inf::InfSection, key: &str| {
+        sec.lines.iter().any(|l| {
+            l.key
+                .as_deref()
+                .is_some_and(|k| k.eq_ignore_ascii_case(key))
+        })
+    };
+    let hkr = inf.sections().iter().any(|sec| {
+        sec.lines.iter().any(|l| {
+            l.key.is_none()
+                && l.fields
+                    .first()
+                    .is_some_and(|f| f.eq_ignore_ascii_case("HKR"))
+        })
+    });
+    let addreg = inf.sections().iter().any(|sec| directive(sec, "AddReg"));
+    let hw = inf.sections().iter().any(|sec| is_hw(&sec.name));
+    let signed = inf.section("Version").is_some_and(|v| {
+        v.lines.iter().any(|l| {
+            l.key
+                .as_deref()
+                .is_some_and(|k| k.eq_ignore_ascii_case("Signature"))
+        })
+    });
+    if !(signed || named("Manufacturer") || hkr || addreg || hw) {
+        return None;
+    }
+    // What a fragment leaves out and Windows would have: the registry type tokens, and an
+    // install section for a `.HW` section pasted alone.
+    let mut extra: Vec<String> = Vec::new();
+    let strings = inf.section("Strings");
+    let defined = |token: &str| {
+        strings.is_some_and(|s| {
+            s.lines.iter().any(|l| {
+                l.key
+                    .as_deref()
+                    .is_some_and(|k| k.eq_ignore_ascii_case(token))
+            })
+        })
+    };
+    let mut types: Vec<String> = INF_REG_TYPES
+        .iter()
+        .filter(|(token, _)| !defined(token))
+        .filter(|(token, _)| text.iter().any(|l| l.contains(&format!("%{token}%"))))
+        .map(|(token, value)| format!("{token} = {value}"))
+        .collect();
+    if !types.is_empty() {
+        extra.push("[Strings]".to_string());
+        extra.append(&mut types);
+    }
+    let mut installs = inf.install_sections(arch);
+    let mut from_hw = false;
+    if installs.is_empty() {
+        for sec in inf.sections() {
+            if is_hw(&sec.name) {
+                let base = &sec.name[..sec.name.len() - 3];
+                if inf.section(base).is_none() {
+                    extra.push(format!("[{base}]"));
+                }
+                from_hw = true;
+                let name = undecorated(base).to_string();
+                if !installs
+                    .iter()
+                    .any(|i: &String| i.eq_ignore_ascii_case(&name))
+                {
+                    installs.push(name);
+                }
+            }
         }
     }
-    let text = text_lines.join("\n");
-    let mut kinds: BTreeMap<String, u64> = BTreeMap::new();
-    let mut seq = 0u64;
-    let mut emit = |line: usize, kind: EventKind| {
-        *kinds.entry(kind_name(&kind)).or_insert(0) += 1;
-        let text = text_lines
-            .get(line.saturating_sub(1))
-            .cloned()
-            .unwrap_or_default();
-        sink(Event {
-            seq,
-            time_ns: None,
-            device: None,
-            origin: Origin::File {
-                path: path.to_string(),
-                line: line as u64,
-                text,
-            },
-            kind,
-        });
-        seq += 1;
+    if installs.is_empty() {
+        for sec in inf.sections() {
+            let lower = sec.name.to_ascii_lowercase();
+            let service_like = directive(sec, "ServiceType")
+                || lower.contains("service")
+                || lower.contains("eventlog")
+                || lower.ends_with(".coinstallers")
+                || lower.ends_with(".wdf")
+                || lower.ends_with(".interfaces");
+            if !service_like && (directive(sec, "AddReg") || directive(sec, "CopyFiles")) {
+                let name = undecorated(&sec.name).to_string();
+                if !installs.iter().any(|i| i.eq_ignore_ascii_case(&name)) {
+                    installs.push(name);
+                }
+            }
+        }
+    }
+    let inf = if extra.is_empty() {
+        inf
+    } else {
+        text.extend(extra);
+        Inf::parse(&text.join("\n")).ok()?
     };
-    if let Ok(inf) = virq_win7::Inf::parse(&text) {
-        for install in inf.install_sections(virq_win7::InfArch::Amd64) {
-            let Ok(settings) = inf.interrupt_settings(&install, virq_win7::InfArch::Amd64) else {
-                continue;
-            };
-            let header = text_lines
-                .iter()
-                .position(|l| {
-                    l.trim()
-                        .to_ascii_lowercase()
-                        .starts_with(&format!("[{}", install.to_ascii_lowercase()))
-                })
-                .map_or(1, |i| i + 1);
-            emit(
-                header,
-                EventKind::InfInterruptPolicy {
-                    install_section: settings.install_section.clone(),
-                    msi_supported: settings.policy.msi_supported,
-                    message_number_limit: settings.policy.message_number_limit,
-                    misplaced_keys: settings.misplaced.len() as u32,
-                },
-            );
-            for m in &settings.misplaced {
-                let quoted = text_lines
-                    .get(m.line.saturating_sub(1))
-                    .cloned()
-                    .unwrap_or_default();
-                emit(
+    let header_of = |name: &str| {
+        text.iter()
+            .take(real)
+            .position(|l| {
+                inf_section_header(l.trim()).is_some_and(|n| n.eq_ignore_ascii_case(name))
+            })
+            .map(|i| i + 1)
+    };
+    let mut out = Vec::new();
+    for install in installs {
+        let Ok(settings) = inf.interrupt_settings(&install, arch) else {
+            continue;
+        };
+        let header = header_of(&settings.install_section)
+            .or_else(|| {
+                from_hw
+                    .then(|| header_of(&format!("{}.HW", settings.install_section)))
+                    .flatten()
+            })
+            .unwrap_or(1);
+        out.push((
+            header,
+            EventKind::InfInterruptPolicy {
+                install_section: settings.install_section.clone(),
+                msi_supported: settings.policy.msi_supported,
+                message_number_limit: settings.policy.message_number_limit,
+                misplaced_keys: settings.misplaced.len() as u32,
+            },
+        ));
+        for m in &settings.misplaced {
+            if let Some(quoted) = m.line.checked_sub(1).and_then(|i| lines.get(i)) {
+                out.push((
                     m.line,
                     EventKind::LogLine {
                         text: quoted.trim().to_string(),
                     },
-                );
+                ));
             }
         }
     }
-    Ok(FileSummary {
-        path: path.to_string(),
-        format: Format::Inf,
-        lines: lines.line_count(),
-        bytes: lines.offset(),
-        truncated_lines: lines.truncated_lines(),
-        dropped_events: 0,
-        unquoted_log_lines: 0,
-        kinds,
-    })
+    Some(out)
 }
 
 /// [`parse_reader`] collecting the events of the file's lines into a vector, sorted by line

@@ -1,6 +1,7 @@
 //! Matchers for Windows evidence: the checklist's DbgPrint formats (docs/log-formats.md), common
-//! real-driver wordings, and WinDbg `!pci` / resource-list output. Stateless helpers only; the
-//! block state (inside an MSI-X capability, inside a resource entry) lives in the parser.
+//! real-driver wordings, virtio-win's own drivers' prints, and WinDbg `!pci` / resource-list
+//! output. Stateless helpers only; the block state (inside an MSI-X capability, a resource
+//! entry, a `!pci` dump, a storport MSI report) lives in the parser.
 
 use crate::text::{
     contains_ci, find_word_ci, kv, kv_num, parse_bool, parse_hex, parse_num, tokens,
@@ -221,8 +222,10 @@ fn strict_num(tok: &str) -> Option<u64> {
 ///
 /// Accepted shape: the line mentions a vector (`vector`, `msix`, `msi-x`) and a read-back
 /// phrase; the selector is "config" or the first number after a word containing `queue`; the
-/// written value is the last other number before the phrase; the read-back value is the first
-/// number after it. Anything else stays a plain log line.
+/// written value is the last number between the selector and the phrase (none: the line reads
+/// the selector back, a `VectorRead`); the read-back value is the first number after the
+/// phrase. Numbers in front of the selector (a DbgView sequence number pasted without its
+/// tabs) are never the written value. Anything else stays a plain log line.
 pub fn readback_wording(body: &str) -> Option<EventKind> {
     if !contains_ci(body, "read") {
         return None;
@@ -248,16 +251,34 @@ pub fn readback_wording(body: &str) -> Option<EventKind> {
         None if lower[..pos].contains("config") => (Selector::MsixConfig, None),
         None => return None,
     };
+    // The written value follows the selector's name; a phrase with no number between them
+    // reads the selector back without a write (`config vector read back 0xffff`).
+    let after_selector = match (queue_word, skip) {
+        (_, Some(off)) => off + 1,
+        (Some(q), None) => q + 1,
+        (None, None) => before
+            .iter()
+            .position(|t| t.contains("config"))
+            .map_or(0, |i| i + 1),
+    };
     let written = before
         .iter()
         .enumerate()
+        .skip(after_selector)
         .rev()
         .filter(|(i, _)| Some(*i) != skip)
-        .find_map(|(_, t)| strict_num(t))?;
-    Some(EventKind::VectorWritten {
-        selector,
-        written: u16_of(written)?,
-        read_back: u16_of(read_back)?,
+        .find_map(|(_, t)| strict_num(t));
+    let read_back = u16_of(read_back)?;
+    Some(match written {
+        Some(w) => EventKind::VectorWritten {
+            selector,
+            written: u16_of(w)?,
+            read_back,
+        },
+        None => EventKind::VectorRead {
+            selector,
+            value: read_back,
+        },
     })
 }
 
@@ -493,6 +514,8 @@ pub fn resource_entry_start(body: &str) -> Option<bool> {
 /// Fields of one interrupt descriptor in a resource dump.
 #[derive(Debug, Default, Clone)]
 pub struct IntEntry {
+    /// From the raw list (`AllocatedResources`, `!devnode`'s `CmResourceList`).
+    pub raw: bool,
     pub flags: Option<u16>,
     pub message_word: bool,
     pub level: Option<u32>,
@@ -582,9 +605,485 @@ impl IntEntry {
             vector: self.vector.unwrap_or(0),
             affinity: self.affinity.unwrap_or(0),
             flags,
-            raw: false,
+            raw: self.raw,
         })
     }
+}
+
+// ---- virtio-win's own drivers ----------------------------------------------------------
+//
+// viostor and vioscsi (storport miniports) print with `RhelDbgPrint`, NetKVM with `DPrintf`;
+// both reach DbgView as DbgPrint text in checked builds, or as WPP text (the same words after a
+// tracefmt prefix and the function name). They never print the checklist's lines; these are
+// the ones about interrupts whose meaning is certain from the drivers' sources.
+
+/// One line of the MSI report a storport miniport prints per granted message
+/// (`StorPortGetMSIInfo` in `HwInitialize`): ` MessageId = %x`, ` InterruptVector = %x`,
+/// ` InterruptLevel = %x`, ` InterruptMode = Latched`, and the data/address lines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StorportMsiLine {
+    MessageId(u32),
+    Vector(u32),
+    Level(u32),
+    /// `InterruptMode`: latched (the only mode of a message) or level-sensitive.
+    Latched(bool),
+    /// `MessageData`, `MessageAddress`: part of the report, nothing the judge needs.
+    Other,
+}
+
+/// The value after `key = ` (exact case: `MessageId` is the MSI report, `MessageID` the ISR's
+/// complaint), when the key starts a word.
+fn field_after<'a>(body: &'a str, key: &str) -> Option<&'a str> {
+    let at = memchr::memmem::find(body.as_bytes(), key.as_bytes())?;
+    if at > 0 && is_word(body.as_bytes()[at - 1]) {
+        return None;
+    }
+    let rest = body[at + key.len()..].trim_start().strip_prefix('=')?;
+    Some(rest.trim())
+}
+
+fn is_word(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b == b'_' || b == b'.'
+}
+
+/// A line of a storport miniport's per-message MSI report.
+pub fn storport_msi_line(body: &str) -> Option<StorportMsiLine> {
+    let hex = |v: &str| parse_hex(v.split_whitespace().next()?).and_then(u32_of);
+    if let Some(v) = field_after(body, "MessageId") {
+        return hex(v).map(StorportMsiLine::MessageId);
+    }
+    if let Some(v) = field_after(body, "InterruptVector") {
+        return hex(v).map(StorportMsiLine::Vector);
+    }
+    if let Some(v) = field_after(body, "InterruptLevel") {
+        return hex(v).map(StorportMsiLine::Level);
+    }
+    if let Some(v) = field_after(body, "InterruptMode") {
+        return match v {
+            "Latched" => Some(StorportMsiLine::Latched(true)),
+            "LevelSensitive" => Some(StorportMsiLine::Latched(false)),
+            _ => None,
+        };
+    }
+    if field_after(body, "MessageData").is_some() || field_after(body, "MessageAddress").is_some() {
+        return Some(StorportMsiLine::Other);
+    }
+    None
+}
+
+/// One message of a storport MSI report, read so far.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StorportMsi {
+    pub message_id: u32,
+    pub vector: Option<u32>,
+    pub level: Option<u32>,
+    pub latched: Option<bool>,
+}
+
+impl StorportMsi {
+    /// The granted message as a resource (one descriptor per message, as Windows lists MSI-X)
+    /// and as the interrupt storport connected for it (`MessageId` is the `MessageID` the ISR
+    /// receives). `None` without the vector.
+    pub fn to_events(&self) -> Option<(EventKind, EventKind)> {
+        let vector = self.vector?;
+        let level = self.level.unwrap_or(vector >> 4);
+        let latched = if self.latched.unwrap_or(true) {
+            CM_RESOURCE_INTERRUPT_LATCHED
+        } else {
+            0
+        };
+        let flags = CM_RESOURCE_INTERRUPT_MESSAGE | latched;
+        Some((
+            EventKind::ResourceAssigned {
+                mode: InterruptMode::Message,
+                message_count: 0,
+                level,
+                vector,
+                affinity: 0,
+                flags,
+                raw: false,
+            },
+            EventKind::InterruptConnected {
+                message_signaled: true,
+                message_number: self.message_id,
+                vector,
+                irql: u8::try_from(level).unwrap_or(0),
+                affinity: 0,
+            },
+        ))
+    }
+}
+
+/// `CM_RESOURCE_INTERRUPT_LATCHED`.
+pub const CM_RESOURCE_INTERRUPT_LATCHED: u16 = 0x0001;
+
+/// A line of the MSI-X capability viostor/vioscsi read in `HwFindAdapter`
+/// (` MessageControl.TableSize = %d`, `.FunctionMask`, `.MSIXEnable`). `TableSize` is the raw
+/// field, N-1.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StorportMsixLine {
+    TableSizeField(u16),
+    FunctionMask(bool),
+    Enable(bool),
+}
+
+pub fn storport_msix_line(body: &str) -> Option<StorportMsixLine> {
+    let num = |v: &str| v.split_whitespace().next()?.parse::<u16>().ok();
+    if let Some(v) = field_after(body, "MessageControl.TableSize") {
+        return num(v).map(StorportMsixLine::TableSizeField);
+    }
+    if let Some(v) = field_after(body, "MessageControl.FunctionMask") {
+        return num(v).map(|n| StorportMsixLine::FunctionMask(n != 0));
+    }
+    if let Some(v) = field_after(body, "MessageControl.MSIXEnable") {
+        return num(v).map(|n| StorportMsixLine::Enable(n != 0));
+    }
+    None
+}
+
+/// What a virtio-win driver's single line says about interrupts, when it is certain.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum VirtioWinLine {
+    /// viostor/vioscsi ` Queues %d msix_vectors %d`: with 0 vectors `StorPortGetMSIInfo`
+    /// found no message, so the adapter runs on its line interrupt.
+    StorportVectors { queues: u32, vectors: u32 },
+    /// NetKVM `Using MSIX interrupts (%d messages, irql %d)`.
+    NetkvmMessages { count: u32, irql: u8 },
+    /// NetKVM `MSIX message%d=%08X=>%I64X`: one message of its table (data, address).
+    NetkvmMessage { index: u32, data: u32, address: u64 },
+    /// NetKVM `Not using MSIX`: the resources carry no message interrupt.
+    NetkvmNoMsix,
+    /// viostor's message ISR refusing a message (` MessageID = %d`, then `return FALSE`).
+    MessageRefused { message_id: u32 },
+    /// viostor's line ISR: ` was not serviced ISR status = %d` (read, nothing pending).
+    LineNotServiced { isr_status: u8 },
+    /// viostor's line ISR on a removed or stopped adapter: returns FALSE without reading.
+    LineIsrStopped,
+}
+
+impl VirtioWinLine {
+    /// The events the line stands for; `irql` is NetKVM's last reported unified IRQL.
+    pub fn to_events(&self, irql: Option<u8>) -> Vec<EventKind> {
+        let line = || EventKind::ResourceAssigned {
+            mode: InterruptMode::Intx,
+            message_count: 0,
+            level: 0,
+            vector: 0,
+            affinity: 0,
+            flags: 0,
+            raw: false,
+        };
+        match *self {
+            VirtioWinLine::StorportVectors { vectors: 0, .. } | VirtioWinLine::NetkvmNoMsix => {
+                vec![line()]
+            }
+            VirtioWinLine::StorportVectors { .. } | VirtioWinLine::NetkvmMessages { .. } => {
+                Vec::new()
+            }
+            VirtioWinLine::NetkvmMessage { index, data, .. } => {
+                // An x86 MSI data word carries the IDT vector in bits 7:0.
+                let vector = data & 0xFF;
+                let irql = irql.unwrap_or(0);
+                vec![
+                    EventKind::ResourceAssigned {
+                        mode: InterruptMode::Message,
+                        message_count: 0,
+                        level: u32::from(irql),
+                        vector,
+                        affinity: 0,
+                        flags: CM_RESOURCE_INTERRUPT_MESSAGE | CM_RESOURCE_INTERRUPT_LATCHED,
+                        raw: false,
+                    },
+                    EventKind::InterruptConnected {
+                        message_signaled: true,
+                        message_number: index,
+                        vector,
+                        irql,
+                        affinity: 0,
+                    },
+                ]
+            }
+            VirtioWinLine::MessageRefused { message_id } => vec![EventKind::IsrRan {
+                message_id: Some(message_id),
+                claimed: false,
+                isr_status: None,
+            }],
+            VirtioWinLine::LineNotServiced { isr_status } => vec![EventKind::IsrRan {
+                message_id: None,
+                claimed: false,
+                isr_status: Some(isr_status),
+            }],
+            VirtioWinLine::LineIsrStopped => vec![EventKind::IsrRan {
+                message_id: None,
+                claimed: false,
+                isr_status: None,
+            }],
+        }
+    }
+}
+
+/// A decimal number that is the whole of `s` (after trimming).
+fn whole_decimal(s: &str) -> Option<u32> {
+    let t = s.trim();
+    (!t.is_empty() && t.len() <= 10 && t.bytes().all(|b| b.is_ascii_digit()))
+        .then(|| t.parse().ok())
+        .flatten()
+}
+
+/// One of the single-line virtio-win prints of [`VirtioWinLine`].
+pub fn virtio_win_line(body: &str) -> Option<VirtioWinLine> {
+    if let Some(v) = field_after(body, "MessageID") {
+        // The lock tracing prints `---> MessageID = %d isr = %d`: not the ISR.
+        let head = &body[..memchr::memmem::find(body.as_bytes(), b"MessageID")?];
+        if !head.contains("--->") && !head.contains("<---") {
+            return whole_decimal(v).map(|message_id| VirtioWinLine::MessageRefused { message_id });
+        }
+        return None;
+    }
+    if let Some(i) = memchr::memmem::find(body.as_bytes(), b"was not serviced ISR status") {
+        let v = body[i..].split('=').nth(1)?;
+        return whole_decimal(v)
+            .and_then(|v| u8::try_from(v).ok())
+            .map(|isr_status| VirtioWinLine::LineNotServiced { isr_status });
+    }
+    if body.contains("Interrupt on removed or stopped device") {
+        return Some(VirtioWinLine::LineIsrStopped);
+    }
+    if let Some(i) = find_word_ci(body, "Queues") {
+        let toks: Vec<&str> = body[i..].split_whitespace().collect();
+        if let [_, q, key, v, ..] = toks.as_slice() {
+            if *key == "msix_vectors" {
+                return Some(VirtioWinLine::StorportVectors {
+                    queues: whole_decimal(q)?,
+                    vectors: whole_decimal(v)?,
+                });
+            }
+        }
+    }
+    if let Some(i) = memchr::memmem::find(body.as_bytes(), b"Using MSIX interrupts (") {
+        let inner = body[i + 23..].split(')').next()?;
+        let (count, irql) = inner.split_once(',')?;
+        let count = whole_decimal(count.trim().strip_suffix("messages")?)?;
+        let irql = whole_decimal(irql.trim().strip_prefix("irql")?)?;
+        return Some(VirtioWinLine::NetkvmMessages {
+            count,
+            irql: u8::try_from(irql).ok()?,
+        });
+    }
+    if let Some(i) = memchr::memmem::find(body.as_bytes(), b"MSIX message") {
+        let rest = &body[i + 12..];
+        let (index, rest) = rest.split_once('=')?;
+        let (data, address) = rest.split_once("=>")?;
+        return Some(VirtioWinLine::NetkvmMessage {
+            index: whole_decimal(index)?,
+            data: parse_hex(data.trim()).and_then(u32_of)?,
+            address: parse_hex(address.split_whitespace().next()?)?,
+        });
+    }
+    if body.trim_end().ends_with("Not using MSIX") {
+        return Some(VirtioWinLine::NetkvmNoMsix);
+    }
+    None
+}
+
+// ---- WinDbg `!pci` as the pci extension prints it ----------------------------------------
+
+/// What a `!pci` heading line says about the function the lines after it describe.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PciHeading {
+    /// `PCI Bus 0`, `PCI Segment 0 Bus 0`: the bus of the summary lines that follow.
+    Bus(u8),
+    /// A heading naming the whole address (`PCI Configuration Space (Segment:0000 Bus:00
+    /// Device:04 Function:00)`, or virq's `PCI Segment 0 Bus 0x00 Device 0x04 Function 0x0`).
+    Function(String),
+}
+
+/// A `!pci` heading line.
+pub fn pci_heading(body: &str) -> Option<PciHeading> {
+    if let Some(bdf) = config_space_bdf(body) {
+        return Some(PciHeading::Function(bdf));
+    }
+    let t = body.trim();
+    let rest = t.strip_prefix("PCI ")?;
+    let toks: Vec<&str> = rest.split_whitespace().collect();
+    let num = |s: &str| parse_hex(s).and_then(|v| u8::try_from(v).ok());
+    match toks.as_slice() {
+        ["Bus", b] | ["Segment", _, "Bus", b] => num(b).map(PciHeading::Bus),
+        ["Segment", _, "Bus", b, "Device", d, "Function", f] => Some(PciHeading::Function(
+            format!("{:02x}:{:02x}.{:x}", num(b)?, num(d)?, num(f)?),
+        )),
+        _ => None,
+    }
+}
+
+/// The summary line of one function: `DD:F  VVVV:DDDD.RR  Cmd[...]  Sts[...]  ...` (with the
+/// bus from the heading) or virq's `BB:DD.F  VVVV:DDDD.RR  Cmd[...]`. Returns the address
+/// (`None` when the bus is not known) and the vendor id.
+pub fn pci_summary_line(body: &str, bus: Option<u8>) -> Option<(Option<String>, u16)> {
+    let mut toks = body.split_whitespace();
+    let addr = toks.next()?;
+    let ids = toks.next()?;
+    let (vendor, rest) = ids.split_once(':')?;
+    let device = rest.split('.').next()?;
+    if vendor.len() != 4 || device.len() != 4 {
+        return None;
+    }
+    let vendor = parse_hex(vendor).and_then(u16_of)?;
+    parse_hex(device)?;
+    let hex = |s: &str, n: usize| s.len() <= n && !s.is_empty() && parse_hex(s).is_some();
+    let bdf = match addr.split(':').collect::<Vec<_>>().as_slice() {
+        [b, df] if df.contains('.') => {
+            let (d, f) = df.split_once('.')?;
+            if !(hex(b, 2) && hex(d, 2) && hex(f, 1)) {
+                return None;
+            }
+            Some(format!(
+                "{:02x}:{:02x}.{:x}",
+                parse_hex(b)?,
+                parse_hex(d)?,
+                parse_hex(f)?
+            ))
+        }
+        [d, f] if hex(d, 2) && hex(f, 1) => {
+            let (d, f) = (parse_hex(d)?, parse_hex(f)?);
+            bus.map(|b| format!("{b:02x}:{d:02x}.{f:x}"))
+        }
+        _ => return None,
+    };
+    Some((bdf, vendor))
+}
+
+/// A line of raw configuration space as `!pci` prints it (the `Device Private:` block, or the
+/// raw dword / byte flags): `40: 00028011 00000001 ...` or `40: 11 00 02 80 ...`. Returns the
+/// offset of the first byte and the bytes (little-endian dwords unpacked).
+pub fn pci_raw_line(body: &str) -> Option<(u8, Vec<u8>)> {
+    let t = body.trim();
+    let (off, rest) = t.split_once(':')?;
+    if off.is_empty() || off.len() > 3 || !off.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    let off = u8::try_from(u32::from_str_radix(off, 16).ok()?).ok()?;
+    let toks: Vec<&str> = rest.split_whitespace().collect();
+    if toks.is_empty() || toks.len() > 16 {
+        return None;
+    }
+    let width = toks[0].len();
+    if !matches!(width, 2 | 8) || toks.iter().any(|t| t.len() != width) {
+        return None;
+    }
+    let mut bytes = Vec::with_capacity(toks.len() * (width / 2));
+    for tok in toks {
+        let v = u32::from_str_radix(tok, 16).ok()?;
+        if width == 8 {
+            bytes.extend_from_slice(&v.to_le_bytes());
+        } else {
+            bytes.push(v as u8);
+        }
+    }
+    (usize::from(off) + bytes.len() <= 256).then_some((off, bytes))
+}
+
+/// `34: CapPtr  98`: the first capability's offset.
+pub fn pci_cap_ptr(body: &str) -> Option<u8> {
+    let mut toks = body.split_whitespace();
+    if toks.next()? != "34:" || !toks.next()?.eq_ignore_ascii_case("CapPtr") {
+        return None;
+    }
+    parse_hex(toks.next()?).and_then(|v| u8::try_from(v).ok())
+}
+
+/// `00: VendorID  1af4 ...`: the vendor of a `!pci 1xx` dump.
+pub fn pci_vendor_field(body: &str) -> Option<u16> {
+    let mut toks = body.split_whitespace();
+    if toks.next()? != "00:" || !toks.next()?.eq_ignore_ascii_case("VendorID") {
+        return None;
+    }
+    parse_hex(toks.next()?).and_then(u16_of)
+}
+
+/// The offset a capability line sits at (`98: CapID 11 MSI-X Capability` -> 0x98).
+pub fn line_offset(body: &str) -> Option<u8> {
+    let (off, _) = body.trim_start().split_once(':')?;
+    (off.len() == 2)
+        .then(|| u8::from_str_radix(off, 16).ok())
+        .flatten()
+}
+
+/// Raw configuration bytes of one `!pci` dump, with the line each came from.
+#[derive(Debug, Clone)]
+pub struct RawConfig {
+    bytes: Box<[Option<(u8, u32)>; 256]>,
+    /// Quoted lines, indexed by the `u32` stored with each byte.
+    pub lines: Vec<(u64, String)>,
+}
+
+impl Default for RawConfig {
+    fn default() -> Self {
+        Self {
+            bytes: Box::new([None; 256]),
+            lines: Vec::new(),
+        }
+    }
+}
+
+/// Lines of raw bytes kept per dump (256 bytes at 4 bytes a line, and a margin).
+const MAX_RAW_LINES: usize = 80;
+
+impl RawConfig {
+    pub fn add(&mut self, off: u8, bytes: &[u8], line: u64, text: &str) {
+        if self.lines.len() >= MAX_RAW_LINES {
+            return;
+        }
+        let idx = self.lines.len() as u32;
+        self.lines.push((line, text.to_string()));
+        for (i, b) in bytes.iter().enumerate() {
+            if let Some(slot) = self.bytes.get_mut(usize::from(off) + i) {
+                *slot = Some((*b, idx));
+            }
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.lines.is_empty()
+    }
+
+    fn byte(&self, off: usize) -> Option<u8> {
+        self.bytes.get(off).copied().flatten().map(|(b, _)| b)
+    }
+
+    /// The MSI-X capability's offset: `at` when a capability line named it, else found by
+    /// walking the list from `cap_ptr` through the raw bytes (PCI 3.0 section 6.7).
+    pub fn find_msix(&self, at: Option<u8>, cap_ptr: Option<u8>) -> Option<usize> {
+        if let Some(at) = at {
+            return Some(usize::from(at));
+        }
+        let mut ptr = usize::from(cap_ptr?);
+        for _ in 0..48 {
+            if !(0x40..=0xFC).contains(&ptr) {
+                return None;
+            }
+            ptr &= !3;
+            if self.byte(ptr)? == 0x11 {
+                return Some(ptr);
+            }
+            ptr = usize::from(self.byte(ptr + 1)?);
+        }
+        None
+    }
+
+    /// Message Control of the MSI-X capability at `at` and the line that showed it.
+    pub fn msix_control(&self, at: usize) -> Option<(u16, &(u64, String))> {
+        let (lo, idx) = self.bytes.get(at + 2).copied().flatten()?;
+        let (hi, _) = self.bytes.get(at + 3).copied().flatten()?;
+        Some((u16::from_le_bytes([lo, hi]), self.lines.get(idx as usize)?))
+    }
+}
+
+/// A `DevNode` heading without a prompt (`DevNode 0xfffffa80... for PDO ...`, virq's
+/// `DevNode (virq model)`): the resource lists that follow are `!devnode`'s.
+pub fn is_devnode_heading(body: &str) -> bool {
+    let t = body.trim_start();
+    t.starts_with("DevNode 0x") || t.starts_with("DevNode (")
 }
 
 #[cfg(test)]
