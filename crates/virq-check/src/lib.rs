@@ -26,6 +26,7 @@ pub use virq_judge::{Overall, Subject};
 
 use serde::{Deserialize, Serialize};
 pub use virq_guest::VectorPolicy;
+pub use virq_win7::{DebugPrintFilter, KmdfVersion};
 
 /// The interrupt modes Windows 7 can give a PCI function.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -33,7 +34,9 @@ pub use virq_guest::VectorPolicy;
 pub enum Mode {
     /// MSI-X with a message for the configuration vector and one per queue.
     MsixEnough,
-    /// MSI-X with fewer messages than 1 + queues (the driver must share).
+    /// MSI-X with fewer messages than 1 + queues (the driver must share). Windows grants all
+    /// the messages requested or exactly one, so this is one message unless `--granted` and
+    /// the INF's `MessageNumberLimit` ask for fewer.
     MsixFewer,
     /// A level-triggered line (INTx).
     Intx,
@@ -107,8 +110,9 @@ pub struct CheckOptions {
     /// MSI-X table size; `None` means 1 + queues. 0 removes the capability.
     pub msix_table: Option<u16>,
     pub inf: InfChoice,
-    /// Messages the platform grants at most in the MSI-X modes; `None`: all asked for in
-    /// `msix-enough`, 1 in `msix-fewer`.
+    /// Messages the platform can give at most in the MSI-X modes; `None`: all asked for in
+    /// `msix-enough`, 1 in `msix-fewer`. A request above it gets exactly one message (Windows
+    /// grants all, one, or a line; never N of M).
     pub granted: Option<u32>,
     pub modes: Vec<Mode>,
     pub inject: Option<Fault>,
@@ -120,6 +124,36 @@ pub struct CheckOptions {
     /// enough messages, else everything on message 0) or Linux's ladder (per-queue, shared,
     /// then INTx).
     pub policy: VectorPolicy,
+    /// The framework the reference driver runs on: 1.9 (Windows 7's inbox KMDF, interrupt
+    /// objects created in `EvtDriverDeviceAdd`) or 1.11 (created in
+    /// `EvtDevicePrepareHardware`).
+    pub kmdf: KmdfVersion,
+    /// The Debug Print Filter of the machine: the checklist assumes `IHVDRIVER = 0xF`.
+    pub print_filter: DebugPrintFilter,
+    /// pci.sys sets PCI Command bit 10 (Interrupt Disable) when message interrupts are
+    /// granted. Seen in a published `!pci` dump, unverified on Windows 7 itself: off by default.
+    pub msi_interrupt_disable: bool,
+}
+
+impl CheckOptions {
+    /// How the report names the Windows 7 it modelled.
+    pub fn model_summary(&self) -> String {
+        format!(
+            "Windows 7 x64, KMDF {}{}, {}, pci.sys Interrupt Disable with messages {} (unverified)",
+            self.kmdf.name(),
+            if self.kmdf == KmdfVersion::V1_9 {
+                " (inbox)"
+            } else {
+                ""
+            },
+            self.print_filter.describe(),
+            if self.msi_interrupt_disable {
+                "on"
+            } else {
+                "off"
+            }
+        )
+    }
 }
 
 impl Default for CheckOptions {
@@ -135,6 +169,9 @@ impl Default for CheckOptions {
             requests_per_queue: 8,
             interrupt_budget: 10_000,
             policy: VectorPolicy::Checklist,
+            kmdf: KmdfVersion::default(),
+            print_filter: DebugPrintFilter::checklist(),
+            msi_interrupt_disable: false,
         }
     }
 }

@@ -20,8 +20,12 @@ fn check_rows(m: &ModeReport) -> (BTreeSet<u8>, BTreeSet<u8>) {
     (m.subject.broken_rows(), m.subject.candidate_rows())
 }
 
-/// The rows a fault must name in the modes it breaks (its own row; the device that accepts an
-/// out-of-range index is shown with the driver that writes one, so row 3 comes with it).
+/// The rows a fault must name in the modes it breaks: its own row. The device that accepts an
+/// out-of-range index is shown with the driver that writes one, so row 3 comes with it. The
+/// Windows 7 rows 23-28 each name only their own: row 23's zeros explain the missing plan (not
+/// row 24's count, not row 2), row 27's D0-entry reset is row 2's Windows form (row 2 then
+/// cannot be told apart), row 26 is shown on a device without MSI-X so neither the INF (13) nor
+/// the platform (28) explains the line.
 fn expected(fault: Fault) -> BTreeSet<u8> {
     match fault {
         Fault::DeviceAcceptsOutOfRangeVector => [3, 18].into(),
@@ -82,9 +86,17 @@ fn check_and_doctor_name_the_same_rows_for_every_fault_and_mode() {
                 }
                 Some(_) => assert!(broken.is_empty(), "{label} {}: {broken:?}", m.mode.name()),
             }
+            // The doctor's exit code says what check's verdict says: 0 holds, 1 broken, 3 some
+            // step cannot be told (the driver of row 23 on a line prints no object after start).
             assert_eq!(
                 from_files.exit_code(),
-                if broken.is_empty() { 0 } else { 1 }
+                match m.overall {
+                    Overall::Holds => 0,
+                    Overall::Broken => 1,
+                    Overall::Incomplete => 3,
+                },
+                "{label} {}",
+                m.mode.name()
             );
         }
     }

@@ -417,6 +417,10 @@ impl Parser {
                 return;
             }
         }
+        if let Some(kind) = virq_win7::windbg::parse_devnode_state(body) {
+            self.emit(kind, line, time);
+            return;
+        }
         let in_block =
             self.msix.is_some() || self.entry.is_some() || self.section == windows::ResSection::Raw;
         if (in_block || hits & gate::WINDBG != 0) && self.windbg_line(body, line, time) {
