@@ -1,12 +1,17 @@
 //! `virq check`: the checklist's seven steps, run end to end on the simulated Windows 7
 //! machine against a real virtio-pci device, for every interrupt mode Windows can hand out.
 //!
-//! One run per mode: the machine boots (firmware sizes and places the BARs), the PnP manager
-//! reads the INF policy and the device's MSI-X capability, the arbiter grants messages or a
-//! line, the PCI bus driver programs the MSI-X table, KMDF connects interrupt objects, the
-//! reference driver (the guest bring-up library plus KMDF glue) negotiates, programs the
-//! vector selectors with read-back, and drives real block I/O whose completions must arrive
-//! as interrupts. Each step is judged from what the run left behind: the DbgView capture, the
+//! One run per mode: the machine boots (firmware sizes and places the BARs), the reference
+//! driver creates its interrupt objects (in `EvtDriverDeviceAdd` on KMDF 1.9, before any
+//! resource), the PnP manager reads the INF policy and the device's MSI-X capability, the
+//! arbiter grants all the messages requested, exactly one, or the line, the PCI bus driver
+//! programs the MSI-X table, KMDF hands the resources to the objects, and the reference driver
+//! (the guest bring-up library plus KMDF glue) counts its message descriptors, negotiates,
+//! programs the vector selectors with read-back, and drives real block I/O whose completions
+//! must arrive as interrupts. Every mode then sleeps and resumes: KMDF disconnects the
+//! interrupts, `EvtDeviceD0Exit` stops the device, it comes back reset, and `EvtDeviceD0Entry`
+//! programs and reads back every vector before the interrupts are connected again. What the
+//! driver prints passes the machine's Debug Print Filter first. Each step is judged from what the run left behind: the DbgView capture, the
 //! `!pci` dump, the device's own read-backs and the ISR/DPC counters.
 
 pub mod adapters;

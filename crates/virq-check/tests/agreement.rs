@@ -6,7 +6,9 @@
 
 use std::collections::BTreeSet;
 
-use virq_check::{CheckOptions, Fault, Mode, ModeReport, Overall, run_check};
+use virq_check::{
+    CheckOptions, DebugPrintFilter, Fault, KmdfVersion, Mode, ModeReport, Overall, run_check,
+};
 use virq_doctor::{Report, diagnose};
 
 fn rows_of(r: &Report) -> Vec<(BTreeSet<u8>, BTreeSet<u8>)> {
@@ -101,6 +103,51 @@ fn check_and_doctor_name_the_same_rows_for_every_fault_and_mode() {
         }
     }
     assert!(disagreements.is_empty(), "{}", disagreements.join("\n"));
+}
+
+/// The other Windows 7 the model knows: KMDF 1.11 (objects created with their resources in
+/// EvtDevicePrepareHardware) with DbgView's verbose kernel output. The faults whose evidence
+/// depends on the framework or the filter still agree; row 23 cannot happen there.
+#[test]
+fn check_and_doctor_agree_on_kmdf_1_11_too() {
+    let tmp = tempfile::tempdir().unwrap();
+    for fault in [
+        None,
+        Some(Fault::ExtraInterruptObject),
+        Some(Fault::PreStartInterruptInfo),
+        Some(Fault::TranslatedMessageCount),
+        Some(Fault::PrintsFiltered),
+        Some(Fault::VectorsLostOnD0Entry),
+    ] {
+        let report = run_check(&CheckOptions {
+            inject: fault,
+            kmdf: KmdfVersion::V1_11,
+            print_filter: DebugPrintFilter::parse("verbose").unwrap(),
+            ..CheckOptions::default()
+        })
+        .unwrap();
+        let label = fault.map_or("healthy", Fault::name);
+        for m in &report.modes {
+            let dir = tmp.path().join(label).join(m.mode.name());
+            let files = m.logs.write_to(&dir).unwrap();
+            let from_files = diagnose(&files).unwrap();
+            assert_eq!(
+                rows_of(&from_files),
+                vec![check_rows(m)],
+                "{label} {}",
+                m.mode.name()
+            );
+            let (broken, candidates) = check_rows(m);
+            assert!(candidates.is_empty());
+            match fault {
+                Some(f) if m.overall == Overall::Broken => assert_eq!(broken, expected(f)),
+                _ => assert!(broken.is_empty(), "{label} {}: {broken:?}", m.mode.name()),
+            }
+            if fault == Some(Fault::PreStartInterruptInfo) {
+                assert_eq!(m.overall, Overall::Holds, "{}", m.mode.name());
+            }
+        }
+    }
 }
 
 /// The three modes' files concatenated into one capture, in the order a user who switched

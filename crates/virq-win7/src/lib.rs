@@ -82,6 +82,8 @@
 //! `Flags (0xFFFF) - LATCHED MESSAGE [POLICY_INCLUDED]` and
 //! `Message Count n, Level 0xL, Vector 0xV, Group 0, Affinity 0xA` (or `Level 0xL, Vector 0xV,
 //! Group 0, Affinity 0xA` for a line, `Range starts at 0x16hex for 0xLEN bytes` for memory).
+//! On the translated list `Message Count` is the overlaid `Group` field (0). The state line
+//! `State = DeviceNodeStarted (0x308)` is read back by [`windbg::parse_devnode_state`].
 
 #![forbid(unsafe_code)]
 
