@@ -171,6 +171,15 @@ fn power_state(value: &str) -> Option<u8> {
 /// other line, or one of these with its state missing or unreadable; the doctor then reads the
 /// line as it reads every other.
 pub fn parse_line(text: &str) -> Option<Vec<EventKind>> {
+    // Every line the doctor reads as a checklist print comes here first: one cheap pass for
+    // the `D0E` both callbacks' names carry before any word is looked for.
+    let quick = text
+        .as_bytes()
+        .windows(3)
+        .any(|w| w[1] == b'0' && w[0] | 0x20 == b'd' && w[2] | 0x20 == b'e');
+    if !quick {
+        return None;
+    }
     let rest = &text[after_word(text, "VIRTIO:")?..];
     let (entering_d0, key) = if let Some(i) = after_word(rest, "EvtDeviceD0Entry") {
         (true, (i, "PreviousState="))
