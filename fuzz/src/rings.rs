@@ -16,9 +16,9 @@ use virq_backends::{
 };
 use virq_device::testing::RecordingSink;
 use virq_device::{
-    GuestMemory, TransportOptions, VirtioBackend, VirtioPciDevice, common, features, status,
+    GuestMemory, TransportOptions, VecMemory, VirtioBackend, VirtioPciDevice, common, features,
+    status,
 };
-use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 
 use crate::cursor::{Cursor, Enc};
 use crate::transport::check_interrupts;
@@ -250,7 +250,7 @@ fn backend(kind: Kind, setup: &Setup) -> Box<dyn VirtioBackend> {
 pub struct Driver {
     pub dev: VirtioPciDevice,
     pub sink: Arc<RecordingSink>,
-    pub mem: GuestMemory,
+    pub mem: VecMemory,
     setup: Setup,
     msix_cap: Option<u16>,
     msgs_seen: usize,
@@ -258,7 +258,7 @@ pub struct Driver {
 
 impl Driver {
     pub fn new(kind: Kind, setup: Setup) -> Driver {
-        let mem = GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(0), RAM_SIZE)]).unwrap();
+        let mem = VecMemory::new(RAM_SIZE);
         let sink = Arc::new(RecordingSink::new());
         let dev = VirtioPciDevice::new(
             backend(kind, &setup),
@@ -374,7 +374,7 @@ impl Driver {
         let mut buf = [0u8; 1];
         match step {
             Step::Ram { addr, data } => {
-                let _ = self.mem.write_slice(data, GuestAddress(*addr as u64));
+                let _ = self.mem.write(*addr as u64, data);
             }
             Step::Kick { queue } => {
                 // notify_off_multiplier 4: queue q at notify + 4q; 16-bit write of q.
@@ -397,23 +397,18 @@ impl Driver {
                 raw[8..12].copy_from_slice(&len.to_le_bytes());
                 raw[12..14].copy_from_slice(&flags.to_le_bytes());
                 raw[14..16].copy_from_slice(&next.to_le_bytes());
-                let _ = self.mem.write_slice(&raw, GuestAddress(at));
+                let _ = self.mem.write(at, &raw);
             }
             Step::Avail { queue, head } => {
                 let (size, _, a, _) = self.live_queue(self.queue_of(*queue));
-                let idx: u16 = self
-                    .mem
-                    .read_obj(GuestAddress(a.wrapping_add(2)))
-                    .unwrap_or(0);
+                let idx = self.mem.read_u16(a.wrapping_add(2)).unwrap_or(0);
                 let slot = a.wrapping_add(4 + 2 * (idx % size.max(1)) as u64);
-                let _ = self.mem.write_obj(*head, GuestAddress(slot));
-                let _ = self
-                    .mem
-                    .write_obj(idx.wrapping_add(1), GuestAddress(a.wrapping_add(2)));
+                let _ = self.mem.write_u16(slot, *head);
+                let _ = self.mem.write_u16(a.wrapping_add(2), idx.wrapping_add(1));
             }
             Step::AvailIdx { queue, idx } => {
                 let (_, _, a, _) = self.live_queue(self.queue_of(*queue));
-                let _ = self.mem.write_obj(*idx, GuestAddress(a.wrapping_add(2)));
+                let _ = self.mem.write_u16(a.wrapping_add(2), *idx);
             }
             Step::Reset => {
                 self.bring_up();
@@ -442,9 +437,9 @@ impl Driver {
                 _ => {
                     let q = self.queue_of(*arg as u8);
                     let (size, _, a, _) = self.live_queue(q);
-                    let _ = self.mem.write_obj(arg >> 8 & 1, GuestAddress(a));
+                    let _ = self.mem.write_u16(a, arg >> 8 & 1);
                     let used_event = a.wrapping_add(4 + 2 * size as u64);
-                    let _ = self.mem.write_obj(arg >> 9, GuestAddress(used_event));
+                    let _ = self.mem.write_u16(used_event, arg >> 9);
                 }
             },
         }
@@ -473,8 +468,8 @@ impl Driver {
                 // guest may point at the used ring) only before publishing it.
                 if published > 0 && !matches!(step, Step::Ram { .. }) {
                     let pos = a.next_used.wrapping_sub(1) % a.size.max(1);
-                    let at = GuestAddress(a.used_ring.wrapping_add(4 + 8 * pos as u64));
-                    if let Ok(id) = self.mem.read_obj::<u32>(at) {
+                    let at = a.used_ring.wrapping_add(4 + 8 * pos as u64);
+                    if let Ok(id) = self.mem.read_u32(at) {
                         assert!(id < a.size as u32, "queue {q}: used id {id} >= {}", a.size);
                     }
                 }

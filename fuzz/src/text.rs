@@ -64,7 +64,6 @@ pub fn run_doctor(data: &[u8]) {
     let limits = ParseLimits {
         max_line_bytes: 4096,
         max_log_lines: 1000,
-        max_events: 10_000,
     };
     let mut doctor = Doctor::with_limits(limits);
     if doctor.read("fuzz.log", data).is_err() {

@@ -15,8 +15,9 @@
 use std::sync::Arc;
 
 use virq_device::testing::{NullBackend, RecordingSink};
-use virq_device::{DeviceSnapshot, GuestMemory, NO_VECTOR, TransportOptions, VirtioPciDevice};
-use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
+use virq_device::{
+    DeviceSnapshot, GuestMemory, NO_VECTOR, TransportOptions, VecMemory, VirtioPciDevice,
+};
 
 use crate::cursor::{Cursor, Enc, width, width_code};
 
@@ -159,7 +160,7 @@ pub fn decode_shape(b: u8) -> (u16, Option<u16>) {
 pub struct Harness {
     pub dev: VirtioPciDevice,
     pub sink: Arc<RecordingSink>,
-    pub mem: GuestMemory,
+    pub mem: VecMemory,
     queues: u16,
     options: TransportOptions,
     msgs_seen: usize,
@@ -167,7 +168,7 @@ pub struct Harness {
 
 impl Harness {
     pub fn new(queues: u16, table: Option<u16>) -> Harness {
-        let mem = GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(0), RAM_SIZE)]).unwrap();
+        let mem = VecMemory::new(RAM_SIZE);
         let sink = Arc::new(RecordingSink::new());
         let options = TransportOptions {
             msix_table_size: table,
@@ -240,7 +241,7 @@ impl Harness {
                 self.dev.mmio_write(*addr, &w[..*width]);
             }
             Op::Ram { addr, data } => {
-                let _ = self.mem.write_slice(data, GuestAddress(*addr as u64));
+                let _ = self.mem.write(*addr as u64, data);
             }
             Op::Host(h) => match h % 6 {
                 0 => self.dev.config_changed(),

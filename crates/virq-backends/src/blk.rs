@@ -7,14 +7,13 @@
 
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
-use virq_device::{BackendError, GuestMemory, Processed, VirtioBackend};
-use virtio_bindings::bindings::virtio_blk::{
+use virq_device::{BackendError, Dma, Processed, VirtioBackend, Virtqueue};
+use virq_spec::blk::{
     VIRTIO_BLK_F_BLK_SIZE, VIRTIO_BLK_F_FLUSH, VIRTIO_BLK_F_MQ, VIRTIO_BLK_F_RO,
     VIRTIO_BLK_F_SEG_MAX, VIRTIO_BLK_ID_BYTES, VIRTIO_BLK_S_IOERR, VIRTIO_BLK_S_OK,
     VIRTIO_BLK_S_UNSUPP, VIRTIO_BLK_T_FLUSH, VIRTIO_BLK_T_GET_ID, VIRTIO_BLK_T_IN,
     VIRTIO_BLK_T_OUT,
 };
-use virtio_queue::{Queue, QueueT};
 
 use crate::chain::{self, ChainBuffers};
 use crate::storage::BlockStorage;
@@ -244,8 +243,8 @@ impl<S: BlockStorage> Block<S> {
     }
 
     /// Serve one chain and return the used length.
-    fn serve(&mut self, chain: chain::Chain<'_>, mem: &GuestMemory, max_descriptors: u16) -> u32 {
-        self.chain.load(chain, mem, max_descriptors);
+    fn serve(&mut self, chain: chain::Chain<'_>, mem: &Dma<'_>, max_descriptors: u16) -> u32 {
+        self.chain.load(chain, max_descriptors);
         if !self.chain.is_complete() {
             self.counters.broken_chains += 1;
             self.counters.no_status += 1;
@@ -296,7 +295,7 @@ impl<S: BlockStorage> Block<S> {
 
     /// Carry out a request whose device-writable data (before the status byte) is
     /// `data_in_len` bytes long.
-    fn execute(&mut self, mem: &GuestMemory, data_in_len: u64) -> Outcome {
+    fn execute(&mut self, mem: &Dma<'_>, data_in_len: u64) -> Outcome {
         if self.chain.readable_len() < HEADER_LEN {
             return Outcome::IoErr(IoErr::ShortHeader, 0);
         }
@@ -356,7 +355,7 @@ impl<S: BlockStorage> Block<S> {
             .ok_or(IoErr::OutOfRange)
     }
 
-    fn read_sectors(&mut self, mem: &GuestMemory, sector: u64, len: u64) -> Outcome {
+    fn read_sectors(&mut self, mem: &Dma<'_>, sector: u64, len: u64) -> Outcome {
         let start = match self.byte_range(sector, len) {
             Ok(start) => start,
             Err(reason) => return Outcome::IoErr(reason, 0),
@@ -364,10 +363,22 @@ impl<S: BlockStorage> Block<S> {
         let mut done = 0u64;
         while done < len {
             let n = (len - done).min(self.bounce.len() as u64) as usize;
-            let piece = &mut self.bounce[..n];
-            if self.storage.read_at(start + done, piece).is_err() {
-                return Outcome::IoErr(IoErr::Storage, done);
-            }
+            // An image in host memory goes to the guest in one copy; anything else through
+            // the bounce buffer.
+            let piece: &[u8] = match self.storage.as_slice() {
+                Some(image) => {
+                    // byte_range proved start + len <= capacity <= image length.
+                    let at = (start + done) as usize;
+                    &image[at..at + n]
+                }
+                None => {
+                    let piece = &mut self.bounce[..n];
+                    if self.storage.read_at(start + done, piece).is_err() {
+                        return Outcome::IoErr(IoErr::Storage, done);
+                    }
+                    piece
+                }
+            };
             if self.chain.write(mem, done, piece).is_err() {
                 return Outcome::IoErr(IoErr::BadBuffer, done);
             }
@@ -377,7 +388,7 @@ impl<S: BlockStorage> Block<S> {
         Outcome::Ok(len)
     }
 
-    fn write_sectors(&mut self, mem: &GuestMemory, sector: u64, len: u64) -> Outcome {
+    fn write_sectors(&mut self, mem: &Dma<'_>, sector: u64, len: u64) -> Outcome {
         // A read-only device must fail writes without touching data (5.2.6.2).
         if self.storage.is_read_only() {
             return Outcome::IoErr(IoErr::ReadOnly, 0);
@@ -453,21 +464,21 @@ impl<S: BlockStorage + 'static> VirtioBackend for Block<S> {
     fn process_queue(
         &mut self,
         queue_index: u16,
-        queue: &mut Queue,
-        mem: &GuestMemory,
+        queue: &mut Virtqueue<'_>,
     ) -> Result<Processed, BackendError> {
         if queue_index >= self.config.num_queues {
             return Ok(Processed::default());
         }
         let budget = queue.size();
+        let mem = &queue.memory();
         let mut used = 0u16;
         while used < budget {
-            let Some(chain) = chain::pop_chain(queue_index, queue, mem)? else {
+            let Some(chain) = chain::pop_chain(queue_index, queue)? else {
                 break;
             };
             let head = chain.head_index();
             let len = self.serve(chain, mem, budget);
-            chain::publish(queue_index, queue, mem, head, len)?;
+            chain::publish(queue_index, queue, head, len)?;
             used += 1;
             self.counters.completed_per_queue[usize::from(queue_index)] += 1;
         }

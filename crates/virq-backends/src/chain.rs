@@ -5,23 +5,17 @@
 //! descriptors (virtio 1.2, 2.7.4), so every backend sees a chain as "the device-readable bytes"
 //! followed by "the device-writable bytes", however the driver split them.
 
-use std::sync::atomic::Ordering;
-
 use thiserror::Error;
-use virq_device::{BackendError, GuestMemory};
-use virtio_queue::{DescriptorChain, Queue, QueueOwnedT, QueueT};
-use vm_memory::{
-    Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryError, GuestMemoryRegion,
-    MemoryRegionAddress,
-};
+use virq_device::ring::{DescriptorChain, RingError, Virtqueue};
+use virq_device::{BackendError, Dma};
 
-/// A chain as handed out by virtio-queue over our guest memory type.
-pub(crate) type Chain<'m> = DescriptorChain<&'m GuestMemory>;
+/// A chain as virq's split ring hands it out.
+pub(crate) type Chain<'m> = DescriptorChain<'m>;
 
 /// One non-empty guest buffer of a chain.
 #[derive(Clone, Copy, Debug)]
 struct Segment {
-    addr: GuestAddress,
+    addr: u64,
     len: u32,
 }
 
@@ -63,11 +57,11 @@ impl ChainBuffers {
 
     /// Walk `chain`, accepting at most `max_descriptors` descriptors.
     ///
-    /// A chain is complete only when its last descriptor has no NEXT flag. A loop, a chain
-    /// longer than the queue size (forbidden by virtio 1.2, 2.7.5.3.1 for indirect tables and
-    /// impossible for direct ones), or a NEXT pointing at an unreadable descriptor all leave
-    /// the last seen descriptor with NEXT set, and virtio-queue then ends the iteration early.
-    pub(crate) fn load(&mut self, chain: Chain<'_>, mem: &GuestMemory, max_descriptors: u16) {
+    /// A chain is complete only when the walk reached a descriptor without NEXT. A loop, a
+    /// chain longer than its table (forbidden by virtio 1.2, 2.7.5.3.1 for indirect tables and
+    /// impossible for direct ones), more than `max_descriptors` descriptors, a NEXT pointing
+    /// at an unreadable descriptor or past 2^32 - 1 bytes all leave it incomplete.
+    pub(crate) fn load(&mut self, chain: Chain<'_>, max_descriptors: u16) {
         self.readable.clear();
         self.writable.clear();
         self.readable_len = 0;
@@ -75,23 +69,24 @@ impl ChainBuffers {
         self.all_in_ram = true;
         self.complete = false;
 
+        let mem = chain.memory();
         let mut seen: u16 = 0;
-        let mut last_has_next = true;
         for desc in chain {
+            let Ok(desc) = desc else {
+                return;
+            };
             if seen >= max_descriptors {
-                last_has_next = true;
-                break;
+                return;
             }
             seen += 1;
-            last_has_next = desc.has_next();
-            if desc.len() == 0 {
+            if desc.len == 0 {
                 continue;
             }
             let segment = Segment {
-                addr: desc.addr(),
-                len: desc.len(),
+                addr: desc.addr,
+                len: desc.len,
             };
-            if !in_guest_ram(mem, segment.addr, u64::from(segment.len)) {
+            if !mem.check_range(segment.addr, u64::from(segment.len)) {
                 self.all_in_ram = false;
             }
             if desc.is_write_only() {
@@ -102,7 +97,7 @@ impl ChainBuffers {
                 self.readable.push(segment);
             }
         }
-        self.complete = seen > 0 && !last_has_next;
+        self.complete = seen > 0;
     }
 
     /// The chain ended properly (see [`ChainBuffers::load`]).
@@ -126,10 +121,10 @@ impl ChainBuffers {
     }
 
     /// Whether `len` bytes at `offset` of the writable stream are all guest RAM.
-    pub(crate) fn writable_range_in_ram(&self, mem: &GuestMemory, offset: u64, len: u64) -> bool {
+    pub(crate) fn writable_range_in_ram(&self, mem: &Dma<'_>, offset: u64, len: u64) -> bool {
         let mut ok = true;
         let result = for_each_piece(&self.writable, offset, len, |addr, piece| {
-            ok &= in_guest_ram(mem, addr, piece as u64);
+            ok &= mem.check_range(addr, piece as u64);
             Ok(())
         });
         ok && result.is_ok()
@@ -137,12 +132,12 @@ impl ChainBuffers {
 
     /// How many of the `len` writable bytes at `offset` lie in guest RAM before the first
     /// buffer that does not.
-    pub(crate) fn writable_prefix_in_ram(&self, mem: &GuestMemory, offset: u64, len: u64) -> u64 {
+    pub(crate) fn writable_prefix_in_ram(&self, mem: &Dma<'_>, offset: u64, len: u64) -> u64 {
         let mut good = 0u64;
         let mut stopped = false;
         // The stream may end before `len`; the prefix counted so far is still the answer.
         let _ = for_each_piece(&self.writable, offset, len, |addr, piece| {
-            if !stopped && in_guest_ram(mem, addr, piece as u64) {
+            if !stopped && mem.check_range(addr, piece as u64) {
                 good += piece as u64;
             } else {
                 stopped = true;
@@ -155,17 +150,14 @@ impl ChainBuffers {
     /// Copy device-readable bytes starting at `offset` into `buf`.
     pub(crate) fn read(
         &self,
-        mem: &GuestMemory,
+        mem: &Dma<'_>,
         offset: u64,
         buf: &mut [u8],
     ) -> Result<(), ChainIoError> {
         let mut done = 0usize;
         for_each_piece(&self.readable, offset, buf.len() as u64, |addr, piece| {
-            let dst = &mut buf[done..done + piece];
-            match within_one_region(mem, addr, piece) {
-                Some((region, at)) => region.read_slice(dst, at)?,
-                None => mem.read_slice(dst, addr)?,
-            }
+            mem.read(addr, &mut buf[done..done + piece])
+                .map_err(|_| ChainIoError::OutsideGuestRam)?;
             done += piece;
             Ok(())
         })
@@ -174,50 +166,18 @@ impl ChainBuffers {
     /// Copy `data` into the device-writable bytes starting at `offset`.
     pub(crate) fn write(
         &self,
-        mem: &GuestMemory,
+        mem: &Dma<'_>,
         offset: u64,
         data: &[u8],
     ) -> Result<(), ChainIoError> {
         let mut done = 0usize;
         for_each_piece(&self.writable, offset, data.len() as u64, |addr, piece| {
-            let src = &data[done..done + piece];
-            match within_one_region(mem, addr, piece) {
-                Some((region, at)) => region.write_slice(src, at)?,
-                None => mem.write_slice(src, addr)?,
-            }
+            mem.write(addr, &data[done..done + piece])
+                .map_err(|_| ChainIoError::OutsideGuestRam)?;
             done += piece;
             Ok(())
         })
     }
-}
-
-/// `[addr, addr + len)` is entirely guest RAM, with overflow-checked arithmetic.
-fn in_guest_ram(mem: &GuestMemory, addr: GuestAddress, len: u64) -> bool {
-    if len == 0 {
-        return true;
-    }
-    let Ok(len) = usize::try_from(len) else {
-        return false;
-    };
-    if addr.0.checked_add(len as u64 - 1).is_none() {
-        return false;
-    }
-    // The common case, one region holds the whole range, costs one region lookup; a range
-    // that crosses into a neighbouring region takes vm-memory's general walk.
-    within_one_region(mem, addr, len).is_some() || GuestMemoryBackend::check_range(mem, addr, len)
-}
-
-/// The region holding all of `[addr, addr + len)` and the offset of `addr` in it, when one
-/// region does (`len` > 0).
-#[inline]
-fn within_one_region(
-    mem: &GuestMemory,
-    addr: GuestAddress,
-    len: usize,
-) -> Option<(&<GuestMemory as GuestMemoryBackend>::R, MemoryRegionAddress)> {
-    let (region, at) = mem.to_region_addr(addr)?;
-    let room = region.len().checked_sub(at.0)?;
-    (len as u64 <= room).then_some((region, at))
 }
 
 /// Visit the guest pieces covering `len` bytes at `offset` of a segment stream, in order.
@@ -228,7 +188,7 @@ fn for_each_piece<F>(
     mut f: F,
 ) -> Result<(), ChainIoError>
 where
-    F: FnMut(GuestAddress, usize) -> Result<(), GuestMemoryError>,
+    F: FnMut(u64, usize) -> Result<(), ChainIoError>,
 {
     let mut skip = offset;
     let mut left = len;
@@ -244,11 +204,10 @@ where
         let piece = (seg_len - skip).min(left);
         let addr = segment
             .addr
-            .0
             .checked_add(skip)
             .ok_or(ChainIoError::OutsideGuestRam)?;
         // A piece never exceeds one descriptor's u32 length, so it fits usize.
-        f(GuestAddress(addr), piece as usize).map_err(|_| ChainIoError::OutsideGuestRam)?;
+        f(addr, piece as usize)?;
         left -= piece;
         skip = 0;
     }
@@ -265,66 +224,33 @@ where
 /// available index more than the queue size ahead, or an available ring that is not readable
 /// guest RAM - is reported as [`BackendError::RingCorrupt`] so the transport can set
 /// DEVICE_NEEDS_RESET (virtio 1.2, 2.1.2).
+#[inline]
 pub(crate) fn pop_chain<'m>(
     queue_index: u16,
-    queue: &mut Queue,
-    mem: &'m GuestMemory,
+    queue: &mut Virtqueue<'m>,
 ) -> Result<Option<Chain<'m>>, BackendError> {
-    if !queue.ready() {
-        return Ok(None);
-    }
-    // Reading the index first lets "nothing available" be told apart from an available ring
-    // entry that cannot be read, which virtio-queue's iterator reports the same way (`None`).
-    let avail = queue
-        .avail_idx(mem, Ordering::Acquire)
-        .map_err(|e| corrupt(queue_index, format!("available ring: {e}")))?;
-    if avail.0 == queue.next_avail() {
-        return Ok(None);
-    }
-    match queue.iter(mem) {
-        Ok(mut available) => match available.next() {
-            Some(chain) => Ok(Some(chain)),
-            None => Err(corrupt(
-                queue_index,
-                "available ring entry lies outside guest RAM".to_string(),
-            )),
-        },
-        Err(virtio_queue::Error::QueueNotReady) => Ok(None),
-        Err(virtio_queue::Error::InvalidAvailRingIndex) => Err(corrupt(
-            queue_index,
-            format!(
-                "available index {} is more than the queue size ({}) ahead of {}",
-                avail.0,
-                queue.size(),
-                queue.next_avail()
-            ),
-        )),
-        Err(e) => Err(corrupt(queue_index, format!("available ring: {e}"))),
-    }
+    queue.pop().map_err(|e| corrupt(queue_index, e))
 }
 
 /// Publish a used element for the chain headed by `head`.
+#[inline]
 pub(crate) fn publish(
     queue_index: u16,
-    queue: &mut Queue,
-    mem: &GuestMemory,
+    queue: &mut Virtqueue<'_>,
     head: u16,
     len: u32,
 ) -> Result<(), BackendError> {
-    queue.add_used(mem, head, len).map_err(|e| {
-        corrupt(
-            queue_index,
-            format!("cannot publish head {head} to the used ring: {e}"),
-        )
-    })
+    queue
+        .add_used(head, len)
+        .map_err(|e| corrupt(queue_index, e))
 }
 
-fn corrupt(queue: u16, reason: String) -> BackendError {
-    BackendError::RingCorrupt { queue, reason }
+fn corrupt(queue: u16, error: RingError) -> BackendError {
+    BackendError::corrupt(queue, error)
 }
 
 /// Saturating conversion for used lengths: a chain never yields more than 2^32 - 1 bytes
-/// (virtio-queue stops iterating before that), so saturation is only a safety net.
+/// (the ring stops the walk before that), so saturation is only a safety net.
 pub(crate) fn used_len(bytes: u64) -> u32 {
     u32::try_from(bytes).unwrap_or(u32::MAX)
 }

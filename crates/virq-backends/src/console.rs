@@ -8,8 +8,7 @@ use std::collections::VecDeque;
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
-use virq_device::{BackendError, GuestMemory, Processed, VirtioBackend};
-use virtio_queue::{Queue, QueueT};
+use virq_device::{BackendError, Dma, Processed, VirtioBackend, Virtqueue};
 
 use crate::blk::read_config_bytes;
 use crate::chain::{self, ChainBuffers};
@@ -237,8 +236,8 @@ impl Console {
     }
 
     /// Fill one receive buffer from host input; returns the bytes written.
-    fn receive(&mut self, chain: chain::Chain<'_>, mem: &GuestMemory, max_descriptors: u16) -> u32 {
-        self.chain.load(chain, mem, max_descriptors);
+    fn receive(&mut self, chain: chain::Chain<'_>, mem: &Dma<'_>, max_descriptors: u16) -> u32 {
+        self.chain.load(chain, max_descriptors);
         if !self.chain.is_complete() {
             self.counters.broken_chains += 1;
             return 0;
@@ -267,8 +266,8 @@ impl Console {
     }
 
     /// Drain one transmit buffer into the host output; the device writes nothing back.
-    fn transmit(&mut self, chain: chain::Chain<'_>, mem: &GuestMemory, max_descriptors: u16) {
-        self.chain.load(chain, mem, max_descriptors);
+    fn transmit(&mut self, chain: chain::Chain<'_>, mem: &Dma<'_>, max_descriptors: u16) {
+        self.chain.load(chain, max_descriptors);
         if !self.chain.is_complete() {
             self.counters.broken_chains += 1;
             return;
@@ -360,33 +359,33 @@ impl VirtioBackend for Console {
     fn process_queue(
         &mut self,
         queue_index: u16,
-        queue: &mut Queue,
-        mem: &GuestMemory,
+        queue: &mut Virtqueue<'_>,
     ) -> Result<Processed, BackendError> {
         let budget = queue.size();
+        let mem = &queue.memory();
         let mut used = 0u16;
         match queue_index {
             RECEIVEQ => {
                 // Receive buffers are only taken when there is something to put in them.
                 while used < budget && !self.input.is_empty() {
-                    let Some(chain) = chain::pop_chain(queue_index, queue, mem)? else {
+                    let Some(chain) = chain::pop_chain(queue_index, queue)? else {
                         break;
                     };
                     let head = chain.head_index();
                     let len = self.receive(chain, mem, budget);
-                    chain::publish(queue_index, queue, mem, head, len)?;
+                    chain::publish(queue_index, queue, head, len)?;
                     used += 1;
                     self.counters.rx_chains += 1;
                 }
             }
             TRANSMITQ => {
                 while used < budget {
-                    let Some(chain) = chain::pop_chain(queue_index, queue, mem)? else {
+                    let Some(chain) = chain::pop_chain(queue_index, queue)? else {
                         break;
                     };
                     let head = chain.head_index();
                     self.transmit(chain, mem, budget);
-                    chain::publish(queue_index, queue, mem, head, 0)?;
+                    chain::publish(queue_index, queue, head, 0)?;
                     used += 1;
                     self.counters.tx_chains += 1;
                 }

@@ -9,6 +9,10 @@
 //!   after "queue size" descriptors, so loops and hostile rings cannot hang the host;
 //! - a corrupt available ring is reported as [`virq_device::BackendError::RingCorrupt`];
 //! - counters record what happened, for the host and for tests.
+//!
+//! Backends work on virq's own split ring ([`virq_device::Virtqueue`]) and reach guest memory
+//! only through the [`virq_device::Dma`] view the transport lends them, so the crate builds for
+//! `wasm32-unknown-unknown`; only [`FileStorage`] (positioned file I/O) is unix-only.
 #![forbid(unsafe_code)]
 
 pub mod blk;
@@ -22,4 +26,6 @@ pub use blk::{Block, BlockConfig, BlockConfigError, BlockCounters, VIRTIO_ID_BLO
 pub use console::{Console, ConsoleConfig, ConsoleCounters, LineCallback, VIRTIO_ID_CONSOLE};
 pub use entropy::{EntropyError, EntropySource, OsEntropy, SeededEntropy};
 pub use rng::{Rng, RngCounters, VIRTIO_ID_ENTROPY};
-pub use storage::{BlockStorage, FileStorage, MemoryStorage, StorageError};
+#[cfg(unix)]
+pub use storage::FileStorage;
+pub use storage::{BlockStorage, MemoryStorage, StorageError};

@@ -2,8 +2,7 @@
 //! buffers are filled from an [`EntropySource`].
 
 use serde::{Deserialize, Serialize};
-use virq_device::{BackendError, GuestMemory, Processed, VirtioBackend};
-use virtio_queue::{Queue, QueueT};
+use virq_device::{BackendError, Dma, Processed, VirtioBackend, Virtqueue};
 
 use crate::chain::{self, ChainBuffers};
 use crate::entropy::EntropySource;
@@ -87,8 +86,8 @@ impl<E: EntropySource> Rng<E> {
     }
 
     /// Fill one chain and return the bytes written.
-    fn serve(&mut self, chain: chain::Chain<'_>, mem: &GuestMemory, max_descriptors: u16) -> u32 {
-        self.chain.load(chain, mem, max_descriptors);
+    fn serve(&mut self, chain: chain::Chain<'_>, mem: &Dma<'_>, max_descriptors: u16) -> u32 {
+        self.chain.load(chain, max_descriptors);
         if !self.chain.is_complete() {
             self.counters.broken_chains += 1;
             return 0;
@@ -166,21 +165,21 @@ impl<E: EntropySource + 'static> VirtioBackend for Rng<E> {
     fn process_queue(
         &mut self,
         queue_index: u16,
-        queue: &mut Queue,
-        mem: &GuestMemory,
+        queue: &mut Virtqueue<'_>,
     ) -> Result<Processed, BackendError> {
         if queue_index != 0 {
             return Ok(Processed::default());
         }
         let budget = queue.size();
+        let mem = &queue.memory();
         let mut used = 0u16;
         while used < budget {
-            let Some(chain) = chain::pop_chain(queue_index, queue, mem)? else {
+            let Some(chain) = chain::pop_chain(queue_index, queue)? else {
                 break;
             };
             let head = chain.head_index();
             let len = self.serve(chain, mem, budget);
-            chain::publish(queue_index, queue, mem, head, len)?;
+            chain::publish(queue_index, queue, head, len)?;
             used += 1;
             self.counters.requests += 1;
         }

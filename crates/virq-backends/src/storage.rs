@@ -1,7 +1,10 @@
 //! Where a virtio-blk device keeps its bytes.
 
+#[cfg(unix)]
 use std::fs::{File, OpenOptions};
+#[cfg(unix)]
 use std::os::unix::fs::FileExt;
+#[cfg(unix)]
 use std::path::Path;
 
 use thiserror::Error;
@@ -44,6 +47,12 @@ pub trait BlockStorage: Send {
 
     /// Writes are refused; the device then offers VIRTIO_BLK_F_RO.
     fn is_read_only(&self) -> bool;
+
+    /// The whole image as one host slice, when it is one: reads then move each byte once,
+    /// from the image straight into guest RAM, instead of through a bounce buffer.
+    fn as_slice(&self) -> Option<&[u8]> {
+        None
+    }
 }
 
 /// Checks `[offset, offset + len)` against an image of `size` bytes without overflowing.
@@ -130,12 +139,18 @@ impl BlockStorage for MemoryStorage {
     fn is_read_only(&self) -> bool {
         self.read_only
     }
+
+    fn as_slice(&self) -> Option<&[u8]> {
+        Some(&self.bytes)
+    }
 }
 
 /// An image in a host file, accessed with positioned I/O so no seek state is shared.
 ///
 /// The size is fixed when the image is opened: the guest was told a capacity and must not see
-/// it change under it because the file grew.
+/// it change under it because the file grew. Unix hosts only (positioned I/O); a browser
+/// embedder brings its own [`BlockStorage`].
+#[cfg(unix)]
 #[derive(Debug)]
 pub struct FileStorage {
     file: File,
@@ -143,6 +158,7 @@ pub struct FileStorage {
     read_only: bool,
 }
 
+#[cfg(unix)]
 impl FileStorage {
     /// Open an existing image file.
     pub fn open(path: impl AsRef<Path>, read_only: bool) -> Result<Self, StorageError> {
@@ -161,6 +177,7 @@ impl FileStorage {
     }
 }
 
+#[cfg(unix)]
 impl BlockStorage for FileStorage {
     fn len(&self) -> u64 {
         self.len

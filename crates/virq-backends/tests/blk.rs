@@ -9,7 +9,7 @@ use virq_backends::{
     Block, BlockConfig, BlockConfigError, BlockStorage, FileStorage, MemoryStorage,
 };
 use virq_device::{BackendError, GuestMemory, VirtioBackend};
-use virtio_bindings::bindings::virtio_blk::{
+use virq_spec::blk::{
     VIRTIO_BLK_F_BLK_SIZE, VIRTIO_BLK_F_FLUSH, VIRTIO_BLK_F_MQ, VIRTIO_BLK_F_RO,
     VIRTIO_BLK_F_SEG_MAX, VIRTIO_BLK_S_IOERR, VIRTIO_BLK_S_OK, VIRTIO_BLK_S_UNSUPP,
     VIRTIO_BLK_T_FLUSH, VIRTIO_BLK_T_GET_ID, VIRTIO_BLK_T_IN, VIRTIO_BLK_T_OUT,
@@ -30,7 +30,7 @@ fn disk() -> Block<MemoryStorage> {
     .unwrap()
 }
 
-fn write_header(mem: &GuestMemory, addr: u64, request_type: u32, sector: u64) {
+fn write_header(mem: &dyn GuestMemory, addr: u64, request_type: u32, sector: u64) {
     let mut header = [0u8; 16];
     header[0..4].copy_from_slice(&request_type.to_le_bytes());
     header[8..16].copy_from_slice(&sector.to_le_bytes());

@@ -15,10 +15,10 @@ use virq_backends::console::{RECEIVEQ, TRANSMITQ};
 use virq_backends::{Block, BlockConfig, Console, MemoryStorage, Rng, SeededEntropy};
 use virq_device::testing::RecordingSink;
 use virq_device::{
-    GuestMemory, TransportOptions, VirtioBackend, VirtioPciDevice, common as cc, features, status,
+    GuestMemory, TransportOptions, VecMemory, VirtioBackend, VirtioPciDevice, common as cc,
+    features, status,
 };
-use virtio_bindings::bindings::virtio_blk::{VIRTIO_BLK_S_IOERR, VIRTIO_BLK_T_IN};
-use vm_memory::{Bytes, GuestAddress};
+use virq_spec::blk::{VIRTIO_BLK_S_IOERR, VIRTIO_BLK_T_IN};
 
 const SIZE: u16 = 16;
 /// Rings of queue q: descriptors, available ring, used ring.
@@ -34,7 +34,7 @@ fn msg(i: u16) -> (u64, u32) {
 struct Guest {
     dev: VirtioPciDevice,
     sink: Arc<RecordingSink>,
-    mem: GuestMemory,
+    mem: VecMemory,
 }
 
 impl Guest {
@@ -76,7 +76,7 @@ impl Guest {
         g.common(cc::MSIX_CONFIG, &0u16.to_le_bytes());
         for q in 0..g.dev.num_queues() {
             let (d, a, u) = rings(q);
-            g.mem.write_slice(&[0u8; 0x6000], GuestAddress(d)).unwrap();
+            g.mem.write(d, &[0u8; 0x6000]).unwrap();
             g.common(cc::QUEUE_SELECT, &q.to_le_bytes());
             g.common(cc::QUEUE_SIZE, &SIZE.to_le_bytes());
             g.common(cc::QUEUE_DESC, &d.to_le_bytes());
@@ -105,11 +105,11 @@ impl Guest {
         raw[8..12].copy_from_slice(&len.to_le_bytes());
         raw[12..14].copy_from_slice(&flags.to_le_bytes());
         raw[14..].copy_from_slice(&next.to_le_bytes());
-        self.mem.write_slice(&raw, GuestAddress(at)).unwrap();
+        self.mem.write(at, &raw).unwrap();
     }
 
     fn avail_idx(&self, q: u16) -> u16 {
-        self.mem.read_obj(GuestAddress(rings(q).1 + 2)).unwrap()
+        self.mem.read_u16(rings(q).1 + 2).unwrap()
     }
 
     fn publish(&self, q: u16, heads: &[u16]) {
@@ -117,10 +117,10 @@ impl Guest {
         let mut idx = self.avail_idx(q);
         for &h in heads {
             let slot = a + 4 + 2 * (idx % SIZE) as u64;
-            self.mem.write_obj(h, GuestAddress(slot)).unwrap();
+            self.mem.write_u16(slot, h).unwrap();
             idx = idx.wrapping_add(1);
         }
-        self.mem.write_obj(idx, GuestAddress(a + 2)).unwrap();
+        self.mem.store_release_u16(a + 2, idx).unwrap();
     }
 
     fn kick(&mut self, q: u16) {
@@ -129,19 +129,19 @@ impl Guest {
     }
 
     fn used_idx(&self, q: u16) -> u16 {
-        self.mem.read_obj(GuestAddress(rings(q).2 + 2)).unwrap()
+        self.mem.load_acquire_u16(rings(q).2 + 2).unwrap()
     }
 
     fn used(&self, q: u16, i: u16) -> (u32, u32) {
         let at = rings(q).2 + 4 + 8 * (i % SIZE) as u64;
         (
-            self.mem.read_obj(GuestAddress(at)).unwrap(),
-            self.mem.read_obj(GuestAddress(at + 4)).unwrap(),
+            self.mem.read_u32(at).unwrap(),
+            self.mem.read_u32(at + 4).unwrap(),
         )
     }
 
     fn byte(&self, addr: u64) -> u8 {
-        self.mem.read_obj(GuestAddress(addr)).unwrap()
+        common::guest_byte(&self.mem, addr)
     }
 
     fn needs_reset(&self) -> bool {
@@ -176,7 +176,7 @@ fn blk_header(g: &Guest, sector: u64) {
     let mut h = [0u8; 16];
     h[..4].copy_from_slice(&VIRTIO_BLK_T_IN.to_le_bytes());
     h[8..].copy_from_slice(&sector.to_le_bytes());
-    g.mem.write_slice(&h, GuestAddress(DATA_BASE)).unwrap();
+    g.mem.write(DATA_BASE, &h).unwrap();
 }
 
 const STATUS_AT: u64 = DATA_BASE + 0x80;
@@ -189,7 +189,7 @@ const STATUS_AT: u64 = DATA_BASE + 0x80;
 fn blk_lengths_summing_past_4_gib_are_a_broken_chain() {
     let mut g = Guest::new(block());
     blk_header(&g, 0);
-    g.mem.write_obj(0xAAu8, GuestAddress(STATUS_AT)).unwrap();
+    g.mem.write(STATUS_AT, &[0xAA]).unwrap();
     g.desc(0, 0, DATA_BASE, 16, NEXT, 1);
     g.desc(0, 1, 0x20_0000, 0xFFFF_FE00, NEXT | WRITE, 2);
     g.desc(0, 2, 0x1_0000_0000, 0xFFFF_FE00, NEXT | WRITE, 3);
@@ -309,9 +309,7 @@ fn indirect_chain_longer_than_the_queue_is_refused() {
             let flags = WRITE | if i < 31 { NEXT } else { 0 };
             raw[12..14].copy_from_slice(&flags.to_le_bytes());
             raw[14..].copy_from_slice(&(i as u16 + 1).to_le_bytes());
-            g.mem
-                .write_slice(&raw, GuestAddress(table + 16 * i))
-                .unwrap();
+            g.mem.write(table + 16 * i, &raw).unwrap();
         }
         g.desc(q, 0, table, 32 * 16, INDIRECT, 0);
         g.publish(q, &[0]);
@@ -319,9 +317,7 @@ fn indirect_chain_longer_than_the_queue_is_refused() {
         assert_eq!(g.used_idx(q), 1, "{name}");
         assert_eq!(g.used(q, 0), (0, 0), "{name}");
         let mut buf = vec![0u8; 0x200];
-        g.mem
-            .read_slice(&mut buf, GuestAddress(DATA_BASE + 0x2_0000))
-            .unwrap();
+        g.mem.read(DATA_BASE + 0x2_0000, &mut buf).unwrap();
         assert!(
             buf.iter().all(|&b| b == 0),
             "{name} wrote into a refused chain"

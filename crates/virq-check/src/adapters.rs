@@ -5,11 +5,9 @@
 use std::cell::RefCell;
 use std::rc::Rc;
 
-use std::sync::atomic::Ordering;
+use virq_device::{GuestMemory, VecMemory};
 use virq_guest::{GuestRam, RamError, RegisterAccess, Width};
 use virq_sim::{CONFIG_ADDRESS_PORT, CONFIG_DATA_PORT, Machine};
-
-use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend};
 
 /// Register access to the function in `slot` of a shared machine.
 #[derive(Clone)]
@@ -70,89 +68,25 @@ impl RegisterAccess for MachineRegs {
     }
 }
 
-/// The machine's RAM as the driver sees it (the same mapping the device uses).
+/// The machine's RAM as the driver sees it (the same memory the device uses).
 #[derive(Clone)]
-pub struct MachineRam(pub virq_device::GuestMemory);
-
-impl MachineRam {
-    /// Ring fields are 1, 2, 4 or 8 bytes: one region lookup and one naturally aligned load of
-    /// the bytes as they lie in RAM, instead of vm-memory's generic slice iterator. `None` when
-    /// the access is not of that shape (unaligned, another size, outside RAM): the caller then
-    /// takes the general path, so errors are reported exactly as before.
-    #[inline]
-    fn read_small(&self, gpa: u64, buf: &mut [u8]) -> Option<()> {
-        let (region, at) = self.0.to_region_addr(GuestAddress(gpa))?;
-        match buf.len() {
-            1 => buf[0] = region.load::<u8>(at, Ordering::Acquire).ok()?,
-            2 => buf.copy_from_slice(
-                &region
-                    .load::<u16>(at, Ordering::Acquire)
-                    .ok()?
-                    .to_ne_bytes(),
-            ),
-            4 => buf.copy_from_slice(
-                &region
-                    .load::<u32>(at, Ordering::Acquire)
-                    .ok()?
-                    .to_ne_bytes(),
-            ),
-            8 => buf.copy_from_slice(
-                &region
-                    .load::<u64>(at, Ordering::Acquire)
-                    .ok()?
-                    .to_ne_bytes(),
-            ),
-            _ => return None,
-        }
-        Some(())
-    }
-
-    /// The store counterpart of [`MachineRam::read_small`].
-    #[inline]
-    fn write_small(&self, gpa: u64, data: &[u8]) -> Option<()> {
-        let (region, at) = self.0.to_region_addr(GuestAddress(gpa))?;
-        match *data {
-            [b] => region.store(b, at, Ordering::Release).ok(),
-            [a, b] => region
-                .store(u16::from_ne_bytes([a, b]), at, Ordering::Release)
-                .ok(),
-            [a, b, c, d] => region
-                .store(u32::from_ne_bytes([a, b, c, d]), at, Ordering::Release)
-                .ok(),
-            [a, b, c, d, e, f, g, h] => region
-                .store(
-                    u64::from_ne_bytes([a, b, c, d, e, f, g, h]),
-                    at,
-                    Ordering::Release,
-                )
-                .ok(),
-            _ => None,
-        }
-    }
-}
+pub struct MachineRam(pub VecMemory);
 
 impl GuestRam for MachineRam {
+    /// One bounds check and a copy: the machine's RAM is one flat buffer.
+    #[inline]
     fn read(&mut self, gpa: u64, buf: &mut [u8]) -> Result<(), RamError> {
-        if self.read_small(gpa, buf).is_some() {
-            return Ok(());
-        }
-        self.0
-            .read_slice(buf, GuestAddress(gpa))
-            .map_err(|_| RamError {
-                gpa,
-                len: buf.len() as u64,
-            })
+        GuestMemory::read(&self.0, gpa, buf).map_err(|_| RamError {
+            gpa,
+            len: buf.len() as u64,
+        })
     }
 
+    #[inline]
     fn write(&mut self, gpa: u64, data: &[u8]) -> Result<(), RamError> {
-        if self.write_small(gpa, data).is_some() {
-            return Ok(());
-        }
-        self.0
-            .write_slice(data, GuestAddress(gpa))
-            .map_err(|_| RamError {
-                gpa,
-                len: data.len() as u64,
-            })
+        GuestMemory::write(&self.0, gpa, data).map_err(|_| RamError {
+            gpa,
+            len: data.len() as u64,
+        })
     }
 }

@@ -3,7 +3,9 @@
 //! * `hot_path/*`: MMIO notify write -> pop a one-descriptor chain -> complete -> publish
 //!   used -> interrupt decision -> MSI-X message to a no-op sink, the driver re-posting the
 //!   buffer in guest RAM each cycle; `hot_path/bare_queue` is `virtio-queue` pop + add_used
-//!   (and the same re-post) on the same memory.
+//!   (and the same re-post) on `GuestMemoryMmap`, the only memory it takes. The transport runs
+//!   over virq's own `VecMemory`, and with `--features vm-memory` also over the same
+//!   `GuestMemoryMmap` as the baseline (`transport_msix_mmap`).
 //! * `interrupt_decision/*`: ISR bit + selector lookup + mask/PBA check + message compose,
 //!   through `config_changed()` and through the used-buffer decision with and without
 //!   EVENT_IDX suppression.
@@ -32,14 +34,13 @@ use alloc_counter::{Counting, allocs};
 #[global_allocator]
 static GLOBAL: Counting = Counting;
 
-struct Rig {
-    mem: GuestMemory,
+struct Rig<M = virq_device::VecMemory> {
+    mem: M,
     dev: VirtioPciDevice,
     driver: RingDriver,
 }
 
-fn rig(event_idx: bool) -> Rig {
-    let mem = ram();
+fn rig_on<M: GuestMemory + DriverRam + Clone + 'static>(mem: M, event_idx: bool) -> Rig<M> {
     let (dev, driver) = live_device(
         OneDescBackend::default(),
         mem.clone(),
@@ -49,15 +50,27 @@ fn rig(event_idx: bool) -> Rig {
     Rig { mem, dev, driver }
 }
 
+fn rig(event_idx: bool) -> Rig {
+    rig_on(ram(), event_idx)
+}
+
 fn hot_path(c: &mut Criterion) {
     let mut g = c.benchmark_group("hot_path");
     g.throughput(criterion::Throughput::Elements(1));
 
-    let mem = ram();
+    let mem = mmap_ram();
     let (mut q, mut driver) = baseline_queue(&mem);
     g.bench_function("bare_queue", |b| {
         b.iter(|| baseline_cycle(&mut q, &mut driver, &mem))
     });
+
+    #[cfg(feature = "vm-memory")]
+    {
+        let mut r = rig_on(mmap_ram(), false);
+        g.bench_function("transport_msix_mmap", |b| {
+            b.iter(|| device_cycle(&mut r.dev, &mut r.driver, &r.mem))
+        });
+    }
 
     let mut r = rig(false);
     g.bench_function("transport_msix", |b| {
@@ -148,10 +161,12 @@ fn same_run_summary() {
     // rather than shifting every figure.
     const ROUNDS: usize = 201;
     const CYCLES: u32 = 20_000;
-    let mem = ram();
+    let mem = mmap_ram();
     let (mut q, mut bdriver) = baseline_queue(&mem);
     let mut plain = rig(false);
     let mut evidx = rig(true);
+    #[cfg(feature = "vm-memory")]
+    let mut on_mmap = rig_on(mmap_ram(), false);
     let mut decision = rig(false);
     let mut suppressed = rig(true);
     device_cycle(&mut suppressed.dev, &mut suppressed.driver, &suppressed.mem);
@@ -159,8 +174,10 @@ fn same_run_summary() {
     let mut base = Vec::new();
     let mut tr = Vec::new();
     let mut tr_ev = Vec::new();
+    let mut tr_mmap = Vec::new();
     let mut ratio = Vec::new();
     let mut ratio_ev = Vec::new();
+    let mut ratio_mmap = Vec::new();
     let mut cfg = Vec::new();
     let mut used = Vec::new();
     let mut supp = Vec::new();
@@ -172,6 +189,14 @@ fn same_run_summary() {
         let e = time_per_cycle(CYCLES, || {
             device_cycle(&mut evidx.dev, &mut evidx.driver, &evidx.mem)
         });
+        #[cfg(feature = "vm-memory")]
+        {
+            let m = time_per_cycle(CYCLES, || {
+                device_cycle(&mut on_mmap.dev, &mut on_mmap.driver, &on_mmap.mem)
+            });
+            tr_mmap.push(m);
+            ratio_mmap.push(m / b);
+        }
         cfg.push(time_per_cycle(CYCLES, || {
             black_box(&mut decision.dev).config_changed()
         }));
@@ -194,16 +219,21 @@ fn same_run_summary() {
     println!(
         "same-run summary ({ROUNDS} interleaved rounds of {CYCLES} cycles; median [min..max])"
     );
-    for (name, s, unit) in [
+    let mut rows: Vec<(&str, &mut Vec<f64>, &str)> = vec![
         ("bare virtio-queue pop+add_used", &mut base, "ns/cycle"),
         ("transport, MSI-X", &mut tr, "ns/cycle"),
         ("transport, MSI-X, EVENT_IDX armed", &mut tr_ev, "ns/cycle"),
         ("ratio transport / bare", &mut ratio, "x"),
         ("ratio transport+EVENT_IDX / bare", &mut ratio_ev, "x"),
-        ("decision: config_changed -> MSI-X", &mut cfg, "ns"),
-        ("decision: used -> MSI-X", &mut used, "ns"),
-        ("decision: used, EVENT_IDX suppressed", &mut supp, "ns"),
-    ] {
+    ];
+    if !tr_mmap.is_empty() {
+        rows.push(("transport on GuestMemoryMmap", &mut tr_mmap, "ns/cycle"));
+        rows.push(("ratio transport(mmap) / bare", &mut ratio_mmap, "x"));
+    }
+    rows.push(("decision: config_changed -> MSI-X", &mut cfg, "ns"));
+    rows.push(("decision: used -> MSI-X", &mut used, "ns"));
+    rows.push(("decision: used, EVENT_IDX suppressed", &mut supp, "ns"));
+    for (name, s, unit) in rows {
         let (m, lo, hi) = stats(s);
         println!("  {name:<38} {m:>8.2} {unit:<8} [{lo:.2}..{hi:.2}]");
     }

@@ -5,19 +5,20 @@
 //! chains it completed and the transport decides (suppression, ISR bit, MSI-X or INTx).
 
 use thiserror::Error;
-use virtio_queue::Queue;
-use vm_memory::GuestMemoryMmap;
 
-/// Guest RAM as the device sees it.
-pub type GuestMemory = GuestMemoryMmap<()>;
+use crate::ring::{RingError, Virtqueue};
 
 /// What went wrong while a backend processed a queue.
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
 pub enum BackendError {
     /// The ring itself is corrupt (for example an available index more than the queue size
     /// ahead): the device cannot go on and must set DEVICE_NEEDS_RESET (virtio 1.2, 2.1.2).
-    #[error("virtqueue {queue} is corrupt: {reason}")]
-    RingCorrupt { queue: u16, reason: String },
+    #[error("virtqueue {queue} is corrupt: {error}")]
+    RingCorrupt {
+        queue: u16,
+        #[source]
+        error: RingError,
+    },
     /// The backend's snapshot could not be restored.
     #[error("backend state does not fit this device: {0}")]
     BadSnapshot(String),
@@ -67,12 +68,13 @@ pub trait VirtioBackend: Send {
     /// Device reset: forget every in-flight request and negotiated state.
     fn reset(&mut self);
 
-    /// Consume available chains of `queue` and publish used ones, bounded by the queue size.
+    /// Consume available chains of queue `queue_index` and publish used ones, at most
+    /// `queue.size()` of them. `queue` carries the guest memory the chains' buffers live in;
+    /// the transport lends it only while the function may master the bus.
     fn process_queue(
         &mut self,
         queue_index: u16,
-        queue: &mut Queue,
-        mem: &GuestMemory,
+        queue: &mut Virtqueue<'_>,
     ) -> Result<Processed, BackendError>;
 
     /// Backend state for snapshot / restore.
@@ -85,5 +87,12 @@ pub trait VirtioBackend: Send {
     /// should process it without a guest notify.
     fn has_pending_input(&self, _queue: u16) -> bool {
         false
+    }
+}
+
+impl BackendError {
+    /// A corrupt ring of queue `queue`.
+    pub fn corrupt(queue: u16, error: RingError) -> Self {
+        BackendError::RingCorrupt { queue, error }
     }
 }

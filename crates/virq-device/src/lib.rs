@@ -1,17 +1,46 @@
 //! virq's device side: a spec-exact virtio-pci modern transport with MSI-X and INTx.
 //!
-//! The crate knows nothing about any operating system or platform. A VMM (or virq's simulated
-//! machine, or its KVM machine) hands it guest memory and an [`InterruptSink`], then forwards
-//! configuration-space and BAR accesses; the device answers exactly as the virtio 1.2
-//! specification and PCI Local Bus 3.0 say, and records what it did as
-//! [`virq_events::Event`]s for the doctor.
+//! The crate knows nothing about any operating system or platform, and builds for
+//! `wasm32-unknown-unknown`. A VMM (or virq's simulated machine, or its KVM machine, or an
+//! emulator in a browser) hands it guest memory ([`GuestMemory`]: its own small trait, with
+//! [`VecMemory`] for a flat buffer and, with the `vm-memory` feature, rust-vmm's
+//! `GuestMemoryMmap`) and an [`InterruptSink`], then forwards configuration-space and BAR
+//! accesses; the device answers exactly as the virtio 1.2 specification and PCI Local Bus 3.0
+//! say, and records what it did as [`virq_events::Event`]s for the doctor.
+//!
+//! # Where things are
+//! | behaviour | file |
+//! |---|---|
+//! | vector read-back: an index the table lacks reads `NO_VECTOR`; reset returns every selector to it | `src/transport/common_cfg.rs` (`accept_vector`, `write_vector`, `reset`) |
+//! | INTx level: computed in one place from ISR status, MSI-X Enable and Command bit 10 | `src/transport/isr.rs` (`update_intx`) |
+//! | ISR status, read-to-clear | `src/transport/isr.rs` (`isr_read`) |
+//! | Status bit 3, Command edges, Message Control, the `pci_cfg` window | `src/transport/config.rs` |
+//! | raising an interrupt: ISR bit, then MSI-X or INTx, never both | `src/transport/interrupts.rs` (`signal`) |
+//! | Pending Bits a source leaves behind, withdrawn on reset and re-route (row 30) | `src/transport/interrupts.rs` |
+//! | Bus Master gate: no DMA while Command bit 2 is clear, deferred notifications (row 29) | `src/transport/queues.rs` |
+//! | used-buffer interrupt decision (EVENT_IDX, NO_INTERRUPT, the store-load fence) | `src/ring.rs` (`used_notification`) |
+//! | notify decoding | `src/transport/notify.rs` |
+//! | BAR decode and routing | `src/transport/mmio.rs` |
+//! | capability list and BARs at construction | `src/transport/caps.rs`, `src/layout.rs` |
+//! | MSI-X table, PBA, masks, delivery on unmask | `src/msix.rs` |
+//! | configuration bytes and write masks | `src/pci.rs` |
+//! | split virtqueue: descriptor walk, indirect tables, used ring | `src/ring.rs` |
+//! | guest memory: the trait, `VecMemory`, the flat fast path, vm-memory | `src/memory/` |
+//! | snapshot, validation, restore | `src/transport/snapshot.rs` |
+//! | catalogue faults (feature `fault-injection`) | `src/transport/faults.rs` |
+//! | PCI root: mechanism #1, host bridge, firmware BAR assignment | `src/pci_root.rs` |
+//! | register numbers shared with the guest library | the `virq-spec` crate |
+//!
+//! # Features
+//! - `vm-memory`: [`GuestMemory`] for `vm_memory::GuestMemoryMmap<()>` (native targets).
+//! - `fault-injection`: `DeviceFaults` and `VirtioPciDevice::set_faults`, the device-side rows
+//!   of the failure catalogue. Without it the deviations are compiled out.
 //!
 //! # Embedding in a VMM
 //! ```
 //! use std::sync::{Arc, Mutex};
-//! use virq_device::{InterruptSink, TransportOptions, VirtioPciDevice};
+//! use virq_device::{InterruptSink, TransportOptions, VecMemory, VirtioPciDevice};
 //! use virq_device::testing::NullBackend;
-//! use vm_memory::{GuestAddress, GuestMemoryMmap};
 //!
 //! /// Where MSI-X messages and the INTx level go: KVM_SIGNAL_MSI / KVM_IRQ_LINE in a real VMM.
 //! #[derive(Default)]
@@ -21,7 +50,7 @@
 //!     fn set_intx(&self, level: bool) { *self.line.lock().unwrap() = level; }
 //! }
 //!
-//! let ram = GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(0), 1 << 20)]).unwrap();
+//! let ram = VecMemory::new(1 << 20);
 //! let irqs = Arc::new(Irqs::default());
 //! let mut dev = VirtioPciDevice::new(
 //!     Box::new(NullBackend::new(2)), ram, irqs.clone(), TransportOptions::default(),
@@ -31,7 +60,7 @@
 //! let mut id = [0u8; 4];
 //! dev.config_read(0, &mut id);
 //! assert_eq!(u32::from_le_bytes(id), 0x1040_1AF4 + (0xFF << 16)); // 1AF4:1040+id
-//! // ...assigns BAR0 and enables memory decoding...
+//! // ...assigns BAR0 and enables memory decoding and bus mastering...
 //! dev.config_write(0x10, &0xC000_0000u32.to_le_bytes());
 //! dev.config_write(0x14, &0u32.to_le_bytes());
 //! dev.config_write(0x04, &0x0006u16.to_le_bytes());
@@ -42,51 +71,39 @@
 //! ```
 
 pub mod backend;
-pub mod device;
 pub mod layout;
+pub mod memory;
 pub mod msix;
 pub mod pci;
+pub mod pci_root;
+pub mod ring;
 pub mod testing;
+mod transport;
 
-pub use backend::{BackendError, GuestMemory, Processed, VirtioBackend};
-pub use device::{
-    DeviceError, DeviceFaults, DeviceSnapshot, QueueSnapshot, TransportOptions, VirtioPciDevice,
-    cfg_type, common,
-};
+pub use backend::{BackendError, Processed, VirtioBackend};
 pub use layout::{Layout, LayoutError, Region};
+pub use memory::{Dma, FlatRegion, GuestMemory, MemoryError, VecMemory};
+pub use ring::{DescriptorChain, SplitQueue, Virtqueue};
+#[cfg(feature = "fault-injection")]
+pub use transport::DeviceFaults;
+pub use transport::{
+    DeviceError, DeviceSnapshot, QueueSnapshot, SnapshotError, TransportOptions, VirtioPciDevice,
+};
 pub use virq_events::NO_VECTOR;
+pub use virq_spec::common_cfg as common;
+pub use virq_spec::virtio_pci::cfg_type;
+pub use virq_spec::{features, status};
 
 /// The only way interrupts leave the device: the platform turns these into APIC messages
 /// (`KVM_SIGNAL_MSI`, a simulated LAPIC) or an IOAPIC pin level.
+///
+/// The device calls it from inside the access that caused the interrupt, holding no lock of
+/// its own; `&self` so one sink can serve several devices.
 pub trait InterruptSink: Send + Sync {
     /// Deliver an MSI-X message: a DWORD write of `data` to `address`.
     fn msi(&self, address: u64, data: u32);
     /// Set the level of the function's INTx pin (INTA#). Called only on changes.
     fn set_intx(&self, level: bool);
-}
-
-/// Transport feature bits (virtio 1.2, section 6), as masks.
-pub mod features {
-    use virtio_bindings::virtio_config as c;
-    use virtio_bindings::virtio_ring as r;
-
-    pub const RING_INDIRECT_DESC: u64 = 1 << r::VIRTIO_RING_F_INDIRECT_DESC;
-    pub const RING_EVENT_IDX: u64 = 1 << r::VIRTIO_RING_F_EVENT_IDX;
-    pub const VERSION_1: u64 = 1 << c::VIRTIO_F_VERSION_1;
-    pub const NOTIFICATION_DATA: u64 = 1 << c::VIRTIO_F_NOTIFICATION_DATA;
-    pub const RING_RESET: u64 = 1 << c::VIRTIO_F_RING_RESET;
-}
-
-/// `device_status` bits (virtio 1.2, 2.1).
-pub mod status {
-    use virtio_bindings::virtio_config as c;
-
-    pub const ACKNOWLEDGE: u8 = c::VIRTIO_CONFIG_S_ACKNOWLEDGE as u8;
-    pub const DRIVER: u8 = c::VIRTIO_CONFIG_S_DRIVER as u8;
-    pub const DRIVER_OK: u8 = c::VIRTIO_CONFIG_S_DRIVER_OK as u8;
-    pub const FEATURES_OK: u8 = c::VIRTIO_CONFIG_S_FEATURES_OK as u8;
-    pub const DEVICE_NEEDS_RESET: u8 = c::VIRTIO_CONFIG_S_NEEDS_RESET as u8;
-    pub const FAILED: u8 = c::VIRTIO_CONFIG_S_FAILED as u8;
 }
 
 #[cfg(test)]

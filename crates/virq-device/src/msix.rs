@@ -10,16 +10,10 @@ use virq_events::{EventKind, EventSink, InterruptCause, SuppressReason};
 
 use crate::InterruptSink;
 
-/// Largest table the capability can describe (11-bit Table Size field).
-pub const MAX_TABLE_SIZE: u16 = 2048;
-/// Size of one table entry in bytes.
-pub const ENTRY_SIZE: u64 = 16;
-/// Vector Control bit 0.
-pub const VECTOR_CONTROL_MASK: u32 = 1;
-/// Message Control bit 15.
-pub const CONTROL_ENABLE: u16 = 1 << 15;
-/// Message Control bit 14.
-pub const CONTROL_FUNCTION_MASK: u16 = 1 << 14;
+pub use virq_spec::msix::{
+    CONTROL_ENABLE, CONTROL_FUNCTION_MASK, CONTROL_TABLE_SIZE, ENTRY_SIZE, MAX_TABLE_SIZE,
+    VECTOR_CONTROL_MASK,
+};
 
 /// One MSI-X table entry.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -44,6 +38,17 @@ impl MsixEntry {
     pub fn masked(&self) -> bool {
         self.vector_control & VECTOR_CONTROL_MASK != 0
     }
+}
+
+/// What [`Msix::fire`] did with a message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fired {
+    /// Written to the sink.
+    Sent,
+    /// Held: its Pending Bit is set until the mask clears.
+    Pending,
+    /// The entry does not exist.
+    Dropped,
 }
 
 /// The MSI-X state of a function.
@@ -113,9 +118,9 @@ impl Msix {
         cause: InterruptCause,
         sink: &dyn InterruptSink,
         events: &E,
-    ) {
+    ) -> Fired {
         let Some(e) = self.table.get(entry as usize).copied() else {
-            return;
+            return Fired::Dropped;
         };
         let reason = if !self.bus_master {
             Some(SuppressReason::BusMasterDisabled)
@@ -137,6 +142,7 @@ impl Msix {
                     self.set_pending(entry, true);
                     events.emit(EventKind::PendingSet { entry });
                 }
+                Fired::Pending
             }
             None => {
                 sink.msi(e.address, e.data);
@@ -146,8 +152,28 @@ impl Msix {
                     address: e.address,
                     data: e.data,
                 });
+                Fired::Sent
             }
         }
+    }
+
+    /// Clear the Pending Bit of `entry` without sending its message: the events behind it
+    /// were satisfied some other way (PCIe 6.1.4.5). Returns whether it was set.
+    pub fn clear_pending_bit(&mut self, entry: u16) -> bool {
+        if !self.is_pending(entry) {
+            return false;
+        }
+        self.set_pending(entry, false);
+        true
+    }
+
+    /// Every entry whose Pending Bit is set, in ascending order.
+    pub fn pending_entries(&self) -> impl Iterator<Item = u16> + '_ {
+        self.pba.iter().enumerate().flat_map(|(word, &bits)| {
+            (0..64u16)
+                .filter(move |b| bits & (1 << b) != 0)
+                .map(move |b| word as u16 * 64 + b)
+        })
     }
 
     /// Send every pending message whose mask is now clear (after an unmask or an enable).
@@ -258,11 +284,6 @@ impl Msix {
                 chunk.copy_from_slice(&v.to_le_bytes());
             }
         }
-    }
-
-    /// Drop every pending bit (the function was reset at the PCI level).
-    pub fn clear_pending(&mut self) {
-        self.pba.iter_mut().for_each(|w| *w = 0);
     }
 }
 

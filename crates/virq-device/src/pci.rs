@@ -6,44 +6,34 @@
 
 use serde::{Deserialize, Serialize};
 
-/// Size of the conventional configuration space.
-pub const CONFIG_SPACE_SIZE: usize = 256;
-/// Size of the PCI Express extended configuration space (reads of 0x100..0x1000 return 0).
-pub const EXTENDED_CONFIG_SIZE: usize = 4096;
+use virq_spec::pci as spec;
 
-pub const VENDOR_ID: usize = 0x00;
-pub const DEVICE_ID: usize = 0x02;
-pub const COMMAND: usize = 0x04;
-pub const STATUS: usize = 0x06;
-pub const REVISION_ID: usize = 0x08;
-pub const CLASS_PROG_IF: usize = 0x09;
-pub const CACHE_LINE_SIZE: usize = 0x0C;
-pub const HEADER_TYPE: usize = 0x0E;
-pub const BAR0: usize = 0x10;
-pub const SUBSYSTEM_VENDOR_ID: usize = 0x2C;
-pub const SUBSYSTEM_ID: usize = 0x2E;
-pub const CAPABILITIES_POINTER: usize = 0x34;
-pub const INTERRUPT_LINE: usize = 0x3C;
-pub const INTERRUPT_PIN: usize = 0x3D;
+pub use virq_spec::pci::{
+    CAP_ID_MSIX, CAP_ID_VENDOR, COMMAND_BUS_MASTER, COMMAND_INTERRUPT_DISABLE,
+    COMMAND_MEMORY_SPACE, CONFIG_SPACE_SIZE, EXTENDED_CONFIG_SIZE, INTERRUPT_PIN_INTA,
+    STATUS_CAPABILITIES_LIST, STATUS_INTERRUPT,
+};
 
-/// Command register bit 1: the function decodes its memory BARs.
-pub const COMMAND_MEMORY_SPACE: u16 = 1 << 1;
-/// Command register bit 2: the function may master the bus (needed to send MSI-X writes).
-pub const COMMAND_BUS_MASTER: u16 = 1 << 2;
-/// Command register bit 10: the function must not assert INTx.
-pub const COMMAND_INTERRUPT_DISABLE: u16 = 1 << 10;
-/// Status register bit 3: an INTx interrupt is pending in the function.
-pub const STATUS_INTERRUPT: u16 = 1 << 3;
-/// Status register bit 4: a capability list starts at offset 0x34.
-pub const STATUS_CAPABILITIES_LIST: u16 = 1 << 4;
+// Header offsets as indices into the configuration bytes.
+pub const VENDOR_ID: usize = spec::VENDOR_ID as usize;
+pub const DEVICE_ID: usize = spec::DEVICE_ID as usize;
+pub const COMMAND: usize = spec::COMMAND as usize;
+pub const STATUS: usize = spec::STATUS as usize;
+pub const REVISION_ID: usize = spec::REVISION_ID as usize;
+pub const CLASS_PROG_IF: usize = spec::CLASS_PROG_IF as usize;
+pub const CACHE_LINE_SIZE: usize = spec::CACHE_LINE_SIZE as usize;
+pub const HEADER_TYPE: usize = spec::HEADER_TYPE as usize;
+pub const BAR0: usize = spec::BAR0 as usize;
+pub const SUBSYSTEM_VENDOR_ID: usize = spec::SUBSYSTEM_VENDOR_ID as usize;
+pub const SUBSYSTEM_ID: usize = spec::SUBSYSTEM_ID as usize;
+pub const CAPABILITIES_POINTER: usize = spec::CAPABILITIES_POINTER as usize;
+pub const INTERRUPT_LINE: usize = spec::INTERRUPT_LINE as usize;
+pub const INTERRUPT_PIN: usize = spec::INTERRUPT_PIN as usize;
 
 /// Writable Command bits: memory space, bus master, parity, SERR#, interrupt disable.
 /// I/O space stays hardwired to 0 because the function has no I/O BARs.
 const COMMAND_WRITABLE: u16 =
     COMMAND_MEMORY_SPACE | COMMAND_BUS_MASTER | (1 << 6) | (1 << 8) | COMMAND_INTERRUPT_DISABLE;
-
-/// Interrupt Pin value for INTA#.
-pub const INTERRUPT_PIN_INTA: u8 = 1;
 
 /// Memory BAR kinds the transport uses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -119,7 +109,12 @@ impl ConfigSpace {
                 self.set_mask_u32(off, (addr_mask as u32) & !0xF);
             }
             BarKind::Memory64 { prefetchable } => {
-                let flags = 0b100 | if prefetchable { 0b1000 } else { 0 };
+                let flags = spec::BAR_MEM_64
+                    | if prefetchable {
+                        spec::BAR_PREFETCHABLE
+                    } else {
+                        0
+                    };
                 self.set_u32(off, flags);
                 self.set_mask_u32(off, (addr_mask as u32) & !0xF);
                 self.set_mask_u32(off + 4, (addr_mask >> 32) as u32);
@@ -222,6 +217,13 @@ impl ConfigSpace {
 
     pub fn command(&self) -> u16 {
         self.u16_at(COMMAND)
+    }
+
+    /// The first offset where `bytes` differs from this space in a bit the driver cannot
+    /// write: such a space belongs to another device (a snapshot that does not fit).
+    pub fn first_read_only_difference(&self, bytes: &[u8]) -> Option<usize> {
+        (0..CONFIG_SPACE_SIZE.min(bytes.len()))
+            .find(|&i| (self.bytes[i] ^ bytes[i]) & !self.write_mask[i] != 0)
     }
 
     /// Replace the raw bytes (snapshot restore); masks and BARs come from construction.

@@ -1,12 +1,10 @@
 use std::sync::Arc;
 
-use vm_memory::{GuestAddress, GuestMemoryMmap};
-
 use crate::testing::{NullBackend, RecordingSink};
 use crate::{TransportOptions, VirtioPciDevice};
 
 pub fn test_device(queues: u16, table: Option<u16>) -> (VirtioPciDevice, Arc<RecordingSink>) {
-    let mem = GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(0), 1 << 20)]).unwrap();
+    let mem = crate::VecMemory::new(1 << 20);
     let sink = Arc::new(RecordingSink::new());
     let options = TransportOptions {
         msix_table_size: table,

@@ -3,10 +3,9 @@
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-use virtio_queue::{Queue, QueueOwnedT, QueueT};
-
 use crate::InterruptSink;
-use crate::backend::{BackendError, GuestMemory, Processed, VirtioBackend};
+use crate::backend::{BackendError, Processed, VirtioBackend};
+use crate::ring::Virtqueue;
 
 /// A device type with `n` queues that completes every chain with used length 0. It stands
 /// in for a real backend where only the transport is under test.
@@ -58,38 +57,23 @@ impl VirtioBackend for NullBackend {
     fn process_queue(
         &mut self,
         queue_index: u16,
-        queue: &mut Queue,
-        mem: &GuestMemory,
+        queue: &mut Virtqueue<'_>,
     ) -> Result<Processed, BackendError> {
         let mut used = 0u16;
-        let mut heads = [0u16; 64];
-        loop {
-            let mut n = 0;
-            {
-                let iter = queue.iter(mem).map_err(|e| BackendError::RingCorrupt {
-                    queue: queue_index,
-                    reason: e.to_string(),
-                })?;
-                for chain in iter.take(heads.len()) {
-                    heads[n] = chain.head_index();
-                    n += 1;
-                }
-            }
-            for head in &heads[..n] {
-                // The iterator hands out whatever head the driver wrote; one past the queue
-                // size cannot be published and makes the ring corrupt.
-                queue
-                    .add_used(mem, *head, 0)
-                    .map_err(|e| BackendError::RingCorrupt {
-                        queue: queue_index,
-                        reason: format!("head {head}: {e}"),
-                    })?;
-                used = used.saturating_add(1);
-                self.completed += 1;
-            }
-            if n < heads.len() {
+        while used < queue.size() {
+            let Some(chain) = queue
+                .pop()
+                .map_err(|e| BackendError::corrupt(queue_index, e))?
+            else {
                 break;
-            }
+            };
+            // Whatever head the driver wrote is published as is: one that is not below the
+            // queue size cannot be, and makes the ring corrupt.
+            queue
+                .add_used(chain.head_index(), 0)
+                .map_err(|e| BackendError::corrupt(queue_index, e))?;
+            used += 1;
+            self.completed += 1;
         }
         Ok(Processed { used })
     }

@@ -1156,13 +1156,35 @@ fn msix_table_dword_and_qword_accesses() {
     assert_eq!(r.rd(e1 + 2, 4), 0);
 }
 
-/// PCI 3.0, 6.8.2: the Pending Bit Array is read-only.
+/// PCI Local Bus 3.0, 6.8.2.10: Pending Bits are read-only; only the function sets one (a
+/// message due while its entry is masked, 6.8.2.9) and clears it (on sending the message). A
+/// write of zeros must not clear a set bit (the held message would be lost) and a write of
+/// ones must not set a clear one (a message nobody raised).
 #[test]
 fn msix_pba_is_read_only() {
     let mut r = Rig::new(2);
-    r.map_bars();
-    r.wr(PBA, 8, u64::MAX);
-    r.wr(PBA, 4, 0xFFFF_FFFF);
+    let mut rings = r.bring_up(&Setup::msix());
+    // Queue 0's entry (1) masked and a buffer used: the device holds its message as pending.
+    r.mask_entry(1, true);
+    rings[0].push();
+    r.kick(0);
+    assert_eq!(r.pba(0), 0b010, "precondition: entry 1 pending");
+    for (width, at) in [(8, PBA), (4, PBA), (4, PBA + 4), (2, PBA), (1, PBA)] {
+        r.wr(at, width, 0);
+        assert_eq!(r.pba(0), 0b010, "{width}-byte write of 0 at {at:#x}");
+    }
+    for (width, at) in [(8, PBA), (4, PBA), (4, PBA + 4)] {
+        r.wr(at, width, u64::MAX >> (64 - 8 * width));
+        assert_eq!(r.pba(0), 0b010, "{width}-byte write of ones at {at:#x}");
+    }
+    assert_eq!(
+        r.count(|e| matches!(e, EventKind::PendingCleared { .. })),
+        0
+    );
+    assert!(r.sink.messages().is_empty(), "{:?}", r.sink.messages());
+    // The held message is still owed, and only it: unmasking sends it once.
+    r.mask_entry(1, false);
+    assert_eq!(r.sink.messages(), vec![msg(1)]);
     assert_eq!(r.pba(0), 0);
 }
 

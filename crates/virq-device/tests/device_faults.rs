@@ -1,13 +1,17 @@
-//! The device-side rows of the failure catalogue (14-22) reproduced on demand with
-//! [`DeviceFaults`], and PCI Bus Master Enable gating MSI-X delivery. Each fault test shows the
-//! symptom the catalogue describes; the matching conformance test shows it cannot happen
+//! The device-side rows of the failure catalogue (14-22, 29, 30) reproduced on demand with
+//! [`DeviceFaults`]. Each fault test shows the symptom the catalogue describes; the matching
+//! conformance test (rows 29 and 30: `tests/bus_master_and_pending.rs`) shows it cannot happen
 //! with the fault off.
+//!
+//! Built only with the `fault-injection` feature (`cargo test --workspace` enables it through
+//! the crates that inject faults); `tests/fault_injection_off.rs` says so when it is off.
+#![cfg(feature = "fault-injection")]
 
 mod common;
 
 use common::*;
 use virq_device::DeviceFaults;
-use virq_events::{EventKind, NO_VECTOR, SuppressReason};
+use virq_events::{EventKind, InterruptCause, NO_VECTOR};
 
 fn rig_with(queues: u16, faults: DeviceFaults) -> Rig {
     let mut r = Rig::new(queues);
@@ -15,32 +19,95 @@ fn rig_with(queues: u16, faults: DeviceFaults) -> Rig {
     r
 }
 
-/// PCI 3.0, 6.2.2 / PCIe: a function without Bus Master Enable cannot write the message;
-/// virq holds it in the PBA and sends it once bus mastering is turned on, losing nothing.
+/// Row 29 with the fault on: with Command bit 2 clear the device still reads the ring and
+/// publishes the used entry (guest memory written while bus mastering is off); only the
+/// message waits in the PBA. Events: PciCommand (bit 2 clear), QueueNotify, UsedPublished,
+/// InterruptSuppressed (BusMasterDisabled), PendingSet.
 #[test]
-fn message_waits_in_the_pba_while_bus_master_is_off_and_is_sent_when_it_is_set() {
-    let mut r = Rig::new(1);
+fn fault_row29_uses_the_rings_while_bus_master_is_off() {
+    let mut r = rig_with(
+        1,
+        DeviceFaults {
+            dma_while_bus_master_disabled: true,
+            ..Default::default()
+        },
+    );
     let mut rings = r.bring_up(&Setup::msix());
+    r.sink.take_messages();
     let cmd = r.command();
     r.set_command(cmd & !CMD_BUS_MASTER);
+    rings[0].push();
+    let ram_before = r.mem.to_vec();
+    r.kick(0);
+    assert_ne!(
+        r.mem.to_vec(),
+        ram_before,
+        "guest RAM written without bus mastering"
+    );
+    assert_eq!(rings[0].used_idx(), 1);
+    assert!(r.sink.messages().is_empty());
+    assert_eq!(r.pba(0), 0b10);
+    let events = r.events();
+    let off = events
+        .iter()
+        .rposition(|e| matches!(e, EventKind::PciCommand { value } if value & CMD_BUS_MASTER == 0))
+        .unwrap();
+    assert!(
+        events[off..]
+            .iter()
+            .any(|e| matches!(e, EventKind::UsedPublished { queue: 0, count: 1 })),
+        "the catalogue's proof: used ring advanced while Command bit 2 = 0"
+    );
+    r.set_command(cmd | CMD_BUS_MASTER);
+    assert_eq!(r.sink.messages(), vec![msg(1)]);
+}
+
+/// Row 30 with the fault on: the message a queue left pending survives a reset and is
+/// delivered as a stale interrupt when the re-initialised driver unmasks the entry; the same
+/// after the queue is moved to another vector.
+#[test]
+fn fault_row30_delivers_a_stale_pending_message_after_reset_and_reroute() {
+    let faults = DeviceFaults {
+        keep_stale_pending_bits: true,
+        ..Default::default()
+    };
+    let mut r = rig_with(1, faults);
+    let mut rings = r.bring_up(&Setup::msix());
     r.sink.take_messages();
+    r.mask_entry(1, true);
     rings[0].push();
     r.kick(0);
-    assert!(r.sink.messages().is_empty());
-    assert_eq!(r.pba(0) & 0b10, 0b10, "queue 0 uses entry 1");
+    r.set_device_status(0);
+    assert_eq!(r.pba(0), 0b10, "the Pending Bit survived the reset");
+    assert_eq!(
+        r.count(|e| matches!(e, EventKind::PendingCleared { .. })),
+        0
+    );
+    r.bring_up(&Setup::msix());
+    r.mask_entry(1, false);
+    assert_eq!(r.sink.take_messages(), vec![msg(1)], "stale interrupt");
     assert_eq!(
         r.count(|e| matches!(
             e,
-            EventKind::InterruptSuppressed {
-                reason: SuppressReason::BusMasterDisabled,
+            EventKind::MessageSent {
+                cause: InterruptCause::PendingDelivery,
+                entry: 1,
                 ..
             }
         )),
         1
     );
-    r.set_command(cmd | CMD_BUS_MASTER);
-    assert_eq!(r.sink.messages(), vec![msg(1)]);
-    assert_eq!(r.pba(0), 0);
+
+    let mut r = rig_with(1, faults);
+    let mut rings = r.bring_up(&Setup::msix());
+    r.sink.take_messages();
+    r.mask_entry(1, true);
+    rings[0].push();
+    r.kick(0);
+    r.set_queue_vector(0, 0);
+    assert_eq!(r.pba(0), 0b10, "the Pending Bit survived the re-route");
+    r.mask_entry(1, false);
+    assert_eq!(r.sink.take_messages(), vec![msg(1)]);
 }
 
 /// Row 14 with the fault on: MSI-X is enabled and still the pin goes high.

@@ -5,8 +5,8 @@
 mod common;
 
 use common::*;
+use virq_device::GuestMemory;
 use virq_device::{Layout, TransportOptions, features};
-use vm_memory::Bytes;
 
 fn rig_with_multiplier(queues: u16, multiplier: u32) -> Rig {
     Rig::with_options(
@@ -105,10 +105,7 @@ fn event_idx_device_publishes_avail_event_after_each_pass() {
         rings[0].push();
         r.kick(0);
         assert_eq!(rings[0].used_idx(), n);
-        let avail_event: u16 = r
-            .mem
-            .read_obj(vm_memory::GuestAddress(avail_event_at))
-            .unwrap();
+        let avail_event = r.mem.load_u16(avail_event_at).unwrap();
         assert_eq!(
             avail_event, n,
             "the driver must be asked to notify for buffer {n}"

@@ -19,12 +19,10 @@ use common::*;
 use proptest::prelude::*;
 use virq_device::testing::RecordingSink;
 use virq_device::{
-    BackendError, DeviceSnapshot, GuestMemory, Processed, TransportOptions, VirtioBackend,
-    VirtioPciDevice,
+    BackendError, DeviceSnapshot, GuestMemory, Processed, TransportOptions, VecMemory,
+    VirtioBackend, VirtioPciDevice, Virtqueue,
 };
 use virq_events::EventLog;
-use virtio_queue::{Queue, QueueOwnedT, QueueT};
-use vm_memory::{Bytes, GuestAddress};
 
 /// A one-queue device that completes a chain only when the host granted a unit of work
 /// (a console receive buffer waiting for input). Chains beyond the grants stay in the
@@ -55,28 +53,21 @@ impl VirtioBackend for Deferred {
     fn process_queue(
         &mut self,
         queue_index: u16,
-        queue: &mut Queue,
-        mem: &GuestMemory,
+        queue: &mut Virtqueue<'_>,
     ) -> Result<Processed, BackendError> {
         let mut credits = self.credits.lock().unwrap();
-        let corrupt = |e: virtio_queue::Error| BackendError::RingCorrupt {
-            queue: queue_index,
-            reason: e.to_string(),
-        };
-        let heads: Vec<u16> = queue
-            .iter(mem)
-            .map_err(corrupt)?
-            .take(*credits as usize)
-            .map(|c| c.head_index())
-            .collect();
-        for &h in &heads {
-            queue.add_used(mem, h, 0).map_err(corrupt)?;
+        let corrupt = |e| BackendError::corrupt(queue_index, e);
+        let mut used = 0u16;
+        while *credits > 0 {
+            let Some(chain) = queue.pop().map_err(corrupt)? else {
+                break;
+            };
+            queue.add_used(chain.head_index(), 0).map_err(corrupt)?;
             *credits -= 1;
             self.completed += 1;
+            used += 1;
         }
-        Ok(Processed {
-            used: heads.len() as u16,
-        })
+        Ok(Processed { used })
     }
     fn snapshot(&self) -> serde_json::Value {
         serde_json::json!({ "credits": *self.credits.lock().unwrap(), "completed": self.completed })
@@ -131,7 +122,7 @@ struct Side {
     credits: Arc<Mutex<u32>>,
 }
 
-fn new_side(mem: GuestMemory) -> Side {
+fn new_side(mem: VecMemory) -> Side {
     let credits = Arc::new(Mutex::new(0));
     let backend = Deferred {
         credits: credits.clone(),
@@ -158,8 +149,8 @@ fn new_side(mem: GuestMemory) -> Side {
     }
 }
 
-fn fresh_ram() -> GuestMemory {
-    vm_memory::GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(0), RAM_SIZE as usize)]).unwrap()
+fn fresh_ram() -> VecMemory {
+    VecMemory::new(RAM_SIZE as usize)
 }
 
 /// What an observer outside the device sees after each step.
@@ -175,17 +166,17 @@ fn run(side: &mut Side, ring: &Ring, ops: &[Op], seen: &mut Vec<Seen>) {
     for op in ops {
         match op {
             Op::Publish(n) => {
-                let avail: u16 = r.mem.read_obj(GuestAddress(ring.avail + 2)).unwrap();
+                let avail = r.mem.read_u16(ring.avail + 2).unwrap();
                 let outstanding = avail.wrapping_sub(ring.used_idx());
                 let room = ring.size - outstanding;
                 let mut idx = avail;
                 for _ in 0..(*n).min(room) {
                     let head = idx % ring.size;
                     let slot = ring.avail + 4 + 2 * head as u64;
-                    r.mem.write_obj(head, GuestAddress(slot)).unwrap();
+                    r.mem.write_u16(slot, head).unwrap();
                     idx = idx.wrapping_add(1);
                 }
-                r.mem.write_obj(idx, GuestAddress(ring.avail + 2)).unwrap();
+                r.mem.store_release_u16(ring.avail + 2, idx).unwrap();
             }
             Op::Kick => r.kick(0),
             Op::Grant(n) => {
@@ -224,15 +215,9 @@ fn bring_up(side: &mut Side, msix: bool) -> Ring {
         .remove(0);
     for i in 0..ring.size {
         let d = ring.desc + 16 * i as u64;
-        side.rig
-            .mem
-            .write_obj(0x9_0000u64, GuestAddress(d))
-            .unwrap();
-        side.rig
-            .mem
-            .write_obj(0x100u32, GuestAddress(d + 8))
-            .unwrap();
-        side.rig.mem.write_obj(2u16, GuestAddress(d + 12)).unwrap();
+        side.rig.mem.write_u64(d, 0x9_0000).unwrap();
+        side.rig.mem.write_u32(d + 8, 0x100).unwrap();
+        side.rig.mem.write_u16(d + 12, 2).unwrap();
     }
     ring
 }

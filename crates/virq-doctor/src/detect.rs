@@ -15,7 +15,7 @@ pub enum Format {
     WinDbg,
     /// Linux `/proc/interrupts` (one or more snapshots).
     ProcInterrupts,
-    /// Linux `lspci -vvv`.
+    /// Linux `lspci` (`-v`, `-vv`, `-vvv`, `-nn`, `-k`, `grep -A` slices).
     Lspci,
     /// Linux kernel log (`dmesg`, `journalctl -k`, syslog).
     KernelLog,
@@ -33,7 +33,7 @@ impl Format {
             Format::DbgView => "DbgView capture",
             Format::WinDbg => "WinDbg output",
             Format::ProcInterrupts => "/proc/interrupts",
-            Format::Lspci => "lspci -vvv",
+            Format::Lspci => "lspci",
             Format::KernelLog => "kernel log",
             Format::Events => "virq events (JSON lines)",
             Format::Inf => "driver INF",
@@ -119,23 +119,29 @@ pub fn classify_gated(raw: &str, body: &str, prefix: &Prefix, keywords: bool) ->
     if cpu_header_columns(raw).is_some() {
         return Some(Format::ProcInterrupts);
     }
-    if keywords {
-        for marker in ["WDFINT:", "INT:", "VIRTIO:", "COUNTERS:", "ISR:"] {
-            if find_word_ci(body, marker).is_some() {
-                return Some(Format::DbgView);
-            }
-        }
-    }
+    // lspci's indented lines before the checklist markers: `lspci -v` prints virtio's own
+    // capabilities as `Capabilities: [84] Vendor Specific Information: VirtIO: CommonCfg`,
+    // whose `VirtIO:` is not a checklist print.
     let trimmed = raw.trim_start();
     if raw.starts_with('\t') {
         for key in [
             "Capabilities: [",
             "Control: ",
             "Status: ",
+            "Flags: ",
+            "Interrupt: pin ",
             "Kernel driver in use:",
+            "Kernel modules:",
         ] {
             if trimmed.starts_with(key) {
                 return Some(Format::Lspci);
+            }
+        }
+    }
+    if keywords {
+        for marker in ["WDFINT:", "INT:", "VIRTIO:", "COUNTERS:", "ISR:"] {
+            if find_word_ci(body, marker).is_some() {
+                return Some(Format::DbgView);
             }
         }
     }

@@ -74,6 +74,15 @@ pub const VECTORISH: u64 = mask(&[6, 7, 17]);
 pub const INTERESTING: u64 = mask(&[17, 18, 19, 20, 21, 22, 23, 24, 25, 26]);
 /// A WinDbg prompt.
 pub const PROMPT: u64 = mask(&[27]);
+/// Linux: a line naming virtio (a `/proc/interrupts` row worth keeping), and the kernel's
+/// "nobody cared" report.
+pub const VIRTIO: u64 = mask(&[23]);
+pub const NOBODY_CARED: u64 = mask(&[24]);
+/// Lines a rule reads whatever else they say (`decisive_line`): the kernel giving up on a
+/// line, virtio_pci's own messages.
+pub const DECISIVE: u64 = mask(&[24, 28, 29, 30]);
+pub const MSI: u64 = mask(&[18]);
+pub const IRQ: u64 = mask(&[22]);
 /// The keyword-based part of format detection.
 pub const CLASSIFY: u64 =
     CHECKLIST | mask(&[8, 24, 27, 28, 29, 30, 31, 32, 33, 34, 35, 36, 37, 38]);

@@ -3,6 +3,12 @@
 //! it into [`virq_events::Event`]s, and judges each link of the interrupt chain against the
 //! bring-up checklist (section 6) and the failure catalogue, quoting the lines that prove it.
 //!
+//! Linux evidence is read as people paste it: `/proc/interrupts` with or without its `CPU0`
+//! header (a `grep virtio` slice), on any interrupt controller (IO-APIC, PCI-MSI and per-device
+//! MSI domains, GIC and ITS, PLIC and APLIC), shell prompts and all; `lspci` from `-v` to `-vvv`,
+//! with `-nn`, `-k`, `-D` or cut by `grep -A`; dmesg in every stamp style and journalctl, with
+//! each boot a start of its own. Every event names the function it is about when the text does.
+//!
 //! Judging is the one judge's ([`virq_judge`]); this crate reads the formats.
 //!
 //! ```no_run

@@ -81,6 +81,13 @@ impl Report {
                     f.truncated_lines, f.dropped_events
                 );
             }
+            if f.unquoted_log_lines > 0 {
+                let _ = writeln!(
+                    out,
+                    "    note: {} ordinary line(s) past the quoting limit not quoted (no rule reads them)",
+                    f.unquoted_log_lines
+                );
+            }
         }
         if !self.read_anything() {
             let _ = writeln!(

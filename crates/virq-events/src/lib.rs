@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use std::sync::Mutex;
 
 /// `VIRTIO_PCI_MSI_NO_VECTOR`: "no vector assigned" in `msix_config` / `queue_msix_vector`.
-pub const NO_VECTOR: u16 = 0xFFFF;
+pub use virq_spec::NO_VECTOR;
 
 /// Which virtio vector selector an event talks about.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -743,6 +743,7 @@ mod tests {
         let snap = log.snapshot();
         let drained = log.drain();
         assert_eq!(snap, drained);
+        assert_eq!(drained.len(), pushed.len());
         for (i, (e, (origin, kind))) in drained.iter().zip(&pushed).enumerate() {
             assert_eq!(e.seq, i as u64);
             assert_eq!(e.time_ns, Some(7));

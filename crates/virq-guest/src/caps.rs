@@ -7,48 +7,41 @@
 
 use crate::access::{RegisterAccess, Width};
 use thiserror::Error;
+use virq_spec::virtio_pci::cfg_type;
 
 /// PCI Status register offset in configuration space.
-pub const PCI_STATUS: u16 = 0x06;
+pub const PCI_STATUS: u16 = virq_spec::pci::STATUS;
 /// Status bit 4: the function implements a capability list.
-pub const PCI_STATUS_CAP_LIST: u16 = 1 << 4;
+pub const PCI_STATUS_CAP_LIST: u16 = virq_spec::pci::STATUS_CAPABILITIES_LIST;
 /// Capabilities Pointer register offset.
-pub const PCI_CAP_PTR: u16 = 0x34;
-/// Capability ID of a vendor-specific capability (what virtio uses).
-pub const CAP_ID_VENDOR: u8 = 0x09;
-/// Capability ID of MSI-X.
-pub const CAP_ID_MSIX: u8 = 0x11;
+pub const PCI_CAP_PTR: u16 = virq_spec::pci::CAPABILITIES_POINTER;
+pub use virq_spec::pci::{CAP_ID_MSIX, CAP_ID_VENDOR};
 /// Most capabilities a 256-byte configuration space can hold (dword-aligned, 0x40..=0xFC).
 pub const MAX_CAPS: usize = 48;
-/// `sizeof(struct virtio_pci_cap)`.
-pub const VIRTIO_CAP_LEN: u8 = 16;
-/// `sizeof(struct virtio_pci_notify_cap)`: the cap plus `notify_off_multiplier`.
-pub const VIRTIO_NOTIFY_CAP_LEN: u8 = 20;
-/// `sizeof(struct virtio_pci_cfg_cap)`: the cap plus the 4-byte `pci_cfg_data` window.
-pub const VIRTIO_PCI_CFG_CAP_LEN: u8 = 20;
-/// Length of the MSI-X capability structure.
-pub const MSIX_CAP_LEN: u8 = 12;
-/// Smallest common_cfg that holds every virtio 1.0 field (through `queue_device`).
-pub const COMMON_CFG_MIN_LEN: u32 = 0x38;
+pub use virq_spec::msix::CAP_LEN as MSIX_CAP_LEN;
+pub use virq_spec::virtio_pci::{
+    CAP_LEN as VIRTIO_CAP_LEN, COMMON_CFG_MIN_LEN, NOTIFY_CAP_LEN as VIRTIO_NOTIFY_CAP_LEN,
+    PCI_CFG_CAP_LEN as VIRTIO_PCI_CFG_CAP_LEN,
+};
 
 /// `cfg_type` of a virtio vendor capability (virtio 1.2 section 4.1.4).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum VirtioCfgType {
-    Common = 1,
-    Notify = 2,
-    Isr = 3,
-    Device = 4,
-    PciCfg = 5,
+    Common = cfg_type::COMMON as isize,
+    Notify = cfg_type::NOTIFY as isize,
+    Isr = cfg_type::ISR as isize,
+    Device = cfg_type::DEVICE as isize,
+    PciCfg = cfg_type::PCI_CFG as isize,
 }
 
 impl VirtioCfgType {
     fn from_raw(v: u8) -> Option<Self> {
         Some(match v {
-            1 => Self::Common,
-            2 => Self::Notify,
-            3 => Self::Isr,
-            4 => Self::Device,
-            5 => Self::PciCfg,
+            cfg_type::COMMON => Self::Common,
+            cfg_type::NOTIFY => Self::Notify,
+            cfg_type::ISR => Self::Isr,
+            cfg_type::DEVICE => Self::Device,
+            cfg_type::PCI_CFG => Self::PciCfg,
             _ => return None,
         })
     }
@@ -149,9 +142,9 @@ pub struct MsixCap {
 
 impl MsixCap {
     /// Message Control bit 15.
-    pub const ENABLE: u16 = 1 << 15;
+    pub const ENABLE: u16 = virq_spec::msix::CONTROL_ENABLE;
     /// Message Control bit 14.
-    pub const FUNCTION_MASK: u16 = 1 << 14;
+    pub const FUNCTION_MASK: u16 = virq_spec::msix::CONTROL_FUNCTION_MASK;
 
     /// Read the live Message Control register.
     pub fn read_control(&self, regs: &mut impl RegisterAccess) -> u16 {
@@ -448,7 +441,7 @@ fn parse_msix(regs: &mut impl RegisterAccess, at: u8) -> Result<MsixCap, CapDefe
     Ok(MsixCap {
         cap_at: at,
         message_control,
-        table_size: (message_control & 0x7FF) + 1,
+        table_size: (message_control & virq_spec::msix::CONTROL_TABLE_SIZE) + 1,
         table_bir,
         table_offset: table & !0x7,
         pba_bir,

@@ -8,46 +8,23 @@ use virq_events::{EventKind, EventSink};
 
 /// Field offsets inside the COMMON region.
 pub mod offset {
-    pub const DEVICE_FEATURE_SELECT: u64 = 0x00;
-    pub const DEVICE_FEATURE: u64 = 0x04;
-    pub const DRIVER_FEATURE_SELECT: u64 = 0x08;
-    pub const DRIVER_FEATURE: u64 = 0x0C;
-    pub const MSIX_CONFIG: u64 = 0x10;
-    pub const NUM_QUEUES: u64 = 0x12;
-    pub const DEVICE_STATUS: u64 = 0x14;
-    pub const CONFIG_GENERATION: u64 = 0x15;
-    pub const QUEUE_SELECT: u64 = 0x16;
-    pub const QUEUE_SIZE: u64 = 0x18;
-    pub const QUEUE_MSIX_VECTOR: u64 = 0x1A;
-    pub const QUEUE_ENABLE: u64 = 0x1C;
-    pub const QUEUE_NOTIFY_OFF: u64 = 0x1E;
-    pub const QUEUE_DESC: u64 = 0x20;
-    pub const QUEUE_DRIVER: u64 = 0x28;
-    pub const QUEUE_DEVICE: u64 = 0x30;
-    pub const QUEUE_NOTIF_CONFIG_DATA: u64 = 0x38;
-    pub const QUEUE_RESET: u64 = 0x3A;
+    pub use virq_spec::common_cfg::*;
 }
 
 /// `device_status` bits (virtio 1.2 section 2.1).
 pub mod status {
-    pub const ACKNOWLEDGE: u8 = 1;
-    pub const DRIVER: u8 = 2;
-    pub const DRIVER_OK: u8 = 4;
-    pub const FEATURES_OK: u8 = 8;
-    pub const DEVICE_NEEDS_RESET: u8 = 64;
-    pub const FAILED: u8 = 128;
+    pub use virq_spec::status::*;
 }
 
 /// Feature bits the core itself cares about (virtio 1.2 section 6).
 pub mod feature {
-    pub const INDIRECT_DESC: u64 = 1 << 28;
-    pub const RING_EVENT_IDX: u64 = 1 << 29;
-    pub const VERSION_1: u64 = 1 << 32;
-    pub const ACCESS_PLATFORM: u64 = 1 << 33;
-    pub const RING_PACKED: u64 = 1 << 34;
-    pub const IN_ORDER: u64 = 1 << 35;
-    pub const NOTIFICATION_DATA: u64 = 1 << 38;
-    pub const RING_RESET: u64 = 1 << 40;
+    use virq_spec::features as f;
+
+    pub const INDIRECT_DESC: u64 = f::RING_INDIRECT_DESC;
+    pub use f::{
+        ACCESS_PLATFORM, IN_ORDER, NOTIFICATION_DATA, RING_EVENT_IDX, RING_PACKED, RING_RESET,
+        VERSION_1,
+    };
     /// Features this core cannot drive (it only speaks split rings and plain 16-bit notifies),
     /// so they are never accepted even if wanted.
     pub const UNSUPPORTED: u64 = RING_PACKED | NOTIFICATION_DATA;

@@ -10,10 +10,7 @@ use crate::vectors::{MessageNumber, VectorPlan, VectorPolicy};
 use std::sync::Arc;
 use virq_events::{EventKind, EventSink, NO_VECTOR, NullSink, Selector};
 
-/// ISR status bit 0: a queue interrupt (virtio 1.2 section 4.1.4.5).
-pub const ISR_QUEUE: u8 = 1;
-/// ISR status bit 1: a configuration change.
-pub const ISR_CONFIG: u8 = 2;
+pub use virq_spec::virtio_pci::{ISR_CONFIG, ISR_QUEUE};
 
 /// What the OS granted: `messages` MSI-X messages (0 = INTx), and for evidence and for the
 /// row 3 fault, the APIC vector behind each message (index = MessageNumber).

@@ -13,16 +13,10 @@ use crate::access::{GuestRam, GuestRamExt, RamError};
 use std::sync::atomic::{Ordering, fence};
 use thiserror::Error;
 
-/// Descriptor continues via `next`.
-pub const VRING_DESC_F_NEXT: u16 = 1;
-/// Buffer is device write-only.
-pub const VRING_DESC_F_WRITE: u16 = 2;
-/// Driver does not want interrupts (only without EVENT_IDX).
-pub const VRING_AVAIL_F_NO_INTERRUPT: u16 = 1;
-/// Device does not want notifications (only without EVENT_IDX).
-pub const VRING_USED_F_NO_NOTIFY: u16 = 1;
-/// Largest split-ring size (virtio 1.2 section 2.7).
-pub const MAX_QUEUE_SIZE: u16 = 32768;
+pub use virq_spec::ring::{
+    MAX_QUEUE_SIZE, VRING_AVAIL_F_NO_INTERRUPT, VRING_DESC_F_NEXT, VRING_DESC_F_WRITE,
+    VRING_USED_F_NO_NOTIFY,
+};
 
 /// One buffer of a descriptor chain.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -306,11 +306,80 @@ fn refused_per_queue_vector_falls_back_to_message_0_checklist_3_3() {
     assert_eq!(done[0].token, 9);
 }
 
+/// Row 21: the OS grants 3 messages but the table has 1 entry. The driver must try the
+/// per-queue plan first (config 0, queues 1 and 2), see queue 0's read-back come back
+/// NO_VECTOR (virtio 1.2 4.1.4.3: the device refuses a vector it cannot map), and only then
+/// fall back to everything on message 0, without a reset and before enabling a queue. A
+/// driver that always shares message 0 ends in the same place but never writes vector 1.
 #[test]
 fn table_smaller_than_grant_falls_back_catalogue_row_21() {
     let mut r = rig(2, 1, 3);
     r.drv.start().unwrap();
+    assert_eq!(r.drv.plan().unwrap().shape, PlanShape::AllOnZero);
     assert_eq!(vectors(&r.dev), (0, vec![0, 0]));
+    // Every selector write as the device saw it: per-queue tried, refused at queue 0, then
+    // the fallback over every selector.
+    let h = r.dev.st().history.clone();
+    let writes: Vec<FakeOp> = h
+        .iter()
+        .filter(|o| matches!(o, FakeOp::MsixConfig { .. } | FakeOp::QueueVector { .. }))
+        .cloned()
+        .collect();
+    let qv = |queue, written, stored| FakeOp::QueueVector {
+        queue,
+        written,
+        stored,
+    };
+    let config = FakeOp::MsixConfig {
+        written: 0,
+        stored: 0,
+    };
+    assert_eq!(
+        writes,
+        vec![
+            config.clone(),
+            qv(0, 1, NO_VECTOR),
+            config,
+            qv(0, 0, 0),
+            qv(1, 0, 0),
+        ],
+        "{h:?}"
+    );
+    let refused = position(&h, |o| *o == qv(0, 1, NO_VECTOR)).unwrap();
+    let first_enable = position(&h, |o| matches!(o, FakeOp::QueueEnable { .. })).unwrap();
+    let last_vec = rposition(&h, |o| matches!(o, FakeOp::QueueVector { .. })).unwrap();
+    assert!(
+        !h[refused..].contains(&FakeOp::Reset),
+        "fell back without reset"
+    );
+    assert!(
+        last_vec < first_enable,
+        "no queue enabled before the plan held"
+    );
+    // The driver's own evidence: each write with what it read back.
+    let evidence: Vec<(Selector, u16, u16)> = r
+        .log
+        .snapshot()
+        .into_iter()
+        .filter_map(|e| match e.kind {
+            EventKind::VectorWritten {
+                selector,
+                written,
+                read_back,
+            } => Some((selector, written, read_back)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        evidence,
+        vec![
+            (Selector::MsixConfig, 0, 0),
+            (Selector::Queue(0), 1, NO_VECTOR),
+            (Selector::MsixConfig, 0, 0),
+            (Selector::Queue(0), 0, 0),
+            (Selector::Queue(1), 0, 0),
+        ]
+    );
 }
 
 #[test]

@@ -491,10 +491,12 @@ impl<'a> Facts<'a> {
                 });
             }
         }
+        // A line Linux gave up on whose handlers are all another driver's is not this device's.
         let nobody: Vec<&Event> = self
             .trails
             .iter()
             .flat_map(|t| t.nobody_cared.iter())
+            .filter(|e| !is_foreign(e))
             .collect();
         if let Some(first) = nobody.first() {
             let handlers = match &first.kind {
@@ -566,6 +568,19 @@ impl<'a> Facts<'a> {
         None
     }
 
+    /// Linux's reports on a line that only other drivers' handlers serve: (handlers, event).
+    pub fn foreign_storms(&self) -> Vec<(Vec<String>, &'a Event)> {
+        self.trails
+            .iter()
+            .flat_map(|t| t.nobody_cared.iter())
+            .filter(|e| is_foreign(e))
+            .filter_map(|e| match &e.kind {
+                EventKind::IrqNobodyCared { handlers, .. } => Some((handlers.clone(), e)),
+                _ => None,
+            })
+            .collect()
+    }
+
     /// The ISR status values read since each source's last reset (the reads before a reset
     /// describe a device that no longer exists), at most the last eight per source.
     pub fn isr_reads(&self) -> Vec<(u8, &'a Event)> {
@@ -591,6 +606,19 @@ impl<'a> Facts<'a> {
             .filter(|(v, _)| *v != 0xFFFF)
             .map(|(v, e)| (v & (1 << 10) != 0, e))
             .next_back()
+    }
+}
+
+/// A "nobody cared" report that lists handlers, none of them a virtio one.
+fn is_foreign(e: &Event) -> bool {
+    match &e.kind {
+        EventKind::IrqNobodyCared { handlers, .. } => {
+            !handlers.is_empty()
+                && !handlers
+                    .iter()
+                    .any(|h| LINUX_VIRTIO_HANDLERS.iter().any(|v| h.contains(v)))
+        }
+        _ => false,
     }
 }
 

@@ -231,9 +231,9 @@ pub fn judge(events: &[Event]) -> Judgement {
 
 /// A source: a file (by path) or a run.
 #[derive(Default)]
-pub(crate) struct Stream {
-    /// Per start, per device, the trail.
-    pub(crate) sessions: Vec<BTreeMap<Option<String>, Trail>>,
+struct Stream {
+    /// Per start, per device (by its index in [`Judge::devices`]), the trail.
+    sessions: Vec<BTreeMap<Option<u32>, Trail>>,
     /// A start that began on a marker and has seen nothing since: another marker joins it.
     fresh_marker: bool,
     /// Position of the next event in this source.
@@ -253,7 +253,14 @@ pub struct Judge {
     names: HashMap<String, usize>,
     order: Vec<String>,
     lost: BTreeMap<String, u64>,
+    /// Devices as events name them, and their normalised names (interned: an event costs a
+    /// look-up, not an allocation).
+    device_ids: HashMap<String, u32>,
+    devices: Vec<String>,
 }
+
+/// One source's starts, each a map from device to trail, once devices have their names.
+pub(crate) type Starts = Vec<BTreeMap<Option<String>, Trail>>;
 
 impl Judge {
     pub fn new() -> Self {
@@ -268,28 +275,44 @@ impl Judge {
         }
     }
 
-    fn stream_key(e: &Event) -> String {
+    fn stream_key(e: &Event) -> &str {
         match &e.origin {
-            Origin::File { path, .. } => path.clone(),
-            Origin::Run => "run".to_string(),
+            Origin::File { path, .. } => path,
+            Origin::Run => "run",
         }
+    }
+
+    fn device_id(&mut self, raw: &str) -> u32 {
+        if let Some(id) = self.device_ids.get(raw) {
+            return *id;
+        }
+        let name = normalize_device(raw);
+        let id = match self.devices.iter().position(|d| *d == name) {
+            Some(i) => i as u32,
+            None => {
+                self.devices.push(name);
+                self.devices.len() as u32 - 1
+            }
+        };
+        self.device_ids.insert(raw.to_string(), id);
+        id
     }
 
     /// Folds one event into its source's current start.
     pub fn observe(&mut self, e: &Event) {
         let key = Self::stream_key(e);
-        let idx = match self.names.get(&key) {
+        let idx = match self.names.get(key) {
             Some(i) => *i,
             None if self.streams.len() < MAX_STREAMS => {
                 self.streams.push(Stream::default());
-                self.order.push(key.clone());
-                self.names.insert(key, self.streams.len() - 1);
+                self.order.push(key.to_string());
+                self.names.insert(key.to_string(), self.streams.len() - 1);
                 self.streams.len() - 1
             }
             None => self.streams.len() - 1,
         };
+        let device = e.device.as_deref().map(|d| self.device_id(d));
         let stream = &mut self.streams[idx];
-        let device = e.device.as_deref().map(normalize_device);
         // Sources mark where a new start begins (a driver's resource dump after it ran, a
         // kernel's boot banner); a marker with nothing since the last one adds nothing.
         let marker = matches!(e.kind, EventKind::SessionStart { .. });
@@ -313,12 +336,26 @@ impl Judge {
     }
 
     /// Assembles the subjects and judges each.
-    pub fn finish(mut self) -> Judgement {
-        link::resolve(&mut self.streams);
-        let named: BTreeSet<String> = self
+    pub fn finish(self) -> Judgement {
+        let devices = self.devices;
+        let mut streams: Vec<Starts> = self
             .streams
+            .into_iter()
+            .map(|s| {
+                s.sessions
+                    .into_iter()
+                    .map(|m| {
+                        m.into_iter()
+                            .map(|(d, t)| (d.map(|i| devices[i as usize].clone()), t))
+                            .collect()
+                    })
+                    .collect()
+            })
+            .collect();
+        link::resolve(&mut streams);
+        let named: BTreeSet<String> = streams
             .iter()
-            .flat_map(|s| s.sessions.iter().flat_map(|m| m.keys().flatten().cloned()))
+            .flat_map(|s| s.iter().flat_map(|m| m.keys().flatten().cloned()))
             .collect();
         // Evidence that names no device belongs to the one device the others name; with
         // several, it is judged on its own.
@@ -326,9 +363,9 @@ impl Judge {
             .then(|| named.iter().next().cloned())
             .flatten();
         let mut per_device: BTreeMap<Option<String>, Vec<(usize, Vec<Trail>)>> = BTreeMap::new();
-        for (idx, stream) in self.streams.into_iter().enumerate() {
+        for (idx, stream) in streams.into_iter().enumerate() {
             let mut by_device: BTreeMap<Option<String>, Vec<Trail>> = BTreeMap::new();
-            for session in stream.sessions {
+            for session in stream {
                 let mut here: BTreeMap<Option<String>, Trail> = BTreeMap::new();
                 for (device, trail) in session {
                     let device = device.or_else(|| only.clone());

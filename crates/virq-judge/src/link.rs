@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use virq_events::EventKind;
 
-use crate::Stream;
+use crate::Starts;
 use crate::trail::Trail;
 
 /// Whether a device key is a PCI address (`00:04.0`).
@@ -32,12 +32,12 @@ pub(crate) fn virtio_names(name: &str) -> Vec<String> {
     out
 }
 
-pub(crate) fn resolve(streams: &mut [Stream]) {
+pub(crate) fn resolve(streams: &mut [Starts]) {
     // Who owns which IRQ, and which handler names belong to which PCI function.
     let mut irq_owners: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     let mut alias: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     for stream in streams.iter() {
-        for session in &stream.sessions {
+        for session in stream.iter() {
             for (device, trail) in session {
                 let Some(d) = device else { continue };
                 for e in trail.intx_routes.iter() {
@@ -60,7 +60,7 @@ pub(crate) fn resolve(streams: &mut [Stream]) {
     }
     // A handler name on a line IRQ that exactly one PCI function is routed to.
     for stream in streams.iter() {
-        for session in &stream.sessions {
+        for session in stream.iter() {
             for (device, trail) in session {
                 for row in trail.irq_rows.values() {
                     let owners: Vec<&String> = irq_owners
@@ -85,7 +85,7 @@ pub(crate) fn resolve(streams: &mut [Stream]) {
         .map(|(from, to)| (from, to.into_iter().next().expect("one")))
         .collect();
     for stream in streams.iter_mut() {
-        for session in &mut stream.sessions {
+        for session in stream.iter_mut() {
             // Rename aliased devices.
             let renamed: Vec<String> = session
                 .keys()

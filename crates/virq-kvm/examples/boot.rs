@@ -8,8 +8,9 @@ use virq_kvm::{GuestConfig, GuestMode, guest_kernel, kvm_available, run_linux_gu
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if let Err(e) = kvm_available() {
-        println!("SKIP: {e}");
-        return;
+        // Not a success: exit 3 as `virq check --guest linux-kvm` does where KVM is unusable.
+        eprintln!("SKIP: {e}");
+        std::process::exit(3);
     }
     let mode = args
         .iter()

@@ -6,7 +6,6 @@ use linux_loader::loader::bootparam::{boot_e820_entry, boot_params};
 use vm_memory::{ByteValued, Bytes, GuestAddress};
 
 use crate::KvmError;
-use virq_device::GuestMemory;
 
 pub const GDT_ADDR: u64 = 0x500;
 pub const ZERO_PAGE_ADDR: u64 = 0x7000;
@@ -54,7 +53,7 @@ fn seg(selector: u16, type_: u8, l: u8, db: u8, s: u8) -> kvm_segment {
 
 /// Write the GDT, identity-mapped page tables (2 MiB pages over the first GiB), the command
 /// line and the zero page with its e820 map.
-pub fn setup_memory(mem: &GuestMemory, ram_bytes: u64, cmdline: &str) -> Result<(), KvmError> {
+pub fn setup_memory(mem: &crate::GuestRam, ram_bytes: u64, cmdline: &str) -> Result<(), KvmError> {
     let w = |what: &'static str, e: vm_memory::GuestMemoryError| KvmError::Memory {
         what,
         reason: e.to_string(),

@@ -29,7 +29,6 @@ mod irq;
 pub mod kernel;
 mod mptable;
 mod serial;
-mod verdict;
 mod vmm;
 
 use std::collections::BTreeMap;
@@ -42,8 +41,11 @@ use virq_device::DeviceFaults;
 use virq_events::{Event, EventKind, NO_VECTOR, Selector};
 
 pub use kernel::guest_kernel;
+
+/// Guest RAM of the KVM machine: one anonymous mapping, shared by KVM's memory slot, the
+/// loader and the devices (which reach it through virq's `GuestMemory` for vm-memory).
+pub type GuestRam = vm_memory::GuestMemoryMmap<()>;
 pub use mptable::PciIntx;
-pub use verdict::Expectation;
 
 /// Why a guest could not be run.
 #[derive(Debug, Error)]
@@ -462,6 +464,8 @@ pub fn device_fault(name: &str) -> Option<DeviceFaults> {
         "intx-stays-high-on-reset" => f.intx_stays_high_on_reset = true,
         "ignore-interrupt-disable" => f.ignore_interrupt_disable = true,
         "isr-not-cleared-on-read" => f.isr_not_cleared_on_read = true,
+        "dma-while-bus-master-disabled" => f.dma_while_bus_master_disabled = true,
+        "keep-stale-pending-bits" => f.keep_stale_pending_bits = true,
         _ => return None,
     }
     Some(f)

@@ -18,18 +18,18 @@ use vmm_sys_util::signal::{Killable, SIGRTMIN, register_signal_handler};
 use virq_backends::{
     Block, BlockConfig, Console, ConsoleConfig, MemoryStorage, Rng, SeededEntropy,
 };
-use virq_device::{GuestMemory, TransportOptions, VirtioBackend, VirtioPciDevice};
+use virq_device::pci_root::{HostBridge, PciRoot};
+use virq_device::{TransportOptions, VirtioBackend, VirtioPciDevice};
 use virq_events::{Clock, Event, EventKind, EventLog, EventSink};
 
 use crate::irq::{IrqStats, KvmInterrupts};
 use crate::serial::{LineLog, SerialOut};
 use crate::{
-    DeviceReport, GuestConfig, GuestData, GuestDevice, GuestExit, GuestRun, KvmError, Milestones,
-    PciIntx, boot, disk, mptable,
+    DeviceReport, GuestConfig, GuestData, GuestDevice, GuestExit, GuestRam, GuestRun, KvmError,
+    Milestones, PciIntx, boot, disk, mptable,
 };
 
-const CONFIG_ADDRESS: u16 = 0xCF8;
-const CONFIG_DATA: u16 = 0xCFC;
+use virq_device::pci_root::CONFIG_DATA_PORT as CONFIG_DATA;
 const COM1: u16 = 0x3F8;
 const COM1_GSI: u32 = 4;
 const KBD_STATUS: u16 = 0x64;
@@ -63,16 +63,17 @@ impl Trigger for IrqFdTrigger {
     }
 }
 
+/// What the VMM keeps beside each device on the bus.
 struct Slot {
     device: GuestDevice,
-    pci: VirtioPciDevice,
     stats: Arc<IrqStats>,
     events: Arc<EventLog>,
 }
 
 struct Machine {
+    /// Mechanism #1, the host bridge, the three devices and their BARs.
+    pci: PciRoot,
     slots: Vec<Slot>,
-    config_address: u32,
     serial: Serial<IrqFdTrigger, vm_superio::serial::NoEvents, SerialOut>,
     cmos_index: u8,
     exit: Option<GuestExit>,
@@ -94,72 +95,33 @@ pub fn probe() -> Result<(), KvmError> {
     Ok(())
 }
 
-fn host_bridge_read(offset: u16, data: &mut [u8]) {
-    let mut space = [0u8; 64];
-    space[0..2].copy_from_slice(&0x1B36u16.to_le_bytes()); // vendor
-    space[2..4].copy_from_slice(&0x0008u16.to_le_bytes()); // device: host bridge
-    space[0x08] = 0; // revision
-    space[0x0A] = 0x00; // subclass: host bridge
-    space[0x0B] = 0x06; // class: bridge
-    for (i, b) in data.iter_mut().enumerate() {
-        *b = space.get(offset as usize + i).copied().unwrap_or(0);
-    }
-}
-
 impl Machine {
-    fn slot_mut(&mut self, dev: u8) -> Option<&mut Slot> {
-        self.slots.iter_mut().find(|s| s.device.slot() == dev)
-    }
-
-    fn config_target(&self) -> Option<(u8, u8, u8, u16)> {
-        let a = self.config_address;
-        (a & 0x8000_0000 != 0).then_some((
-            (a >> 16) as u8,
-            ((a >> 11) & 0x1F) as u8,
-            ((a >> 8) & 0x7) as u8,
-            (a & 0xFC) as u16,
-        ))
-    }
-
-    fn config_read(&mut self, bus: u8, dev: u8, func: u8, offset: u16, data: &mut [u8]) {
-        data.fill(0xFF);
-        if bus != 0 || func != 0 {
-            return;
-        }
-        if dev == 0 {
-            host_bridge_read(offset, data);
-        } else if let Some(s) = self.slot_mut(dev) {
-            s.pci.config_read(offset, data);
-        }
-    }
-
-    fn config_write(&mut self, bus: u8, dev: u8, func: u8, offset: u16, data: &[u8]) {
-        if bus != 0 || func != 0 || dev == 0 {
-            return;
-        }
-        if let Some(s) = self.slot_mut(dev) {
-            s.pci.config_write(offset, data);
-        }
+    /// The device in `slot` (always plugged: the machine is built with all three).
+    fn device(&self, slot: &Slot) -> &VirtioPciDevice {
+        self.pci
+            .device(slot.device.slot())
+            .expect("every slot holds its device")
     }
 
     fn count(&mut self, kind: &'static str) {
         *self.exits.entry(kind).or_insert(0) += 1;
     }
 
+    /// A configuration access reached a function through the data ports.
+    fn count_config(&mut self, port: u16) {
+        if (CONFIG_DATA..=0xCFF).contains(&port) && self.pci.config_address() & (1 << 31) != 0 {
+            self.count("pci-config");
+        }
+    }
+
     fn pio_in(&mut self, port: u16, data: &mut [u8]) {
         self.count("pio");
         data.fill(0xFF);
+        self.count_config(port);
+        if self.pci.port_read(port, data) {
+            return;
+        }
         match port {
-            CONFIG_ADDRESS if data.len() == 4 => {
-                data.copy_from_slice(&self.config_address.to_le_bytes())
-            }
-            CONFIG_DATA..=0xCFF => {
-                if let Some((bus, dev, func, reg)) = self.config_target() {
-                    self.count("pci-config");
-                    let off = reg + (port - CONFIG_DATA);
-                    self.config_read(bus, dev, func, off, data);
-                }
-            }
             p if (COM1..COM1 + 8).contains(&p) => {
                 for b in data.iter_mut() {
                     *b = self.serial.read((p - COM1) as u8);
@@ -178,17 +140,11 @@ impl Machine {
 
     fn pio_out(&mut self, port: u16, data: &[u8]) {
         self.count("pio");
+        self.count_config(port);
+        if self.pci.port_write(port, data) {
+            return;
+        }
         match port {
-            CONFIG_ADDRESS if data.len() == 4 => {
-                self.config_address = u32::from_le_bytes([data[0], data[1], data[2], data[3]])
-            }
-            CONFIG_DATA..=0xCFF => {
-                if let Some((bus, dev, func, reg)) = self.config_target() {
-                    self.count("pci-config");
-                    let off = reg + (port - CONFIG_DATA);
-                    self.config_write(bus, dev, func, off, data);
-                }
-            }
             p if (COM1..COM1 + 8).contains(&p) => {
                 for b in data {
                     let _ = self.serial.write((p - COM1) as u8, *b);
@@ -202,50 +158,31 @@ impl Machine {
 
     fn mmio_read(&mut self, addr: u64, data: &mut [u8]) {
         self.count("mmio");
-        for s in &mut self.slots {
-            if s.pci.mmio_read(addr, data) {
-                return;
-            }
+        if !self.pci.mmio_read(addr, data) {
+            self.count("mmio-unclaimed");
+            data.fill(0xFF);
         }
-        self.count("mmio-unclaimed");
-        data.fill(0xFF);
     }
 
     fn mmio_write(&mut self, addr: u64, data: &[u8]) {
         self.count("mmio");
-        for s in &mut self.slots {
-            if s.pci.mmio_write(addr, data) {
-                return;
-            }
+        if !self.pci.mmio_write(addr, data) {
+            self.count("mmio-unclaimed");
         }
-        self.count("mmio-unclaimed");
     }
 
     /// What firmware does: place every memory BAR naturally aligned from [`MMIO_BASE`], write
-    /// Interrupt Line, enable memory decoding and bus mastering.
+    /// Interrupt Line (the device's GSI), enable memory decoding and bus mastering.
     fn assign_resources(&mut self) -> Result<(), KvmError> {
-        let mut next = MMIO_BASE;
-        for s in &mut self.slots {
-            let bars: Vec<_> = s.pci.bar_defs().to_vec();
-            for bar in bars {
-                let base = next.div_ceil(bar.size) * bar.size;
-                if base + bar.size > MMIO_LIMIT {
-                    return Err(KvmError::Config("BAR space exhausted".into()));
-                }
-                next = base + bar.size;
-                let off = 0x10 + 4 * u16::from(bar.index);
-                s.pci.config_write(off, &(base as u32).to_le_bytes());
-                if matches!(bar.kind, virq_device::pci::BarKind::Memory64 { .. }) {
-                    s.pci
-                        .config_write(off + 4, &((base >> 32) as u32).to_le_bytes());
-                }
-            }
-            s.pci.config_write(0x3C, &[s.device.gsi() as u8]);
-            let mut cmd = [0u8; 2];
-            s.pci.config_read(0x04, &mut cmd);
-            let cmd = u16::from_le_bytes(cmd) | 0x0006;
-            s.pci.config_write(0x04, &cmd.to_le_bytes());
-        }
+        let gsi = |slot: u8| {
+            GuestDevice::ALL
+                .iter()
+                .find(|d| d.slot() == slot)
+                .map_or(0, |d| d.gsi() as u8)
+        };
+        self.pci
+            .assign_resources(MMIO_BASE..MMIO_LIMIT, gsi, &mut || {})
+            .map_err(|e| KvmError::Config(e.to_string()))?;
         Ok(())
     }
 }
@@ -253,11 +190,11 @@ impl Machine {
 fn build_device(
     which: GuestDevice,
     config: &GuestConfig,
-    mem: &GuestMemory,
+    mem: &GuestRam,
     vm: &Arc<VmFd>,
     clock: BootClock,
     hvc: &LineLog,
-) -> Result<Slot, KvmError> {
+) -> Result<(VirtioPciDevice, Slot), KvmError> {
     let backend: Box<dyn VirtioBackend> = match which {
         GuestDevice::Blk => Box::new(
             Block::new(
@@ -299,12 +236,14 @@ fn build_device(
         pin: 1,
         irq: which.gsi(),
     });
-    Ok(Slot {
-        device: which,
+    Ok((
         pci,
-        stats,
-        events,
-    })
+        Slot {
+            device: which,
+            stats,
+            events,
+        },
+    ))
 }
 
 extern "C" fn kick_handler(_: libc::c_int, _: *mut libc::siginfo_t, _: *mut libc::c_void) {}
@@ -390,7 +329,7 @@ fn boot_and_run(config: &GuestConfig, stop: &AtomicBool) -> Result<Outcome, KvmE
     .map_err(kvm_err("KVM_CREATE_PIT2"))?;
 
     let ram_bytes = u64::from(config.ram_mib) << 20;
-    let mem = GuestMemory::from_ranges(&[(GuestAddress(0), ram_bytes as usize)]).map_err(|e| {
+    let mem = GuestRam::from_ranges(&[(GuestAddress(0), ram_bytes as usize)]).map_err(|e| {
         KvmError::Memory {
             what: "mmap",
             reason: e.to_string(),
@@ -483,17 +422,20 @@ fn boot_and_run(config: &GuestConfig, stop: &AtomicBool) -> Result<Outcome, KvmE
     vm.register_irqfd(&com1_irq, COM1_GSI)
         .map_err(kvm_err("KVM_IRQFD"))?;
     let mut machine = Machine {
+        pci: PciRoot::new(HostBridge::REDHAT),
         slots: Vec::new(),
-        config_address: 0,
         serial: Serial::new(IrqFdTrigger(com1_irq), SerialOut(serial_lines.clone())),
         cmos_index: 0,
         exit: None,
         exits: BTreeMap::new(),
     };
     for d in GuestDevice::ALL {
+        let (pci, slot) = build_device(d, config, &mem, &vm, clock, &hvc_lines)?;
         machine
-            .slots
-            .push(build_device(d, config, &mem, &vm, clock, &hvc_lines)?);
+            .pci
+            .plug_at(d.slot(), pci)
+            .map_err(|e| KvmError::Config(e.to_string()))?;
+        machine.slots.push(slot);
     }
     machine.assign_resources()?;
 
@@ -672,17 +614,18 @@ fn report(config: &GuestConfig, o: Outcome) -> GuestRun {
             .map(|v| v.clone())
             .unwrap_or_default();
         let line_ops = ld(&st.line_raised) + ld(&st.line_lowered);
+        let pci = o.machine.device(s);
         devices.push(DeviceReport {
             device: s.device,
             bdf: s.device.bdf(),
             gsi: s.device.gsi(),
-            msix_table_size: s.pci.msix().map_or(0, |m| m.table_size()),
-            msix_enabled: s.pci.msix_enabled(),
-            msix_config: s.pci.msix_config(),
-            queue_vectors: (0..s.pci.num_queues())
-                .map(|q| s.pci.queue_msix_vector(q).unwrap_or(virq_events::NO_VECTOR))
+            msix_table_size: pci.msix().map_or(0, |m| m.table_size()),
+            msix_enabled: pci.msix_enabled(),
+            msix_config: pci.msix_config(),
+            queue_vectors: (0..pci.num_queues())
+                .map(|q| pci.queue_msix_vector(q).unwrap_or(virq_events::NO_VECTOR))
                 .collect(),
-            device_status: s.pci.device_status(),
+            device_status: pci.device_status(),
             vector_writes,
             messages_per_entry,
             suppressed: c[0],
@@ -698,8 +641,7 @@ fn report(config: &GuestConfig, o: Outcome) -> GuestRun {
             line_ioctl_mean_ns: mean(ld(&st.line_ioctl_ns), line_ops),
             line_high_mean_ns: mean(ld(&st.line_high_ns), samples.len() as u64),
             line_high_median_ns: median(samples),
-            counters: s
-                .pci
+            counters: pci
                 .backend()
                 .snapshot()
                 .get("counters")

@@ -6,9 +6,10 @@ use std::sync::{Arc, Mutex};
 use virq_backends::{
     Block, BlockConfig, Console, ConsoleConfig, MemoryStorage, Rng, SeededEntropy,
 };
-use virq_device::{GuestMemory, InterruptSink, TransportOptions, VirtioBackend, VirtioPciDevice};
+use virq_device::{
+    GuestMemory, InterruptSink, TransportOptions, VecMemory, VirtioBackend, VirtioPciDevice,
+};
 use virq_sim::Machine;
-use vm_memory::{Bytes, GuestAddress};
 
 use crate::parse::{ProtocolError, Request, Width, is_blank, parse_request};
 use crate::{DeviceKind, MAX_DISK_BYTES, MAX_RAM_BYTES, ServeError, ServeOptions, disk_byte};
@@ -31,7 +32,7 @@ pub enum Irq {
 /// bus write would, stores an MSI-X message's data when its address is guest RAM.
 struct IrqQueue {
     pending: Mutex<Vec<Irq>>,
-    ram: GuestMemory,
+    ram: VecMemory,
     ram_size: u64,
     gsi: u32,
 }
@@ -56,9 +57,7 @@ impl InterruptSink for IrqQueue {
             .is_some_and(|end| end <= self.ram_size)
         {
             // In range by the check above; a failure would only mean no RAM there.
-            let _ = self
-                .ram
-                .write_slice(&data.to_le_bytes(), GuestAddress(address));
+            let _ = self.ram.write(address, &data.to_le_bytes());
         }
         self.push(Irq::Msi { address, data });
     }
@@ -306,7 +305,7 @@ impl Session {
                 if self.is_ram(addr, width)? {
                     self.machine
                         .ram()
-                        .read_slice(buf, GuestAddress(addr))
+                        .read(addr, buf)
                         .map_err(|_| ProtocolError::RamAccess(addr))?;
                 } else {
                     self.machine.mmio_read(addr, buf);
@@ -319,7 +318,7 @@ impl Session {
                 if self.is_ram(addr, width)? {
                     self.machine
                         .ram()
-                        .write_slice(buf, GuestAddress(addr))
+                        .write(addr, buf)
                         .map_err(|_| ProtocolError::RamAccess(addr))?;
                 } else {
                     self.machine.mmio_write(addr, buf);
@@ -334,7 +333,7 @@ impl Session {
                 let mut buf = vec![0u8; len as usize];
                 self.machine
                     .ram()
-                    .read_slice(&mut buf, GuestAddress(addr))
+                    .read(addr, &mut buf)
                     .map_err(|_| ProtocolError::RamAccess(addr))?;
                 Reply::Bytes(buf)
             }
@@ -343,7 +342,7 @@ impl Session {
                     self.ram_range(addr, data.len() as u64)?;
                     self.machine
                         .ram()
-                        .write_slice(&data, GuestAddress(addr))
+                        .write(addr, &data)
                         .map_err(|_| ProtocolError::RamAccess(addr))?;
                 }
                 Reply::Ok
@@ -358,7 +357,7 @@ impl Session {
                         let n = (end - at).min(chunk.len() as u64) as usize;
                         self.machine
                             .ram()
-                            .write_slice(&chunk[..n], GuestAddress(at))
+                            .write(at, &chunk[..n])
                             .map_err(|_| ProtocolError::RamAccess(at))?;
                         at += n as u64;
                     }

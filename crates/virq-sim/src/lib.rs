@@ -14,18 +14,17 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use thiserror::Error;
-use virq_device::{GuestMemory, InterruptSink, VirtioPciDevice};
+use virq_device::pci_root::{HostBridge, PciRoot, PciRootError};
+use virq_device::{InterruptSink, VecMemory, VirtioPciDevice};
 use virq_events::{Clock, EventKind, EventLog, EventSink};
-use vm_memory::GuestAddress;
 
 use apic::{IoApic, LocalApic, decode_msi};
 
-/// Port of the configuration address register.
-pub const CONFIG_ADDRESS_PORT: u16 = 0xCF8;
-/// First port of the configuration data window.
-pub const CONFIG_DATA_PORT: u16 = 0xCFC;
+pub use virq_device::pci_root::{CONFIG_ADDRESS_PORT, CONFIG_DATA_PORT};
 /// Where firmware starts placing 64-bit memory BARs.
 pub const MMIO_BASE: u64 = 0xC000_0000;
+/// Where the BAR window ends: the IOAPIC sits above.
+const MMIO_LIMIT: u64 = 0xFEC0_0000;
 /// First IOAPIC pin used for PCI INTx (pins 0-15 are ISA).
 pub const PCI_INTX_FIRST_PIN: usize = 16;
 
@@ -136,8 +135,17 @@ pub enum MachineError {
     Ram(u64),
     #[error("no free PCI slot")]
     BusFull,
-    #[error("BAR space exhausted")]
-    BarSpace,
+    #[error("BAR space exhausted: {0}")]
+    BarSpace(#[source] PciRootError),
+}
+
+impl From<PciRootError> for MachineError {
+    fn from(e: PciRootError) -> Self {
+        match e {
+            PciRootError::BarSpace { .. } => MachineError::BarSpace(e),
+            PciRootError::BusFull | PciRootError::SlotUnavailable(_) => MachineError::BusFull,
+        }
+    }
 }
 
 /// The OS half that runs on the machine's CPU. It reaches the machine through its own
@@ -158,23 +166,16 @@ pub struct CpuRun {
     pub budget_exhausted: bool,
 }
 
-struct Slot {
-    device: VirtioPciDevice,
-    slot: u8,
-    /// Surprise-removed: gone from the bus, reads return all ones.
-    removed: bool,
-}
-
 /// The simulated PC.
 pub struct Machine {
-    ram: GuestMemory,
-    devices: Vec<Slot>,
+    ram: VecMemory,
+    /// Mechanism #1, the host bridge, the devices and their BARs.
+    pci: PciRoot,
     controllers: Arc<Mutex<Controllers>>,
     /// The controllers' [`Controllers::requested`] flag, read without the lock.
     requested: Arc<AtomicBool>,
     clock: VirtualClock,
     events: Arc<EventLog>,
-    config_address: u32,
     next_mmio: u64,
     /// Interrupts delivered over the machine's life.
     delivered: u64,
@@ -183,7 +184,7 @@ pub struct Machine {
 impl std::fmt::Debug for Machine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Machine")
-            .field("devices", &self.devices.len())
+            .field("devices", &self.pci.devices().count())
             .field("delivered", &self.delivered)
             .finish_non_exhaustive()
     }
@@ -197,8 +198,8 @@ impl Machine {
 
     /// A machine with `cpus` local APICs (IDs 0..cpus).
     pub fn with_cpus(ram_bytes: u64, cpus: usize) -> Result<Self, MachineError> {
-        let ram = GuestMemory::from_ranges(&[(GuestAddress(0), ram_bytes as usize)])
-            .map_err(|_| MachineError::Ram(ram_bytes))?;
+        let len = usize::try_from(ram_bytes).map_err(|_| MachineError::Ram(ram_bytes))?;
+        let ram = VecMemory::new(len);
         let clock = VirtualClock::default();
         let events = Arc::new(
             EventLog::new()
@@ -209,18 +210,18 @@ impl Machine {
         let requested = controllers.requested.clone();
         Ok(Machine {
             ram,
-            devices: Vec::new(),
+            pci: PciRoot::new(HostBridge::I440FX),
             controllers: Arc::new(Mutex::new(controllers)),
             requested,
             clock,
             events,
-            config_address: 0,
             next_mmio: MMIO_BASE,
             delivered: 0,
         })
     }
 
-    pub fn ram(&self) -> &GuestMemory {
+    /// Guest RAM at guest-physical 0, shared with every device on the machine.
+    pub fn ram(&self) -> &VecMemory {
         &self.ram
     }
 
@@ -258,52 +259,28 @@ impl Machine {
     /// Plug a device (built with [`Machine::interrupt_sink_for_slot`]) into the next slot.
     /// Its events go to the machine's log.
     pub fn plug(&mut self, mut device: VirtioPciDevice) -> Result<u8, MachineError> {
-        let slot = self.devices.len() as u8 + 1;
-        if slot >= 32 {
-            return Err(MachineError::BusFull);
-        }
         device.set_event_sink(self.events.clone());
-        self.devices.push(Slot {
-            device,
-            slot,
-            removed: false,
-        });
-        Ok(slot)
+        Ok(self.pci.plug(device)?)
     }
 
-    /// The next free slot number.
+    /// The next free slot number (32 when the bus is full).
     pub fn next_slot(&self) -> u8 {
-        self.devices.len() as u8 + 1
+        self.pci.next_slot().unwrap_or(32)
     }
 
     pub fn device(&self, slot: u8) -> Option<&VirtioPciDevice> {
-        self.devices
-            .iter()
-            .find(|s| s.slot == slot)
-            .map(|s| &s.device)
+        self.pci.device(slot)
     }
 
     pub fn device_mut(&mut self, slot: u8) -> Option<&mut VirtioPciDevice> {
-        self.devices
-            .iter_mut()
-            .find(|s| s.slot == slot)
-            .map(|s| &mut s.device)
-    }
-
-    /// The device in `slot` if it is still on the bus.
-    fn present_mut(&mut self, slot: u8) -> Option<&mut VirtioPciDevice> {
-        self.devices
-            .iter_mut()
-            .find(|s| s.slot == slot && !s.removed)
-            .map(|s| &mut s.device)
+        self.pci.device_mut(slot)
     }
 
     /// Pull the device in `slot` out of the bus without warning (catalogue row 12): from now
     /// on its configuration space and BARs read all ones and its INTx pin is released. An
     /// interrupt the CPU already latched is still delivered, as on hardware.
     pub fn surprise_remove(&mut self, slot: u8) {
-        if let Some(s) = self.devices.iter_mut().find(|s| s.slot == slot) {
-            s.removed = true;
+        if self.pci.surprise_remove(slot) {
             let mut c = self.controllers.lock().unwrap();
             let _ = c.ioapic.set_level(Self::intx_pin(slot), false);
         }
@@ -311,76 +288,28 @@ impl Machine {
 
     // ------------------------------------------------------------------ port I/O (CF8/CFC)
 
-    /// Port input of 1, 2 or 4 bytes.
+    /// Port input of 1, 2 or 4 bytes; ports nothing decodes read all ones.
     pub fn port_read(&mut self, port: u16, data: &mut [u8]) {
         self.clock.advance(CONFIG_ACCESS_NS);
-        data.fill(0xFF);
-        match port {
-            CONFIG_ADDRESS_PORT if data.len() == 4 => {
-                data.copy_from_slice(&self.config_address.to_le_bytes())
-            }
-            CONFIG_DATA_PORT..=0xCFF => {
-                let Some((bus, dev, func, reg)) = self.config_target() else {
-                    return;
-                };
-                let off = reg + (port - CONFIG_DATA_PORT);
-                self.config_read(bus, dev, func, off, data);
-            }
-            _ => {}
+        if !self.pci.port_read(port, data) {
+            data.fill(0xFF);
         }
     }
 
     /// Port output of 1, 2 or 4 bytes.
     pub fn port_write(&mut self, port: u16, data: &[u8]) {
         self.clock.advance(CONFIG_ACCESS_NS);
-        match port {
-            CONFIG_ADDRESS_PORT if data.len() == 4 => {
-                self.config_address = u32::from_le_bytes(data.try_into().unwrap())
-            }
-            CONFIG_DATA_PORT..=0xCFF => {
-                let Some((bus, dev, func, reg)) = self.config_target() else {
-                    return;
-                };
-                let off = reg + (port - CONFIG_DATA_PORT);
-                self.config_write(bus, dev, func, off, data);
-            }
-            _ => {}
-        }
-    }
-
-    fn config_target(&self) -> Option<(u8, u8, u8, u16)> {
-        let a = self.config_address;
-        (a & 0x8000_0000 != 0).then_some((
-            (a >> 16) as u8,
-            ((a >> 11) & 0x1F) as u8,
-            ((a >> 8) & 0x7) as u8,
-            (a & 0xFC) as u16,
-        ))
+        self.pci.port_write(port, data);
     }
 
     /// A configuration read addressed by bus/device/function (what mechanism #1 resolves to).
     /// Absent functions read all ones.
     pub fn config_read(&mut self, bus: u8, dev: u8, func: u8, offset: u16, data: &mut [u8]) {
-        data.fill(0xFF);
-        if bus != 0 || func != 0 {
-            return;
-        }
-        if dev == 0 {
-            host_bridge_read(offset, data);
-            return;
-        }
-        if let Some(d) = self.present_mut(dev) {
-            d.config_read(offset, data);
-        }
+        self.pci.config_read(bus, dev, func, offset, data);
     }
 
     pub fn config_write(&mut self, bus: u8, dev: u8, func: u8, offset: u16, data: &[u8]) {
-        if bus != 0 || func != 0 || dev == 0 {
-            return;
-        }
-        if let Some(d) = self.present_mut(dev) {
-            d.config_write(offset, data);
-        }
+        self.pci.config_write(bus, dev, func, offset, data);
     }
 
     // ------------------------------------------------------------------------ MMIO
@@ -388,71 +317,30 @@ impl Machine {
     /// A CPU read of device memory; unclaimed addresses read all ones (master abort).
     pub fn mmio_read(&mut self, addr: u64, data: &mut [u8]) {
         self.clock.advance(MMIO_ACCESS_NS);
-        for s in self.devices.iter_mut().filter(|s| !s.removed) {
-            if s.device.mmio_read(addr, data) {
-                return;
-            }
+        if !self.pci.mmio_read(addr, data) {
+            data.fill(0xFF);
         }
-        data.fill(0xFF);
     }
 
     /// A CPU write to device memory; unclaimed addresses are dropped.
     pub fn mmio_write(&mut self, addr: u64, data: &[u8]) {
         self.clock.advance(MMIO_ACCESS_NS);
-        for s in self.devices.iter_mut().filter(|s| !s.removed) {
-            if s.device.mmio_write(addr, data) {
-                return;
-            }
-        }
+        self.pci.mmio_write(addr, data);
     }
 
     // ------------------------------------------------------------------------ firmware
 
-    /// What BIOS does before the OS boots: size every BAR with the all-ones probe through
-    /// mechanism #1, place it naturally aligned above [`MMIO_BASE`], route INTA# to its IOAPIC
-    /// pin in Interrupt Line, and enable memory decoding and bus mastering.
+    /// What BIOS does before the OS boots ([`PciRoot::assign_resources`]): size every BAR
+    /// with the all-ones probe through mechanism #1, place it naturally aligned above
+    /// [`MMIO_BASE`], route INTA# to its IOAPIC pin in Interrupt Line, and enable memory
+    /// decoding and bus mastering. Each configuration access costs virtual time.
     pub fn firmware_assign_resources(&mut self) -> Result<(), MachineError> {
-        let slots: Vec<u8> = self.devices.iter().map(|s| s.slot).collect();
-        for slot in slots {
-            for bar in 0..6u16 {
-                let off = 0x10 + bar * 4;
-                let orig = self.cfg_read32(slot, off);
-                self.cfg_write32(slot, off, 0xFFFF_FFFF);
-                let low = self.cfg_read32(slot, off);
-                self.cfg_write32(slot, off, orig);
-                if low == 0 || low & 1 != 0 {
-                    continue;
-                }
-                let is64 = (low >> 1) & 3 == 2;
-                let mut mask = (low & !0xF) as u64;
-                if is64 {
-                    let orig_hi = self.cfg_read32(slot, off + 4);
-                    self.cfg_write32(slot, off + 4, 0xFFFF_FFFF);
-                    let hi = self.cfg_read32(slot, off + 4);
-                    self.cfg_write32(slot, off + 4, orig_hi);
-                    mask |= (hi as u64) << 32;
-                } else {
-                    mask |= 0xFFFF_FFFF_0000_0000;
-                }
-                let size = (!mask).wrapping_add(1);
-                if size == 0 {
-                    continue;
-                }
-                let base = self.next_mmio.div_ceil(size) * size;
-                if base + size > 0xFEC0_0000 {
-                    return Err(MachineError::BarSpace);
-                }
-                self.next_mmio = base + size;
-                self.cfg_write32(slot, off, base as u32);
-                if is64 {
-                    self.cfg_write32(slot, off + 4, (base >> 32) as u32);
-                }
-            }
-            let pin = Self::intx_pin(slot) as u8;
-            self.config_write(0, slot, 0, 0x3C, &[pin]);
-            let cmd = self.cfg_read32(slot, 0x04) as u16 | 0x0006;
-            self.config_write(0, slot, 0, 0x04, &cmd.to_le_bytes());
-        }
+        let clock = self.clock.clone();
+        self.next_mmio = self.pci.assign_resources(
+            self.next_mmio..MMIO_LIMIT,
+            |slot| Self::intx_pin(slot) as u8,
+            &mut || clock.advance(CONFIG_ACCESS_NS),
+        )?;
         Ok(())
     }
 
@@ -503,8 +391,8 @@ impl Machine {
     /// polled first, the clock advances and the interrupt is recorded. Returns None when
     /// nothing is deliverable.
     pub fn take_interrupt(&mut self) -> Option<u8> {
-        for s in self.devices.iter_mut().filter(|s| !s.removed) {
-            s.device.poll_backend();
+        for (_, device) in self.pci.present_mut() {
+            device.poll_backend();
         }
         // Every IRR empty (the usual state between interrupts): nothing to take, no lock.
         // The flag is only written under the controllers lock, and a device on this machine
@@ -582,20 +470,6 @@ pub fn run_cpu(machine: &RefCell<Machine>, os: &mut dyn GuestOs, budget: u64) ->
         break;
     }
     run
-}
-
-/// A minimal i440FX-style host bridge at 00:00.0 (class 06/00), so bus scans that expect one
-/// find it.
-fn host_bridge_read(offset: u16, data: &mut [u8]) {
-    let mut cfg = [0u8; 64];
-    cfg[0..2].copy_from_slice(&0x8086u16.to_le_bytes());
-    cfg[2..4].copy_from_slice(&0x1237u16.to_le_bytes());
-    cfg[0x0A] = 0x00;
-    cfg[0x0B] = 0x06;
-    for (i, b) in data.iter_mut().enumerate() {
-        let o = offset as usize + i;
-        *b = if o < cfg.len() { cfg[o] } else { 0 };
-    }
 }
 
 #[cfg(test)]

@@ -1,6 +1,10 @@
 //! A live device and a one-descriptor driver for the hot-path benchmark and the
 //! allocation test (`tests/alloc_free.rs` includes this file with `#[path]`).
 //!
+//! The device runs over virq's own [`VecMemory`] (and, with the `vm-memory` feature, over
+//! `GuestMemoryMmap` too); the baseline is bare `virtio-queue` over `GuestMemoryMmap`, which
+//! is the only memory it takes.
+//!
 //! The device is brought up the way a guest does it: BARs and Command through configuration
 //! writes, the MSI-X table and Message Control, then `common_cfg` through MMIO. The driver
 //! side of each cycle is plain stores into guest RAM: one available-ring entry (always
@@ -13,11 +17,43 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use virq_device::{
-    BackendError, GuestMemory, InterruptSink, Processed, TransportOptions, VirtioBackend,
-    VirtioPciDevice, common, features, status,
+    BackendError, GuestMemory, InterruptSink, Processed, TransportOptions, VecMemory,
+    VirtioBackend, VirtioPciDevice, Virtqueue, common, features, status,
 };
 use virtio_queue::{Queue, QueueT};
-use vm_memory::{Bytes, GuestAddress};
+use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
+
+/// Guest RAM as the baseline's `virtio-queue` needs it.
+pub type MmapRam = GuestMemoryMmap<()>;
+
+/// What the driver half needs from guest RAM: plain and ordered stores.
+pub trait DriverRam {
+    fn put(&self, addr: u64, bytes: &[u8]);
+    fn store16(&self, addr: u64, v: u16, order: Ordering);
+}
+
+impl DriverRam for MmapRam {
+    fn put(&self, addr: u64, bytes: &[u8]) {
+        self.write_slice(bytes, GuestAddress(addr)).unwrap();
+    }
+    #[inline(always)]
+    fn store16(&self, addr: u64, v: u16, order: Ordering) {
+        self.store(v.to_le(), GuestAddress(addr), order).unwrap();
+    }
+}
+
+impl DriverRam for VecMemory {
+    fn put(&self, addr: u64, bytes: &[u8]) {
+        self.write(addr, bytes).unwrap();
+    }
+    #[inline(always)]
+    fn store16(&self, addr: u64, v: u16, order: Ordering) {
+        match order {
+            Ordering::Relaxed => self.store_u16(addr, v).unwrap(),
+            _ => self.store_release_u16(addr, v).unwrap(),
+        }
+    }
+}
 
 pub const RAM_SIZE: usize = 1 << 20;
 pub const BAR0: u64 = 0xC000_0000;
@@ -78,9 +114,9 @@ pub struct OneDescBackend {
     pub completed: u64,
 }
 
-/// What both the device's backend and the baseline do per available chain.
+/// What the baseline does per available chain: pop it, read its descriptors, complete it.
 #[inline(always)]
-pub fn drain(queue: &mut Queue, mem: &GuestMemory) -> Result<u16, virtio_queue::Error> {
+pub fn drain(queue: &mut Queue, mem: &MmapRam) -> Result<u16, virtio_queue::Error> {
     let budget = queue.size();
     let mut used = 0u16;
     while used < budget {
@@ -120,16 +156,29 @@ impl VirtioBackend for OneDescBackend {
     }
     fn read_config(&self, _offset: u64, _data: &mut [u8]) {}
     fn reset(&mut self) {}
+    /// The same work as [`drain`] on virq's own ring.
+    #[inline]
     fn process_queue(
         &mut self,
         queue_index: u16,
-        queue: &mut Queue,
-        mem: &GuestMemory,
+        queue: &mut Virtqueue<'_>,
     ) -> Result<Processed, BackendError> {
-        let used = drain(queue, mem).map_err(|e| BackendError::RingCorrupt {
-            queue: queue_index,
-            reason: e.to_string(),
-        })?;
+        let corrupt = |e| BackendError::corrupt(queue_index, e);
+        let budget = queue.size();
+        let mut used = 0u16;
+        while used < budget {
+            let Some(chain) = queue.pop().map_err(corrupt)? else {
+                break;
+            };
+            let head = chain.head_index();
+            let mut bytes = 0u64;
+            for desc in chain {
+                bytes += u64::from(desc.map_or(0, |d| d.len));
+            }
+            std::hint::black_box(bytes);
+            queue.add_used(head, 0).map_err(corrupt)?;
+            used += 1;
+        }
         self.completed += u64::from(used);
         Ok(Processed { used })
     }
@@ -151,21 +200,13 @@ pub struct RingDriver {
 
 impl RingDriver {
     /// Lay out descriptor 0 (a 512-byte device-readable buffer) and empty rings.
-    pub fn new(mem: &GuestMemory, rings: Rings, event_idx: bool) -> Self {
+    pub fn new(mem: &impl DriverRam, rings: Rings, event_idx: bool) -> Self {
         let mut d = [0u8; 16];
         d[0..8].copy_from_slice(&rings.buffer.to_le_bytes());
         d[8..12].copy_from_slice(&512u32.to_le_bytes());
-        mem.write_slice(&d, GuestAddress(rings.desc)).unwrap();
-        mem.write_slice(
-            &[0u8; 4 + 2 * QUEUE_SIZE as usize + 2],
-            GuestAddress(rings.avail),
-        )
-        .unwrap();
-        mem.write_slice(
-            &[0u8; 4 + 8 * QUEUE_SIZE as usize + 2],
-            GuestAddress(rings.used),
-        )
-        .unwrap();
+        mem.put(rings.desc, &d);
+        mem.put(rings.avail, &[0u8; 4 + 2 * QUEUE_SIZE as usize + 2]);
+        mem.put(rings.used, &[0u8; 4 + 8 * QUEUE_SIZE as usize + 2]);
         RingDriver {
             rings,
             avail_idx: 0,
@@ -177,30 +218,15 @@ impl RingDriver {
     /// that the completion interrupts (as a driver with interrupts enabled does), then the
     /// index with release ordering.
     #[inline(always)]
-    pub fn post(&mut self, mem: &GuestMemory) {
+    pub fn post(&mut self, mem: &impl DriverRam) {
         let slot = u64::from(self.avail_idx % QUEUE_SIZE);
-        mem.store(
-            0u16,
-            GuestAddress(self.rings.avail + 4 + 2 * slot),
-            Ordering::Relaxed,
-        )
-        .unwrap();
+        mem.store16(self.rings.avail + 4 + 2 * slot, 0, Ordering::Relaxed);
         if self.event_idx {
             let used_event = self.rings.avail + 4 + 2 * u64::from(QUEUE_SIZE);
-            mem.store(
-                self.avail_idx.to_le(),
-                GuestAddress(used_event),
-                Ordering::Relaxed,
-            )
-            .unwrap();
+            mem.store16(used_event, self.avail_idx, Ordering::Relaxed);
         }
         self.avail_idx = self.avail_idx.wrapping_add(1);
-        mem.store(
-            self.avail_idx.to_le(),
-            GuestAddress(self.rings.avail + 2),
-            Ordering::Release,
-        )
-        .unwrap();
+        mem.store16(self.rings.avail + 2, self.avail_idx, Ordering::Release);
     }
 
     /// Leave `used_event` where it is from now on, so EVENT_IDX suppresses the interrupts.
@@ -210,7 +236,7 @@ impl RingDriver {
 }
 
 /// A bare `virtio-queue` queue over [`BASELINE_RINGS`], ready.
-pub fn baseline_queue(mem: &GuestMemory) -> (Queue, RingDriver) {
+pub fn baseline_queue(mem: &MmapRam) -> (Queue, RingDriver) {
     let driver = RingDriver::new(mem, BASELINE_RINGS, false);
     let mut q = Queue::new(QUEUE_SIZE).unwrap();
     q.try_set_desc_table_address(GuestAddress(BASELINE_RINGS.desc))
@@ -226,7 +252,7 @@ pub fn baseline_queue(mem: &GuestMemory) -> (Queue, RingDriver) {
 
 /// One baseline cycle: the driver re-posts, the queue pops and completes.
 #[inline(always)]
-pub fn baseline_cycle(q: &mut Queue, driver: &mut RingDriver, mem: &GuestMemory) {
+pub fn baseline_cycle(q: &mut Queue, driver: &mut RingDriver, mem: &MmapRam) {
     driver.post(mem);
     let n = drain(q, mem).unwrap();
     debug_assert_eq!(n, 1);
@@ -267,9 +293,9 @@ fn msix_cap(dev: &mut VirtioPciDevice) -> u16 {
 /// A device with MSI-X enabled (entry 0 for configuration, entry 1 for queue 0, both
 /// unmasked), queue 0 live on [`DEVICE_RINGS`], and its driver. With `event_idx` the driver
 /// negotiates VIRTIO_F_RING_EVENT_IDX and keeps `used_event` armed.
-pub fn live_device<B: VirtioBackend + 'static>(
+pub fn live_device<B: VirtioBackend + 'static, M: GuestMemory + DriverRam + 'static>(
     backend: B,
-    mem: GuestMemory,
+    mem: M,
     sink: Arc<dyn InterruptSink>,
     event_idx: bool,
 ) -> (VirtioPciDevice, RingDriver) {
@@ -330,12 +356,17 @@ pub fn live_device<B: VirtioBackend + 'static>(
 /// One transport cycle: the driver re-posts and writes the notify register; the device pops,
 /// completes, publishes, decides and sends the message.
 #[inline(always)]
-pub fn device_cycle(dev: &mut VirtioPciDevice, driver: &mut RingDriver, mem: &GuestMemory) {
+pub fn device_cycle(dev: &mut VirtioPciDevice, driver: &mut RingDriver, mem: &impl DriverRam) {
     driver.post(mem);
     dev.mmio_write(NOTIFY_Q0, &0u16.to_le_bytes());
 }
 
-/// Fresh guest RAM.
-pub fn ram() -> GuestMemory {
-    GuestMemory::from_ranges(&[(GuestAddress(0), RAM_SIZE)]).unwrap()
+/// Fresh guest RAM, virq's own.
+pub fn ram() -> VecMemory {
+    VecMemory::new(RAM_SIZE)
+}
+
+/// Fresh guest RAM for the baseline (and the device with the `vm-memory` feature).
+pub fn mmap_ram() -> MmapRam {
+    MmapRam::from_ranges(&[(GuestAddress(0), RAM_SIZE)]).unwrap()
 }

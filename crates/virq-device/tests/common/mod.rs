@@ -11,12 +11,10 @@ use std::sync::Arc;
 
 use virq_device::testing::{NullBackend, RecordingSink};
 use virq_device::{
-    BackendError, GuestMemory, Processed, TransportOptions, VirtioBackend, VirtioPciDevice, common,
-    status,
+    BackendError, GuestMemory, Processed, TransportOptions, VecMemory, VirtioBackend,
+    VirtioPciDevice, Virtqueue, common, status,
 };
 use virq_events::{EventKind, EventLog};
-use virtio_queue::Queue;
-use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 
 /// Guest RAM size handed to the device.
 pub const RAM_SIZE: u64 = 1 << 20;
@@ -100,10 +98,9 @@ impl VirtioBackend for TestBackend {
     fn process_queue(
         &mut self,
         queue_index: u16,
-        queue: &mut Queue,
-        mem: &GuestMemory,
+        queue: &mut Virtqueue<'_>,
     ) -> Result<Processed, BackendError> {
-        self.inner.process_queue(queue_index, queue, mem)
+        self.inner.process_queue(queue_index, queue)
     }
     fn snapshot(&self) -> serde_json::Value {
         self.inner.snapshot()
@@ -118,7 +115,7 @@ pub struct Rig {
     pub dev: VirtioPciDevice,
     pub sink: Arc<RecordingSink>,
     pub log: Arc<EventLog>,
-    pub mem: GuestMemoryMmap<()>,
+    pub mem: VecMemory,
 }
 
 /// A split virtqueue the test driver owns in guest RAM (virtio 1.2, 2.7).
@@ -129,13 +126,13 @@ pub struct Ring {
     pub avail: u64,
     pub used: u64,
     next_avail: u16,
-    mem: GuestMemoryMmap<()>,
+    mem: VecMemory,
 }
 
 impl Ring {
     /// Lay out a ring of `size` entries at `base`: descriptors, then the available ring at
     /// base + 0x2000, then the used ring at base + 0x4000.
-    pub fn new(mem: &GuestMemoryMmap<()>, queue: u16, size: u16, base: u64) -> Self {
+    pub fn new(mem: &VecMemory, queue: u16, size: u16, base: u64) -> Self {
         let ring = Ring {
             queue,
             size,
@@ -147,7 +144,7 @@ impl Ring {
         };
         // Fresh rings: flags 0, idx 0, used_event 0 and no stale used entries.
         let zeros = vec![0u8; 0x6000];
-        mem.write_slice(&zeros, GuestAddress(base)).unwrap();
+        mem.write(base, &zeros).unwrap();
         ring
     }
 
@@ -156,42 +153,42 @@ impl Ring {
         let head = self.next_avail % self.size;
         let buf = 0xC_0000 + ((self.queue as u64) << 12) + head as u64 * 0x100;
         let d = self.desc + head as u64 * 16;
-        self.mem.write_obj(buf, GuestAddress(d)).unwrap();
-        self.mem.write_obj(0x100u32, GuestAddress(d + 8)).unwrap();
-        self.mem.write_obj(2u16, GuestAddress(d + 12)).unwrap(); // VIRTQ_DESC_F_WRITE
-        self.mem.write_obj(0u16, GuestAddress(d + 14)).unwrap();
+        self.mem.write_u64(d, buf).unwrap();
+        self.mem.write_u32(d + 8, 0x100).unwrap();
+        self.mem.write_u16(d + 12, 2).unwrap(); // VIRTQ_DESC_F_WRITE
+        self.mem.write_u16(d + 14, 0).unwrap();
         let slot = self.avail + 4 + 2 * (self.next_avail % self.size) as u64;
-        self.mem.write_obj(head, GuestAddress(slot)).unwrap();
+        self.mem.write_u16(slot, head).unwrap();
         self.next_avail = self.next_avail.wrapping_add(1);
         self.mem
-            .write_obj(self.next_avail, GuestAddress(self.avail + 2))
+            .store_release_u16(self.avail + 2, self.next_avail)
             .unwrap();
         head
     }
 
     /// `used.idx` as the device last published it.
     pub fn used_idx(&self) -> u16 {
-        self.mem.read_obj(GuestAddress(self.used + 2)).unwrap()
+        self.mem.load_acquire_u16(self.used + 2).unwrap()
     }
 
     /// Used ring element `i`: (id, len).
     pub fn used_elem(&self, i: u16) -> (u32, u32) {
         let at = self.used + 4 + 8 * (i % self.size) as u64;
         (
-            self.mem.read_obj(GuestAddress(at)).unwrap(),
-            self.mem.read_obj(GuestAddress(at + 4)).unwrap(),
+            self.mem.read_u32(at).unwrap(),
+            self.mem.read_u32(at + 4).unwrap(),
         )
     }
 
     /// `avail.flags` (bit 0 is VRING_AVAIL_F_NO_INTERRUPT).
     pub fn set_avail_flags(&self, flags: u16) {
-        self.mem.write_obj(flags, GuestAddress(self.avail)).unwrap();
+        self.mem.store_u16(self.avail, flags).unwrap();
     }
 
     /// `used_event`, the word after the available ring (VIRTIO_F_EVENT_IDX).
     pub fn set_used_event(&self, v: u16) {
         let at = self.avail + 4 + 2 * self.size as u64;
-        self.mem.write_obj(v, GuestAddress(at)).unwrap();
+        self.mem.store_u16(at, v).unwrap();
     }
 }
 
@@ -233,8 +230,15 @@ impl Rig {
     }
 
     pub fn with_backend(backend: Box<dyn VirtioBackend>, options: TransportOptions) -> Self {
-        let mem =
-            GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(0), RAM_SIZE as usize)]).unwrap();
+        Self::on_memory(backend, options, VecMemory::new(RAM_SIZE as usize))
+    }
+
+    /// A rig over guest RAM someone else already uses (a restore "on the same machine").
+    pub fn on_memory(
+        backend: Box<dyn VirtioBackend>,
+        options: TransportOptions,
+        mem: VecMemory,
+    ) -> Self {
         let sink = Arc::new(RecordingSink::new());
         let log = Arc::new(EventLog::new());
         let mut dev = VirtioPciDevice::new(backend, mem.clone(), sink.clone(), options).unwrap();

@@ -16,19 +16,21 @@ use crate::gate;
 use crate::lines::{BINARY_SNIFF_BYTES, DEFAULT_MAX_LINE_BYTES, Line, LineReader};
 use crate::text::{contains_ci, strip_prefixes};
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::BufRead;
 use virq_events::{Event, EventKind, Origin};
 
-/// Bounds that keep a huge or hostile file from exhausting memory.
+/// Bounds that keep a huge or hostile file from exhausting memory or time. Every structured
+/// event is passed on wherever it appears (the judge keeps what it needs in bounded lists), and
+/// so is every free-text line a rule reads (see [`decisive_line`]); only ordinary chatter is
+/// capped, and what the cap skips is counted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ParseLimits {
     /// Longer lines are cut to this many bytes (and counted).
     pub max_line_bytes: usize,
-    /// Free-text `LogLine` events kept per file; a storm capture can print millions.
+    /// Ordinary free-text `LogLine` events quoted per file (a storm capture can print
+    /// millions); past it they are counted in [`FileSummary::unquoted_log_lines`].
     pub max_log_lines: u64,
-    /// Structured events kept per file.
-    pub max_events: u64,
 }
 
 impl Default for ParseLimits {
@@ -36,7 +38,6 @@ impl Default for ParseLimits {
         Self {
             max_line_bytes: DEFAULT_MAX_LINE_BYTES,
             max_log_lines: 10_000,
-            max_events: 1_000_000,
         }
     }
 }
@@ -51,8 +52,13 @@ pub struct FileSummary {
     pub bytes: u64,
     /// Lines longer than the limit, cut.
     pub truncated_lines: u64,
-    /// Events not kept because of [`ParseLimits`].
+    /// Evidence the parser had to let go (events held back for a block past the memory
+    /// bound): the judge notes it, and the answers it could change become *cannot tell*.
     pub dropped_events: u64,
+    /// Ordinary free-text lines past [`ParseLimits::max_log_lines`], not quoted: no rule reads
+    /// them (every line a rule reads is quoted wherever it is), so no answer depends on them.
+    #[serde(default)]
+    pub unquoted_log_lines: u64,
     /// Event kinds found, by their JSON tag (`vector_written`, `irq_count`, ...).
     pub kinds: BTreeMap<String, u64>,
 }
@@ -97,19 +103,37 @@ struct EntryBlock {
     device: Option<String>,
 }
 
-/// One `lspci -vvv` device block; its events are released only if it is a virtio function.
+/// One `lspci` device block; its events go out as the function's when the block shows a
+/// virtio function, and are held otherwise (see [`HeldDevice`]).
 struct LspciBlock {
     bdf: String,
     virtio: bool,
+    /// The IRQ of its pin (`Interrupt: pin A routed to IRQ 11`, `-v`'s `Flags: ..., IRQ 11`).
+    irq: Option<u32>,
+    /// Plain MSI is enabled: the IRQ `lspci` shows is the message's, not a pin's.
+    msi_enabled: bool,
+    /// MSI-X is enabled: the pin's IRQ is routed but unused.
+    msix_enabled: bool,
     held: Vec<Pending>,
 }
 
-/// A kernel "irq N: nobody cared" report being read: its `handlers:` list follows, then
+/// Evidence about a function not (yet) known to be virtio: an `lspci` block of another device,
+/// or the INTx route the kernel printed for one. It matters only if that function turns out to
+/// be virtio, or shares its IRQ with a virtio function (catalogue row 11); which of these holds
+/// is known at the end of the file (or of the boot), so it is held until then.
+struct HeldDevice {
+    bdf: String,
+    irq: Option<u32>,
+    events: Vec<Pending>,
+}
+
+/// A kernel "irq N: nobody cared" report being read: a stack dump, its `handlers:` list, then
 /// `Disabling IRQ #N`.
 struct NobodyBlock {
     irq: u32,
     handlers: Vec<String>,
     collecting: bool,
+    lines_seen: u32,
     line: u64,
     text: String,
     time_ns: Option<u64>,
@@ -117,10 +141,20 @@ struct NobodyBlock {
 
 /// Handlers kept per report (a shared line has a few).
 const MAX_HANDLERS: usize = 32;
+/// Lines between "nobody cared" and `handlers:` (a stack dump is a few dozen).
+const MAX_NOBODY_LINES: u32 = 128;
 
 /// A block's lines are few; more than this means the block never ended properly.
 const MAX_BLOCK_LINES: u32 = 24;
-const MAX_HELD: usize = 1024;
+/// Bytes of line text held back at once (an `lspci` block, held devices): the memory bound of
+/// evidence whose fate is decided later. What does not fit is counted as dropped.
+const MAX_HELD_BYTES: usize = 8 << 20;
+/// Functions remembered as virtio, and IRQs as virtio's lines.
+const MAX_KNOWN: usize = 4096;
+/// Functions held at once.
+const MAX_HELD_DEVICES: usize = 256;
+/// Function names remembered for `/proc/interrupts` rows.
+const MAX_FUNCTION_NAMES: usize = 64;
 
 /// The per-file parser state.
 struct Parser {
@@ -133,10 +167,21 @@ struct Parser {
     entry: Option<EntryBlock>,
     proc_cpus: Option<usize>,
     lspci: Option<LspciBlock>,
+    /// Functions known to be virtio (an `lspci` block, a `virtio-pci` kernel message, a
+    /// `/proc/interrupts` row), as `lspci` prints them.
+    virtio_bdfs: BTreeSet<String>,
+    /// IRQs of virtio functions' INTx lines.
+    virtio_irqs: BTreeSet<u32>,
+    function_names: Vec<(linux::PciFunction, String)>,
+    held: Vec<HeldDevice>,
+    held_bytes: usize,
+    /// The function a shell command named (`lspci -vvv -s 00:04.0 | grep MSI-X`): its output
+    /// lost the device header, the command did not.
+    shell_device: Option<String>,
     /// The last WinDbg command (`!devnode`, `!pci`, ...), lower-case.
     command: String,
     log_lines: u64,
-    events: u64,
+    unquoted: u64,
     dropped: u64,
     /// Events read whole from JSON lines, passed on as they are.
     verbatim: Vec<Event>,
@@ -160,9 +205,15 @@ impl Parser {
             entry: None,
             proc_cpus: None,
             lspci: None,
+            virtio_bdfs: BTreeSet::new(),
+            virtio_irqs: BTreeSet::new(),
+            function_names: Vec::new(),
+            held: Vec::new(),
+            held_bytes: 0,
+            shell_device: None,
             command: String::new(),
             log_lines: 0,
-            events: 0,
+            unquoted: 0,
             dropped: 0,
             verbatim: Vec::new(),
             driver_active: false,
@@ -172,26 +223,36 @@ impl Parser {
     }
 
     fn push(&mut self, p: Pending) {
-        let is_log = matches!(p.kind, EventKind::LogLine { .. });
-        if is_log && self.log_lines >= self.limits.max_log_lines
-            || self.events >= self.limits.max_events
-        {
-            self.dropped += 1;
-            return;
-        }
-        if is_log {
-            self.log_lines += 1;
-        }
-        self.events += 1;
-        if let Some(block) = self.lspci.as_mut() {
-            if block.held.len() < MAX_HELD {
-                block.held.push(p);
-            } else {
+        if self.lspci.is_some() {
+            if self.held_bytes + p.text.len() > MAX_HELD_BYTES {
                 self.dropped += 1;
+                return;
+            }
+            self.held_bytes += p.text.len();
+            if let Some(block) = self.lspci.as_mut() {
+                block.held.push(p);
             }
             return;
         }
         self.out.push(p);
+    }
+
+    /// An event about a named device (a kernel message's `virtio-pci 0000:00:04.0:` prefix, a
+    /// `/proc/interrupts` row's function), outside any block.
+    fn emit_for(
+        &mut self,
+        kind: EventKind,
+        line: &Line,
+        time_ns: Option<u64>,
+        device: Option<String>,
+    ) {
+        self.out.push(Pending {
+            kind,
+            line: line.number,
+            text: line.text.clone(),
+            time_ns,
+            device,
+        });
     }
 
     fn emit(&mut self, kind: EventKind, line: &Line, time_ns: Option<u64>) {
@@ -217,11 +278,6 @@ impl Parser {
             return false;
         };
         self.votes.vote(Format::Events);
-        if self.events >= self.limits.max_events {
-            self.dropped += 1;
-            return true;
-        }
-        self.events += 1;
         self.verbatim.push(e);
         true
     }
@@ -260,13 +316,75 @@ impl Parser {
     }
 
     fn end_lspci(&mut self) {
-        if let Some(block) = self.lspci.take() {
-            if block.virtio {
-                self.out.extend(block.held);
-            } else {
-                self.events = self.events.saturating_sub(block.held.len() as u64);
+        let Some(block) = self.lspci.take() else {
+            return;
+        };
+        let bytes: usize = block.held.iter().map(|p| p.text.len()).sum();
+        self.held_bytes = self.held_bytes.saturating_sub(bytes);
+        let mut events = block.held;
+        // With plain MSI enabled, the IRQ lspci shows is the message's: it routes no pin.
+        if block.msi_enabled {
+            events.retain(|p| !matches!(p.kind, EventKind::IntxRouted { .. }));
+        }
+        let irq = block.irq.filter(|_| !block.msi_enabled);
+        if block.virtio {
+            // With MSI-X on, the pin is routed but silent: not a line the device uses.
+            let line = irq.filter(|_| !block.msix_enabled);
+            self.note_virtio(Some(&block.bdf), line);
+            self.out.extend(events);
+        } else if irq.is_some() {
+            // Another device: it matters if its line is a virtio function's too.
+            self.hold(block.bdf, irq, events);
+        }
+    }
+
+    /// Remembers a virtio function and the IRQ of its line.
+    fn note_virtio(&mut self, bdf: Option<&str>, irq: Option<u32>) {
+        if let Some(bdf) = bdf {
+            if self.virtio_bdfs.len() < MAX_KNOWN && !self.virtio_bdfs.contains(bdf) {
+                self.virtio_bdfs.insert(bdf.to_string());
             }
         }
+        if let Some(irq) = irq {
+            if self.virtio_irqs.len() < MAX_KNOWN {
+                self.virtio_irqs.insert(irq);
+            }
+        }
+    }
+
+    /// Holds evidence about a function not known to be virtio (see [`HeldDevice`]).
+    fn hold(&mut self, bdf: String, irq: Option<u32>, events: Vec<Pending>) {
+        let bytes: usize = events.iter().map(|p| p.text.len()).sum();
+        let at = self.held.iter().position(|h| h.bdf == bdf);
+        let full = at.is_none() && self.held.len() >= MAX_HELD_DEVICES;
+        if full || self.held_bytes + bytes > MAX_HELD_BYTES {
+            self.dropped += events.len() as u64;
+            return;
+        }
+        self.held_bytes += bytes;
+        match at {
+            Some(i) => {
+                let h = &mut self.held[i];
+                h.irq = h.irq.or(irq);
+                h.events.extend(events);
+            }
+            None => self.held.push(HeldDevice { bdf, irq, events }),
+        }
+    }
+
+    /// Passes on the held evidence of every function that turned out to be virtio or to share
+    /// a virtio function's IRQ; the rest concerns other devices only and goes.
+    fn release_held(&mut self) {
+        for h in std::mem::take(&mut self.held) {
+            let shares = h.irq.is_some_and(|irq| self.virtio_irqs.contains(&irq));
+            if shares || self.virtio_bdfs.contains(&h.bdf) {
+                self.out.extend(h.events);
+            }
+        }
+        self.held_bytes = self
+            .lspci
+            .as_ref()
+            .map_or(0, |b| b.held.iter().map(|p| p.text.len()).sum());
     }
 
     fn end_blocks(&mut self) {
@@ -278,7 +396,7 @@ impl Parser {
 
     fn end_nobody(&mut self) {
         if let Some(b) = self.nobody.take() {
-            self.push(Pending {
+            self.out.push(Pending {
                 kind: EventKind::IrqNobodyCared {
                     irq: b.irq,
                     handlers: b.handlers,
@@ -291,26 +409,31 @@ impl Parser {
         }
     }
 
-    /// The kernel's report on a line it gave up on: `irq N: nobody cared`, `handlers:`, one
-    /// `[<address>] function` per handler, `Disabling IRQ #N`. Returns whether the line was
-    /// part of it.
-    fn nobody_line(&mut self, body: &str, line: &Line, time: Option<u64>) -> bool {
+    /// The kernel's report on a line it gave up on: `irq N: nobody cared`, a stack dump,
+    /// `handlers:`, one `[<address>] function` per handler, `Disabling IRQ #N`. The report
+    /// ends with its handler list (or, without one, after [`MAX_NOBODY_LINES`]), so a later
+    /// boot never receives it. Returns whether the line was part of it.
+    fn nobody_line(&mut self, body: &str, hits: u64, line: &Line, time: Option<u64>) -> bool {
         let t = body.trim();
-        if let Some(irq) = linux::nobody_cared_irq(t) {
-            self.end_nobody();
-            self.nobody = Some(NobodyBlock {
-                irq,
-                handlers: Vec::new(),
-                collecting: false,
-                line: line.number,
-                text: line.text.clone(),
-                time_ns: time,
-            });
-            return false;
+        if hits & gate::NOBODY_CARED != 0 {
+            if let Some(irq) = linux::nobody_cared_irq(t) {
+                self.end_nobody();
+                self.nobody = Some(NobodyBlock {
+                    irq,
+                    handlers: Vec::new(),
+                    collecting: false,
+                    lines_seen: 0,
+                    line: line.number,
+                    text: line.text.clone(),
+                    time_ns: time,
+                });
+                return false;
+            }
         }
         let Some(b) = self.nobody.as_mut() else {
             return false;
         };
+        b.lines_seen += 1;
         if t.eq_ignore_ascii_case("handlers:") {
             b.collecting = true;
             return true;
@@ -318,13 +441,14 @@ impl Parser {
         if b.collecting {
             if let Some(name) = linux::handler_name(t) {
                 if b.handlers.len() < MAX_HANDLERS {
-                    b.handlers.push(name.to_string());
+                    b.handlers.push(name);
                 }
                 return true;
             }
-            b.collecting = false;
+            self.end_nobody();
+            return false;
         }
-        if contains_ci(t, "Disabling IRQ #") {
+        if b.lines_seen > MAX_NOBODY_LINES || contains_ci(t, "Disabling IRQ #") {
             self.end_nobody();
         }
         false
@@ -335,7 +459,18 @@ impl Parser {
         if raw.trim_start().starts_with('{') && self.event_line(raw, line) {
             return;
         }
-        let (body, prefix) = strip_prefixes(raw);
+        let (mut body, mut prefix) = strip_prefixes(raw);
+        // Linux log heads the shared stripper leaves (`dmesg -r`, `-x`, `-T`, journalctl's
+        // monotonic head); a cheap look at the first byte decides whether to try.
+        let first = body.as_bytes().first().copied().unwrap_or(b' ');
+        let after_stamp = prefix.kernel_log && prefix.time_ns.is_some();
+        if first == b'<' || first == b'[' || after_stamp || body.as_bytes().get(6) == Some(&b':') {
+            if let Some((rest, time)) = linux::strip_kernel_prefixes(body, after_stamp) {
+                body = rest;
+                prefix.kernel_log = true;
+                prefix.time_ns = time.or(prefix.time_ns);
+            }
+        }
         // A line quoted in a report (`virq check`'s `| INT: ...` proof lines) is not evidence
         // of its own: the line it quotes is. Nor is any line of a report virq printed.
         let t = body.trim_start();
@@ -368,11 +503,29 @@ impl Parser {
             .add_gated(raw, body, &prefix, hits & gate::CLASSIFY != 0);
         let time = prefix.time_ns;
         if body.trim().is_empty() {
-            self.end_blocks();
+            // Older kernels print a blank line inside a "nobody cared" report (before
+            // `Call Trace:`); it ends every other block.
+            self.end_msix();
+            self.end_entry();
+            self.end_lspci();
+            return;
+        }
+        // A shell prompt: what follows is a command's output (`cat /proc/interrupts`, `lspci`).
+        let head = &body.as_bytes()[..body.len().min(linux::PROMPT_SPAN)];
+        if memchr::memchr2(b'$', b'#', head).is_some() {
+            if let Some(command) = linux::shell_prompt(body) {
+                self.end_blocks();
+                self.proc_cpus = None;
+                self.shell_device = linux::lspci_slot(command);
+                return;
+            }
+        }
+        if matches!(t.as_bytes().first(), Some(b'L' | b'-')) && linux::boot_marker(body) {
+            self.boot(body, line, time);
             return;
         }
         if (self.nobody.is_some() || hits & gate::INTERESTING != 0)
-            && self.nobody_line(body, line, time)
+            && self.nobody_line(body, hits, line, time)
         {
             return;
         }
@@ -390,10 +543,15 @@ impl Parser {
                 return;
             }
         }
-        if self.proc_line(body, line, time) {
+        if self.proc_line(body, hits, line, time) {
             return;
         }
         if self.lspci_line(raw, body, line, time) {
+            return;
+        }
+        // A DbgView column or `[PID]` says the line is Windows' own.
+        let windows_line = prefix.dbgview_columns || prefix.pid.is_some();
+        if !windows_line && self.kernel_pci_line(body, line, time) {
             return;
         }
         if hits & gate::CHECKLIST != 0 {
@@ -435,11 +593,12 @@ impl Parser {
         // The INTERESTING bits are exactly `is_interesting`'s keywords, found in the body.
         if hits & gate::INTERESTING != 0 {
             debug_assert!(is_interesting(body));
-            if self.log_lines >= self.limits.max_log_lines {
-                // Over the free-text limit: count it without building the event.
-                self.dropped += 1;
+            if self.log_lines >= self.limits.max_log_lines && !decisive_line(body, hits) {
+                // Ordinary chatter over the quoting limit: counted, never read by a rule.
+                self.unquoted += 1;
                 return;
             }
+            self.log_lines += 1;
             self.emit(
                 EventKind::LogLine {
                     text: body.trim_end().to_string(),
@@ -450,51 +609,200 @@ impl Parser {
         }
     }
 
+    /// A kernel boot banner or journalctl's boot separator: a new start of every device.
+    /// Evidence held for the boot that ended is settled first.
+    fn boot(&mut self, body: &str, line: &Line, time: Option<u64>) {
+        self.end_blocks();
+        self.release_held();
+        self.proc_cpus = None;
+        self.driver_active = false;
+        let t = body.trim();
+        let label = match t.strip_prefix("Linux version ") {
+            Some(rest) => format!(
+                "boot at line {}: Linux {}",
+                line.number,
+                rest.split_whitespace().next().unwrap_or("")
+            ),
+            None => format!("boot at line {}: {t}", line.number),
+        };
+        self.emit_for(EventKind::SessionStart { label }, line, time, None);
+    }
+
+    /// A kernel message about a PCI function (`virtio-pci 0000:00:04.0: ...`): tagged with
+    /// the function when it is virtio's, an INTx route (`PCI INT A -> GSI 11 ... -> IRQ 11`)
+    /// kept as [`EventKind::IntxRouted`]; the PCI core's enumeration line
+    /// (`pci 0000:00:04.0: [1af4:1042] ...`) only marks the function as virtio.
+    fn kernel_pci_line(&mut self, body: &str, line: &Line, time: Option<u64>) -> bool {
+        let t = body.trim_start();
+        if let Some((driver, bdf, text)) = linux::pci_dev_prefix(t) {
+            let virtio = linux::is_virtio_pci_driver(driver)
+                || (driver == "pci" && linux::enumerated_virtio(text));
+            if virtio {
+                self.note_virtio(Some(&bdf), None);
+            }
+            if let Some((_, pin, irq)) = linux::pci_int_route(text) {
+                let routed = Pending {
+                    kind: EventKind::IntxRouted { pin, irq },
+                    line: line.number,
+                    text: line.text.clone(),
+                    time_ns: time,
+                    device: Some(bdf.clone()),
+                };
+                if virtio {
+                    self.note_virtio(None, Some(irq));
+                    self.out.push(routed);
+                } else {
+                    self.hold(bdf, Some(irq), vec![routed]);
+                }
+                return true;
+            }
+            // Tagged only when it speaks of interrupts: a function named by nothing but
+            // `enabling device` would be judged as a device of its own with nothing to judge.
+            if virtio && linux::is_virtio_pci_driver(driver) && linux::about_interrupts(text) {
+                self.emit_for(
+                    EventKind::LogLine {
+                        text: t.trim_end().to_string(),
+                    },
+                    line,
+                    time,
+                    Some(bdf),
+                );
+                return true;
+            }
+            return false;
+        }
+        if let Some((Some(bdf), pin, irq)) = linux::pci_int_route(t) {
+            let routed = Pending {
+                kind: EventKind::IntxRouted { pin, irq },
+                line: line.number,
+                text: line.text.clone(),
+                time_ns: time,
+                device: Some(bdf.clone()),
+            };
+            if self.virtio_bdfs.contains(&bdf) {
+                self.note_virtio(None, Some(irq));
+                self.out.push(routed);
+            } else {
+                self.hold(bdf, Some(irq), vec![routed]);
+            }
+            return true;
+        }
+        false
+    }
+
     /// `/proc/interrupts`: the header sets the column count; rows follow until a line that is
-    /// not a row. Only rows naming a virtio device are kept.
-    fn proc_line(&mut self, body: &str, line: &Line, time: Option<u64>) -> bool {
+    /// not a row. A row naming virtio is read without a header too (a `grep virtio` slice),
+    /// its columns inferred from its shape. Only rows naming a virtio device are kept.
+    fn proc_line(&mut self, body: &str, hits: u64, line: &Line, time: Option<u64>) -> bool {
         if let Some(n) = cpu_header_columns(body) {
             self.end_blocks();
             self.proc_cpus = Some(n);
             return true;
         }
-        let Some(cpus) = self.proc_cpus else {
-            return false;
-        };
-        match linux::proc_row_ref(body, cpus) {
-            Some(row) => {
-                // Strings are built only for the rows that are kept.
-                if row.name_contains_ci("virtio") {
-                    self.emit(
-                        EventKind::IrqCount {
-                            irq: row.irq.to_string(),
-                            name: row.name(),
-                            count: row.total,
-                            chip: None,
-                        },
-                        line,
-                        time,
-                    );
+        let row = match self.proc_cpus {
+            Some(cpus) => match linux::proc_row_ref(body, cpus) {
+                Some(row) => row,
+                None => {
+                    self.proc_cpus = None;
+                    return false;
                 }
-                true
-            }
+            },
+            None if hits & gate::VIRTIO != 0 => match linux::headerless_proc_row(body) {
+                Some(row) => {
+                    self.votes.vote(Format::ProcInterrupts);
+                    row
+                }
+                None => return false,
+            },
+            None => return false,
+        };
+        // Strings are built only for the rows that are kept.
+        if row.name_contains_ci("virtio") {
+            self.proc_row(row, line, time);
+        }
+        true
+    }
+
+    /// One `IrqCount` per virtio device a row is about: the function its controller column
+    /// names (a message's domain), else each `virtioN` whose handler it lists (a shared line
+    /// can carry two), so several devices are judged apart.
+    fn proc_row(&mut self, row: linux::ProcRowRef<'_>, line: &Line, time: Option<u64>) {
+        let name = row.name();
+        let chip = row.chip();
+        // A bare `virtioN` handler is virtio_pci's INTx handler: this IRQ is its line.
+        if linux::has_line_handler(&name) {
+            let irq = row.irq.parse::<u32>().ok();
+            self.note_virtio(None, irq);
+        }
+        let function = linux::chip_function(row.chip_span());
+        let devices: Vec<Option<String>> = match function {
+            Some(f) => vec![Some(self.function_name(f))],
             None => {
-                self.proc_cpus = None;
-                false
+                let virtio = linux::virtio_devices(&name);
+                if virtio.is_empty() {
+                    vec![None]
+                } else {
+                    virtio.iter().map(|d| Some((*d).to_string())).collect()
+                }
             }
+        };
+        let last = devices.len() - 1;
+        let (mut name, mut chip) = (Some(name), Some(chip));
+        for (i, device) in devices.into_iter().enumerate() {
+            // The last (usually the only) event takes the strings, the others copy them.
+            let (name, chip) = if i == last {
+                (name.take(), chip.take())
+            } else {
+                (name.clone(), chip.clone())
+            };
+            self.emit_for(
+                EventKind::IrqCount {
+                    irq: row.irq.to_string(),
+                    name: name.unwrap_or_default(),
+                    count: row.total,
+                    chip: chip.flatten(),
+                },
+                line,
+                time,
+                device,
+            );
         }
     }
 
-    /// `lspci -vvv`: a device header opens a block; indented lines belong to it.
+    /// The name of a virtio function a row's controller column gives, as `lspci` prints it;
+    /// remembered (and noted as virtio) once, as a snapshot names the same few functions on
+    /// every row.
+    fn function_name(&mut self, f: linux::PciFunction) -> String {
+        if let Some((_, name)) = self.function_names.iter().find(|(k, _)| *k == f) {
+            return name.clone();
+        }
+        let name = f.name();
+        self.note_virtio(Some(&name), None);
+        if self.function_names.len() < MAX_FUNCTION_NAMES {
+            self.function_names.push((f, name.clone()));
+        }
+        name
+    }
+
+    /// `lspci` (`-v` to `-vvv`, `-nn`, `-k`, `-D`): a device header opens a block; indented
+    /// lines belong to it; a `--` of `grep -A` ends it. Every event of a block names its
+    /// function.
     fn lspci_line(&mut self, raw: &str, body: &str, line: &Line, time: Option<u64>) -> bool {
         let indented = raw.starts_with([' ', '\t']);
         if !indented {
+            if body.trim_end() == "--" {
+                self.end_lspci();
+                return true;
+            }
             match leading_bdf(body) {
                 Some((bdf, rest)) if rest.contains(": ") => {
                     self.end_blocks();
                     self.lspci = Some(LspciBlock {
-                        bdf: bdf.to_string(),
+                        bdf: linux::short_bdf(bdf),
                         virtio: linux::lspci_header_is_virtio(rest),
+                        irq: None,
+                        msi_enabled: false,
+                        msix_enabled: false,
                         held: Vec::new(),
                     });
                     return true;
@@ -503,8 +811,9 @@ impl Parser {
             }
             return false;
         }
-        if self.lspci.is_none() && !body.trim_start().starts_with("Capabilities:") {
-            let t = body.trim_start();
+        let t = body.trim_start();
+        if self.lspci.is_none() && !t.starts_with("Capabilities:") {
+            // A slice that lost its device header: only unmistakable lspci lines.
             let lspci_shaped = ["Control:", "Status:", "Interrupt:"]
                 .iter()
                 .any(|k| t.starts_with(k))
@@ -513,27 +822,46 @@ impl Parser {
                 return false;
             }
         }
-        let t = body.trim_start();
-        if let Some(driver) = t.strip_prefix("Kernel driver in use:") {
+        if let Some(virtio) = linux::lspci_driver_is_virtio(t) {
             if let Some(b) = self.lspci.as_mut() {
-                b.virtio |= contains_ci(driver, "virtio");
+                b.virtio |= virtio;
+            }
+            return true;
+        }
+        if linux::lspci_virtio_cap(t) {
+            if let Some(b) = self.lspci.as_mut() {
+                b.virtio = true;
             }
             return true;
         }
         if let Some(v) = linux::lspci_control(t) {
-            self.emit(EventKind::PciCommand { value: v }, line, time);
+            self.lspci_emit(EventKind::PciCommand { value: v }, line, time);
             return true;
         }
         if let Some(pending) = linux::lspci_status_intx(t) {
-            self.emit(EventKind::IntxStatus { pending }, line, time);
+            self.lspci_emit(EventKind::IntxStatus { pending }, line, time);
             return true;
         }
         if let Some((pin, irq)) = linux::lspci_interrupt(t) {
-            self.emit(EventKind::IntxRouted { pin, irq }, line, time);
+            if let Some(b) = self.lspci.as_mut() {
+                b.irq = Some(irq);
+            }
+            self.lspci_emit(EventKind::IntxRouted { pin, irq }, line, time);
+            return true;
+        }
+        if let Some(irq) = linux::lspci_flags_irq(t) {
+            // `-v` shows the IRQ but not the pin: pin 0, "not shown".
+            if let Some(b) = self.lspci.as_mut() {
+                b.irq = Some(irq);
+                self.lspci_emit(EventKind::IntxRouted { pin: 0, irq }, line, time);
+            }
             return true;
         }
         if let Some((enabled, function_masked, table_size)) = linux::lspci_msix(t) {
-            self.emit(
+            if let Some(b) = self.lspci.as_mut() {
+                b.msix_enabled |= enabled;
+            }
+            self.lspci_emit(
                 EventKind::MsixCapabilitySeen {
                     enabled,
                     function_masked,
@@ -545,7 +873,10 @@ impl Parser {
             return true;
         }
         if linux::lspci_is_msi(t) {
-            self.emit(
+            if let Some(b) = self.lspci.as_mut() {
+                b.msi_enabled |= linux::lspci_msi_enabled(t);
+            }
+            self.lspci_emit(
                 EventKind::LogLine {
                     text: t.to_string(),
                 },
@@ -555,6 +886,17 @@ impl Parser {
             return true;
         }
         self.lspci.is_some()
+    }
+
+    /// An event of an `lspci` line: its block's function, or without a block (a `grep` slice
+    /// that lost the header) the function the shell command selected.
+    fn lspci_emit(&mut self, kind: EventKind, line: &Line, time: Option<u64>) {
+        if self.lspci.is_some() {
+            self.emit(kind, line, time);
+        } else {
+            let device = self.shell_device.clone();
+            self.emit_for(kind, line, time, device);
+        }
     }
 
     /// WinDbg `!pci` words and capability blocks, and `!devnode` resource lists.
@@ -680,6 +1022,7 @@ impl Parser {
 
     fn finish(&mut self) {
         self.end_blocks();
+        self.release_held();
     }
 }
 
@@ -699,6 +1042,26 @@ fn is_interesting(body: &str) -> bool {
         "intx",
     ];
     KEYWORDS.iter().any(|k| contains_ci(body, k))
+}
+
+/// Free-text lines a rule reads (the kernel giving up on a line, a rebalance, an IRQ request
+/// refused, a probe failing, virtio_pci's own messages): quoted wherever they are in a file,
+/// whatever the quoting limit. Checked only for lines past the limit.
+pub fn decisive_line(body: &str, hits: u64) -> bool {
+    // The gate's keywords decide most lines: a storm capture asks this of millions. Each
+    // phrase is looked for only in lines holding its keyword.
+    if hits & gate::DECISIVE != 0 {
+        return true;
+    }
+    // The kernel prints these where they stand: `irq event 11: bogus return value`,
+    // `genirq: Flags mismatch irq 11. ...`, `... irq 24 for MSI/MSI-X`.
+    let t = body.trim();
+    (hits & gate::VIRTIO != 0
+        && (contains_ci(t, "probe of") || contains_ci(t, "failed with error")))
+        || (hits & gate::MSI != 0 && t.ends_with("for MSI/MSI-X"))
+        || (hits & gate::IRQ != 0
+            && (t.starts_with("irq event ") || t.starts_with("genirq: Flags mismatch")))
+        || contains_ci(t, "rebalance")
 }
 
 /// Parses one file's text from `reader`, calling `sink` with each event as soon as it is known
@@ -849,6 +1212,7 @@ pub fn parse_reader<R: BufRead>(
         bytes: lines.offset(),
         truncated_lines: lines.truncated_lines(),
         dropped_events: parser.dropped,
+        unquoted_log_lines: parser.unquoted,
         kinds,
     })
 }
@@ -954,6 +1318,7 @@ fn parse_inf<R: BufRead>(
         bytes: lines.offset(),
         truncated_lines: lines.truncated_lines(),
         dropped_events: 0,
+        unquoted_log_lines: 0,
         kinds,
     })
 }

@@ -46,6 +46,24 @@ fn storm_rows(ctx: &Ctx<'_>) -> Vec<Answer> {
             }
         }
     }
+    let foreign = f.foreign_storms();
+    if ctx.storm.is_none()
+        && let Some((handlers, e)) = foreign.first()
+    {
+        for n in STORM_ROWS {
+            if out.iter().all(|a| a.check != crate::Check::Row(n)) {
+                out.extend(ruled_out(
+                    n,
+                    format!(
+                        "the line Linux gave up on is handled by {}, not by a virtio driver: it is not this device's link",
+                        handlers.join(", ")
+                    ),
+                    [*e],
+                ));
+            }
+        }
+        return out;
+    }
     if ctx.message() && ctx.storm.is_none() {
         for n in STORM_ROWS {
             if out.iter().all(|a| a.check != crate::Check::Row(n)) {

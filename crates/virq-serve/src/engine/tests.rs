@@ -277,12 +277,11 @@ fn options_the_device_cannot_honour_are_refused() {
     );
 }
 
-#[test]
-fn msix_messages_are_reported_before_the_reply_and_written_to_ram() {
-    let mut s = session(ServeOptions::default());
-    place_bars(&mut s, true);
-    // Entry 0 -> guest RAM 0x9000, data 0x4041; unmasked.
-    s.ok(&format!("writel {:#x} 0x9000", BAR2));
+/// MSI-X on with table entry 0 = (`address`, data 0x4041) unmasked, the device live and
+/// `msix_config` routed to entry 0: `virq_config_change` then sends that message.
+fn config_interrupt_on_entry_0(s: &mut Session, address: u32) {
+    place_bars(s, true);
+    s.ok(&format!("writel {:#x} {address:#x}", BAR2));
     s.ok(&format!("writel {:#x} 0", BAR2 + 4));
     s.ok(&format!("writel {:#x} 0x4041", BAR2 + 8));
     s.ok(&format!("writel {:#x} 0", BAR2 + 12));
@@ -293,9 +292,16 @@ fn msix_messages_are_reported_before_the_reply_and_written_to_ram() {
     }
     let ctl = s.cfg_read(cap) | 0x8000_0000;
     s.cfg_write(cap, ctl);
-    go_live(&mut s);
+    go_live(s);
     s.ok(&format!("writew {:#x} 0", BAR0 + 0x10));
     assert_eq!(s.val(&format!("readw {:#x}", BAR0 + 0x10)), 0);
+}
+
+#[test]
+fn msix_messages_are_reported_before_the_reply_and_written_to_ram() {
+    let mut s = session(ServeOptions::default());
+    // Entry 0 -> guest RAM 0x9000.
+    config_interrupt_on_entry_0(&mut s, 0x9000);
     assert_eq!(
         s.request("virq_config_change"),
         "IRQ msi 0x9000 0x4041\nOK\n"
@@ -397,11 +403,49 @@ fn reset_gives_a_fresh_machine_and_keeps_the_session_settings() {
     assert_eq!(s.cfg_read(0), 0x1042_1AF4);
 }
 
+/// qtest clients send `irq_intercept_in` / `irq_intercept_out` before anything else; virq
+/// always reports interrupts (docs/serve-protocol.md), so the requests change nothing: they
+/// report no `IRQ` line of their own, and afterwards the line's changes (with its GSI) and
+/// MSI-X messages (with their address and data) come with the requests that cause them.
 #[test]
 fn intercept_requests_of_qtest_clients_are_accepted() {
+    // INTx, the device live first so that a line change would show in the intercept replies.
+    let mut s = session(ServeOptions {
+        msix_table: Some(0),
+        ..ServeOptions::default()
+    });
+    place_bars(&mut s, false);
+    go_live(&mut s);
+    assert_eq!(s.request("irq_intercept_in ioapic"), "OK\n");
+    assert_eq!(s.intx_gsi(), 17);
+    assert_eq!(s.request("virq_config_change"), "IRQ raise 17\nOK\n");
+    // Intercepting while the line is high neither reports nor drops it.
+    assert_eq!(
+        s.request("irq_intercept_out /machine/unattached/device[0]"),
+        "OK\n"
+    );
+    assert_ne!(
+        s.cfg_read(0x04) >> 16 & 0x8,
+        0,
+        "Interrupt Status still set"
+    );
+    assert_eq!(
+        s.request(&format!("readb {:#x}", BAR0 + 0x2000)),
+        "IRQ lower 17\nOK 0x02\n"
+    );
+
+    // MSI-X: the message is still a line of its own, before the reply.
     let mut s = session(ServeOptions::default());
-    s.ok("irq_intercept_in ioapic");
-    s.ok("irq_intercept_out /machine/unattached/device[0]");
+    assert_eq!(s.request("irq_intercept_in ioapic"), "OK\n");
+    assert_eq!(
+        s.request("irq_intercept_out /machine/unattached/device[0]"),
+        "OK\n"
+    );
+    config_interrupt_on_entry_0(&mut s, 0xFEE0_0000);
+    assert_eq!(
+        s.request("virq_config_change"),
+        "IRQ msi 0xfee00000 0x4041\nOK\n"
+    );
     assert_eq!(s.request("endianness"), "OK little\n");
 }
 

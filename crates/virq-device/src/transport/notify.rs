@@ -1,0 +1,40 @@
+//! The notify region (virtio 1.2, 4.1.4.4): which queue a driver's write names.
+
+use virq_events::EventKind;
+
+use super::VirtioPciDevice;
+
+impl VirtioPciDevice {
+    pub(super) fn notify_write(&mut self, offset: u64, data: &[u8]) {
+        if !matches!(data.len(), 2 | 4) {
+            return;
+        }
+        let value = u32::from_le_bytes({
+            let mut b = [0u8; 4];
+            b[..data.len()].copy_from_slice(data);
+            b
+        });
+        // With a multiplier each queue has its own address; with 0 they share one and the
+        // written value names the queue (virtio 1.2, 4.1.4.4 and 4.1.5.2).
+        let m = self.layout.notify_off_multiplier as u64;
+        let queue = if m == 0 {
+            value as u16
+        } else if m.is_power_of_two() {
+            // What the layout validates (an even power of two): a mask and a shift instead of
+            // a 64-bit division on every notify.
+            if offset & (m - 1) != 0 {
+                return;
+            }
+            (offset >> m.trailing_zeros()) as u16
+        } else if offset % m == 0 {
+            (offset / m) as u16
+        } else {
+            return;
+        };
+        if queue as usize >= self.queues.len() {
+            return;
+        }
+        self.events.emit_with(|| EventKind::QueueNotify { queue });
+        self.process_queue(queue);
+    }
+}

@@ -1,0 +1,337 @@
+//! Snapshot and restore of everything interrupt-relevant.
+//!
+//! Restore validates the whole snapshot against this device before it changes anything, and
+//! refuses what does not fit with a [`SnapshotError`] naming the field: a device that came back
+//! from a snapshot holds only states the device itself could have reached. Mid-flight state
+//! (an ISR bit, a pending line, a Pending Bit, a deferred notification) survives, so a restore
+//! loses no interrupt.
+
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+use virq_events::{NO_VECTOR, Selector};
+use virq_spec::virtio_pci::{ISR_CONFIG, ISR_QUEUE};
+
+use super::{DeviceError, QueueSlot, VirtioPciDevice};
+use crate::msix::{self, Msix};
+use crate::pci;
+use crate::ring::{RingError, SplitQueue};
+use crate::{features, status};
+
+/// Serializable transport state (see [`VirtioPciDevice::snapshot`]).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DeviceSnapshot {
+    pub config_space: Vec<u8>,
+    pub msix: Option<Msix>,
+    pub device_feature_select: u32,
+    pub driver_feature_select: u32,
+    pub driver_features: u64,
+    pub msix_config: u16,
+    /// The configuration interrupt waits in the PBA bit of `msix_config`.
+    #[serde(default)]
+    pub config_msix_pending: bool,
+    pub device_status: u8,
+    pub config_generation: u8,
+    pub queue_select: u16,
+    pub isr_status: u8,
+    pub line: bool,
+    pub queues: Vec<QueueSnapshot>,
+    pub backend: serde_json::Value,
+}
+
+/// One queue's state in a [`DeviceSnapshot`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueueSnapshot {
+    pub max_size: u16,
+    pub size: u16,
+    pub ready: bool,
+    pub next_avail: u16,
+    pub next_used: u16,
+    pub event_idx_enabled: bool,
+    pub desc_table: u64,
+    pub avail_ring: u64,
+    pub used_ring: u64,
+    pub msix_vector: u16,
+    pub reset_pending: bool,
+    /// The queue's interrupt waits in the PBA bit of `msix_vector`.
+    #[serde(default)]
+    pub msix_pending: bool,
+    /// A notification waits for Bus Master Enable.
+    #[serde(default)]
+    pub notify_deferred: bool,
+    /// `next_used` at the last EVENT_IDX decision (absent: `next_used`).
+    #[serde(default)]
+    pub signalled_used: Option<u16>,
+}
+
+/// Why a snapshot does not fit this device; nothing was restored.
+#[derive(Debug, Error)]
+pub enum SnapshotError {
+    #[error("{snapshot} queues in the snapshot, {device} in the device")]
+    QueueCount { snapshot: usize, device: usize },
+    #[error("configuration space of {0} bytes, not 256")]
+    ConfigSpaceLength(usize),
+    #[error(
+        "configuration byte {offset:#04x} is {snapshot:#04x}, but its read-only bits are \
+         {device:#04x} in this device"
+    )]
+    ReadOnlyConfig {
+        offset: usize,
+        snapshot: u8,
+        device: u8,
+    },
+    #[error("MSI-X table of {snapshot:?} entries in the snapshot, {device:?} in the device")]
+    MsixTableSize {
+        snapshot: Option<usize>,
+        device: Option<usize>,
+    },
+    #[error("MSI-X Pending Bit Array {words:?} does not fit a table of {entries} entries")]
+    PbaShape { words: Vec<u64>, entries: usize },
+    #[error(
+        "negotiated features {accepted:#x} (FEATURES_OK set) are not a subset of the offered \
+         {offered:#x} including VERSION_1"
+    )]
+    Features { accepted: u64, offered: u64 },
+    #[error("device_status {0:#04x} has DRIVER_OK without FEATURES_OK")]
+    DeviceStatus(u8),
+    #[error("ISR status {0:#04x} has bits other than queue (0) and configuration (1)")]
+    IsrStatus(u8),
+    #[error(
+        "{selector:?} holds vector {vector}, neither NO_VECTOR nor below the table size {table_size}"
+    )]
+    Vector {
+        selector: Selector,
+        vector: u16,
+        table_size: u16,
+    },
+    #[error("queue {queue}: maximum size {snapshot} in the snapshot, {device} in the device")]
+    QueueMaxSize {
+        queue: u16,
+        snapshot: u16,
+        device: u16,
+    },
+    #[error("queue {queue}: size {size} is not a power of two up to the maximum {max}")]
+    QueueSize { queue: u16, size: u16, max: u16 },
+    #[error("queue {queue} is enabled on rings this device cannot use: {source}")]
+    QueueRings {
+        queue: u16,
+        #[source]
+        source: RingError,
+    },
+}
+
+impl VirtioPciDevice {
+    /// Everything interrupt-relevant, as a serde value.
+    pub fn snapshot(&self) -> DeviceSnapshot {
+        DeviceSnapshot {
+            config_space: self.config.bytes().to_vec(),
+            msix: self.msix.clone(),
+            device_feature_select: self.device_feature_select,
+            driver_feature_select: self.driver_feature_select,
+            driver_features: self.driver_features,
+            msix_config: self.msix_config,
+            config_msix_pending: self.config_msix_pending,
+            device_status: self.device_status,
+            config_generation: self.config_generation,
+            queue_select: self.queue_select,
+            isr_status: self.isr_status,
+            line: self.line,
+            queues: self
+                .queues
+                .iter()
+                .map(|s| {
+                    let q = &s.queue;
+                    QueueSnapshot {
+                        max_size: q.max_size(),
+                        size: q.size(),
+                        ready: q.ready(),
+                        next_avail: q.next_avail(),
+                        next_used: q.next_used(),
+                        event_idx_enabled: q.event_idx_enabled(),
+                        desc_table: q.desc_table(),
+                        avail_ring: q.avail_ring(),
+                        used_ring: q.used_ring(),
+                        msix_vector: s.msix_vector,
+                        reset_pending: s.reset_pending,
+                        msix_pending: s.msix_pending,
+                        notify_deferred: s.notify_deferred,
+                        signalled_used: Some(q.signalled_used()),
+                    }
+                })
+                .collect(),
+            backend: self.backend.snapshot(),
+        }
+    }
+
+    /// Check that `snap` fits this device, changing nothing.
+    pub fn validate_snapshot(&self, snap: &DeviceSnapshot) -> Result<(), SnapshotError> {
+        if snap.queues.len() != self.queues.len() {
+            return Err(SnapshotError::QueueCount {
+                snapshot: snap.queues.len(),
+                device: self.queues.len(),
+            });
+        }
+        if snap.config_space.len() != pci::CONFIG_SPACE_SIZE {
+            return Err(SnapshotError::ConfigSpaceLength(snap.config_space.len()));
+        }
+        if let Some(offset) = self.config.first_read_only_difference(&snap.config_space) {
+            return Err(SnapshotError::ReadOnlyConfig {
+                offset,
+                snapshot: snap.config_space[offset],
+                device: self.config.byte(offset),
+            });
+        }
+        let table_size = match (&snap.msix, &self.msix) {
+            (None, None) => 0,
+            (Some(s), Some(d)) if s.table.len() == d.table.len() => {
+                check_pba(s)?;
+                d.table_size()
+            }
+            (s, d) => {
+                return Err(SnapshotError::MsixTableSize {
+                    snapshot: s.as_ref().map(|m| m.table.len()),
+                    device: d.as_ref().map(|m| m.table.len()),
+                });
+            }
+        };
+        if snap.device_status & status::FEATURES_OK != 0
+            && (snap.driver_features & !self.device_features != 0
+                || snap.driver_features & features::VERSION_1 == 0)
+        {
+            return Err(SnapshotError::Features {
+                accepted: snap.driver_features,
+                offered: self.device_features,
+            });
+        }
+        if snap.device_status & status::DRIVER_OK != 0
+            && snap.device_status & status::FEATURES_OK == 0
+        {
+            return Err(SnapshotError::DeviceStatus(snap.device_status));
+        }
+        if snap.isr_status & !(ISR_QUEUE | ISR_CONFIG) != 0 {
+            return Err(SnapshotError::IsrStatus(snap.isr_status));
+        }
+        let vector_ok = |v: u16| v == NO_VECTOR || v < table_size;
+        if !vector_ok(snap.msix_config) {
+            return Err(SnapshotError::Vector {
+                selector: Selector::MsixConfig,
+                vector: snap.msix_config,
+                table_size,
+            });
+        }
+        for (i, (q, slot)) in snap.queues.iter().zip(&self.queues).enumerate() {
+            let queue = i as u16;
+            if !vector_ok(q.msix_vector) {
+                return Err(SnapshotError::Vector {
+                    selector: Selector::Queue(queue),
+                    vector: q.msix_vector,
+                    table_size,
+                });
+            }
+            let max = slot.queue.max_size();
+            if q.max_size != max {
+                return Err(SnapshotError::QueueMaxSize {
+                    queue,
+                    snapshot: q.max_size,
+                    device: max,
+                });
+            }
+            let restored = restored_queue(q).map_err(|_| SnapshotError::QueueSize {
+                queue,
+                size: q.size,
+                max,
+            })?;
+            if q.ready {
+                restored
+                    .validate(self.mem.as_ref())
+                    .map_err(|source| SnapshotError::QueueRings { queue, source })?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Restore a snapshot taken from a device built with the same backend and options, after
+    /// [`VirtioPciDevice::validate_snapshot`] accepted it (and the backend its own state).
+    /// The sink is brought to the restored INTx level (a pending line interrupt is
+    /// re-asserted, a stale one lowered); pending MSI-X bits stay in the PBA until their mask
+    /// clears; notifications that waited for Bus Master Enable still wait for it.
+    pub fn restore(&mut self, snap: &DeviceSnapshot) -> Result<(), DeviceError> {
+        self.validate_snapshot(snap)?;
+        self.backend.restore(&snap.backend)?;
+        let queues = snap
+            .queues
+            .iter()
+            .map(|q| {
+                let mut slot = QueueSlot::new(restored_queue(q).expect("validated above"));
+                slot.msix_vector = q.msix_vector;
+                slot.msix_pending = q.msix_pending;
+                slot.notify_deferred = q.notify_deferred;
+                slot.reset_pending = q.reset_pending;
+                slot
+            })
+            .collect();
+        // Length checked by the validation above.
+        self.config.restore_bytes(&snap.config_space);
+        self.rebuild_windows();
+        self.queues = queues;
+        self.msix = snap.msix.clone();
+        // The MSI-X state follows its registers, whatever copies the snapshot carries.
+        let command = self.config.command();
+        if let (Some(m), Some(c)) = (self.msix.as_mut(), self.caps.msix_control()) {
+            let control = self.config.u16_at(c);
+            m.enabled = control & msix::CONTROL_ENABLE != 0;
+            m.function_masked = control & msix::CONTROL_FUNCTION_MASK != 0;
+            m.bus_master = command & pci::COMMAND_BUS_MASTER != 0;
+        }
+        self.device_feature_select = snap.device_feature_select;
+        self.driver_feature_select = snap.driver_feature_select;
+        self.driver_features = snap.driver_features;
+        self.msix_config = snap.msix_config;
+        self.config_msix_pending = snap.config_msix_pending;
+        self.device_status = snap.device_status;
+        self.config_generation = snap.config_generation;
+        self.queue_select = snap.queue_select;
+        self.isr_status = snap.isr_status;
+        self.forget_delivered_sources();
+        // `self.line` still holds the level the sink was last given, so update_intx tells the
+        // sink about a change in either direction: a pending line is re-asserted and a line
+        // the restored state does not drive is lowered (PCI 3.0, 6.2.3: INTx follows the
+        // function's interrupt state; catalogue row 19).
+        self.update_intx();
+        Ok(())
+    }
+}
+
+/// The ring state of a [`QueueSnapshot`]; fails on a size the maximum does not allow.
+fn restored_queue(q: &QueueSnapshot) -> Result<SplitQueue, RingError> {
+    let mut queue = SplitQueue::new(q.max_size)?;
+    queue.set_size(q.size)?;
+    queue.set_address(crate::ring::RingPart::DescriptorTable, q.desc_table);
+    queue.set_address(crate::ring::RingPart::AvailRing, q.avail_ring);
+    queue.set_address(crate::ring::RingPart::UsedRing, q.used_ring);
+    queue.set_next_avail(q.next_avail);
+    queue.set_next_used(q.next_used);
+    if let Some(s) = q.signalled_used {
+        queue.set_signalled_used(s);
+    }
+    queue.set_event_idx(q.event_idx_enabled);
+    queue.set_ready(q.ready);
+    Ok(queue)
+}
+
+/// One Pending Bit per table entry, 64 to a word, none beyond the table (PCI 3.0, 6.8.2).
+fn check_pba(m: &Msix) -> Result<(), SnapshotError> {
+    let entries = m.table.len();
+    let fits = m.pba.len() == entries.div_ceil(64)
+        && m.pba.last().is_none_or(|&last| {
+            let used = entries % 64;
+            used == 0 || last >> used == 0
+        });
+    if fits {
+        Ok(())
+    } else {
+        Err(SnapshotError::PbaShape {
+            words: m.pba.clone(),
+            entries,
+        })
+    }
+}
