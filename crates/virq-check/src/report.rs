@@ -157,6 +157,13 @@ fn render_mode(out: &mut String, m: &ModeReport) {
     if let Some(p) = &m.power {
         let _ = writeln!(out, "  {}", power_line(p));
     }
+    if m.filtered_lines > 0 {
+        let _ = writeln!(
+            out,
+            "  DbgView: {} of the driver's lines dropped by the Debug Print Filter",
+            m.filtered_lines
+        );
+    }
     for (i, s) in m.subject.steps.iter().enumerate() {
         render_answer_text(out, s, i as u8 + 1);
     }

@@ -66,6 +66,8 @@ pub struct ModeReport {
     pub grant: String,
     /// The sleep/resume (D0 exit, D0 entry with the device reset), when the run got that far.
     pub power: Option<PowerCycle>,
+    /// The driver's lines the Debug Print Filter kept out of the capture.
+    pub filtered_lines: u64,
     /// The worst of the judge's answers for the device in this run.
     pub overall: Overall,
     /// The judge's answers: the seven steps and every catalogue row.
@@ -664,6 +666,7 @@ pub fn run_mode(opts: &CheckOptions, mode: Mode) -> Result<ModeReport, CheckErro
         mode,
         grant: start.decision.describe(),
         power,
+        filtered_lines: dbg.dropped,
         overall: subject.overall(),
         subject,
         logs,

@@ -464,8 +464,13 @@ fn the_debug_print_filter_decides_what_the_capture_holds() {
         virq_check::render_text(&unset)
             .contains("IHVDRIVER unset (Windows 7 default: error level only)")
     );
+    assert!(
+        virq_check::render_text(&unset)
+            .contains("of the driver's lines dropped by the Debug Print Filter")
+    );
     for r in &unset.modes {
         assert_eq!(rows(r), [25], "{:?}", r.mode);
+        assert!(r.filtered_lines > 20, "{}", r.filtered_lines);
         for line in r.logs.dbgview.lines() {
             assert!(line.contains("[2140] iogen.exe: "), "{line}");
         }

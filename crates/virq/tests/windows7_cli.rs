@@ -83,7 +83,10 @@ fn check_says_which_windows_7_it_modelled() {
 #[test]
 fn bad_model_switches_are_one_line_and_exit_2() {
     for (args, says) in [
-        (&["check", "--kmdf", "2.0"][..], "unknown KMDF version \"2.0\""),
+        (
+            &["check", "--kmdf", "2.0"][..],
+            "unknown KMDF version \"2.0\"",
+        ),
         (
             &["check", "--print-filter", "0xq"][..],
             "unknown Debug Print Filter \"0xq\"",
