@@ -40,6 +40,26 @@ pub enum Fault {
     SurpriseRemovalClaimed,
     /// Row 13: the INF's MSI keys sit outside the `.HW` AddReg.
     InfKeysMisplaced,
+    /// Row 23 (KMDF 1.9): the driver queries `WdfInterruptGetInfo` only right after
+    /// `WdfInterruptCreate` in `EvtDriverDeviceAdd`, reads zeros, and plans for a line while
+    /// messages are granted. On KMDF 1.11 the objects have resources when created: no effect.
+    PreStartInterruptInfo,
+    /// Row 24: the message count is read from the translated descriptor's `MessageCount` (the
+    /// Group on x64, 0): the driver takes one message and shares everything on it.
+    TranslatedMessageCount,
+    /// Row 25: the Debug Print Filter is left at Windows 7's default, so every INFO-level print
+    /// is dropped and the capture holds none of the driver's lines.
+    PrintsFiltered,
+    /// Row 26: the interrupt mode is chosen from the INF's `MSISupported`, not the resources.
+    /// Shown in INTx mode on a device without MSI-X (a line is all Windows can grant): the
+    /// driver programs vectors on the line, the device refuses them, and the start fails.
+    ModeFromInf,
+    /// Row 27: vectors programmed only in `EvtDevicePrepareHardware`; after the sleep/resume the
+    /// device, reset on D0 entry, runs with every selector at 0xFFFF.
+    VectorsLostOnD0Entry,
+    /// Row 28: message interrupts off platform-wide (ACPI FADT, chipset errata): a right INF
+    /// on a device with MSI-X gets a line.
+    PlatformMsiDisabled,
     /// Row 14 (device): INTx raised while MSI-X is enabled.
     DeviceIntxWithMsix,
     /// Row 15 (device): messages are sent through the Function Mask (or a masked entry).
@@ -62,7 +82,7 @@ pub enum Fault {
 }
 
 impl Fault {
-    pub const ALL: [Fault; 22] = [
+    pub const ALL: [Fault; 28] = [
         Fault::IntxNoIsrRead,
         Fault::VectorsBeforeReset,
         Fault::ApicVector,
@@ -76,6 +96,12 @@ impl Fault {
         Fault::SharedLineNotMine,
         Fault::SurpriseRemovalClaimed,
         Fault::InfKeysMisplaced,
+        Fault::PreStartInterruptInfo,
+        Fault::TranslatedMessageCount,
+        Fault::PrintsFiltered,
+        Fault::ModeFromInf,
+        Fault::VectorsLostOnD0Entry,
+        Fault::PlatformMsiDisabled,
         Fault::DeviceIntxWithMsix,
         Fault::DeviceIgnoresMsixMasks,
         Fault::DeviceIgnoresDwordMsixControl,
@@ -103,6 +129,12 @@ impl Fault {
             Fault::SharedLineNotMine => "shared-line-not-mine",
             Fault::SurpriseRemovalClaimed => "surprise-removal-claimed",
             Fault::InfKeysMisplaced => "inf-keys-misplaced",
+            Fault::PreStartInterruptInfo => "pre-start-interrupt-info",
+            Fault::TranslatedMessageCount => "translated-message-count",
+            Fault::PrintsFiltered => "prints-filtered",
+            Fault::ModeFromInf => "mode-from-inf",
+            Fault::VectorsLostOnD0Entry => "vectors-lost-on-d0-entry",
+            Fault::PlatformMsiDisabled => "platform-msi-disabled",
             Fault::DeviceIntxWithMsix => "device-intx-with-msix",
             Fault::DeviceIgnoresMsixMasks => "device-ignores-msix-masks",
             Fault::DeviceIgnoresDwordMsixControl => "device-ignores-dword-msix-control",
@@ -113,6 +145,11 @@ impl Fault {
             Fault::DeviceSmallMsixTable => "device-small-msix-table",
             Fault::DeviceIsrNotCleared => "device-isr-not-cleared",
         }
+    }
+
+    /// Whether the fault sits on the device side (catalogue rows 14-22, 29, 30).
+    pub fn is_device(self) -> bool {
+        self.name().starts_with("device-")
     }
 
     /// Row of `../shared/failure-catalogue.md`.
@@ -131,6 +168,12 @@ impl Fault {
             Fault::SharedLineNotMine => 11,
             Fault::SurpriseRemovalClaimed => 12,
             Fault::InfKeysMisplaced => 13,
+            Fault::PreStartInterruptInfo => 23,
+            Fault::TranslatedMessageCount => 24,
+            Fault::PrintsFiltered => 25,
+            Fault::ModeFromInf => 26,
+            Fault::VectorsLostOnD0Entry => 27,
+            Fault::PlatformMsiDisabled => 28,
             Fault::DeviceIntxWithMsix => 14,
             Fault::DeviceIgnoresMsixMasks => 15,
             Fault::DeviceIgnoresDwordMsixControl => 16,
@@ -163,6 +206,7 @@ impl Fault {
             Fault::EnableBeforeVerified => f.enable_queues_before_vectors_verified = true,
             Fault::SharedLineNotMine => f.return_not_mine_without_reading_isr = true,
             Fault::SurpriseRemovalClaimed => f.treat_all_ones_isr_as_ours = true,
+            Fault::VectorsLostOnD0Entry => f.skip_vectors_on_resume = true,
             _ => {}
         }
         f
@@ -201,5 +245,13 @@ mod tests {
             assert_eq!(Fault::from_name(f.name()), Some(f));
         }
         assert_eq!(Fault::from_name("no-such-fault"), None);
+        // Every driver and OS row, 1-13 and 23-28, is injectable.
+        let driver: Vec<u8> = Fault::ALL
+            .iter()
+            .filter(|f| !f.is_device())
+            .map(|f| f.catalogue_row())
+            .collect();
+        let want: Vec<u8> = (1..=13).chain(23..=28).collect();
+        assert_eq!(driver, want);
     }
 }

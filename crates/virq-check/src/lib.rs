@@ -1,12 +1,17 @@
 //! `virq check`: the checklist's seven steps, run end to end on the simulated Windows 7
 //! machine against a real virtio-pci device, for every interrupt mode Windows can hand out.
 //!
-//! One run per mode: the machine boots (firmware sizes and places the BARs), the PnP manager
-//! reads the INF policy and the device's MSI-X capability, the arbiter grants messages or a
-//! line, the PCI bus driver programs the MSI-X table, KMDF connects interrupt objects, the
-//! reference driver (the guest bring-up library plus KMDF glue) negotiates, programs the
-//! vector selectors with read-back, and drives real block I/O whose completions must arrive
-//! as interrupts. Each step is judged from what the run left behind: the DbgView capture, the
+//! One run per mode: the machine boots (firmware sizes and places the BARs), the reference
+//! driver creates its interrupt objects (in `EvtDriverDeviceAdd` on KMDF 1.9, before any
+//! resource), the PnP manager reads the INF policy and the device's MSI-X capability, the
+//! arbiter grants all the messages requested, exactly one, or the line, the PCI bus driver
+//! programs the MSI-X table, KMDF hands the resources to the objects, and the reference driver
+//! (the guest bring-up library plus KMDF glue) counts its message descriptors, negotiates,
+//! programs the vector selectors with read-back, and drives real block I/O whose completions
+//! must arrive as interrupts. Every mode then sleeps and resumes: KMDF disconnects the
+//! interrupts, `EvtDeviceD0Exit` stops the device, it comes back reset, and `EvtDeviceD0Entry`
+//! programs and reads back every vector before the interrupts are connected again. What the
+//! driver prints passes the machine's Debug Print Filter first. Each step is judged from what the run left behind: the DbgView capture, the
 //! `!pci` dump, the device's own read-backs and the ISR/DPC counters.
 
 pub mod adapters;
@@ -26,6 +31,7 @@ pub use virq_judge::{Overall, Subject};
 
 use serde::{Deserialize, Serialize};
 pub use virq_guest::VectorPolicy;
+pub use virq_win7::{DebugPrintFilter, KmdfVersion};
 
 /// The interrupt modes Windows 7 can give a PCI function.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -33,7 +39,9 @@ pub use virq_guest::VectorPolicy;
 pub enum Mode {
     /// MSI-X with a message for the configuration vector and one per queue.
     MsixEnough,
-    /// MSI-X with fewer messages than 1 + queues (the driver must share).
+    /// MSI-X with fewer messages than 1 + queues (the driver must share). Windows grants all
+    /// the messages requested or exactly one, so this is one message unless `--granted` and
+    /// the INF's `MessageNumberLimit` ask for fewer.
     MsixFewer,
     /// A level-triggered line (INTx).
     Intx,
@@ -107,8 +115,9 @@ pub struct CheckOptions {
     /// MSI-X table size; `None` means 1 + queues. 0 removes the capability.
     pub msix_table: Option<u16>,
     pub inf: InfChoice,
-    /// Messages the platform grants at most in the MSI-X modes; `None`: all asked for in
-    /// `msix-enough`, 1 in `msix-fewer`.
+    /// Messages the platform can give at most in the MSI-X modes; `None`: all asked for in
+    /// `msix-enough`, 1 in `msix-fewer`. A request above it gets exactly one message (Windows
+    /// grants all, one, or a line; never N of M).
     pub granted: Option<u32>,
     pub modes: Vec<Mode>,
     pub inject: Option<Fault>,
@@ -120,6 +129,36 @@ pub struct CheckOptions {
     /// enough messages, else everything on message 0) or Linux's ladder (per-queue, shared,
     /// then INTx).
     pub policy: VectorPolicy,
+    /// The framework the reference driver runs on: 1.9 (Windows 7's inbox KMDF, interrupt
+    /// objects created in `EvtDriverDeviceAdd`) or 1.11 (created in
+    /// `EvtDevicePrepareHardware`).
+    pub kmdf: KmdfVersion,
+    /// The Debug Print Filter of the machine: the checklist assumes `IHVDRIVER = 0xF`.
+    pub print_filter: DebugPrintFilter,
+    /// pci.sys sets PCI Command bit 10 (Interrupt Disable) when message interrupts are
+    /// granted. Seen in a published `!pci` dump, unverified on Windows 7 itself: off by default.
+    pub msi_interrupt_disable: bool,
+}
+
+impl CheckOptions {
+    /// How the report names the Windows 7 it modelled.
+    pub fn model_summary(&self) -> String {
+        format!(
+            "Windows 7 x64, KMDF {}{}, {}, pci.sys Interrupt Disable with messages {} (unverified)",
+            self.kmdf.name(),
+            if self.kmdf == KmdfVersion::V1_9 {
+                " (inbox)"
+            } else {
+                ""
+            },
+            self.print_filter.describe(),
+            if self.msi_interrupt_disable {
+                "on"
+            } else {
+                "off"
+            }
+        )
+    }
 }
 
 impl Default for CheckOptions {
@@ -135,6 +174,9 @@ impl Default for CheckOptions {
             requests_per_queue: 8,
             interrupt_budget: 10_000,
             policy: VectorPolicy::Checklist,
+            kmdf: KmdfVersion::default(),
+            print_filter: DebugPrintFilter::checklist(),
+            msi_interrupt_disable: false,
         }
     }
 }

@@ -1,7 +1,8 @@
 //! The reference driver's KMDF glue on the simulated CPU: the interrupt dispatcher finds the
 //! interrupt object behind an IDT vector, calls the driver's ISR with the object's
 //! MessageID, queues a DPC when the ISR claims the interrupt, and runs DPCs once no
-//! interrupt is pending.
+//! interrupt is pending. While KMDF has the interrupts disconnected (between D0 exit and D0
+//! entry) nothing is dispatched: an interrupt then counts as unexpected.
 
 use std::collections::VecDeque;
 
@@ -30,6 +31,9 @@ pub(crate) struct KmdfGlue {
     isr_calls: std::collections::BTreeMap<Option<u32>, u64>,
     /// The message the dispatcher last handed to an ISR (what a crash dump would show).
     pub last_dispatched: Option<u32>,
+    /// The driver believes it runs on messages although KMDF connected a line (catalogue row
+    /// 26): the line's ISR is the driver's message ISR, which never reads ISR status.
+    pub line_as_message: bool,
 }
 
 /// One sampled ISR invocation.
@@ -40,13 +44,9 @@ pub(crate) struct IsrSample {
 }
 
 impl KmdfGlue {
-    fn sample(&mut self, message_id: Option<u32>, claimed: bool) {
+    fn sample(&mut self, message_id: Option<u32>, claimed: bool, isr_status: Option<u8>) {
         let n = self.isr_calls.entry(message_id).or_insert(0);
         *n += 1;
-        let isr_status = match message_id {
-            None => self.driver.last_isr_read(),
-            Some(_) => None,
-        };
         // An all-ones status (the device is gone) is always worth its line.
         if *n <= 8 || *n % 4096 == 0 || isr_status == Some(0xFF) {
             self.isr_samples.push(IsrSample {
@@ -71,6 +71,7 @@ impl KmdfGlue {
             isr_samples: Vec::new(),
             isr_calls: Default::default(),
             last_dispatched: None,
+            line_as_message: false,
         }
     }
 }
@@ -81,14 +82,25 @@ impl GuestOs for KmdfGlue {
             Some((_, Some(message_id))) => {
                 self.last_dispatched = Some(message_id);
                 let claimed = self.driver.isr_message(message_id);
-                self.sample(Some(message_id), claimed);
+                self.sample(Some(message_id), claimed, None);
                 if claimed && !self.dpcs.contains(&Some(message_id)) {
                     self.dpcs.push_back(Some(message_id));
                 }
             }
+            Some((_, None)) if self.line_as_message => {
+                // KMDF passes MessageID 0 with MessageSignaled = 0; this driver takes it for
+                // message 0 and runs its message ISR.
+                self.last_dispatched = Some(0);
+                let claimed = self.driver.isr_message(0);
+                self.sample(None, claimed, None);
+                if claimed && !self.dpcs.contains(&Some(0)) {
+                    self.dpcs.push_back(Some(0));
+                }
+            }
             Some((_, None)) => {
                 let claimed = self.driver.isr_intx();
-                self.sample(None, claimed);
+                let status = self.driver.last_isr_read();
+                self.sample(None, claimed, status);
                 if claimed && !self.dpcs.contains(&None) {
                     self.dpcs.push_back(None);
                 }

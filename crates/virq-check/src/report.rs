@@ -86,6 +86,7 @@ pub fn render_text(report: &CheckReport) -> String {
             ))
             .unwrap_or_default()
     );
+    let _ = writeln!(out, "model: {}", o.model_summary());
     for m in &report.modes {
         render_mode(&mut out, m);
     }
@@ -108,8 +109,61 @@ pub fn render_text(report: &CheckReport) -> String {
     out
 }
 
+fn selector(s: virq_events::Selector) -> String {
+    match s {
+        virq_events::Selector::MsixConfig => "msix_config".to_string(),
+        virq_events::Selector::Queue(q) => format!("queue {q}"),
+    }
+}
+
+/// The sleep/resume in one line: what the reset left, what `EvtDeviceD0Entry` re-programmed.
+pub fn power_line(p: &crate::run::PowerCycle) -> String {
+    let after: Vec<String> = p
+        .after_reset
+        .iter()
+        .map(|(s, v)| format!("{}=0x{v:04x}", selector(*s)))
+        .collect();
+    let mut line = format!(
+        "sleep/resume: D0 exit to D3, D0 entry with the device reset ({})",
+        if after.is_empty() {
+            "no selector in use".to_string()
+        } else {
+            after.join(" ")
+        }
+    );
+    if p.reprogrammed.is_empty() {
+        line.push_str(if p.resumed {
+            "; no vector re-programmed in EvtDeviceD0Entry"
+        } else {
+            "; EvtDeviceD0Entry failed"
+        });
+    } else {
+        let again: Vec<String> = p
+            .reprogrammed
+            .iter()
+            .map(|(s, w, r)| format!("{} 0x{w:04x}->0x{r:04x}", selector(*s)))
+            .collect();
+        line.push_str(&format!(
+            "; re-programmed and read back: {}",
+            again.join(", ")
+        ));
+    }
+    line
+}
+
 fn render_mode(out: &mut String, m: &ModeReport) {
     let _ = writeln!(out, "\n=== mode {}: {} ===", m.mode.name(), m.mode.title());
+    let _ = writeln!(out, "  grant: {}", m.grant);
+    if let Some(p) = &m.power {
+        let _ = writeln!(out, "  {}", power_line(p));
+    }
+    if m.filtered_lines > 0 {
+        let _ = writeln!(
+            out,
+            "  DbgView: {} of the driver's lines dropped by the Debug Print Filter",
+            m.filtered_lines
+        );
+    }
     for (i, s) in m.subject.steps.iter().enumerate() {
         render_answer_text(out, s, i as u8 + 1);
     }

@@ -16,11 +16,12 @@ use virq_guest::{
 };
 use virq_judge::{Overall, Subject};
 use virq_sim::{CpuRun, GuestOs, Machine, run_cpu};
+use virq_win7::resources::{ProcessorTopology, granted_message_total, message_descriptor_count};
 use virq_win7::windbg::MsixEntryView;
 use virq_win7::{
-    Arbiter, DbgPrint, DbgViewStyle, DeviceStartConfig, Inf, InfArch, InterruptGrant,
-    MsixCapabilityInfo, PciDumpInput, VectorAllocator, WdfInterrupts, render_pci,
-    resources::ProcessorTopology,
+    Arbiter, DbgPrint, DbgViewStyle, DebugPrintFilter, DeviceStartConfig, Inf, InfArch,
+    InterruptGrant, MsixCapabilityInfo, PciDumpInput, VectorAllocator, WdfInterruptInfo,
+    WdfInterrupts, render_pci,
 };
 
 use crate::adapters::{MachineRam, MachineRegs};
@@ -41,11 +42,32 @@ const IO_STRIDE: u64 = 0x1000;
 const DISK_BYTES: usize = 1 << 20;
 /// Bytes the console driver sends per request, and the host input it must receive.
 const CONSOLE_INPUT: &[u8] = b"virq host input\n";
+/// The user-mode program that drives the known I/O: its `OutputDebugString` lines reach
+/// DbgView with a `[PID]` prefix whatever the kernel's Debug Print Filter says.
+const IO_PROGRAM: &str = "iogen.exe";
+const IO_PROGRAM_PID: u32 = 2140;
+
+/// What the sleep/resume showed: the selectors right after the reset of D0 entry, and what
+/// `EvtDeviceD0Entry` wrote into them and read back.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct PowerCycle {
+    pub after_reset: Vec<(Selector, u16)>,
+    /// (selector, value written, value read back).
+    pub reprogrammed: Vec<(Selector, u16, u16)>,
+    /// The bring-up in `EvtDeviceD0Entry` succeeded.
+    pub resumed: bool,
+}
 
 /// Everything one mode's run produced.
 #[derive(Clone, Debug, Serialize)]
 pub struct ModeReport {
     pub mode: Mode,
+    /// What Windows granted and why (all requested, exactly one, or the line).
+    pub grant: String,
+    /// The sleep/resume (D0 exit, D0 entry with the device reset), when the run got that far.
+    pub power: Option<PowerCycle>,
+    /// The driver's lines the Debug Print Filter kept out of the capture.
+    pub filtered_lines: u64,
     /// The worst of the judge's answers for the device in this run.
     pub overall: Overall,
     /// The judge's answers: the seven steps and every catalogue row.
@@ -83,6 +105,8 @@ pub fn run_mode(opts: &CheckOptions, mode: Mode) -> Result<ModeReport, CheckErro
     let table = match (opts.msix_table, fault) {
         (Some(t), _) => t,
         (None, Some(Fault::DeviceSmallMsixTable)) => num_queues,
+        // Row 26 in INTx mode: a device without MSI-X, so the line is all Windows can give.
+        (None, Some(Fault::ModeFromInf)) if mode == Mode::Intx => 0,
         (None, _) => num_queues + 1,
     };
     let options = TransportOptions {
@@ -129,6 +153,10 @@ pub fn run_mode(opts: &CheckOptions, mode: Mode) -> Result<ModeReport, CheckErro
         Mode::MsixFewer => opts.granted.unwrap_or(1),
         Mode::Intx => u32::MAX,
     };
+    let arbiter = Arbiter {
+        platform_limit: limit,
+        msi_enabled: fault != Some(Fault::PlatformMsiDisabled),
+    };
     let start_cfg = DeviceStartConfig {
         policy: settings.policy,
         affinity_policy: settings.affinity.and_then(|a| a.device_policy),
@@ -139,15 +167,46 @@ pub fn run_mode(opts: &CheckOptions, mode: Mode) -> Result<ModeReport, CheckErro
         line_irq,
         bars,
         topology: ProcessorTopology::uniform(2),
+        interrupt_disable_with_messages: opts.msi_interrupt_disable,
         ..DeviceStartConfig::default()
     };
+
+    // ---- DbgView, through the machine's Debug Print Filter ---------------------------------
+    let filter = match fault {
+        Some(Fault::PrintsFiltered) => DebugPrintFilter::windows_default(),
+        _ => opts.print_filter,
+    };
+    let dbg_log = EventLog::new();
+    let mut dbg = DbgPrint::new(DbgViewStyle::default())
+        .with_filter(filter)
+        .with_sink(&dbg_log)
+        .with_clock(&clock);
+
+    // ---- EvtDriverDeviceAdd: on KMDF 1.9 the interrupt objects, before any resource --------
+    let kmdf = opts.kmdf;
+    // As many objects as the driver can use (config plus a message per queue): the grant is
+    // not known yet. The faulty driver of row 7 creates one more.
+    let wanted_objects =
+        1 + usize::from(num_queues) + usize::from(fault == Some(Fault::ExtraInterruptObject));
+    dbg.text(format!(
+        "virqblk: EvtDriverDeviceAdd (KMDF {})",
+        kmdf.name()
+    ));
+    let mut wdf = WdfInterrupts::before_start();
+    // What WdfInterruptGetInfo said right after each WdfInterruptCreate (the checklist's print).
+    let mut pre_start: Vec<WdfInterruptInfo> = Vec::new();
+    if !kmdf.creates_in_prepare_hardware() {
+        for id in wdf.create_many(wanted_objects) {
+            let info = wdf.get_info(id);
+            dbg.interrupt_connected(&info);
+            pre_start.push(info);
+        }
+    }
+
+    // ---- PnP start: the arbiter's grant, vectors, resources --------------------------------
     let mut allocator = VectorAllocator::default();
-    let start = virq_win7::start_device(
-        &start_cfg,
-        &Arbiter::with_platform_limit(limit),
-        &mut allocator,
-    )
-    .map_err(|e| CheckError::Machine(format!("device start: {e}")))?;
+    let start = virq_win7::start_device(&start_cfg, &arbiter, &mut allocator)
+        .map_err(|e| CheckError::Machine(format!("device start: {e}")))?;
 
     // ---- the PCI bus driver programs MSI-X (or the HAL the IOAPIC pin) ---------------------
     if let (Some(msix), true) = (caps.msix, start.msix.set_enable) {
@@ -163,6 +222,14 @@ pub fn run_mode(opts: &CheckOptions, mode: Mode) -> Result<ModeReport, CheckErro
             (header & 0xFFFF) | (u32::from(control) << 16),
         );
     }
+    if start.interrupt_disable {
+        let command = regs.config_read(0x04, virq_guest::Width::U16);
+        regs.config_write(
+            0x04,
+            virq_guest::Width::U16,
+            command | u32::from(virq_win7::pnp::COMMAND_INTERRUPT_DISABLE),
+        );
+    }
     if let InterruptGrant::Line { .. } = start.resources.grant {
         if let Some(a) = start.resources.interrupts.first() {
             machine
@@ -171,27 +238,61 @@ pub fn run_mode(opts: &CheckOptions, mode: Mode) -> Result<ModeReport, CheckErro
         }
     }
 
-    // ---- the driver: resources, interrupt objects, bring-up --------------------------------
-    let dbg_log = EventLog::new();
-    let mut dbg = DbgPrint::new(DbgViewStyle::default())
-        .with_sink(&dbg_log)
-        .with_clock(&clock);
+    // ---- EvtDevicePrepareHardware: the resources, the interrupt objects' information -------
+    let translated = &start.resources.translated;
     dbg.text("virqblk: EvtDevicePrepareHardware 00:01.0 VEN_1AF4".to_string());
-    dbg.resources(&start.resources.translated);
-    let mut wdf = WdfInterrupts::new(&start.resources);
-    let mut ids = wdf.create_per_resource();
-    if fault == Some(Fault::ExtraInterruptObject) {
-        ids.push(wdf.create());
+    dbg.resources(translated);
+    if kmdf.creates_in_prepare_hardware() {
+        // KMDF 1.11: one object per interrupt descriptor, with its resources; the query right
+        // after create is real.
+        wdf = WdfInterrupts::new(&start.resources);
+        let mut ids = wdf.create_per_resource();
+        if fault == Some(Fault::ExtraInterruptObject) {
+            ids.push(wdf.create());
+        }
+        for id in &ids {
+            dbg.interrupt_connected(&wdf.get_info(*id));
+        }
+    } else {
+        // KMDF 1.9: the start handed the resources to the objects in creation order; the
+        // driver asks again now. An object left without a resource is not used: its work
+        // runs on message 0 (or the line). The driver of row 7 uses every object it made; the
+        // driver of row 23 asked only before start.
+        wdf.start(&start.resources);
+        if fault != Some(Fault::PreStartInterruptInfo) {
+            let on = if start.resources.grant.is_message() {
+                "message 0"
+            } else {
+                "the line"
+            };
+            for id in wdf.ids().collect::<Vec<_>>() {
+                let info = wdf.get_info(id);
+                if info.has_resource() || fault == Some(Fault::ExtraInterruptObject) {
+                    dbg.interrupt_connected(&info);
+                } else {
+                    dbg.text(format!(
+                        "virqblk: interrupt object {} has no interrupt resource: not used, its work runs on {on}",
+                        id.0
+                    ));
+                }
+            }
+        }
     }
-    for id in &ids {
-        dbg.interrupt_connected(&wdf.get_info(*id));
-    }
-    for w in wdf.warnings().to_vec() {
-        dbg.framework_warning(&w);
-    }
-    let messages = match start.resources.grant {
-        InterruptGrant::Messages { count } => count as u16,
-        InterruptGrant::Line { .. } => 0,
+    // The plan's input: the messages the driver believes it has.
+    let descriptors = message_descriptor_count(translated) as u16;
+    let messages = descriptors;
+    let driver_messages = match fault {
+        // Zeros from before start: MessageSignaled=0 everywhere, so "a line".
+        Some(Fault::PreStartInterruptInfo) if !pre_start.is_empty() => {
+            pre_start.iter().filter(|i| i.message_signaled).count() as u16
+        }
+        // The translated MessageCount (the Group, 0), at least one since the flag says MSI.
+        Some(Fault::TranslatedMessageCount) if descriptors > 0 => {
+            (granted_message_total(translated) as u16).max(1)
+        }
+        // Messages because the INF asks for them, whatever the resources are.
+        Some(Fault::ModeFromInf) if settings.policy.msi_supported => descriptors.max(1),
+        _ => descriptors,
     };
     let apic_vectors: Vec<u32> = start
         .resources
@@ -202,16 +303,17 @@ pub fn run_mode(opts: &CheckOptions, mode: Mode) -> Result<ModeReport, CheckErro
     let driver_log = Arc::new(EventLog::new().with_clock(Box::new(clock.clone())));
     let mut config = DriverConfig::new(
         num_queues,
-        DriverGrant::messages(messages).with_apic_vectors(apic_vectors.clone()),
+        DriverGrant::messages(driver_messages).with_apic_vectors(apic_vectors.clone()),
         RING_BASE,
         RING_LEN,
     );
     config.max_queue_size = 64;
     config.policy = opts.policy;
     if fault == Some(Fault::UncheckedMessageId) {
+        // Per-message state sized from the first raw descriptor's MessageCount: 1 for MSI-X.
         config.mapped_messages = start
             .resources
-            .translated
+            .raw
             .iter()
             .find_map(|d| d.message_count())
             .map(|c| c as u16);
@@ -219,15 +321,22 @@ pub fn run_mode(opts: &CheckOptions, mode: Mode) -> Result<ModeReport, CheckErro
     let mut driver = virq_guest::VirtioPciDriver::new(regs, ram.clone(), caps, config)
         .with_sink(driver_log.clone())
         .with_faults(fault.map(Fault::driver_faults).unwrap_or_default());
+
+    // ---- EvtDeviceD0Entry: the bring-up; KMDF connects the interrupts after it -------------
     let start_result = driver.start();
     print_driver_evidence(&mut dbg, &driver_log.snapshot(), &apic_vectors);
     let mut printed = driver_log.len();
     if let Err(e) = &start_result {
-        dbg.text(format!("virqblk: bring-up failed: {e}"));
+        dbg.error(format!("virqblk: bring-up failed: {e}"));
     }
 
     // ---- I/O whose completions must arrive as interrupts ----------------------------------
     let mut glue = KmdfGlue::new(driver, wdf);
+    glue.line_as_message = driver_messages > 0 && !start.resources.grant.is_message();
+    dbg.from_elsewhere(format!(
+        "[{IO_PROGRAM_PID}] {IO_PROGRAM}: {} read(s) per queue",
+        opts.requests_per_queue
+    ));
     let mut ios = Vec::new();
     let mut run = CpuRun::default();
     // A panic in the driver's ISR or DPC is the machine's bugcheck: the run stops there.
@@ -236,6 +345,8 @@ pub fn run_mode(opts: &CheckOptions, mode: Mode) -> Result<ModeReport, CheckErro
     let mut rebalance_writes: Vec<(Selector, u16, u32)> = Vec::new();
     // Read-backs from a removed device are all ones; take them while it is still there.
     let mut read_backs_before_removal = None;
+    // What the sleep/resume showed.
+    let mut power: Option<PowerCycle> = None;
     if start_result.is_ok() {
         // One request per queue per round, each round run to quiescence, so every round's
         // completions must arrive as their own interrupts.
@@ -269,12 +380,8 @@ pub fn run_mode(opts: &CheckOptions, mode: Mode) -> Result<ModeReport, CheckErro
                         .unwrap_or(0)
                 })
                 .collect();
-            let again = virq_win7::start_device(
-                &start_cfg,
-                &Arbiter::with_platform_limit(limit),
-                &mut allocator,
-            )
-            .map_err(|e| CheckError::Machine(format!("restart after rebalance: {e}")))?;
+            let again = virq_win7::start_device(&start_cfg, &arbiter, &mut allocator)
+                .map_err(|e| CheckError::Machine(format!("restart after rebalance: {e}")))?;
             let caps = glue.driver.caps().clone();
             if let Some(msix) = caps.msix {
                 program_msix_table(glue.driver.regs_mut(), &msix, &again.msix);
@@ -332,10 +439,12 @@ pub fn run_mode(opts: &CheckOptions, mode: Mode) -> Result<ModeReport, CheckErro
             run.interrupts += r.interrupts;
             run.budget_exhausted |= r.budget_exhausted;
         } else if !run.budget_exhausted {
-            // Checklist 3.4: a reset in the middle of work (here with a completion still
-            // pending) must be followed by re-programming every vector; one more round then
-            // proves the interrupts still arrive.
-            // Its completion is lost to the reset: not counted among the requests.
+            // A sleep and resume (S3: the device to D3 and back), with a request in flight.
+            // KMDF disconnects the interrupts before EvtDeviceD0Exit, where the driver stops
+            // the device; the device comes back reset, so EvtDeviceD0Entry must bring it up
+            // again and program and read back every vector (checklist 3.4, catalogue row 27)
+            // before KMDF reconnects the interrupts. One more round then proves the interrupts
+            // still arrive. The request's completion is lost to the reset: not counted.
             submit_round(
                 opts,
                 &mut glue,
@@ -343,12 +452,18 @@ pub fn run_mode(opts: &CheckOptions, mode: Mode) -> Result<ModeReport, CheckErro
                 disk.as_deref(),
                 opts.requests_per_queue,
             );
-            dbg.text("virqblk: quiesce (device reset) with a request in flight".to_string());
+            dbg.from_elsewhere(format!(
+                "[{IO_PROGRAM_PID}] {IO_PROGRAM}: system sleep (S3)"
+            ));
+            glue.wdf.disconnect();
+            dbg.d0_exit(3);
             let _ = glue.driver.quiesce();
             let since = driver_log.snapshot().split_off(printed);
             printed += since.len();
             print_driver_evidence(&mut dbg, &since, &apic_vectors);
-            // Checklist 3.3: right after a reset every selector reads 0xFFFF.
+            dbg.d0_entry(3);
+            // Checklist 3.3: the device was reset; every selector reads 0xFFFF until the driver
+            // programs it again.
             let after_reset = glue.driver.verify_vectors();
             for r in &after_reset {
                 dbg.text(match r.selector {
@@ -365,8 +480,28 @@ pub fn run_mode(opts: &CheckOptions, mode: Mode) -> Result<ModeReport, CheckErro
             let since = driver_log.snapshot().split_off(printed);
             print_driver_evidence(&mut dbg, &since, &apic_vectors);
             if let Err(e) = &resumed {
-                dbg.text(format!("virqblk: resume failed: {e}"));
+                dbg.error(format!("virqblk: resume failed: {e}"));
             }
+            glue.wdf.connect();
+            power = Some(PowerCycle {
+                after_reset: after_reset
+                    .iter()
+                    .map(|r| (r.selector, r.read_back))
+                    .collect(),
+                reprogrammed: since
+                    .iter()
+                    .filter_map(|e| match e.kind {
+                        EventKind::VectorWritten {
+                            selector,
+                            written,
+                            read_back,
+                        } => Some((selector, written, read_back)),
+                        _ => None,
+                    })
+                    .collect(),
+                resumed: resumed.is_ok(),
+            });
+            dbg.from_elsewhere(format!("[{IO_PROGRAM_PID}] {IO_PROGRAM}: resumed"));
             let r = cpu(&machine, &mut glue, opts.interrupt_budget, &mut bugcheck);
             run.interrupts += r.interrupts;
             run.budget_exhausted |= r.budget_exhausted;
@@ -405,7 +540,7 @@ pub fn run_mode(opts: &CheckOptions, mode: Mode) -> Result<ModeReport, CheckErro
         }
     }
     if run.budget_exhausted {
-        dbg.text(format!(
+        dbg.error(format!(
             "virqblk: interrupt storm: {} interrupts without the line going low",
             run.interrupts
         ));
@@ -413,7 +548,8 @@ pub fn run_mode(opts: &CheckOptions, mode: Mode) -> Result<ModeReport, CheckErro
 
     flush_isr_samples(&mut dbg, &mut glue);
     if let Some(what) = &bugcheck {
-        dbg.text(format!(
+        // What virq check says of the machine, not a DbgPrint: no filter applies.
+        dbg.from_elsewhere(format!(
             "BUGCHECK: the driver crashed in the ISR for MessageID={}: {what}",
             glue.last_dispatched
                 .map_or("?".to_string(), |m| m.to_string())
@@ -438,8 +574,9 @@ pub fn run_mode(opts: &CheckOptions, mode: Mode) -> Result<ModeReport, CheckErro
             }
         });
     }
+    // The driver prints the counters of the plan it believes in.
     let counters = glue.driver.counter_summary();
-    if messages > 0 {
+    if driver_messages > 0 {
         for (m, c) in counters.messages.iter().enumerate() {
             dbg.counters_message(
                 m as u32,
@@ -527,6 +664,9 @@ pub fn run_mode(opts: &CheckOptions, mode: Mode) -> Result<ModeReport, CheckErro
     let subject = judgement.subjects.remove(0);
     Ok(ModeReport {
         mode,
+        grant: start.decision.describe(),
+        power,
+        filtered_lines: dbg.dropped,
         overall: subject.overall(),
         subject,
         logs,
@@ -577,6 +717,8 @@ fn disk_byte(offset: u64) -> u8 {
 fn inf_for(opts: &CheckOptions, mode: Mode, fault: Option<Fault>) -> (String, String) {
     let keys = match (&opts.inf, mode) {
         (InfChoice::Text { text, install }, _) => return (text.clone(), install.clone()),
+        // Row 26's driver ships the MSI INF in every mode.
+        (InfChoice::Auto, Mode::Intx) if fault == Some(Fault::ModeFromInf) => Some(None),
         (InfChoice::LineOnly, _) | (InfChoice::Auto, Mode::Intx) => None,
         (InfChoice::Msi { limit }, _) => Some(*limit),
         (InfChoice::Auto, _) => Some(None),

@@ -165,6 +165,7 @@ fn windbg_pci_and_devnode_dumps() {
                     table_size: 3
                 }
             ),
+            (29, EventKind::DeviceStarted),
             (
                 36,
                 EventKind::ResourceAssigned {

@@ -104,6 +104,10 @@ pub struct DriverFaults {
     /// Row 12: an ISR status of 0xFF (surprise removal) is treated as real causes, so DPCs
     /// run against a gone device.
     pub treat_all_ones_isr_as_ours: bool,
+    /// Row 27: vectors are programmed only at the first start (a Windows driver that does it
+    /// in `EvtDevicePrepareHardware` only); a resume after a reset (`EvtDeviceD0Entry`) brings
+    /// the device back without them, and they read 0xFFFF.
+    pub skip_vectors_on_resume: bool,
 }
 
 /// Where the driver is in its life.
@@ -276,6 +280,8 @@ pub struct VirtioPciDriver<R: RegisterAccess, M: GuestRam, P: PlatformHooks = No
     config_generation: u8,
     /// What the latest INTx ISR invocation read from ISR status (None: it did not read).
     last_isr_read: Option<u8>,
+    /// A bring-up has reached DRIVER_OK before (later ones are resumes).
+    started_once: bool,
 }
 
 impl<R: RegisterAccess, M: GuestRam> VirtioPciDriver<R, M, NoHooks> {
@@ -308,6 +314,7 @@ impl<R: RegisterAccess, M: GuestRam> VirtioPciDriver<R, M, NoHooks> {
             pending_intx: 0,
             config_generation: 0,
             last_isr_read: None,
+            started_once: false,
         }
     }
 }
@@ -334,6 +341,7 @@ impl<R: RegisterAccess, M: GuestRam, P: PlatformHooks> VirtioPciDriver<R, M, P> 
             pending_intx: self.pending_intx,
             config_generation: self.config_generation,
             last_isr_read: self.last_isr_read,
+            started_once: self.started_once,
         }
     }
 
@@ -428,7 +436,10 @@ impl<R: RegisterAccess, M: GuestRam, P: PlatformHooks> VirtioPciDriver<R, M, P> 
 
     fn finish(&mut self, result: Result<(), DriverError>) -> Result<(), DriverError> {
         match &result {
-            Ok(()) => self.state = DriverState::Running,
+            Ok(()) => {
+                self.state = DriverState::Running;
+                self.started_once = true;
+            }
             Err(DriverError::DeviceGone { .. }) => self.state = DriverState::Removed,
             Err(_) => {
                 let sink = self.sink.clone();
@@ -475,7 +486,8 @@ impl<R: RegisterAccess, M: GuestRam, P: PlatformHooks> VirtioPciDriver<R, M, P> 
         for q in 0..queues {
             self.setup_queue(q, neg.has(feature::RING_EVENT_IDX))?;
         }
-        if !self.faults.program_vectors_before_reset {
+        let resume_without_vectors = self.faults.skip_vectors_on_resume && self.started_once;
+        if !self.faults.program_vectors_before_reset && !resume_without_vectors {
             self.apply_vectors(&ladder)?;
         }
         for q in 0..queues {

@@ -733,6 +733,32 @@ fn row_2_vectors_programmed_before_reset_read_0xffff_while_running() {
     assert_eq!(vectors(&r.dev).0, NO_VECTOR);
 }
 
+/// Row 27: the first start programs and reads back every vector; a resume after the reset of
+/// a power transition brings the device back to DRIVER_OK without them (virtio 1.2 4.1.5.1.2:
+/// a reset leaves every selector at VIRTIO_MSI_NO_VECTOR).
+#[test]
+fn row_27_vectors_only_at_first_start_are_lost_across_a_resume() {
+    let faults = DriverFaults {
+        skip_vectors_on_resume: true,
+        ..DriverFaults::default()
+    };
+    let mut r = faulty(2, 3, 3, faults);
+    r.drv.start().unwrap();
+    assert_eq!(vectors(&r.dev), (0, vec![1, 2]));
+    r.drv.quiesce().unwrap();
+    assert_eq!(vectors(&r.dev), (NO_VECTOR, vec![NO_VECTOR, NO_VECTOR]));
+    r.drv.resume().unwrap();
+    assert_eq!(r.drv.state(), DriverState::Running);
+    assert_eq!(vectors(&r.dev), (NO_VECTOR, vec![NO_VECTOR, NO_VECTOR]));
+    assert!(r.drv.verify_vectors().iter().all(|v| !v.ok()));
+    // The same driver without the fault programs them again on resume.
+    let mut ok = faulty(2, 3, 3, DriverFaults::default());
+    ok.drv.start().unwrap();
+    ok.drv.quiesce().unwrap();
+    ok.drv.resume().unwrap();
+    assert_eq!(vectors(&ok.dev), (0, vec![1, 2]));
+}
+
 #[test]
 fn row_3_apic_vector_written_instead_of_message_number() {
     let faults = DriverFaults {

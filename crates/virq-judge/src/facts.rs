@@ -56,6 +56,19 @@ fn is_file(e: &Event) -> bool {
     matches!(e.origin, Origin::File { .. })
 }
 
+/// The format label the doctor gives a DbgView capture (its `SourceRead`).
+pub const DBGVIEW_CAPTURE: &str = "DbgView capture";
+
+/// Whether a trail holds the driver's own prints: resources, objects or selector accesses read
+/// from a file, counters, sampled ISR lines.
+pub fn prints_in(t: &Trail) -> bool {
+    t.resources.iter().any(|(_, e)| is_file(e))
+        || t.connected.iter().any(|(_, e)| is_file(e))
+        || t.selector_ops.iter().any(|o| is_file(&o.event))
+        || !t.counters.is_empty()
+        || t.isr.samples > 0
+}
+
 impl<'a> Facts<'a> {
     /// `source_lost`: a source let evidence go before it reached the judge.
     pub fn new(trails: &'a [Trail], source_lost: bool) -> Self {
@@ -97,29 +110,35 @@ impl<'a> Facts<'a> {
     /// message), or a descriptor's `MessageCount` when it says more (multi-message MSI, or a
     /// 32-bit system); the largest. On x64 the translated `MessageCount` is the processor
     /// group and reads 0, so the descriptors are what counts there.
+    ///
+    /// Descriptors are told apart by their vector (each message has its own), so one list seen
+    /// twice in a source (the driver's `INT:` dump and a pasted `!devnode`) counts once.
     pub fn granted(&self) -> Option<u32> {
         let mut best = None;
         for t in self.trails {
-            let mut translated = 0u32;
+            let mut translated = BTreeSet::new();
             let mut raw_count = 0u32;
-            let mut raw_descriptors = 0u32;
+            let mut raw_descriptors = BTreeSet::new();
             for (_, e) in t.resources.iter() {
                 if let EventKind::ResourceAssigned {
                     mode: InterruptMode::Message,
                     message_count,
                     raw,
+                    vector,
                     ..
                 } = e.kind
                 {
                     raw_count = raw_count.max(message_count);
                     if raw {
-                        raw_descriptors += 1;
+                        raw_descriptors.insert(vector);
                     } else {
-                        translated += 1;
+                        translated.insert(vector);
                     }
                 }
             }
-            let here = translated.max(raw_descriptors).max(raw_count);
+            let here = (translated.len() as u32)
+                .max(raw_descriptors.len() as u32)
+                .max(raw_count);
             if here > 0 {
                 best = Some(best.unwrap_or(0).max(here));
             }
@@ -408,13 +427,27 @@ impl<'a> Facts<'a> {
 
     /// Any evidence that the driver's own prints reached a capture.
     pub fn driver_prints(&self) -> bool {
-        self.trails.iter().any(|t| {
-            t.resources.iter().any(|(_, e)| is_file(e))
-                || t.connected.iter().any(|(_, e)| is_file(e))
-                || t.selector_ops.iter().any(|o| is_file(&o.event))
-                || !t.counters.is_empty()
-                || t.isr.samples > 0
-        })
+        self.trails.iter().any(prints_in)
+    }
+
+    /// The trails read from a DbgView capture (the doctor's `SourceRead` says which), with how
+    /// many lines the captures had.
+    pub fn dbgview_captures(&self) -> (Vec<&'a Trail>, u64) {
+        let mut lines = 0;
+        let mut out = Vec::new();
+        for t in self.trails {
+            let mut here = false;
+            for (format, n) in &t.sources {
+                if format == DBGVIEW_CAPTURE {
+                    lines += n;
+                    here = true;
+                }
+            }
+            if here {
+                out.push(t);
+            }
+        }
+        (out, lines)
     }
 
     // ---- storms ---------------------------------------------------------------------------

@@ -704,6 +704,7 @@ impl Trail {
             && self.requests.is_empty()
             && self.started.is_none()
             && self.power.is_empty()
+            && self.sources.is_empty()
             && !self.device.present
             && self.logs.is_empty()
     }

@@ -1,13 +1,20 @@
 //! DbgPrint output in the exact formats of `docs/log-formats.md`, a DbgView-style capture,
-//! and the matching evidence events.
+//! the Debug Print Filter that decides what reaches it, and the matching evidence events.
 //!
 //! The `format_*` functions are the single source of each line's text (no trailing newline;
 //! the capture adds line endings). [`DbgPrint`] prints a line into a [`DbgViewCapture`] and
 //! emits the event the doctor's parser would derive from the same line, so a simulated run
-//! and a parsed capture of it carry the same evidence.
+//! and a parsed capture of it carry the same evidence. Lines this module defines beyond the
+//! checklist's own (the power transitions, log format line 12) are read back by
+//! [`parse_line`], which the doctor calls: writer and reader live here together.
+//!
+//! Vista and later drop a `DbgPrintEx` below `DPFLTR_ERROR_LEVEL` unless the component's
+//! Debug Print Filter mask allows it ([`DebugPrintFilter`]). The checklist's prints use
+//! `DPFLTR_INFO_LEVEL`, so on an untuned Windows 7 the capture holds none of them (catalogue
+//! row 25): only error-level lines and what other components and programs print.
 
 use crate::resources::{CmPartialResourceDescriptor, MessageNumber};
-use crate::wdf::{FrameworkWarning, WdfInterruptInfo};
+use crate::wdf::WdfInterruptInfo;
 use virq_events::{Clock, EventKind, EventSink, InterruptMode, Selector};
 
 /// Line 1 (checklist 1.2), or `None` for a descriptor that is not an interrupt.
@@ -109,6 +116,179 @@ pub fn format_queue_enable_line(queue: u16, size: u16) -> String {
 /// completed, the known events its counters are compared with.
 pub fn format_io_line(queue: u16, submitted: u32, completed: u32) -> String {
     format!("IO: queue={queue} submitted={submitted} completed={completed}")
+}
+
+/// Log format line 12, leaving D0: `EvtDeviceD0Exit` with the state the device goes to (3 for
+/// D3). KMDF has disconnected the interrupts by then.
+pub fn format_d0_exit_line(target_state: u8) -> String {
+    format!("VIRTIO: EvtDeviceD0Exit TargetState=D{target_state}")
+}
+
+/// Log format line 12, entering D0: `EvtDeviceD0Entry` with the state the device comes from.
+/// The device has been reset; KMDF connects the interrupts after the callback returns.
+pub fn format_d0_entry_line(previous_state: u8) -> String {
+    format!("VIRTIO: EvtDeviceD0Entry PreviousState=D{previous_state}")
+}
+
+/// The position just past `word` in `text` when it occurs as a whole word (ASCII case
+/// ignored): not preceded or followed by a letter, digit or `_`.
+fn after_word(text: &str, word: &str) -> Option<usize> {
+    let is_word = |b: u8| b.is_ascii_alphanumeric() || b == b'_';
+    let (hay, needle) = (text.as_bytes(), word.as_bytes());
+    let (first, last) = (*needle.first()?, *needle.last()?);
+    (0..=hay.len().checked_sub(needle.len())?).find_map(|i| {
+        let end = i + needle.len();
+        let starts = i == 0 || !is_word(hay[i - 1]) || !is_word(first);
+        let ends = end == hay.len() || !is_word(hay[end]) || !is_word(last);
+        (starts && ends && hay[i..end].eq_ignore_ascii_case(needle)).then_some(end)
+    })
+}
+
+/// A device power state as drivers print it: `D3`, `D0`, `D3Final` (3), or KMDF's enum name
+/// `WdfPowerDeviceD3`.
+fn power_state(value: &str) -> Option<u8> {
+    let v = value.trim_end_matches([',', '.', ';', ')']);
+    let v = match v.get(..14) {
+        Some(p) if p.eq_ignore_ascii_case("WdfPowerDevice") => &v[14..],
+        _ => v,
+    };
+    let digits = v.strip_prefix(['D', 'd'])?;
+    let digits = match digits
+        .len()
+        .checked_sub(5)
+        .and_then(|n| Some((n, digits.get(n..)?)))
+    {
+        Some((n, tail)) if tail.eq_ignore_ascii_case("Final") => &digits[..n],
+        _ => digits,
+    };
+    let n: u8 = digits.parse().ok()?;
+    (n <= 3).then_some(n)
+}
+
+/// The reader of the lines this module defines beyond the checklist's own: log format line 12
+/// (`VIRTIO: EvtDeviceD0Exit TargetState=D3`, `VIRTIO: EvtDeviceD0Entry PreviousState=D3`),
+/// anywhere in the line (a driver's name or DbgView columns may come first). `None` for any
+/// other line, or one of these with its state missing or unreadable; the doctor then reads the
+/// line as it reads every other.
+pub fn parse_line(text: &str) -> Option<Vec<EventKind>> {
+    // Every line the doctor reads as a checklist print comes here first: one cheap pass for
+    // the `D0E` both callbacks' names carry before any word is looked for.
+    let quick = text
+        .as_bytes()
+        .windows(3)
+        .any(|w| w[1] == b'0' && w[0] | 0x20 == b'd' && w[2] | 0x20 == b'e');
+    if !quick {
+        return None;
+    }
+    let rest = &text[after_word(text, "VIRTIO:")?..];
+    let (entering_d0, key) = if let Some(i) = after_word(rest, "EvtDeviceD0Entry") {
+        (true, (i, "PreviousState="))
+    } else if let Some(i) = after_word(rest, "EvtDeviceD0Exit") {
+        (false, (i, "TargetState="))
+    } else {
+        return None;
+    };
+    let tail = &rest[key.0..];
+    let value = tail.split_whitespace().find_map(|tok| {
+        let head = tok.get(..key.1.len())?;
+        head.eq_ignore_ascii_case(key.1)
+            .then(|| &tok[key.1.len()..])
+    })?;
+    Some(vec![EventKind::PowerTransition {
+        entering_d0,
+        state: power_state(value)?,
+    }])
+}
+
+/// `DPFLTR_*_LEVEL`: how important a `DbgPrintEx` says its line is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum DbgLevel {
+    Error = 0,
+    Warning = 1,
+    Trace = 2,
+    Info = 3,
+}
+
+/// What the kernel lets through to the debugger (and DbgView) for the driver's component,
+/// `DPFLTR_IHVDRIVER_ID`: its mask from `HKLM\SYSTEM\CurrentControlSet\Control\Session
+/// Manager\Debug Print Filter\IHVDRIVER` (read at boot), or DbgView's "Enable Verbose Kernel
+/// Output". Error-level lines always pass (the system-wide mask allows them).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct DebugPrintFilter {
+    /// The `IHVDRIVER` value; `None` when the key has no value (Windows 7's default: mask 0).
+    pub ihvdriver_mask: Option<u32>,
+    /// DbgView's "Enable Verbose Kernel Output" is on (every level passes).
+    pub verbose_kernel_output: bool,
+}
+
+impl Default for DebugPrintFilter {
+    /// The checklist's assumption: `IHVDRIVER = 0xF`, every level up to INFO passes.
+    fn default() -> Self {
+        Self::checklist()
+    }
+}
+
+impl DebugPrintFilter {
+    /// `IHVDRIVER = 0xF`: what the checklist's INFO-level prints need.
+    pub fn checklist() -> Self {
+        Self {
+            ihvdriver_mask: Some(0xF),
+            verbose_kernel_output: false,
+        }
+    }
+
+    /// An untuned Windows 7: no value, only error-level lines pass.
+    pub fn windows_default() -> Self {
+        Self {
+            ihvdriver_mask: None,
+            verbose_kernel_output: false,
+        }
+    }
+
+    /// Whether a `DbgPrintEx(DPFLTR_IHVDRIVER_ID, level, ...)` reaches the capture.
+    pub fn passes(&self, level: DbgLevel) -> bool {
+        level == DbgLevel::Error
+            || self.verbose_kernel_output
+            || self.ihvdriver_mask.unwrap_or(0) & (1 << level as u32) != 0
+    }
+
+    /// `0xf` (a mask), `unset` (the Windows 7 default) or `verbose` (DbgView's option).
+    pub fn parse(s: &str) -> Option<Self> {
+        let t = s.trim();
+        if t.eq_ignore_ascii_case("unset") || t.eq_ignore_ascii_case("default") {
+            return Some(Self::windows_default());
+        }
+        if t.eq_ignore_ascii_case("verbose") {
+            return Some(Self {
+                ihvdriver_mask: None,
+                verbose_kernel_output: true,
+            });
+        }
+        let mask = match t.get(..2) {
+            Some(p) if p.eq_ignore_ascii_case("0x") => u32::from_str_radix(&t[2..], 16).ok()?,
+            _ => t.parse().ok()?,
+        };
+        Some(Self {
+            ihvdriver_mask: Some(mask),
+            verbose_kernel_output: false,
+        })
+    }
+
+    /// How the check report names it.
+    pub fn describe(&self) -> String {
+        let mut out = match self.ihvdriver_mask {
+            Some(m) => format!("Debug Print Filter\\IHVDRIVER=0x{m:x}"),
+            None => "Debug Print Filter\\IHVDRIVER unset (Windows 7 default: error level only)"
+                .to_string(),
+        };
+        if self.verbose_kernel_output {
+            out.push_str(", DbgView verbose kernel output on");
+        }
+        if !self.passes(DbgLevel::Info) {
+            out.push_str(": the checklist's INFO-level prints are dropped");
+        }
+        out
+    }
 }
 
 /// How DbgView stamps the time column.
@@ -247,6 +427,10 @@ impl DbgViewCapture {
 /// The model's `DbgPrintEx`: prints the log-format lines and emits their events.
 pub struct DbgPrint<'a> {
     pub capture: DbgViewCapture,
+    /// What the kernel lets through for the driver's component.
+    pub filter: DebugPrintFilter,
+    /// The driver's lines the filter dropped.
+    pub dropped: u64,
     sink: Option<&'a dyn EventSink>,
     clock: Option<&'a dyn Clock>,
     /// Time used without a clock: advances 1 µs per line so captures stay ordered.
@@ -257,6 +441,8 @@ impl std::fmt::Debug for DbgPrint<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("DbgPrint")
             .field("capture", &self.capture)
+            .field("filter", &self.filter)
+            .field("dropped", &self.dropped)
             .field("sink", &self.sink.is_some())
             .field("clock", &self.clock.is_some())
             .finish()
@@ -273,10 +459,18 @@ impl<'a> DbgPrint<'a> {
     pub fn new(style: DbgViewStyle) -> Self {
         Self {
             capture: DbgViewCapture::new(style),
+            filter: DebugPrintFilter::default(),
+            dropped: 0,
             sink: None,
             clock: None,
             fallback_ns: 0,
         }
+    }
+
+    /// Print through `filter` instead of the checklist's `IHVDRIVER = 0xF`.
+    pub fn with_filter(mut self, filter: DebugPrintFilter) -> Self {
+        self.filter = filter;
+        self
     }
 
     /// Also emit the evidence events into `sink`.
@@ -297,14 +491,46 @@ impl<'a> DbgPrint<'a> {
         }
     }
 
-    /// Print free text (no event except a `LogLine`).
+    /// Print free text at INFO level (no event except a `LogLine`).
     pub fn text(&mut self, text: impl Into<String>) {
-        let text = text.into();
-        self.print(text.clone());
-        self.emit(EventKind::LogLine { text });
+        self.text_at(DbgLevel::Info, text);
     }
 
-    fn print(&mut self, text: String) {
+    /// Print free text at ERROR level: it passes any filter.
+    pub fn error(&mut self, text: impl Into<String>) {
+        self.text_at(DbgLevel::Error, text);
+    }
+
+    fn text_at(&mut self, level: DbgLevel, text: impl Into<String>) {
+        let text = text.into();
+        if self.print_at(level, text.clone()) {
+            self.emit(EventKind::LogLine { text });
+        }
+    }
+
+    /// A line from another component or program (an error-level kernel line, a Win32
+    /// `OutputDebugString`): the driver's filter does not apply. No event: it is not the
+    /// driver's evidence.
+    pub fn from_elsewhere(&mut self, text: impl Into<String>) {
+        self.stamp(text.into());
+    }
+
+    /// Prints at INFO level, as the checklist's `DbgPrintEx` calls do.
+    fn print(&mut self, text: String) -> bool {
+        self.print_at(DbgLevel::Info, text)
+    }
+
+    /// Captures `text` when the filter lets `level` through; counts it as dropped otherwise.
+    fn print_at(&mut self, level: DbgLevel, text: String) -> bool {
+        if !self.filter.passes(level) {
+            self.dropped += 1;
+            return false;
+        }
+        self.stamp(text);
+        true
+    }
+
+    fn stamp(&mut self, text: String) {
         let now = match self.clock {
             Some(c) => c.now_ns(),
             None => {
@@ -320,7 +546,9 @@ impl<'a> DbgPrint<'a> {
         let (Some(line), Some(t)) = (format_int_line(d), d.interrupt_fields()) else {
             return;
         };
-        self.print(line);
+        if !self.print(line) {
+            return;
+        }
         let mode = if d.is_message() {
             InterruptMode::Message
         } else {
@@ -346,7 +574,9 @@ impl<'a> DbgPrint<'a> {
 
     /// Checklist 2.1 for one interrupt object.
     pub fn interrupt_connected(&mut self, info: &WdfInterruptInfo) {
-        self.print(format_wdfint_line(info));
+        if !self.print(format_wdfint_line(info)) {
+            return;
+        }
         self.emit(EventKind::InterruptConnected {
             message_signaled: info.message_signaled,
             message_number: info.message_number,
@@ -356,14 +586,33 @@ impl<'a> DbgPrint<'a> {
         });
     }
 
-    /// A framework warning (objects beyond the resources).
-    pub fn framework_warning(&mut self, warning: &FrameworkWarning) {
-        self.text(warning.text.clone());
+    /// Log format line 12: `EvtDeviceD0Exit` to `target_state`.
+    pub fn d0_exit(&mut self, target_state: u8) {
+        if !self.print(format_d0_exit_line(target_state)) {
+            return;
+        }
+        self.emit(EventKind::PowerTransition {
+            entering_d0: false,
+            state: target_state,
+        });
+    }
+
+    /// Log format line 12: `EvtDeviceD0Entry` from `previous_state`.
+    pub fn d0_entry(&mut self, previous_state: u8) {
+        if !self.print(format_d0_entry_line(previous_state)) {
+            return;
+        }
+        self.emit(EventKind::PowerTransition {
+            entering_d0: true,
+            state: previous_state,
+        });
     }
 
     /// Checklist 5.3, `msix_config`.
     pub fn msix_config(&mut self, write: u16, read: u16, message_number: MessageNumber) {
-        self.print(format_msix_config_line(write, read, message_number));
+        if !self.print(format_msix_config_line(write, read, message_number)) {
+            return;
+        }
         self.emit(EventKind::VectorWritten {
             selector: Selector::MsixConfig,
             written: write,
@@ -379,7 +628,9 @@ impl<'a> DbgPrint<'a> {
         read: u16,
         message_number: MessageNumber,
     ) {
-        self.print(format_queue_vector_line(queue, write, read, message_number));
+        if !self.print(format_queue_vector_line(queue, write, read, message_number)) {
+            return;
+        }
         self.emit(EventKind::VectorWritten {
             selector: Selector::Queue(queue),
             written: write,
@@ -389,7 +640,9 @@ impl<'a> DbgPrint<'a> {
 
     /// Checklist 3.4, a `device_status` write.
     pub fn device_status(&mut self, value: u8) {
-        self.print(format_device_status_line(value));
+        if !self.print(format_device_status_line(value)) {
+            return;
+        }
         self.emit(EventKind::DeviceStatus { value });
     }
 
@@ -401,12 +654,14 @@ impl<'a> DbgPrint<'a> {
         dpc: u64,
         last_message_id: u32,
     ) {
-        self.print(format_counters_message_line(
+        if !self.print(format_counters_message_line(
             message_number,
             isr,
             dpc,
             last_message_id,
-        ));
+        )) {
+            return;
+        }
         self.emit(EventKind::CounterSummary {
             message: Some(message_number),
             isr_count: isr,
@@ -416,7 +671,9 @@ impl<'a> DbgPrint<'a> {
 
     /// Checklist 5.4 for the line interrupt.
     pub fn counters_intx(&mut self, isr: u64, dpc: u64, last_isr_status: u8) {
-        self.print(format_counters_intx_line(isr, dpc, last_isr_status));
+        if !self.print(format_counters_intx_line(isr, dpc, last_isr_status)) {
+            return;
+        }
         self.emit(EventKind::CounterSummary {
             message: None,
             isr_count: isr,
@@ -426,18 +683,22 @@ impl<'a> DbgPrint<'a> {
 
     /// Checklist 4.1, a sampled ISR status read.
     pub fn isr_status(&mut self, value: u8) {
-        self.print(format_isr_status_line(value));
+        if !self.print(format_isr_status_line(value)) {
+            return;
+        }
         self.emit(EventKind::IsrRead { value });
     }
 
     /// Line 8: a sampled ISR invocation (`message_id` is `None` on the line interrupt).
     pub fn isr_sample(&mut self, message_id: Option<u32>, isr_status: Option<u8>, claimed: bool) {
-        self.print(format_isr_sample_line(
+        if !self.print(format_isr_sample_line(
             message_id.is_some(),
             message_id.unwrap_or(0),
             isr_status,
             claimed,
-        ));
+        )) {
+            return;
+        }
         self.emit(EventKind::IsrRan {
             message_id,
             claimed,
@@ -447,7 +708,9 @@ impl<'a> DbgPrint<'a> {
 
     /// Line 9: a queue enabled with `size` entries.
     pub fn queue_enable(&mut self, queue: u16, size: u16) {
-        self.print(format_queue_enable_line(queue, size));
+        if !self.print(format_queue_enable_line(queue, size)) {
+            return;
+        }
         self.emit(EventKind::QueueEnabled { queue, size });
     }
 }
@@ -532,16 +795,19 @@ mod tests {
             )
             .unwrap();
         assert_eq!(format_int_line(&msg.translated[0]), None);
+        // Checklist 1.2 prints MessageCount from the translated list: on x64 that is the
+        // Group, 0, as on a real Windows 7 box. The raw list says 1.
         assert_eq!(
             format_int_line(&msg.translated[2]).unwrap(),
-            "INT: MSI/MSI-X Level=12 Vector=193 Affinity=0x1 MessageCount=1 Flags=0x3"
+            "INT: MSI/MSI-X Level=10 Vector=161 Affinity=0x1 MessageCount=0 Flags=0x3"
         );
+        assert_eq!(msg.raw[2].message_count(), Some(1));
         let line = ResourceBuilder::default()
             .build(InterruptGrant::Line { irq: 11 }, &mut alloc, &[])
             .unwrap();
         assert_eq!(
             format_int_line(&line.translated[0]).unwrap(),
-            "INT: INTx Level=11 Vector=177 Affinity=0x1 Flags=0x0"
+            "INT: INTx Level=9 Vector=145 Affinity=0x1 Flags=0x0"
         );
         assert_eq!(
             format_int_line(&line.raw[0]).unwrap(),
@@ -571,10 +837,10 @@ mod tests {
         p.counters_intx(9, 9, 0);
         assert_eq!(
             p.capture.render(),
-            "INT: MSI/MSI-X Level=13 Vector=209 Affinity=0x1 MessageCount=1 Flags=0x3\n\
-             INT: MSI/MSI-X Level=12 Vector=193 Affinity=0x1 MessageCount=1 Flags=0x3\n\
-             WDFINT: MessageSignaled=1 MessageNumber=0 Vector=209 Irql=13 Affinity=0x1\n\
-             WDFINT: MessageSignaled=1 MessageNumber=1 Vector=193 Irql=12 Affinity=0x1\n\
+            "INT: MSI/MSI-X Level=11 Vector=177 Affinity=0x1 MessageCount=0 Flags=0x3\n\
+             INT: MSI/MSI-X Level=10 Vector=161 Affinity=0x1 MessageCount=0 Flags=0x3\n\
+             WDFINT: MessageSignaled=1 MessageNumber=0 Vector=177 Irql=11 Affinity=0x1\n\
+             WDFINT: MessageSignaled=1 MessageNumber=1 Vector=161 Irql=10 Affinity=0x1\n\
              VIRTIO: device_status write=0x00\n\
              VIRTIO: msix_config write=0x0000 read=0x0000 MessageNumber=0\n\
              VIRTIO: queue=0 queue_msix_vector write=0x0001 read=0x0001 MessageNumber=1\n\
@@ -588,9 +854,9 @@ mod tests {
             events[0],
             EventKind::ResourceAssigned {
                 mode: InterruptMode::Message,
-                message_count: 1,
-                level: 13,
-                vector: 0xD1,
+                message_count: 0,
+                level: 11,
+                vector: 0xB1,
                 affinity: 1,
                 flags: CM_RESOURCE_INTERRUPT_LATCHED | CM_RESOURCE_INTERRUPT_MESSAGE,
                 raw: false,
@@ -601,8 +867,8 @@ mod tests {
             EventKind::InterruptConnected {
                 message_signaled: true,
                 message_number: 1,
-                vector: 0xC1,
-                irql: 12,
+                vector: 0xA1,
+                irql: 10,
                 affinity: 1
             }
         );
@@ -671,5 +937,124 @@ mod tests {
         p.text("y");
         assert!(p.capture.lines().iter().all(|l| l.time_ns == 0));
         assert_eq!(p.capture.lines()[1].seq, 1);
+    }
+
+    /// Log format line 12: every power line the writer prints, the reader reads back as the
+    /// event the writer emitted.
+    #[test]
+    fn power_lines_round_trip() {
+        let log = EventLog::new();
+        let mut p = DbgPrint::new(DbgViewStyle::default()).with_sink(&log);
+        for state in 0..=3u8 {
+            p.d0_exit(state);
+            p.d0_entry(state);
+        }
+        let emitted: Vec<EventKind> = log.snapshot().into_iter().map(|e| e.kind).collect();
+        let rendered = p.capture.render();
+        let read: Vec<EventKind> = rendered
+            .lines()
+            .flat_map(|l| parse_line(l).expect("a power line"))
+            .collect();
+        assert_eq!(read, emitted);
+        assert_eq!(
+            format_d0_exit_line(3),
+            "VIRTIO: EvtDeviceD0Exit TargetState=D3"
+        );
+        assert_eq!(
+            format_d0_entry_line(3),
+            "VIRTIO: EvtDeviceD0Entry PreviousState=D3"
+        );
+    }
+
+    #[test]
+    fn power_reader_takes_driver_wordings_and_refuses_the_rest() {
+        let entry = |state| {
+            Some(vec![EventKind::PowerTransition {
+                entering_d0: true,
+                state,
+            }])
+        };
+        assert_eq!(
+            parse_line("viostor: virtio: EvtDeviceD0Entry PreviousState=WdfPowerDeviceD3"),
+            entry(3)
+        );
+        assert_eq!(
+            parse_line("00000012\t0.5\tVIRTIO: EvtDeviceD0Entry PreviousState=D3Final"),
+            entry(3)
+        );
+        assert_eq!(
+            parse_line("VIRTIO: EvtDeviceD0Exit TargetState=D2."),
+            Some(vec![EventKind::PowerTransition {
+                entering_d0: false,
+                state: 2
+            }])
+        );
+        for other in [
+            "VIRTIO: msix_config write=0x0000 read=0x0000 MessageNumber=0",
+            "VIRTIO: EvtDeviceD0Entry",
+            "VIRTIO: EvtDeviceD0Entry PreviousState=D9",
+            "VIRTIO: EvtDeviceD0Entry PreviousState=Dé",
+            "VIRTIO: EvtDeviceD0EntryPostInterruptsEnabled PreviousState=D3",
+            "EvtDeviceD0Entry PreviousState=D3",
+            "XVIRTIO: EvtDeviceD0Exit TargetState=D3",
+            "",
+        ] {
+            assert_eq!(parse_line(other), None, "{other:?}");
+        }
+    }
+
+    proptest::proptest! {
+        /// Any text: the reader never panics, and finds a transition only in a power line.
+        #[test]
+        fn power_reader_never_panics(text in "\\PC{0,80}") {
+            if let Some(kinds) = parse_line(&text) {
+                proptest::prop_assert!(text.to_ascii_lowercase().contains("evtdeviced0"));
+                proptest::prop_assert_eq!(kinds.len(), 1);
+            }
+        }
+    }
+
+    /// Vista and later: an INFO-level DbgPrintEx reaches the capture only when the component's
+    /// mask allows it; ERROR level always; lines from elsewhere are not the driver's to filter.
+    #[test]
+    fn the_debug_print_filter_drops_info_lines_on_an_untuned_box() {
+        let log = EventLog::new();
+        let mut p = DbgPrint::new(DbgViewStyle::bare())
+            .with_filter(DebugPrintFilter::windows_default())
+            .with_sink(&log);
+        p.device_status(0);
+        p.text("virqblk: EvtDevicePrepareHardware");
+        p.d0_entry(3);
+        p.error("virqblk: bring-up failed");
+        p.from_elsewhere("[1664] svchost: service started");
+        assert_eq!(
+            p.capture.texts(),
+            [
+                "virqblk: bring-up failed",
+                "[1664] svchost: service started"
+            ]
+        );
+        assert_eq!(p.dropped, 3);
+        assert_eq!(log.len(), 1, "only the error line's LogLine");
+        for (filter, info) in [
+            (DebugPrintFilter::checklist(), true),
+            (DebugPrintFilter::parse("0x8").unwrap(), true),
+            (DebugPrintFilter::parse("1").unwrap(), false),
+            (DebugPrintFilter::parse("unset").unwrap(), false),
+            (DebugPrintFilter::parse("verbose").unwrap(), true),
+        ] {
+            assert_eq!(filter.passes(DbgLevel::Info), info, "{filter:?}");
+            assert!(filter.passes(DbgLevel::Error));
+        }
+        assert_eq!(DebugPrintFilter::parse("0xzz"), None);
+        assert!(
+            DebugPrintFilter::windows_default()
+                .describe()
+                .contains("INFO-level prints are dropped")
+        );
+        assert_eq!(
+            DebugPrintFilter::checklist().describe(),
+            "Debug Print Filter\\IHVDRIVER=0xf"
+        );
     }
 }

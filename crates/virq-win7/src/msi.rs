@@ -398,10 +398,10 @@ mod tests {
         assert_eq!(
             got,
             [
-                (0, 0, 0xFEE0_0000, 0xD1, false),
-                (1, 1, 0xFEE0_0000, 0xC1, false),
-                (2, 0, 0xFEE0_0000, 0xD1, false),
-                (3, 0, 0xFEE0_0000, 0xD1, false),
+                (0, 0, 0xFEE0_0000, 0xB1, false),
+                (1, 1, 0xFEE0_0000, 0xA1, false),
+                (2, 0, 0xFEE0_0000, 0xB1, false),
+                (3, 0, 0xFEE0_0000, 0xB1, false),
             ]
         );
         assert!(p.set_enable && p.clear_function_mask);
@@ -410,7 +410,7 @@ mod tests {
         assert_eq!(
             p.entries[1].to_bytes(),
             [
-                0x00, 0x00, 0xE0, 0xFE, 0, 0, 0, 0, 0xC1, 0, 0, 0, 0, 0, 0, 0
+                0x00, 0x00, 0xE0, 0xFE, 0, 0, 0, 0, 0xA1, 0, 0, 0, 0, 0, 0, 0
             ]
         );
         let masked = program_msix(&r, 4, UnusedEntryPolicy::LeaveMasked).unwrap();

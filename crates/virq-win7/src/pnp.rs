@@ -1,7 +1,10 @@
 //! The whole OS-side start of one PCI function, in the order Windows 7 does it:
 //! INF policy -> arbiter grant -> vectors and CM resources -> PCI bus driver programs MSI-X.
 
-use crate::arbiter::{Arbiter, GrantDecision, GrantRequest, MsixCapabilityInfo};
+use crate::arbiter::{
+    Arbiter, GrantDecision, GrantRequest, InterruptGrant, LineReason, MsixCapabilityInfo,
+    OneMessageReason,
+};
 use crate::inf::{InfPolicy, IrqDevicePolicy};
 use crate::msi::{MsixProgramError, MsixProgramming, UnusedEntryPolicy, program_msix};
 use crate::resources::{
@@ -10,6 +13,9 @@ use crate::resources::{
 use crate::vectors::{VectorAllocator, VectorError};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
+
+/// PCI Command bit 10, Interrupt Disable.
+pub const COMMAND_INTERRUPT_DISABLE: u16 = 1 << 10;
 
 /// Everything the OS knows about a function when it starts it.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -25,16 +31,23 @@ pub struct DeviceStartConfig {
     pub topology: ProcessorTopology,
     pub layout: MessageDescriptorLayout,
     pub unused_entries: UnusedEntryPolicy,
+    /// pci.sys sets Command bit 10 (Interrupt Disable) when the function starts with message
+    /// interrupts. A published `!pci` dump shows it (`InterruptDis`); whether Windows 7 itself
+    /// does is unverified, so it is a switch, off by default.
+    pub interrupt_disable_with_messages: bool,
 }
 
 /// The outcome of a start.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DeviceStart {
-    /// What the arbiter decided (before vector shortage could shrink it).
+    /// What was granted and why (after any fallback for want of vectors).
     pub decision: GrantDecision,
     pub resources: AssignedResources,
     /// What the bus driver writes into the MSI-X table and Message Control.
     pub msix: MsixProgramming,
+    /// Command bit 10 as the bus driver leaves it: set only with message interrupts and
+    /// [`DeviceStartConfig::interrupt_disable_with_messages`].
+    pub interrupt_disable: bool,
 }
 
 /// Why a start failed.
@@ -46,13 +59,15 @@ pub enum StartError {
     Msix(#[from] MsixProgramError),
 }
 
-/// Start a function: decide, allocate, describe, program.
+/// Start a function: decide, allocate, describe, program. Messages the vectors cannot cover
+/// fall back to exactly one message, then to the line; no vector even for the line fails the
+/// start.
 pub fn start_device(
     cfg: &DeviceStartConfig,
     arbiter: &Arbiter,
     allocator: &mut VectorAllocator,
 ) -> Result<DeviceStart, StartError> {
-    let decision = arbiter.decide(&GrantRequest {
+    let mut decision = arbiter.decide(&GrantRequest {
         policy: cfg.policy,
         msix: cfg.msix,
         requested: cfg.requested,
@@ -63,7 +78,28 @@ pub fn start_device(
         affinity_policy: cfg.affinity_policy,
         layout: cfg.layout,
     };
-    let resources = builder.build(decision.grant, allocator, &cfg.bars)?;
+    let resources = loop {
+        match builder.build(decision.grant, allocator, &cfg.bars) {
+            Ok(r) => break r,
+            Err(VectorError::Exhausted { .. }) => match decision.grant {
+                InterruptGrant::Messages { count } if count > 1 => {
+                    decision = decision.fall_back_to_one(OneMessageReason::VectorsShort);
+                }
+                InterruptGrant::Messages { .. } => {
+                    decision =
+                        decision.fall_back_to_line(cfg.line_irq, LineReason::AllocationFailed);
+                }
+                InterruptGrant::Line { .. } => {
+                    return Err(VectorError::Exhausted {
+                        requested: 1,
+                        available: 0,
+                    }
+                    .into());
+                }
+            },
+            Err(e) => return Err(e.into()),
+        }
+    };
     let table_size = cfg.msix.map_or(0, |m| m.table_size);
     let msix = match program_msix(&resources, table_size, cfg.unused_entries) {
         Ok(p) => p,
@@ -72,21 +108,25 @@ pub fn start_device(
             return Err(e.into());
         }
     };
+    let interrupt_disable = cfg.interrupt_disable_with_messages && resources.grant.is_message();
     Ok(DeviceStart {
         decision,
         resources,
         msix,
+        interrupt_disable,
     })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::arbiter::{InterruptGrant, LineReason, MessageLimiter};
+    use crate::arbiter::GrantReason;
     use crate::dbgprint::{DbgPrint, DbgViewStyle};
     use crate::inf::{Inf, InfArch, VIRTIO_BLK_SAMPLE_INF, VIRTIO_BLK_SAMPLE_INSTALL};
-    use crate::resources::granted_message_total;
+    use crate::resources::{granted_message_total, message_descriptor_count};
+    use crate::vectors::{MAX_DEVICE_IRQL, SYSTEM_VECTORS, is_device_vector};
     use crate::wdf::WdfInterrupts;
+    use proptest::prelude::*;
     use virq_events::{EventKind, EventLog};
 
     fn sample_config() -> DeviceStartConfig {
@@ -106,16 +146,20 @@ mod tests {
         }
     }
 
-    /// The chain from the sample INF to the checklist's prints, for virtio-blk (1 queue).
+    /// The chain from the sample INF to the checklist's prints, for virtio-blk (1 queue): the
+    /// translated MessageCount prints the Group (0), the flags carry no POLICY_INCLUDED.
     #[test]
     fn sample_inf_to_prints() {
         let cfg = sample_config();
         let mut alloc = VectorAllocator::default();
         let start = start_device(&cfg, &Arbiter::default(), &mut alloc).unwrap();
         assert_eq!(start.resources.grant, InterruptGrant::Messages { count: 2 });
-        assert_eq!(granted_message_total(&start.resources.translated), 2);
+        assert_eq!(start.decision.reason, GrantReason::AllRequested);
+        assert_eq!(granted_message_total(&start.resources.raw), 2);
+        assert_eq!(message_descriptor_count(&start.resources.translated), 2);
         assert_eq!(start.msix.entries.len(), 2);
         assert_eq!(start.msix.entries[1].address, 0xFEE0_1000);
+        assert!(!start.interrupt_disable);
         let log = EventLog::new();
         let mut p = DbgPrint::new(DbgViewStyle::bare()).with_sink(&log);
         p.resources(&start.resources.translated);
@@ -126,10 +170,10 @@ mod tests {
         assert_eq!(
             p.capture.texts(),
             [
-                "INT: MSI/MSI-X Level=13 Vector=209 Affinity=0x1 MessageCount=1 Flags=0x7",
-                "INT: MSI/MSI-X Level=12 Vector=193 Affinity=0x2 MessageCount=1 Flags=0x7",
-                "WDFINT: MessageSignaled=1 MessageNumber=0 Vector=209 Irql=13 Affinity=0x1",
-                "WDFINT: MessageSignaled=1 MessageNumber=1 Vector=193 Irql=12 Affinity=0x2",
+                "INT: MSI/MSI-X Level=11 Vector=177 Affinity=0x1 MessageCount=0 Flags=0x3",
+                "INT: MSI/MSI-X Level=10 Vector=161 Affinity=0x2 MessageCount=0 Flags=0x3",
+                "WDFINT: MessageSignaled=1 MessageNumber=0 Vector=177 Irql=11 Affinity=0x1",
+                "WDFINT: MessageSignaled=1 MessageNumber=1 Vector=161 Irql=10 Affinity=0x2",
             ]
         );
         assert_eq!(
@@ -147,7 +191,7 @@ mod tests {
         let mut alloc = VectorAllocator::default();
         let start = start_device(&cfg, &Arbiter::default(), &mut alloc).unwrap();
         assert_eq!(
-            start.decision.line_reason,
+            start.decision.line_reason(),
             Some(LineReason::InfDisallowsMsi)
         );
         assert_eq!(start.resources.grant, InterruptGrant::Line { irq: 11 });
@@ -162,13 +206,159 @@ mod tests {
             ..sample_config()
         };
         let mut alloc = VectorAllocator::default();
-        let start = start_device(&cfg, &Arbiter::with_platform_limit(1), &mut alloc).unwrap();
+        let start = start_device(&cfg, &Arbiter::with_platform_limit(2), &mut alloc).unwrap();
         assert_eq!(
-            start.decision.limited_by,
-            Some(MessageLimiter::PlatformLimit)
+            start.decision.one_message_reason(),
+            Some(OneMessageReason::PlatformLimit)
         );
         assert_eq!(start.resources.grant, InterruptGrant::Messages { count: 1 });
         assert!(start.msix.entries.iter().all(|e| e.message_number == 0));
         assert_eq!(start.msix.entries.len(), 3);
+    }
+
+    /// Vectors short for the request: exactly one message; none even for one: the line.
+    #[test]
+    fn vector_shortage_falls_back_to_one_message_then_to_the_line() {
+        let cfg = DeviceStartConfig {
+            policy: InfPolicy::msi(None),
+            msix: Some(MsixCapabilityInfo { table_size: 4 }),
+            ..sample_config()
+        };
+        let mut alloc = VectorAllocator::new(0x50, 0x52).unwrap();
+        let first = start_device(&cfg, &Arbiter::default(), &mut alloc).unwrap();
+        assert_eq!(first.resources.grant, InterruptGrant::Messages { count: 1 });
+        assert_eq!(
+            first.decision.one_message_reason(),
+            Some(OneMessageReason::VectorsShort)
+        );
+        assert_eq!(first.decision.requested, 4);
+        // Two vectors left: still not four. Take one more away and the next start gets one.
+        alloc.allocate().unwrap();
+        let second = start_device(&cfg, &Arbiter::default(), &mut alloc).unwrap();
+        assert_eq!(
+            second.resources.grant,
+            InterruptGrant::Messages { count: 1 }
+        );
+        // Nothing left for a message: the line, which needs a vector too.
+        let mut empty = VectorAllocator::new(0x50, 0x50).unwrap();
+        empty.allocate().unwrap();
+        assert_eq!(
+            start_device(&cfg, &Arbiter::default(), &mut empty),
+            Err(StartError::Vectors(VectorError::Exhausted {
+                requested: 1,
+                available: 0
+            }))
+        );
+        let mut one = VectorAllocator::new(0x50, 0x50).unwrap();
+        let cfg_big = DeviceStartConfig {
+            msix: Some(MsixCapabilityInfo { table_size: 1 }),
+            ..cfg.clone()
+        };
+        // One vector: one message of one requested, the whole request.
+        let s = start_device(&cfg_big, &Arbiter::default(), &mut one).unwrap();
+        assert_eq!(s.decision.reason, GrantReason::AllRequested);
+        s.resources.release(&mut one).unwrap();
+    }
+
+    #[test]
+    fn message_allocation_failing_altogether_gives_the_line() {
+        // A decision for one message that no vector can carry, then the line that can.
+        let cfg = DeviceStartConfig {
+            policy: InfPolicy::msi(None),
+            msix: Some(MsixCapabilityInfo { table_size: 1 }),
+            ..sample_config()
+        };
+        let mut alloc = VectorAllocator::new(0x50, 0x50).unwrap();
+        let decision = Arbiter::default().decide(&crate::arbiter::GrantRequest {
+            policy: cfg.policy,
+            msix: cfg.msix,
+            requested: 0,
+            line_irq: 11,
+        });
+        let d = decision.fall_back_to_line(11, LineReason::AllocationFailed);
+        assert_eq!(d.grant, InterruptGrant::Line { irq: 11 });
+        assert!(
+            d.describe().contains("allocation failed"),
+            "{}",
+            d.describe()
+        );
+        let s = start_device(&cfg, &Arbiter::msi_disabled(), &mut alloc).unwrap();
+        assert_eq!(
+            s.decision.line_reason(),
+            Some(LineReason::PlatformMsiDisabled)
+        );
+    }
+
+    #[test]
+    fn interrupt_disable_is_set_with_messages_only_when_switched_on() {
+        let on = DeviceStartConfig {
+            interrupt_disable_with_messages: true,
+            ..sample_config()
+        };
+        let mut alloc = VectorAllocator::default();
+        assert!(
+            start_device(&on, &Arbiter::default(), &mut alloc)
+                .unwrap()
+                .interrupt_disable
+        );
+        let line = DeviceStartConfig {
+            policy: InfPolicy::line_only(),
+            ..on
+        };
+        assert!(
+            !start_device(&line, &Arbiter::default(), &mut alloc)
+                .unwrap()
+                .interrupt_disable
+        );
+    }
+
+    proptest! {
+        /// For any INF, table, platform limit and prior vector use: the grant is all requested,
+        /// one, or the line; no device IRQL above 11 and no system vector is handed out.
+        #[test]
+        fn every_start_grants_all_one_or_a_line_on_device_vectors(
+            msi in any::<bool>(),
+            limit in proptest::option::of(1u32..20),
+            table in 0u16..64,
+            platform in 0u32..80,
+            platform_msi in any::<bool>(),
+            used in 0usize..112,
+        ) {
+            let cfg = DeviceStartConfig {
+                policy: if msi { InfPolicy::msi(limit) } else { InfPolicy::line_only() },
+                msix: (table > 0).then_some(MsixCapabilityInfo { table_size: table }),
+                ..sample_config()
+            };
+            let mut alloc = VectorAllocator::default();
+            for _ in 0..used {
+                alloc.allocate().unwrap();
+            }
+            let arbiter = Arbiter { platform_limit: platform, msi_enabled: platform_msi };
+            match start_device(&cfg, &arbiter, &mut alloc) {
+                Ok(s) => {
+                    match s.resources.grant {
+                        InterruptGrant::Messages { count } => {
+                            prop_assert!(count == 1 || count == s.decision.requested);
+                            prop_assert_eq!(s.resources.messages_granted(), count);
+                        }
+                        InterruptGrant::Line { irq } => prop_assert_eq!(irq, 11),
+                    }
+                    for i in &s.resources.interrupts {
+                        prop_assert!(is_device_vector(i.vector));
+                        prop_assert!(i.irql <= MAX_DEVICE_IRQL && i.irql >= 5);
+                        prop_assert_eq!(i.irql, i.vector >> 4);
+                        prop_assert!(!SYSTEM_VECTORS.contains(&i.vector));
+                    }
+                    for d in &s.resources.translated {
+                        prop_assert_eq!(d.flags & crate::resources::CM_RESOURCE_INTERRUPT_POLICY_INCLUDED, 0);
+                        if let Some(t) = d.interrupt_fields().filter(|_| d.is_interrupt()) {
+                            prop_assert!(t.level <= u32::from(MAX_DEVICE_IRQL));
+                        }
+                    }
+                }
+                // Only when not even the line has a vector.
+                Err(e) => prop_assert_eq!(used, 112, "{}", e),
+            }
+        }
     }
 }

@@ -1,13 +1,25 @@
 //! CM resource descriptors, raw and translated, as the PnP manager hands them to a driver.
 //!
 //! A Rust model of `CM_PARTIAL_RESOURCE_DESCRIPTOR`: a type, a share disposition, flags and
-//! the `u` union, here an enum so that only the member that means something exists. The one
-//! fact a driver must check is `Flags & CM_RESOURCE_INTERRUPT_MESSAGE` (checklist 1.2).
+//! the `u` union. The one fact a driver must check is `Flags & CM_RESOURCE_INTERRUPT_MESSAGE`
+//! (checklist 1.2).
 //!
 //! For MSI-X, Windows lists one interrupt descriptor per message
-//! ([`MessageDescriptorLayout::PerMessage`], each `MessageCount = 1`); for MSI it lists a single
-//! descriptor whose `MessageCount` is the whole grant ([`MessageDescriptorLayout::Single`]).
-//! Consumers count messages with [`granted_message_total`], which is right for both.
+//! ([`MessageDescriptorLayout::PerMessage`], each raw `MessageCount = 1`); for multi-message
+//! MSI it lists a single descriptor whose raw `MessageCount` is the whole grant
+//! ([`MessageDescriptorLayout::Single`]).
+//!
+//! `u.MessageInterrupt` is a union of `Raw` (`Group`, `MessageCount`, `Vector`, `Affinity`)
+//! and `Translated` (`Level`, `Group`, `Vector`, `Affinity`), with 16-bit `Level`, `Group`
+//! and `MessageCount` on x64 (processor groups). A message descriptor here holds the half its
+//! list carries ([`CmMessageInterrupt`]); reading the other half's field reads the overlaid
+//! bytes, as in C. So the *translated* descriptor's `MessageCount` is its `Group`, 0 on an
+//! ordinary machine (catalogue row 24): count messages with [`message_descriptor_count`] or
+//! [`granted_message_total`] over the raw list.
+//!
+//! Assigned interrupt flags are `CM_RESOURCE_INTERRUPT_LATCHED | CM_RESOURCE_INTERRUPT_MESSAGE`
+//! (0x3) for messages and 0 for a line: `CM_RESOURCE_INTERRUPT_POLICY_INCLUDED` belongs to
+//! requirement lists, never to assigned resources.
 
 use crate::arbiter::InterruptGrant;
 use crate::inf::IrqDevicePolicy;
@@ -16,7 +28,7 @@ use serde::{Deserialize, Serialize};
 
 /// The 0-based message index; for MSI-X also the table entry index virtio wants.
 pub type MessageNumber = u32;
-/// `u.MessageInterrupt.Raw.MessageCount`.
+/// `u.MessageInterrupt.Raw.MessageCount` (a USHORT in the x64 headers).
 pub type MessageCount = u32;
 /// `KAFFINITY`: one bit per processor.
 pub type Affinity = u64;
@@ -32,7 +44,8 @@ pub const CM_RESOURCE_INTERRUPT_LEVEL_SENSITIVE: u16 = 0;
 pub const CM_RESOURCE_INTERRUPT_LATCHED: u16 = 1;
 /// Interrupt flag: message-signalled (MSI/MSI-X), the bit the checklist looks for.
 pub const CM_RESOURCE_INTERRUPT_MESSAGE: u16 = 2;
-/// Interrupt flag: the descriptor carries an affinity policy.
+/// Interrupt flag of *requirement* lists: the descriptor carries an affinity policy. Never in
+/// assigned resources.
 pub const CM_RESOURCE_INTERRUPT_POLICY_INCLUDED: u16 = 4;
 
 /// Memory flag: read/write (the value 0).
@@ -58,10 +71,12 @@ pub enum ShareDisposition {
     Shared = 3,
 }
 
-/// `u.Interrupt` (also the shape of `u.MessageInterrupt.Translated`).
+/// `u.Interrupt`, and the shape of `u.MessageInterrupt.Translated`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CmInterrupt {
     pub level: u32,
+    /// Processor group of `affinity` (0 on a machine with at most 64 processors).
+    pub group: u16,
     pub vector: u32,
     pub affinity: Affinity,
 }
@@ -69,16 +84,20 @@ pub struct CmInterrupt {
 /// `u.MessageInterrupt.Raw`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CmMessageInterruptRaw {
+    pub group: u16,
     pub message_count: MessageCount,
     pub vector: u32,
     pub affinity: Affinity,
 }
 
-/// `u.MessageInterrupt`: both halves kept (in C they overlay each other).
+/// `u.MessageInterrupt`: the half this descriptor's list carries.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CmMessageInterrupt {
-    pub raw: CmMessageInterruptRaw,
-    pub translated: CmInterrupt,
+#[serde(rename_all = "snake_case")]
+pub enum CmMessageInterrupt {
+    /// In the raw list (`AllocatedResources`, KMDF's `ResourcesRaw`).
+    Raw(CmMessageInterruptRaw),
+    /// In the translated list (`AllocatedResourcesTranslated`, `ResourcesTranslated`).
+    Translated(CmInterrupt),
 }
 
 /// `u.Memory`.
@@ -130,27 +149,50 @@ impl CmPartialResourceDescriptor {
         self.is_interrupt() && self.flags & CM_RESOURCE_INTERRUPT_MESSAGE != 0
     }
 
-    /// `Raw.MessageCount` for message descriptors, `None` otherwise.
+    /// What a driver reads from `u.MessageInterrupt.Raw.MessageCount` on a message descriptor
+    /// (`None` otherwise): the count on a raw descriptor; on a translated one the bytes of
+    /// `Translated.Group`, 0 on an ordinary x64 machine.
     pub fn message_count(&self) -> Option<MessageCount> {
         match self.u {
-            CmDescriptorData::MessageInterrupt(m) if self.is_message() => Some(m.raw.message_count),
+            CmDescriptorData::MessageInterrupt(CmMessageInterrupt::Raw(r)) if self.is_message() => {
+                Some(r.message_count)
+            }
+            CmDescriptorData::MessageInterrupt(CmMessageInterrupt::Translated(t))
+                if self.is_message() =>
+            {
+                Some(MessageCount::from(t.group))
+            }
             _ => None,
         }
     }
 
-    /// Level, Vector, Affinity as a driver reads them from a *translated* interrupt
-    /// descriptor (`u.Interrupt` or `u.MessageInterrupt.Translated`).
+    /// Level, Group, Vector, Affinity as a driver reads them through `u.Interrupt` (the shape
+    /// of `u.MessageInterrupt.Translated`). Meaningful on a translated descriptor; on a raw
+    /// message descriptor `Level` reads the raw `Group` and `Group` the raw `MessageCount`.
     pub fn interrupt_fields(&self) -> Option<CmInterrupt> {
         match self.u {
             CmDescriptorData::Interrupt(i) => Some(i),
-            CmDescriptorData::MessageInterrupt(m) => Some(m.translated),
+            CmDescriptorData::MessageInterrupt(CmMessageInterrupt::Translated(t)) => Some(t),
+            CmDescriptorData::MessageInterrupt(CmMessageInterrupt::Raw(r)) => Some(CmInterrupt {
+                level: u32::from(r.group),
+                group: u16::try_from(r.message_count).unwrap_or(u16::MAX),
+                vector: r.vector,
+                affinity: r.affinity,
+            }),
             CmDescriptorData::Memory(_) => None,
         }
     }
 }
 
-/// Messages granted according to a descriptor list: the sum of `MessageCount` over message
-/// descriptors (correct for the per-message and the single-descriptor layouts).
+/// Descriptors with `CM_RESOURCE_INTERRUPT_MESSAGE` in a list: the messages granted for MSI-X
+/// (one descriptor per message), in the raw or the translated list.
+pub fn message_descriptor_count(descriptors: &[CmPartialResourceDescriptor]) -> u32 {
+    descriptors.iter().filter(|d| d.is_message()).count() as u32
+}
+
+/// The sum of `MessageCount` over message descriptors. Right on the **raw** list, for both
+/// layouts; on the translated list it sums the overlaid `Group` fields (0 on x64), the mistake
+/// of catalogue row 24.
 pub fn granted_message_total(descriptors: &[CmPartialResourceDescriptor]) -> MessageCount {
     descriptors.iter().filter_map(|d| d.message_count()).sum()
 }
@@ -224,7 +266,7 @@ pub struct InterruptAssignment {
 /// What the PnP manager passes with `IRP_MN_START_DEVICE`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AssignedResources {
-    /// The grant actually assigned (may be smaller than the arbiter's if vectors ran short).
+    /// The grant assigned: all messages requested, exactly one, or the line.
     pub grant: InterruptGrant,
     pub raw: Vec<CmPartialResourceDescriptor>,
     pub translated: Vec<CmPartialResourceDescriptor>,
@@ -238,6 +280,11 @@ impl AssignedResources {
         self.interrupts
             .iter()
             .try_for_each(|i| allocator.free(i.vector))
+    }
+
+    /// The messages granted, counted the right way (raw `MessageCount`).
+    pub fn messages_granted(&self) -> u32 {
+        granted_message_total(&self.raw)
     }
 }
 
@@ -260,17 +307,10 @@ impl ResourceBuilder {
         }
     }
 
-    fn interrupt_flags(&self, base: u16) -> u16 {
-        if self.affinity_policy.is_some() {
-            base | CM_RESOURCE_INTERRUPT_POLICY_INCLUDED
-        } else {
-            base
-        }
-    }
-
     /// Allocate vectors and produce both lists. BARs are `(address, length, prefetchable)`
-    /// and come first, as the PCI bus driver reports them. A message grant larger than the
-    /// free vectors shrinks (never below 1); no free vector at all is an error.
+    /// and come first, as the PCI bus driver reports them. The grant is all or nothing: too few
+    /// free vectors is an error, and the caller decides what to ask for instead
+    /// ([`crate::pnp::start_device`] asks for one message, then the line).
     pub fn build(
         &self,
         grant: InterruptGrant,
@@ -284,17 +324,17 @@ impl ResourceBuilder {
         let mut raw = memory.clone();
         let mut translated = memory;
         let mut interrupts = Vec::new();
-        let grant = match grant {
+        match grant {
             InterruptGrant::Line { irq } => {
                 let v = allocator.allocate()?;
                 let affinity = self.affinity_for(0);
-                let flags = self.interrupt_flags(CM_RESOURCE_INTERRUPT_LEVEL_SENSITIVE);
                 let desc = |level: u32, vector: u32| CmPartialResourceDescriptor {
                     resource_type: CmResourceType::Interrupt,
                     share_disposition: ShareDisposition::Shared,
-                    flags,
+                    flags: CM_RESOURCE_INTERRUPT_LEVEL_SENSITIVE,
                     u: CmDescriptorData::Interrupt(CmInterrupt {
                         level,
+                        group: 0,
                         vector,
                         affinity,
                     }),
@@ -308,17 +348,9 @@ impl ResourceBuilder {
                     affinity,
                     dest_apic_id: self.topology.destination(affinity),
                 });
-                grant
             }
             InterruptGrant::Messages { count } => {
-                let available = allocator.available();
-                if available == 0 {
-                    return Err(VectorError::Exhausted {
-                        requested: count as usize,
-                        available,
-                    });
-                }
-                let count = (count.max(1) as usize).min(available);
+                let count = count.max(1) as usize;
                 let vectors = allocator.allocate_many(count)?;
                 for (i, v) in vectors.iter().enumerate() {
                     let affinity = self.affinity_for(i);
@@ -330,45 +362,42 @@ impl ResourceBuilder {
                         dest_apic_id: self.topology.destination(affinity),
                     });
                 }
-                let flags = self
-                    .interrupt_flags(CM_RESOURCE_INTERRUPT_LATCHED | CM_RESOURCE_INTERRUPT_MESSAGE);
-                let desc = |message_count: MessageCount, a: &InterruptAssignment| {
-                    let data = CmMessageInterrupt {
-                        raw: CmMessageInterruptRaw {
-                            message_count,
-                            vector: u32::from(a.vector),
-                            affinity: a.affinity,
-                        },
-                        translated: CmInterrupt {
-                            level: u32::from(a.irql),
-                            vector: u32::from(a.vector),
-                            affinity: a.affinity,
-                        },
-                    };
-                    CmPartialResourceDescriptor {
-                        resource_type: CmResourceType::Interrupt,
-                        share_disposition: ShareDisposition::DeviceExclusive,
-                        flags,
-                        u: CmDescriptorData::MessageInterrupt(data),
-                    }
+                let desc = |half: CmMessageInterrupt| CmPartialResourceDescriptor {
+                    resource_type: CmResourceType::Interrupt,
+                    share_disposition: ShareDisposition::DeviceExclusive,
+                    flags: CM_RESOURCE_INTERRUPT_LATCHED | CM_RESOURCE_INTERRUPT_MESSAGE,
+                    u: CmDescriptorData::MessageInterrupt(half),
+                };
+                let raw_half = |message_count: MessageCount, a: &InterruptAssignment| {
+                    CmMessageInterrupt::Raw(CmMessageInterruptRaw {
+                        group: 0,
+                        message_count,
+                        vector: u32::from(a.vector),
+                        affinity: a.affinity,
+                    })
+                };
+                let translated_half = |a: &InterruptAssignment| {
+                    CmMessageInterrupt::Translated(CmInterrupt {
+                        level: u32::from(a.irql),
+                        group: 0,
+                        vector: u32::from(a.vector),
+                        affinity: a.affinity,
+                    })
                 };
                 match self.layout {
                     MessageDescriptorLayout::PerMessage => {
                         for a in &interrupts {
-                            raw.push(desc(1, a));
-                            translated.push(desc(1, a));
+                            raw.push(desc(raw_half(1, a)));
+                            translated.push(desc(translated_half(a)));
                         }
                     }
                     MessageDescriptorLayout::Single => {
-                        raw.push(desc(count as MessageCount, &interrupts[0]));
-                        translated.push(desc(count as MessageCount, &interrupts[0]));
+                        raw.push(desc(raw_half(count as MessageCount, &interrupts[0])));
+                        translated.push(desc(translated_half(&interrupts[0])));
                     }
                 }
-                InterruptGrant::Messages {
-                    count: count as u32,
-                }
             }
-        };
+        }
         Ok(AssignedResources {
             grant,
             raw,
@@ -399,20 +428,24 @@ mod tests {
                 length: 0x4000
             })
         );
-        let ints: Vec<_> = r.translated.iter().filter(|d| d.is_interrupt()).collect();
-        assert_eq!(ints.len(), 3);
-        for d in &ints {
-            assert_eq!(d.resource_type as u8, CM_RESOURCE_TYPE_INTERRUPT);
-            assert_eq!(
-                d.flags,
-                CM_RESOURCE_INTERRUPT_LATCHED | CM_RESOURCE_INTERRUPT_MESSAGE
-            );
-            assert_eq!(d.share_disposition, ShareDisposition::DeviceExclusive);
-            assert_eq!(d.message_count(), Some(1));
+        for list in [&r.raw, &r.translated] {
+            let ints: Vec<_> = list.iter().filter(|d| d.is_interrupt()).collect();
+            assert_eq!(ints.len(), 3);
+            for d in &ints {
+                assert_eq!(d.resource_type as u8, CM_RESOURCE_TYPE_INTERRUPT);
+                // Assigned resources never carry POLICY_INCLUDED (requirement lists do).
+                assert_eq!(
+                    d.flags,
+                    CM_RESOURCE_INTERRUPT_LATCHED | CM_RESOURCE_INTERRUPT_MESSAGE
+                );
+                assert_eq!(d.share_disposition, ShareDisposition::DeviceExclusive);
+            }
         }
-        assert_eq!(granted_message_total(&r.translated), 3);
-        let t = ints[1].interrupt_fields().unwrap();
-        assert_eq!((t.level, t.vector, t.affinity), (0xC, 0xC1, 1));
+        assert_eq!(message_descriptor_count(&r.translated), 3);
+        assert_eq!(granted_message_total(&r.raw), 3);
+        assert_eq!(r.messages_granted(), 3);
+        let t = r.translated[3].interrupt_fields().unwrap();
+        assert_eq!((t.level, t.vector, t.affinity), (0xA, 0xA1, 1));
         assert_eq!(
             r.interrupts
                 .iter()
@@ -422,8 +455,35 @@ mod tests {
         );
     }
 
+    /// On x64 the translated descriptor's `MessageCount` overlays `Translated.Group`: it reads
+    /// the group (0), while the raw descriptor says 1. Summing it gives 0 messages (row 24).
     #[test]
-    fn single_layout_carries_the_whole_count() {
+    fn translated_message_count_reads_the_group() {
+        let mut alloc = VectorAllocator::default();
+        let r = ResourceBuilder::default()
+            .build(InterruptGrant::Messages { count: 3 }, &mut alloc, &[])
+            .unwrap();
+        for (raw, tr) in r.raw.iter().zip(&r.translated) {
+            assert_eq!(raw.message_count(), Some(1));
+            assert_eq!(tr.message_count(), Some(0));
+            assert_eq!(tr.interrupt_fields().unwrap().group, 0);
+        }
+        assert_eq!(granted_message_total(&r.translated), 0);
+        // A descriptor whose affinity sits in processor group 1 reads MessageCount=1 there.
+        let mut in_group_1 = r.translated[0];
+        if let CmDescriptorData::MessageInterrupt(CmMessageInterrupt::Translated(t)) =
+            &mut in_group_1.u
+        {
+            t.group = 1;
+        }
+        assert_eq!(in_group_1.message_count(), Some(1));
+        // And the raw half read as `u.Interrupt`: Level is the raw Group, Group the count.
+        let as_interrupt = r.raw[0].interrupt_fields().unwrap();
+        assert_eq!((as_interrupt.level, as_interrupt.group), (0, 1));
+    }
+
+    #[test]
+    fn single_layout_carries_the_whole_count_in_the_raw_list() {
         let mut alloc = VectorAllocator::default();
         let b = ResourceBuilder {
             layout: MessageDescriptorLayout::Single,
@@ -433,9 +493,10 @@ mod tests {
             .build(InterruptGrant::Messages { count: 4 }, &mut alloc, &[])
             .unwrap();
         assert_eq!(r.translated.len(), 1);
-        assert_eq!(r.translated[0].message_count(), Some(4));
         assert_eq!(r.raw[0].message_count(), Some(4));
-        assert_eq!(granted_message_total(&r.translated), 4);
+        assert_eq!(r.translated[0].message_count(), Some(0));
+        assert_eq!(granted_message_total(&r.raw), 4);
+        assert_eq!(message_descriptor_count(&r.translated), 1);
         assert_eq!(r.interrupts.len(), 4);
     }
 
@@ -456,6 +517,7 @@ mod tests {
             raw.u,
             CmDescriptorData::Interrupt(CmInterrupt {
                 level: 11,
+                group: 0,
                 vector: 11,
                 affinity: 1
             })
@@ -463,21 +525,35 @@ mod tests {
         assert_eq!(
             tr.u,
             CmDescriptorData::Interrupt(CmInterrupt {
-                level: 0xD,
-                vector: 0xD1,
+                level: 0xB,
+                group: 0,
+                vector: 0xB1,
                 affinity: 1
             })
         );
-        assert_eq!(granted_message_total(&r.translated), 0);
+        assert_eq!(granted_message_total(&r.raw), 0);
+        assert_eq!(r.messages_granted(), 0);
     }
 
+    /// All or nothing: a grant the free vectors cannot cover is refused whole.
     #[test]
-    fn short_on_vectors_shrinks_the_grant_then_fails() {
+    fn short_on_vectors_refuses_the_whole_grant() {
         let mut alloc = VectorAllocator::new(0x50, 0x51).unwrap();
+        assert_eq!(
+            ResourceBuilder::default().build(
+                InterruptGrant::Messages { count: 5 },
+                &mut alloc,
+                &[]
+            ),
+            Err(VectorError::Exhausted {
+                requested: 5,
+                available: 2
+            })
+        );
+        assert_eq!(alloc.available(), 2);
         let r = ResourceBuilder::default()
-            .build(InterruptGrant::Messages { count: 5 }, &mut alloc, &[])
+            .build(InterruptGrant::Messages { count: 2 }, &mut alloc, &[])
             .unwrap();
-        assert_eq!(r.grant, InterruptGrant::Messages { count: 2 });
         assert!(
             ResourceBuilder::default()
                 .build(InterruptGrant::Messages { count: 1 }, &mut alloc, &[])
@@ -488,7 +564,7 @@ mod tests {
     }
 
     #[test]
-    fn spread_policy_spreads_and_marks_policy_included() {
+    fn spread_policy_spreads_without_policy_included() {
         let mut alloc = VectorAllocator::default();
         let b = ResourceBuilder {
             topology: ProcessorTopology {
@@ -506,7 +582,7 @@ mod tests {
             .map(|i| (i.affinity, i.dest_apic_id))
             .collect();
         assert_eq!(aff, [(1, 0), (2, 2), (4, 4), (1, 0)]);
-        assert_ne!(
+        assert_eq!(
             r.translated[0].flags & CM_RESOURCE_INTERRUPT_POLICY_INCLUDED,
             0
         );

@@ -1,10 +1,13 @@
 //! An x64 APIC/IDT vector allocator in the spirit of the Windows 7 HAL.
 //!
-//! Device interrupts get IDT vectors from a window (default `0x50..=0xDF`). The upper nibble
-//! of a vector is its APIC priority class and, for device interrupts on x64, its IRQL
-//! (`DIRQL = vector >> 4`). The allocator deals vectors round-robin across priority classes,
-//! highest class first, so consecutive messages land on different IRQLs and the numbers look
-//! nothing like the 0-based `MessageNumber` the same message carries (catalogue row 3).
+//! Device interrupts get IDT vectors in the `0x5x`-`0xBx` priority classes only: the upper
+//! nibble of a vector is its APIC priority class and, on x64, its IRQL (`DIRQL = vector >>
+//! 4`), so a device runs at IRQL 5-11. The classes above belong to the system (`0xC1` the
+//! broadcast call, `0xD1` the clock at CLOCK_LEVEL 13, `0xE1` the IPI, `0xFD`-`0xFF` profile,
+//! perf and spurious): a window reaching into them is refused. The allocator deals vectors
+//! round-robin across priority classes, highest class first, so consecutive messages land on
+//! different IRQLs and the numbers look nothing like the 0-based `MessageNumber` the same
+//! message carries (catalogue row 3).
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
@@ -15,10 +18,20 @@ pub type IdtVector = u8;
 /// An interrupt request level.
 pub type Irql = u8;
 
-/// Lowest device vector of the default window.
+/// Lowest device vector of the default window (class 5: IRQL 5).
 pub const DEFAULT_LOWEST_VECTOR: IdtVector = 0x50;
-/// Highest device vector of the default window.
-pub const DEFAULT_HIGHEST_VECTOR: IdtVector = 0xDF;
+/// Highest device vector of the default window (class 0xB: IRQL 11).
+pub const DEFAULT_HIGHEST_VECTOR: IdtVector = 0xBF;
+/// The highest IRQL a device interrupt runs at on Windows 7 x64 (the `0xBx` class).
+pub const MAX_DEVICE_IRQL: Irql = 11;
+/// Vectors the x64 HAL keeps for itself: the broadcast call (`0xC1`), the clock (`0xD1`,
+/// CLOCK_LEVEL 13), the IPI (`0xE1`), profile, perf and spurious (`0xFD`-`0xFF`).
+pub const SYSTEM_VECTORS: [IdtVector; 6] = [0xC1, 0xD1, 0xE1, 0xFD, 0xFE, 0xFF];
+
+/// Whether a vector lies in the classes Windows hands to devices (`0x50..=0xBF`).
+pub const fn is_device_vector(vector: IdtVector) -> bool {
+    vector >= DEFAULT_LOWEST_VECTOR && vector <= DEFAULT_HIGHEST_VECTOR
+}
 
 /// IRQL a device interrupt on `vector` runs at (x64: the APIC priority class).
 pub const fn irql_for_vector(vector: IdtVector) -> Irql {
@@ -46,6 +59,13 @@ pub enum VectorError {
         lowest: IdtVector,
         highest: IdtVector,
     },
+    #[error(
+        "vector window {lowest:#04x}..={highest:#04x} leaves the device classes 0x50..=0xbf (IRQL 5-11)"
+    )]
+    OutsideDeviceClasses {
+        lowest: IdtVector,
+        highest: IdtVector,
+    },
 }
 
 /// Deterministic vector allocator over a window of IDT vectors.
@@ -62,10 +82,13 @@ impl Default for VectorAllocator {
 }
 
 impl VectorAllocator {
-    /// An allocator over `lowest..=highest`.
+    /// An allocator over `lowest..=highest`, which must lie in the device classes.
     pub fn new(lowest: IdtVector, highest: IdtVector) -> Result<Self, VectorError> {
         if lowest > highest {
             return Err(VectorError::EmptyWindow { lowest, highest });
+        }
+        if !is_device_vector(lowest) || !is_device_vector(highest) {
+            return Err(VectorError::OutsideDeviceClasses { lowest, highest });
         }
         let mut order = Vec::new();
         // Offset 0 of each class goes last: the HAL keeps the class base for itself first.
@@ -160,18 +183,21 @@ mod tests {
             .iter()
             .map(|v| (v.vector, v.irql))
             .collect();
-        assert_eq!(got, [(0xD1, 0xD), (0xC1, 0xC), (0xB1, 0xB), (0xA1, 0xA)]);
+        assert_eq!(got, [(0xB1, 0xB), (0xA1, 0xA), (0x91, 0x9), (0x81, 0x8)]);
     }
 
     #[test]
     fn vectors_are_distinct_and_exhaust_cleanly() {
         let mut a = VectorAllocator::default();
-        assert_eq!(a.available(), 0xDF - 0x50 + 1);
+        assert_eq!(a.available(), 0xBF - 0x50 + 1);
         let all = a.allocate_many(a.available()).unwrap();
         let set: BTreeSet<_> = all.iter().map(|v| v.vector).collect();
         assert_eq!(set.len(), all.len());
-        assert!(set.iter().all(|v| (0x50..=0xDF).contains(v)));
+        assert!(set.iter().all(|v| (0x50..=0xBF).contains(v)));
         assert!(all.iter().all(|v| v.irql == v.vector >> 4));
+        // No device IRQL above 11, no system vector, whatever was dealt.
+        assert!(all.iter().all(|v| (5..=MAX_DEVICE_IRQL).contains(&v.irql)));
+        assert!(SYSTEM_VECTORS.iter().all(|s| !set.contains(s)));
         assert_eq!(
             a.allocate(),
             Err(VectorError::Exhausted {
@@ -205,12 +231,26 @@ mod tests {
     #[test]
     fn reserve_and_window_errors() {
         let mut a = VectorAllocator::default();
-        a.reserve(0xD1).unwrap();
-        assert_eq!(a.allocate().unwrap().vector, 0xC1);
+        a.reserve(0xB1).unwrap();
+        assert_eq!(a.allocate().unwrap().vector, 0xA1);
         assert_eq!(
             a.reserve(0x20),
             Err(VectorError::OutOfRange { vector: 0x20 })
         );
+        assert_eq!(
+            a.reserve(0xD1),
+            Err(VectorError::OutOfRange { vector: 0xD1 })
+        );
         assert!(VectorAllocator::new(0x60, 0x50).is_err());
+        // The clock's class, and the exception vectors below 0x50, are not a device's.
+        for (lo, hi) in [(0x50, 0xD1), (0x30, 0x5F), (0xC0, 0xCF)] {
+            assert_eq!(
+                VectorAllocator::new(lo, hi),
+                Err(VectorError::OutsideDeviceClasses {
+                    lowest: lo,
+                    highest: hi
+                })
+            );
+        }
     }
 }

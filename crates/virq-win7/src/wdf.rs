@@ -1,17 +1,64 @@
-//! KMDF-like interrupt objects: `WdfInterruptCreate`, `WdfInterruptGetInfo`, and the tables the
-//! simulated machine dispatches with.
+//! KMDF-like interrupt objects: `WdfInterruptCreate`, `WdfInterruptGetInfo`, the connection
+//! around power transitions, and the tables the simulated machine dispatches with.
 //!
-//! The framework binds interrupt objects to the device's interrupt resources in creation
-//! order: object `k` gets the `k`-th message (or the line). Objects beyond the granted
-//! resources exist but have nothing behind them: their info reads `Vector = 0` and they never
-//! fire (catalogue row 7). During a rebalance the resources are released and re-assigned; info
-//! queried in between is zeroed, so a driver that re-queries instead of using the number it
-//! cached at creation programs the wrong message (catalogue row 6).
+//! Two framework versions ([`KmdfVersion`]):
+//! - **1.9**, Windows 7's inbox KMDF: objects are created in `EvtDriverDeviceAdd`, before the
+//!   PnP manager assigns resources ([`WdfInterrupts::before_start`]); `WdfInterruptGetInfo`
+//!   then reads zeros (`MessageSignaled=0 Vector=0`) until the start binds them
+//!   ([`WdfInterrupts::start`], KMDF's `PnpMatchResources`): catalogue row 23.
+//! - **1.11**: objects may be created in `EvtDevicePrepareHardware` with explicit raw and
+//!   translated resources ([`WdfInterrupts::new`]), so a query right after create is real.
+//!
+//! Either way objects bind to interrupt resources in creation order, and an object's
+//! `MessageNumber` is its creation index, set at create whether or not a resource exists: an
+//! object beyond the grant reads `MessageNumber=<index> MessageSignaled=0 Vector=0` after
+//! start and never fires (catalogue row 7). KMDF says nothing about it on DbgPrint; its only
+//! message (for too *few* objects) goes to the in-flight recorder ([`WdfInterrupts::ifr`]).
+//!
+//! Around D0 exit and entry the framework disconnects and reconnects the interrupts
+//! ([`WdfInterrupts::disconnect`], [`WdfInterrupts::connect`]): nothing is dispatched in between.
+//! During a resource rebalance the resources are revoked and re-assigned; this model follows
+//! the older frameworks that lost the message number too (info reads all zeros in between), so a
+//! driver that re-queries instead of using the number it cached programs the wrong message
+//! (catalogue row 6).
 
 use crate::resources::{Affinity, AssignedResources, InterruptAssignment, MessageNumber};
 use crate::vectors::Irql;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+
+/// The framework version a driver runs on.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum KmdfVersion {
+    /// Windows 7's inbox framework: interrupt objects only in `EvtDriverDeviceAdd`.
+    #[default]
+    #[serde(rename = "1.9")]
+    V1_9,
+    /// Interrupt objects may be created in `EvtDevicePrepareHardware` with explicit resources.
+    #[serde(rename = "1.11")]
+    V1_11,
+}
+
+impl KmdfVersion {
+    pub const ALL: [KmdfVersion; 2] = [KmdfVersion::V1_9, KmdfVersion::V1_11];
+
+    /// `1.9` or `1.11`.
+    pub fn name(self) -> &'static str {
+        match self {
+            KmdfVersion::V1_9 => "1.9",
+            KmdfVersion::V1_11 => "1.11",
+        }
+    }
+
+    pub fn from_name(s: &str) -> Option<KmdfVersion> {
+        Self::ALL.into_iter().find(|v| v.name() == s)
+    }
+
+    /// Whether interrupt objects are created in `EvtDevicePrepareHardware`, with resources.
+    pub fn creates_in_prepare_hardware(self) -> bool {
+        self == KmdfVersion::V1_11
+    }
+}
 
 /// Handle of an interrupt object (its creation index).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -30,32 +77,39 @@ pub struct WdfInterruptInfo {
 }
 
 impl WdfInterruptInfo {
-    fn from_assignment(a: &InterruptAssignment) -> Self {
+    fn bound(index: usize, a: &InterruptAssignment) -> Self {
         Self {
             message_signaled: a.message_number.is_some(),
-            message_number: a.message_number.unwrap_or(0),
+            message_number: index as MessageNumber,
             vector: u32::from(a.vector),
             irql: a.irql,
             affinity: a.affinity,
             shared: a.message_number.is_none(),
         }
     }
+
+    /// An object without resources: zeros, but its creation index.
+    fn unbound(index: usize) -> Self {
+        Self {
+            message_number: index as MessageNumber,
+            ..Self::default()
+        }
+    }
+
+    /// Whether the info describes a resource (a vector) at all.
+    pub fn has_resource(&self) -> bool {
+        self.vector != 0
+    }
 }
 
-/// A framework complaint about objects and resources not matching.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct FrameworkWarning {
-    pub object: WdfInterruptId,
-    /// Interrupt resources the device has.
-    pub resources: u32,
-    pub text: String,
-}
+/// The framework's in-flight recorder entry for too few interrupt objects (`!wdflogdump`).
+pub const IFR_NOT_ENOUGH_OBJECTS: &str = "Not enough interrupt objects created by WDFDEVICE";
 
 /// Where a driver takes the message number it writes into virtio's vector selectors.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum MessageNumberSource {
-    /// The number recorded when the object was created (the fix of row 6).
+    /// The number recorded when the object first had its resources (the fix of row 6).
     #[default]
     CachedAtCreation,
     /// `WdfInterruptGetInfo` at the moment of programming.
@@ -64,67 +118,102 @@ pub enum MessageNumberSource {
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 struct ObjectState {
+    /// The info as the driver recorded it when the object first had resources.
     cached: Option<WdfInterruptInfo>,
     bound: Option<InterruptAssignment>,
 }
 
 /// The interrupt objects of one device.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WdfInterrupts {
     assignments: Vec<InterruptAssignment>,
+    started: bool,
     objects: Vec<ObjectState>,
     released: bool,
-    warnings: Vec<FrameworkWarning>,
+    connected: bool,
+    ifr: Vec<String>,
+}
+
+impl Default for WdfInterrupts {
+    fn default() -> Self {
+        Self::before_start()
+    }
 }
 
 impl WdfInterrupts {
-    /// The interrupt side of a device whose resources are `resources`.
+    /// A started device with `resources`: each `create` binds the next resource (KMDF 1.11,
+    /// objects created in `EvtDevicePrepareHardware` for the descriptors in order).
     pub fn new(resources: &AssignedResources) -> Self {
         Self {
             assignments: resources.interrupts.clone(),
-            ..Self::default()
+            started: true,
+            ..Self::before_start()
         }
     }
 
-    fn resource_count(&self) -> u32 {
-        self.assignments.len() as u32
+    /// A device not started yet (KMDF 1.9, `EvtDriverDeviceAdd`): objects created now have no
+    /// resources, and `get_info` reads zeros until [`WdfInterrupts::start`].
+    pub fn before_start() -> Self {
+        Self {
+            assignments: Vec::new(),
+            started: false,
+            objects: Vec::new(),
+            released: false,
+            connected: true,
+            ifr: Vec::new(),
+        }
     }
 
-    fn warn_unbound(&mut self, id: WdfInterruptId) {
-        let resources = self.resource_count();
-        self.warnings.push(FrameworkWarning {
-            object: id,
-            resources,
-            text: format!(
-                "WDF: interrupt object {} has no interrupt resource ({} assigned); it is not connected and will never fire",
-                id.0, resources
-            ),
-        });
+    fn bind(&mut self, i: usize) {
+        let bound = if self.started && !self.released {
+            self.assignments.get(i).copied()
+        } else {
+            None
+        };
+        let o = &mut self.objects[i];
+        o.bound = bound;
+        if o.cached.is_none() {
+            o.cached = bound.map(|a| WdfInterruptInfo::bound(i, &a));
+        }
     }
 
-    /// `WdfInterruptCreate`: a new object bound to the next unclaimed resource, if any.
+    /// `IRP_MN_START_DEVICE`: the framework hands the resources to the objects in creation
+    /// order (KMDF's `PnpMatchResources`); objects beyond them stay without.
+    pub fn start(&mut self, resources: &AssignedResources) {
+        self.assignments = resources.interrupts.clone();
+        self.started = true;
+        self.released = false;
+        for i in 0..self.objects.len() {
+            self.bind(i);
+        }
+        if self.objects.len() < self.assignments.len() {
+            self.ifr.push(IFR_NOT_ENOUGH_OBJECTS.to_string());
+        }
+    }
+
+    /// `WdfInterruptCreate`: a new object, bound to the next unclaimed resource if the device
+    /// has started. Its `MessageNumber` is its creation index.
     pub fn create(&mut self) -> WdfInterruptId {
         let id = WdfInterruptId(self.objects.len());
-        let bound = if self.released {
-            None
-        } else {
-            self.assignments.get(id.0).copied()
-        };
         self.objects.push(ObjectState {
-            cached: bound.as_ref().map(WdfInterruptInfo::from_assignment),
-            bound,
+            cached: None,
+            bound: None,
         });
-        if bound.is_none() && !self.released {
-            self.warn_unbound(id);
-        }
+        self.bind(id.0);
         id
     }
 
-    /// One object per granted message (or one for the line): the right way.
+    /// One object per interrupt resource (a message each, or the line): the right way once
+    /// the resources are known.
     pub fn create_per_resource(&mut self) -> Vec<WdfInterruptId> {
         (self.objects.len()..self.assignments.len())
             .map(|_| self.create())
             .collect()
+    }
+
+    /// `n` objects at once (KMDF 1.9: as many as the driver can use, before the grant is known).
+    pub fn create_many(&mut self, n: usize) -> Vec<WdfInterruptId> {
+        (0..n).map(|_| self.create()).collect()
     }
 
     /// Number of objects created.
@@ -140,16 +229,28 @@ impl WdfInterrupts {
         (0..self.objects.len()).map(WdfInterruptId)
     }
 
-    /// `WdfInterruptGetInfo`: zeroed when the object has no resource (now).
-    pub fn get_info(&self, id: WdfInterruptId) -> WdfInterruptInfo {
-        self.objects
-            .get(id.0)
-            .and_then(|o| o.bound.as_ref())
-            .map(WdfInterruptInfo::from_assignment)
-            .unwrap_or_default()
+    /// Whether the device's resources have been handed to the objects.
+    pub fn is_started(&self) -> bool {
+        self.started
     }
 
-    /// The info as the driver recorded it right after `WdfInterruptCreate`.
+    /// `WdfInterruptGetInfo`: the object's resource, or zeros with its creation index when it
+    /// has none (before start, beyond the grant); all zeros while a rebalance has taken the
+    /// resources back.
+    pub fn get_info(&self, id: WdfInterruptId) -> WdfInterruptInfo {
+        let Some(o) = self.objects.get(id.0) else {
+            return WdfInterruptInfo::default();
+        };
+        if self.released {
+            return WdfInterruptInfo::default();
+        }
+        match &o.bound {
+            Some(a) => WdfInterruptInfo::bound(id.0, a),
+            None => WdfInterruptInfo::unbound(id.0),
+        }
+    }
+
+    /// The info as the driver recorded it when the object first had its resources.
     pub fn cached_info(&self, id: WdfInterruptId) -> Option<WdfInterruptInfo> {
         self.objects.get(id.0).and_then(|o| o.cached)
     }
@@ -173,9 +274,24 @@ impl WdfInterrupts {
         }
     }
 
-    /// Framework warnings so far (objects beyond the resources).
-    pub fn warnings(&self) -> &[FrameworkWarning] {
-        &self.warnings
+    /// What the framework wrote to its in-flight recorder (never to DbgPrint).
+    pub fn ifr(&self) -> &[String] {
+        &self.ifr
+    }
+
+    /// D0 exit: the framework disconnects every interrupt; nothing is dispatched until
+    /// [`WdfInterrupts::connect`].
+    pub fn disconnect(&mut self) {
+        self.connected = false;
+    }
+
+    /// D0 entry (after `EvtDeviceD0Entry` returns): the interrupts are connected again.
+    pub fn connect(&mut self) {
+        self.connected = true;
+    }
+
+    pub fn is_connected(&self) -> bool {
+        self.connected
     }
 
     /// `true` while a rebalance has released the resources.
@@ -193,15 +309,7 @@ impl WdfInterrupts {
 
     /// Restart with new resources: objects rebind in creation order; the cached numbers stay.
     pub fn complete_rebalance(&mut self, resources: &AssignedResources) {
-        self.assignments = resources.interrupts.clone();
-        self.released = false;
-        for i in 0..self.objects.len() {
-            let bound = self.assignments.get(i).copied();
-            self.objects[i].bound = bound;
-            if bound.is_none() {
-                self.warn_unbound(WdfInterruptId(i));
-            }
-        }
+        self.start(resources);
     }
 
     /// `MessageNumber -> object`, for message interrupts that are connected now.
@@ -209,7 +317,8 @@ impl WdfInterrupts {
         self.ids()
             .filter_map(|id| {
                 let a = self.objects[id.0].bound?;
-                Some((a.message_number?, id))
+                a.message_number?;
+                Some((id.0 as MessageNumber, id))
             })
             .collect()
     }
@@ -218,9 +327,11 @@ impl WdfInterrupts {
     pub fn message_by_vector(&self) -> BTreeMap<u32, MessageNumber> {
         self.objects
             .iter()
-            .filter_map(|o| {
+            .enumerate()
+            .filter_map(|(i, o)| {
                 let a = o.bound?;
-                Some((u32::from(a.vector), a.message_number?))
+                a.message_number?;
+                Some((u32::from(a.vector), i as MessageNumber))
             })
             .collect()
     }
@@ -236,11 +347,16 @@ impl WdfInterrupts {
     }
 
     /// Which object an interrupt on `vector` runs, with the `MessageID` its ISR receives
-    /// (`None` for the line).
+    /// (the object's `MessageNumber`; `None` for the line, whose ISR gets ID 0 with
+    /// `MessageSignaled = 0`). Nothing while disconnected.
     pub fn dispatch(&self, vector: u32) -> Option<(WdfInterruptId, Option<MessageNumber>)> {
+        if !self.connected {
+            return None;
+        }
         self.ids().find_map(|id| {
             let a = self.objects[id.0].bound?;
-            (u32::from(a.vector) == vector).then_some((id, a.message_number))
+            (u32::from(a.vector) == vector)
+                .then_some((id, a.message_number.map(|_| id.0 as MessageNumber)))
         })
     }
 }
@@ -271,42 +387,74 @@ mod tests {
                 .iter()
                 .map(|i| (i.message_number, i.vector, i.irql))
                 .collect::<Vec<_>>(),
-            [(0, 0xD1, 0xD), (1, 0xC1, 0xC), (2, 0xB1, 0xB)]
+            [(0, 0xB1, 0xB), (1, 0xA1, 0xA), (2, 0x91, 0x9)]
         );
-        assert!(w.warnings().is_empty());
+        assert!(w.ifr().is_empty());
         let by_msg = w.objects_by_message();
         assert_eq!(by_msg[&2], WdfInterruptId(2));
         let by_vec = w.message_by_vector();
-        assert_eq!(by_vec[&0xC1], 1);
-        assert_eq!(w.dispatch(0xB1), Some((WdfInterruptId(2), Some(2))));
+        assert_eq!(by_vec[&0xA1], 1);
+        assert_eq!(w.dispatch(0x91), Some((WdfInterruptId(2), Some(2))));
         assert_eq!(w.dispatch(0x99), None);
         assert_eq!(w.line_object(), None);
     }
 
+    /// KMDF 1.9: objects created in EvtDriverDeviceAdd read zeros (their creation index aside)
+    /// until the start binds them in creation order.
     #[test]
-    fn object_beyond_the_grant_has_vector_zero_and_a_warning() {
+    fn kmdf_1_9_info_before_start_reads_zeros() {
         let mut alloc = VectorAllocator::default();
-        let mut w = WdfInterrupts::new(&messages(2, &mut alloc));
-        let ids: Vec<_> = (0..3).map(|_| w.create()).collect();
+        let mut w = WdfInterrupts::before_start();
+        let ids = w.create_many(3);
+        for (i, id) in ids.iter().enumerate() {
+            let info = w.get_info(*id);
+            assert_eq!(
+                info,
+                WdfInterruptInfo {
+                    message_number: i as u32,
+                    ..WdfInterruptInfo::default()
+                }
+            );
+            assert!(!info.has_resource());
+            assert_eq!(
+                crate::dbgprint::format_wdfint_line(&info),
+                format!("WDFINT: MessageSignaled=0 MessageNumber={i} Vector=0 Irql=0 Affinity=0x0")
+            );
+        }
+        assert_eq!(w.dispatch(0xB1), None);
+        w.start(&messages(3, &mut alloc));
+        let after: Vec<_> = ids.iter().map(|&id| w.get_info(id)).collect();
+        assert!(after.iter().all(|i| i.message_signaled && i.vector != 0));
+        assert_eq!(after[1].message_number, 1);
+        assert_eq!(w.dispatch(0xA1), Some((WdfInterruptId(1), Some(1))));
+        assert!(w.ifr().is_empty());
+    }
+
+    /// An object beyond the grant: its creation index, no resource, and not one DbgPrint word
+    /// from the framework.
+    #[test]
+    fn object_beyond_the_grant_reports_its_creation_index_and_nothing_else() {
+        let mut alloc = VectorAllocator::default();
+        let mut w = WdfInterrupts::before_start();
+        let ids = w.create_many(3);
+        w.start(&messages(2, &mut alloc));
         let extra = w.get_info(ids[2]);
-        assert_eq!(extra.vector, 0);
         assert_eq!(
             crate::dbgprint::format_wdfint_line(&extra),
-            "WDFINT: MessageSignaled=0 MessageNumber=0 Vector=0 Irql=0 Affinity=0x0"
+            "WDFINT: MessageSignaled=0 MessageNumber=2 Vector=0 Irql=0 Affinity=0x0"
         );
-        assert!(!extra.message_signaled);
-        assert_eq!(w.warnings().len(), 1);
-        assert_eq!(w.warnings()[0].object, WdfInterruptId(2));
-        assert_eq!(
-            w.warnings()[0].text,
-            "WDF: interrupt object 2 has no interrupt resource (2 assigned); it is not connected and will never fire"
-        );
+        assert!(w.ifr().is_empty(), "too many objects leaves no record");
         assert_eq!(w.objects_by_message().len(), 2);
         assert_eq!(w.message_by_vector().len(), 2);
+        // Too few objects: the framework's only word, in its in-flight recorder.
+        let mut few = WdfInterrupts::before_start();
+        few.create();
+        few.start(&messages(3, &mut alloc));
+        assert_eq!(few.ifr(), [IFR_NOT_ENOUGH_OBJECTS]);
     }
 
     #[test]
-    fn line_object_is_not_message_signaled() {
+    fn line_object_is_not_message_signaled_and_gets_id_zero() {
         let mut alloc = VectorAllocator::default();
         let r = ResourceBuilder::default()
             .build(InterruptGrant::Line { irq: 10 }, &mut alloc, &[])
@@ -317,11 +465,25 @@ mod tests {
         assert!(!info.message_signaled && info.shared);
         assert_eq!(
             (info.message_number, info.vector, info.irql),
-            (0, 0xD1, 0xD)
+            (0, 0xB1, 0xB)
         );
-        assert_eq!(w.line_object(), Some((0xD1, id)));
-        assert_eq!(w.dispatch(0xD1), Some((id, None)));
+        assert_eq!(w.line_object(), Some((0xB1, id)));
+        assert_eq!(w.dispatch(0xB1), Some((id, None)));
         assert!(w.objects_by_message().is_empty());
+    }
+
+    #[test]
+    fn disconnected_interrupts_are_not_dispatched() {
+        let mut alloc = VectorAllocator::default();
+        let mut w = WdfInterrupts::new(&messages(1, &mut alloc));
+        let id = w.create();
+        w.disconnect();
+        assert!(!w.is_connected());
+        assert_eq!(w.dispatch(0xB1), None);
+        // The resources stay assigned across D0 exit/entry: the info does not change.
+        assert!(w.get_info(id).message_signaled);
+        w.connect();
+        assert_eq!(w.dispatch(0xB1), Some((id, Some(0))));
     }
 
     #[test]
@@ -349,7 +511,6 @@ mod tests {
         assert_eq!(info.message_number, 2);
         assert_ne!(info.vector, w.cached_info(q2).unwrap().vector);
         assert_eq!(w.dispatch(info.vector), Some((q2, Some(2))));
-        assert!(w.warnings().is_empty());
     }
 
     #[test]
@@ -360,7 +521,16 @@ mod tests {
         w.begin_rebalance();
         w.complete_rebalance(&messages(1, &mut alloc));
         assert_eq!(w.get_info(ids[1]).vector, 0);
+        assert_eq!(w.get_info(ids[1]).message_number, 1);
         assert_eq!(w.get_info(ids[0]).message_number, 0);
-        assert_eq!(w.warnings().len(), 2);
+    }
+
+    #[test]
+    fn versions_by_name() {
+        assert_eq!(KmdfVersion::default(), KmdfVersion::V1_9);
+        assert_eq!(KmdfVersion::from_name("1.11"), Some(KmdfVersion::V1_11));
+        assert_eq!(KmdfVersion::from_name("1.10"), None);
+        assert!(KmdfVersion::V1_11.creates_in_prepare_hardware());
+        assert!(!KmdfVersion::V1_9.creates_in_prepare_hardware());
     }
 }

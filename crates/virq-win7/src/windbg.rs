@@ -567,20 +567,30 @@ pub fn render_resource_list(title: &str, descriptors: &[CmPartialResourceDescrip
                     t.level, t.vector, t.affinity
                 );
             }
-            CmDescriptorData::MessageInterrupt(m) => {
+            CmDescriptorData::MessageInterrupt(_) => {
                 let _ = writeln!(
                     out,
                     "      Flags (0x{:04x}) - {}",
                     d.flags,
                     interrupt_flag_names(d.flags)
                 );
+                // The descriptor's fields as its list holds them: on a translated descriptor
+                // `MessageCount` reads the overlaid Group.
+                let t = d
+                    .interrupt_fields()
+                    .unwrap_or(crate::resources::CmInterrupt {
+                        level: 0,
+                        group: 0,
+                        vector: 0,
+                        affinity: 0,
+                    });
                 let _ = writeln!(
                     out,
                     "      Message Count {}, Level 0x{:x}, Vector 0x{:x}, Group 0, Affinity 0x{:x}",
-                    m.raw.message_count,
-                    m.translated.level,
-                    m.translated.vector,
-                    m.translated.affinity
+                    d.message_count().unwrap_or(0),
+                    t.level,
+                    t.vector,
+                    t.affinity
                 );
             }
         }
@@ -602,9 +612,43 @@ pub fn render_devnode(
     out
 }
 
+/// The reader of [`render_devnode`]'s state line as WinDbg prints it (`State =
+/// DeviceNodeStarted (0x308)`): `DeviceStarted` for a started devnode, `None` for any other
+/// line or state (`Previous State = ...` included).
+pub fn parse_devnode_state(text: &str) -> Option<EventKind> {
+    let t = text.trim_start();
+    let rest = t.get(..5).filter(|h| h.eq_ignore_ascii_case("State"))?;
+    let rest = t[rest.len()..].trim_start().strip_prefix('=')?.trim_start();
+    let word = rest.split_whitespace().next()?;
+    word.eq_ignore_ascii_case("DeviceNodeStarted")
+        .then_some(EventKind::DeviceStarted)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn devnode_state_reader_takes_started_only() {
+        assert_eq!(
+            parse_devnode_state("  State = DeviceNodeStarted (0x308)"),
+            Some(EventKind::DeviceStarted)
+        );
+        assert_eq!(
+            parse_devnode_state("State=DeviceNodeStarted"),
+            Some(EventKind::DeviceStarted)
+        );
+        for other in [
+            "  Previous State = DeviceNodeStarted (0x308)",
+            "  State = DeviceNodeRemoved (0x312)",
+            "  State = ",
+            "Statement = DeviceNodeStarted",
+            "St",
+            "",
+        ] {
+            assert_eq!(parse_devnode_state(other), None, "{other:?}");
+        }
+    }
     use crate::arbiter::InterruptGrant;
     use crate::resources::ResourceBuilder;
     use crate::vectors::VectorAllocator;
@@ -824,7 +868,7 @@ mod tests {
             "{text}"
         );
         assert!(
-            text.contains("      Message Count 1, Level 0xd, Vector 0xd1, Group 0, Affinity 0x1\n"),
+            text.contains("      Message Count 0, Level 0xb, Vector 0xb1, Group 0, Affinity 0x1\n"),
             "{text}"
         );
         let line = ResourceBuilder::default()
@@ -839,8 +883,13 @@ mod tests {
             text.contains("      Flags (0x0000) - LEVEL_SENSITIVE\n"),
             "{text}"
         );
+        let started: Vec<EventKind> = render_devnode("PCI\\X", "virqblk", &line.translated)
+            .lines()
+            .filter_map(parse_devnode_state)
+            .collect();
+        assert_eq!(started, [EventKind::DeviceStarted]);
         assert!(
-            text.contains("      Level 0xc, Vector 0xc1, Group 0, Affinity 0x1\n"),
+            text.contains("      Level 0xa, Vector 0xa1, Group 0, Affinity 0x1\n"),
             "{text}"
         );
     }

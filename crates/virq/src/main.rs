@@ -4,7 +4,9 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
-use virq_check::{CheckOptions, DeviceKind, Fault, InfChoice, Mode, VectorPolicy};
+use virq_check::{
+    CheckOptions, DebugPrintFilter, DeviceKind, Fault, InfChoice, KmdfVersion, Mode, VectorPolicy,
+};
 
 #[derive(Parser)]
 #[command(
@@ -20,7 +22,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the checklist's seven steps on the simulated Windows 7 machine, in every interrupt mode.
-    Check(CheckArgs),
+    Check(Box<CheckArgs>),
     /// Read logs (DbgView captures, WinDbg !pci / !devnode, /proc/interrupts, lspci -vvv,
     /// kernel logs) and say which link of the interrupt chain broke.
     Doctor(DoctorArgs),
@@ -84,9 +86,25 @@ struct CheckArgs {
     /// Install section of the INF given with --inf.
     #[arg(long, default_value = "virqblk_inst")]
     inf_install: String,
-    /// Messages the platform grants at most (default: all in msix-enough, 1 in msix-fewer).
+    /// Messages the platform can give at once (default: all in msix-enough, 1 in msix-fewer).
+    /// Windows grants all the messages requested or exactly one: N below the request means
+    /// one message, never N.
     #[arg(long)]
     granted: Option<u32>,
+    /// The reference driver's framework: 1.9 (Windows 7's inbox KMDF: interrupt objects in
+    /// EvtDriverDeviceAdd, zeros from WdfInterruptGetInfo before start) or 1.11 (objects in
+    /// EvtDevicePrepareHardware).
+    #[arg(long, default_value = "1.9")]
+    kmdf: String,
+    /// The Debug Print Filter\IHVDRIVER mask: a number such as 0xf (the checklist's
+    /// assumption), `unset` (Windows 7's default: only error-level lines reach DbgView) or
+    /// `verbose` (DbgView's "Enable Verbose Kernel Output").
+    #[arg(long, default_value = "0xf")]
+    print_filter: String,
+    /// pci.sys sets PCI Command bit 10 (Interrupt Disable) when message interrupts are
+    /// granted (seen in a published !pci dump; unverified on Windows 7).
+    #[arg(long)]
+    msi_interrupt_disable: bool,
     /// Only these modes (msix-enough, msix-fewer, intx); repeatable.
     #[arg(long = "mode")]
     modes: Vec<String>,
@@ -136,15 +154,19 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
-        Command::Check(args) => check(args),
+        Command::Check(args) => check(*args),
         Command::Doctor(args) => doctor(args),
         Command::Serve(args) => serve(args),
         Command::Faults => {
-            for f in Fault::ALL {
+            // Driver and OS rows first, in row order, then the device rows.
+            let mut faults = Fault::ALL.to_vec();
+            faults.sort_by_key(|f| (f.is_device(), f.catalogue_row()));
+            for f in faults {
                 println!(
-                    "{:<26} failure catalogue row {}",
+                    "{:<36} failure catalogue row {:>2}{}",
                     f.name(),
-                    f.catalogue_row()
+                    f.catalogue_row(),
+                    if f.is_device() { " (device)" } else { "" }
                 );
             }
             Ok(ExitCode::SUCCESS)
@@ -200,7 +222,18 @@ fn check(args: CheckArgs) -> Result<ExitCode> {
             None => bail!("unknown fault {name:?}; `virq faults` lists them"),
         },
     };
+    let kmdf = KmdfVersion::from_name(&args.kmdf)
+        .with_context(|| format!("unknown KMDF version {:?} (1.9, 1.11)", args.kmdf))?;
+    let print_filter = DebugPrintFilter::parse(&args.print_filter).with_context(|| {
+        format!(
+            "unknown Debug Print Filter {:?} (a mask such as 0xf, unset, verbose)",
+            args.print_filter
+        )
+    })?;
     let options = CheckOptions {
+        kmdf,
+        print_filter,
+        msi_interrupt_disable: args.msi_interrupt_disable,
         device,
         queues: args.queues,
         msix_table: args.msix_table,

@@ -929,6 +929,10 @@ impl Parser {
         if hits & gate::VIRTIO_WIN != 0 && self.virtio_win(body, line, time) {
             return;
         }
+        if let Some(kind) = virq_win7::windbg::parse_devnode_state(body) {
+            self.emit(kind, line, time);
+            return;
+        }
         let in_block = self.msix.is_some()
             || self.entry.is_some()
             || self.pci.is_some()

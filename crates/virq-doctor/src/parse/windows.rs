@@ -23,6 +23,9 @@ fn u16_of(v: u64) -> Option<u16> {
 /// the line (drivers often put their own name in front). `None` when the line is not one, or is
 /// one with a field missing (the caller then keeps it as a plain log line).
 pub fn checklist_print(body: &str) -> Option<Vec<EventKind>> {
+    if let Some(kinds) = virq_win7::dbgprint::parse_line(body) {
+        return Some(kinds);
+    }
     if let Some(i) = find_word_ci(body, "WDFINT:") {
         return connected(&body[i + 7..]).map(|k| vec![k]);
     }

@@ -7,13 +7,16 @@ use virq_events::{Event, EventKind, NO_VECTOR, Selector};
 
 use super::{Ctx, broken, one_of, ruled_out, unknown};
 use crate::Answer;
-use crate::facts::selector_name;
+use crate::facts::{prints_in, selector_name};
 use crate::trail::{SelOp, Trail};
 
 pub(crate) fn judge(ctx: &Ctx<'_>) -> Vec<Answer> {
     let mut out: Vec<Answer> = Vec::new();
     let decided = decision_rows(ctx, &mut out);
-    out.extend(row2_reset_or_never(ctx, decided));
+    let power = row27_lost_across_power(ctx);
+    let power_explains = power.as_ref().is_some_and(|a| a.verdict.is_broken());
+    out.extend(power);
+    out.extend(row2_reset_or_never(ctx, decided, power_explains));
     out.extend(row3_apic_vector(ctx));
     out.extend(row4_beyond_grant(ctx));
     out.extend(row5_config_unset(ctx));
@@ -148,6 +151,7 @@ fn decision_rows(ctx: &Ctx<'_>, out: &mut Vec<Answer>) -> bool {
     }
     // Row 23: every interrupt-object query returned zeros, one of them before the resources.
     let message_resources = f.message_resources();
+    let mut zeros_only = false;
     let mut pre_start: Vec<&Event> = Vec::new();
     let mut real_objects = false;
     for t in f.trails {
@@ -171,6 +175,7 @@ fn decision_rows(ctx: &Ctx<'_>, out: &mut Vec<Answer>) -> bool {
             ));
         } else {
             explains_no_plan = true;
+            zeros_only = true;
             out.extend(broken(
                 23,
                 "WdfInterruptGetInfo was only called before start: it returned MessageSignaled=0 Vector=0 while message interrupts were granted, so the driver planned from zeros",
@@ -209,7 +214,9 @@ fn decision_rows(ctx: &Ctx<'_>, out: &mut Vec<Answer>) -> bool {
             && intended.iter().all(|o| o.written == Some(0))
             && granted >= needed
             && !ctx.queues.is_empty();
-        if intended.is_empty() && f.accesses_logged() {
+        if intended.is_empty() && f.accesses_logged() && !zeros_only {
+            // (When the driver only ever saw zeros from WdfInterruptGetInfo, row 23 explains
+            // the missing plan; the count was never its input.)
             explains_no_plan = true;
             out.extend(broken(
                 24,
@@ -274,7 +281,17 @@ fn ran_after<'a>(
         })
 }
 
-fn row2_reset_or_never(ctx: &Ctx<'_>, decided: bool) -> Option<Answer> {
+fn row2_reset_or_never(ctx: &Ctx<'_>, decided: bool, power_explains: bool) -> Option<Answer> {
+    if power_explains {
+        // Row 27 is this row's Windows form: the reset that lost the vectors is the device's
+        // reset at D0 entry. A source without the power transition (the device's record) shows
+        // the same loss; it is not a second failure.
+        return unknown(
+            2,
+            "the vectors were lost to the reset at D0 entry, which row 27 names",
+            "a reset other than the one at D0 entry after the last vector write",
+        );
+    }
     if ctx.line() {
         return ruled_out(
             2,
@@ -778,13 +795,101 @@ fn row12_surprise_removal(ctx: &Ctx<'_>) -> Option<Answer> {
     None
 }
 
+/// Row 25: a DbgView capture holds none of the driver's lines while the OS says the device
+/// started. Free-text lines about interrupts or virtio in the capture may be a real driver's own
+/// words (viostor, NetKVM): then nothing is said.
 fn row25_prints_filtered(ctx: &Ctx<'_>) -> Option<Answer> {
-    if ctx.f.driver_prints() {
-        return ruled_out(
-            25,
-            "the driver's own prints reached the capture",
-            ctx.mode_proof(),
-        );
+    let f = ctx.f;
+    let (captures, lines) = f.dbgview_captures();
+    if captures.is_empty() || captures.iter().copied().any(prints_in) {
+        return f.driver_prints().then(|| {
+            ruled_out(
+                25,
+                "the driver's own prints reached the capture",
+                ctx.mode_proof(),
+            )
+        })?;
     }
-    None
+    if captures.iter().any(|t| !t.logs.is_empty()) {
+        return None;
+    }
+    match f.trails.iter().find_map(|t| t.started.as_ref()) {
+        Some(e) => broken(
+            25,
+            format!(
+                "the DbgView capture ({lines} line(s)) holds none of the driver's prints while the device is started: Windows 7 drops DbgPrintEx below DPFLTR_ERROR_LEVEL unless the Debug Print Filter allows it"
+            ),
+            [e],
+        ),
+        None => unknown(
+            25,
+            format!("the DbgView capture ({lines} line(s)) holds none of the driver's prints"),
+            "whether the device started: WinDbg !devnode (State = DeviceNodeStarted) or Device Manager",
+        ),
+    }
+}
+
+/// Row 27: a power transition after a selector's last vector write, then a reset, and the
+/// device running (DRIVER_OK) or the selector reading 0xFFFF after it: the vectors were lost
+/// at D0 entry and never programmed again.
+fn row27_lost_across_power(ctx: &Ctx<'_>) -> Option<Answer> {
+    if !ctx.message() {
+        return None;
+    }
+    let f = ctx.f;
+    let mut saw_power = None;
+    for (t, ops) in f.ops_by_trail() {
+        let Some((_, entry)) = t.power.iter().rev().find(|(_, e)| {
+            matches!(
+                e.kind,
+                EventKind::PowerTransition {
+                    entering_d0: true,
+                    ..
+                }
+            )
+        }) else {
+            continue;
+        };
+        saw_power.get_or_insert((t, entry));
+        let mut last: BTreeMap<Selector, &SelOp> = BTreeMap::new();
+        for o in &ops {
+            if o.written.is_some_and(|w| w != NO_VECTOR) {
+                last.insert(o.selector, o);
+            }
+        }
+        for (sel, w) in &last {
+            let Some((_, power)) = t.power.iter().find(|(p, _)| *p > w.pos) else {
+                continue;
+            };
+            let Some((reset_pos, reset)) = t.resets.iter().find(|(p, _)| *p > w.pos) else {
+                continue;
+            };
+            if let Some(ran) = ran_after(t, &ops, *reset_pos, *sel) {
+                return broken(
+                    27,
+                    format!(
+                        "{} was programmed (0x{:04x}) before a power transition and not again after the reset at D0 entry: it is 0xFFFF after resume",
+                        selector_name(*sel),
+                        w.written.unwrap_or(0)
+                    ),
+                    [&w.event, power, reset, ran],
+                );
+            }
+        }
+    }
+    let (t, entry) = saw_power?;
+    let entry_pos = t
+        .power
+        .iter()
+        .find(|(_, e)| std::ptr::eq(e, entry))
+        .map_or(0, |(p, _)| *p);
+    let again = t
+        .selector_ops
+        .iter()
+        .find(|o| o.pos > entry_pos && o.written.is_some_and(|w| w != NO_VECTOR))?;
+    ruled_out(
+        27,
+        "the vectors were programmed again after D0 entry",
+        [entry, &again.event],
+    )
 }
