@@ -79,10 +79,18 @@ pub enum Fault {
     DeviceSmallMsixTable,
     /// Row 22 (device): reading ISR status does not clear it.
     DeviceIsrNotCleared,
+    /// Row 29 (device): the device keeps using its rings while Bus Master Enable is clear.
+    /// Shown with a request that races the power-down: the OS has turned bus mastering off
+    /// when the driver's last notify arrives.
+    DeviceDmaWhileBusMasterOff,
+    /// Row 30 (device): a Pending Bit survives the device reset and is delivered as a stale
+    /// interrupt. Shown across the sleep/resume: a completion pends on the masked function,
+    /// the device is reset at D0 entry, and the OS unmasks.
+    DeviceStalePendingBit,
 }
 
 impl Fault {
-    pub const ALL: [Fault; 28] = [
+    pub const ALL: [Fault; 30] = [
         Fault::IntxNoIsrRead,
         Fault::VectorsBeforeReset,
         Fault::ApicVector,
@@ -111,6 +119,8 @@ impl Fault {
         Fault::DeviceIgnoresInterruptDisable,
         Fault::DeviceSmallMsixTable,
         Fault::DeviceIsrNotCleared,
+        Fault::DeviceDmaWhileBusMasterOff,
+        Fault::DeviceStalePendingBit,
     ];
 
     /// The switch's name on the command line.
@@ -144,6 +154,8 @@ impl Fault {
             Fault::DeviceIgnoresInterruptDisable => "device-ignores-interrupt-disable",
             Fault::DeviceSmallMsixTable => "device-small-msix-table",
             Fault::DeviceIsrNotCleared => "device-isr-not-cleared",
+            Fault::DeviceDmaWhileBusMasterOff => "device-dma-while-bus-master-off",
+            Fault::DeviceStalePendingBit => "device-stale-pending-bit",
         }
     }
 
@@ -183,6 +195,8 @@ impl Fault {
             Fault::DeviceIgnoresInterruptDisable => 20,
             Fault::DeviceSmallMsixTable => 21,
             Fault::DeviceIsrNotCleared => 22,
+            Fault::DeviceDmaWhileBusMasterOff => 29,
+            Fault::DeviceStalePendingBit => 30,
         }
     }
 
@@ -223,6 +237,8 @@ impl Fault {
             Fault::DeviceAcceptsOutOfRangeVector => f.accept_out_of_range_vectors = true,
             Fault::DeviceIntxStuckAfterReset => f.intx_stays_high_on_reset = true,
             Fault::DeviceIsrNotCleared => f.isr_not_cleared_on_read = true,
+            Fault::DeviceDmaWhileBusMasterOff => f.dma_while_bus_master_disabled = true,
+            Fault::DeviceStalePendingBit => f.keep_stale_pending_bits = true,
             Fault::DeviceIgnoresInterruptDisable => f.ignore_interrupt_disable = true,
             Fault::EnableBeforeVerified => f.vectors_accepted_below = Some(2),
             _ => {}

@@ -445,6 +445,22 @@ pub fn run_mode(opts: &CheckOptions, mode: Mode) -> Result<ModeReport, CheckErro
             // again and program and read back every vector (checklist 3.4, catalogue row 27)
             // before KMDF reconnects the interrupts. One more round then proves the interrupts
             // still arrive. The request's completion is lost to the reset: not counted.
+            //
+            // On the way down the OS holds the function's messages off (MSI-X Function Mask), so
+            // the in-flight request's completion waits in the PBA; it must not survive the
+            // reset of D0 entry (catalogue row 30). On a line the completion leaves the line
+            // asserted, and the reset must lower it (row 19). Then pci.sys
+            // takes the function off the bus (Command bit 2 clear) just as one more request's
+            // notify arrives: the device must not touch memory for it (row 29).
+            let msix_cap = glue.driver.caps().msix.map(|m| u16::from(m.cap_at));
+            dbg.from_elsewhere(format!(
+                "[{IO_PROGRAM_PID}] {IO_PROGRAM}: system sleep (S3)"
+            ));
+            glue.wdf.disconnect();
+            let mask = messages > 0;
+            if mask {
+                hold_interrupts(&machine, slot, msix_cap, true, true);
+            }
             submit_round(
                 opts,
                 &mut glue,
@@ -452,16 +468,21 @@ pub fn run_mode(opts: &CheckOptions, mode: Mode) -> Result<ModeReport, CheckErro
                 disk.as_deref(),
                 opts.requests_per_queue,
             );
-            dbg.from_elsewhere(format!(
-                "[{IO_PROGRAM_PID}] {IO_PROGRAM}: system sleep (S3)"
-            ));
-            glue.wdf.disconnect();
             dbg.d0_exit(3);
+            set_bus_master(&machine, slot, false);
+            submit_round(
+                opts,
+                &mut glue,
+                &ram,
+                disk.as_deref(),
+                opts.requests_per_queue + 3,
+            );
             let _ = glue.driver.quiesce();
             let since = driver_log.snapshot().split_off(printed);
             printed += since.len();
             print_driver_evidence(&mut dbg, &since, &apic_vectors);
             dbg.d0_entry(3);
+            set_bus_master(&machine, slot, true);
             // Checklist 3.3: the device was reset; every selector reads 0xFFFF until the driver
             // programs it again.
             let after_reset = glue.driver.verify_vectors();
@@ -483,6 +504,9 @@ pub fn run_mode(opts: &CheckOptions, mode: Mode) -> Result<ModeReport, CheckErro
                 dbg.error(format!("virqblk: resume failed: {e}"));
             }
             glue.wdf.connect();
+            if mask {
+                hold_interrupts(&machine, slot, msix_cap, true, false);
+            }
             power = Some(PowerCycle {
                 after_reset: after_reset
                     .iter()
@@ -807,6 +831,17 @@ fn program_msix_table(
             );
         }
     }
+}
+
+/// pci.sys takes the function off the bus (D3) or puts it back (D0): PCI Command bit 2, Bus
+/// Master Enable, by a configuration write.
+fn set_bus_master(machine: &RefCell<Machine>, slot: u8, on: bool) {
+    let mut m = machine.borrow_mut();
+    let mut b = [0u8; 2];
+    m.config_read(0, slot, 0, 0x04, &mut b);
+    let v = u16::from_le_bytes(b);
+    let v = if on { v | 0x4 } else { v & !0x4 };
+    m.config_write(0, slot, 0, 0x04, &v.to_le_bytes());
 }
 
 /// The OS holds the function's interrupts off (or lets them go): MSI-X Function Mask in

@@ -106,6 +106,8 @@ pub struct DeviceRecord {
     pub no_vector_queues: BTreeMap<u16, Event>,
     /// Pending bits set and not cleared: entry -> (PendingSet event, epoch at set).
     pub pending: BTreeMap<u16, (Event, u64)>,
+    /// A pending bit just cleared by its delivery (the device clears the bit, then sends).
+    just_cleared: Option<(u16, (Event, u64))>,
     /// Routing epoch per entry: bumped when a source stops using the entry or the device resets.
     pub epoch: BTreeMap<u16, (u64, Event)>,
     /// Which entry each source uses now (from the device's own read-backs).
@@ -209,6 +211,12 @@ impl Trail {
     pub fn observe(&mut self, e: &Event, pos: u64) {
         self.pos = pos + 1;
         self.events += 1;
+        if !matches!(
+            e.kind,
+            EventKind::PendingCleared { .. } | EventKind::MessageSent { .. }
+        ) {
+            self.device.just_cleared = None;
+        }
         match &e.kind {
             EventKind::SessionStart { .. } if self.label.is_none() => {
                 self.label = Some(e.clone());
@@ -357,7 +365,7 @@ impl Trail {
                 }
             }
             EventKind::PendingCleared { entry } => {
-                self.device.pending.remove(entry);
+                self.device.just_cleared = self.device.pending.remove(entry).map(|p| (*entry, p));
             }
             EventKind::LineRaised { .. } => self.device_line(true, e),
             EventKind::LineLowered { .. } => self.device_line(false, e),
@@ -557,7 +565,11 @@ impl Trail {
             self.device.dma_without_bus_master = Some(proof);
         }
         if cause == InterruptCause::PendingDelivery {
-            if let Some((set, epoch)) = self.device.pending.get(&entry).cloned() {
+            let record = match self.device.just_cleared.take() {
+                Some((e, p)) if e == entry => Some(p),
+                _ => self.device.pending.get(&entry).cloned(),
+            };
+            if let Some((set, epoch)) = record {
                 let now = self.device.epoch.get(&entry).cloned();
                 if let Some((n, why)) = now
                     && n > epoch
