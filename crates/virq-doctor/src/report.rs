@@ -153,12 +153,23 @@ fn render_subject(out: &mut String, s: &Subject, headed: bool) {
     if named.is_empty() {
         let _ = writeln!(out, "  none of the rows is shown broken");
     }
+    // Candidate rows share one answer: say it once for the group.
+    let mut said: Vec<Vec<u8>> = Vec::new();
     for a in &named {
         let n = match a.check {
             virq_judge::Check::Row(n) => n,
             virq_judge::Check::Step(n) => n,
         };
-        write_answer(out, &format!("row {n}:"), a);
+        match &a.verdict {
+            Verdict::OneOf { rows, .. } => {
+                if said.contains(rows) {
+                    continue;
+                }
+                said.push(rows.clone());
+                write_candidates(out, rows, a);
+            }
+            _ => write_answer(out, &format!("row {n}:"), a),
+        }
     }
     let ruled: Vec<String> = s
         .rows
@@ -214,6 +225,23 @@ fn write_answer(out: &mut String, label: &str, a: &Answer) {
         && let Some(fix) = &a.fix
     {
         let _ = writeln!(out, "        fix: {fix}");
+    }
+}
+
+/// Rows named as candidates for one symptom: the symptom once, then each row with its fix.
+fn write_candidates(out: &mut String, rows: &[u8], a: &Answer) {
+    let list: Vec<String> = rows.iter().map(u8::to_string).collect();
+    let _ = writeln!(out, "  [{}] one of rows {}:", mark(&a.verdict), list.join(", "));
+    let _ = writeln!(out, "        {}", a.finding);
+    for e in &a.proof {
+        let _ = writeln!(out, "          {}  {}", location(e), quote(e));
+    }
+    for n in rows {
+        let row = virq_judge::row(*n);
+        let _ = writeln!(out, "        row {n}: {} (fix: {})", row.title, row.fix);
+    }
+    if let Verdict::OneOf { tell_apart, .. } = &a.verdict {
+        let _ = writeln!(out, "        to tell them apart: {tell_apart}");
     }
 }
 
