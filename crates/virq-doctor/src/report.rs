@@ -231,7 +231,12 @@ fn write_answer(out: &mut String, label: &str, a: &Answer) {
 /// Rows named as candidates for one symptom: the symptom once, then each row with its fix.
 fn write_candidates(out: &mut String, rows: &[u8], a: &Answer) {
     let list: Vec<String> = rows.iter().map(u8::to_string).collect();
-    let _ = writeln!(out, "  [{}] one of rows {}:", mark(&a.verdict), list.join(", "));
+    let _ = writeln!(
+        out,
+        "  [{}] one of rows {}:",
+        mark(&a.verdict),
+        list.join(", ")
+    );
     let _ = writeln!(out, "        {}", a.finding);
     for e in &a.proof {
         let _ = writeln!(out, "          {}  {}", location(e), quote(e));
