@@ -35,6 +35,8 @@ pub mod text;
 pub use detect::Format;
 pub use error::{LoadError, SourceError};
 pub use evidence::{Doctor, diagnose};
-pub use parse::{FileSummary, ParseLimits, parse_reader, parse_to_vec};
+pub use parse::{
+    FileSummary, ParseLimits, WinDbgContext, parse_reader, parse_reader_in, parse_to_vec,
+};
 pub use report::{EXIT_BROKEN, EXIT_INCOMPLETE, EXIT_OK, EXIT_UNREADABLE, Report, exit_code};
 pub use virq_judge::{Answer, Check, Judgement, Overall, Subject, Verdict};
