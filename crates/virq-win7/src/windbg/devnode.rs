@@ -224,25 +224,25 @@ pub enum ResSection {
 /// (`CmResourceList at 0xfffff8a0...`).
 pub fn resource_list_heading(body: &str) -> Option<(ResSection, Option<u64>)> {
     let t = body.trim_start();
+    let section = if contains_ci(t, "translated") && contains_ci(t, "resource") {
+        ResSection::Translated
+    } else if contains_ci(t, "cmresourcelist") {
+        ResSection::Unknown
+    } else if contains_ci(t, "allocatedresources")
+        || contains_ci(t, "bootresources")
+        || t.starts_with("ResourceList")
+        || (contains_ci(t, "raw") && contains_ci(t, "resource"))
+    {
+        ResSection::Raw
+    } else {
+        return None;
+    };
     let address = t
         .split_whitespace()
         .skip_while(|w| *w != "at")
         .nth(1)
         .and_then(parse_number);
-    if contains_ci(t, "translated") && contains_ci(t, "resource") {
-        return Some((ResSection::Translated, address));
-    }
-    if contains_ci(t, "cmresourcelist") {
-        return Some((ResSection::Unknown, address));
-    }
-    if contains_ci(t, "allocatedresources")
-        || contains_ci(t, "bootresources")
-        || t.starts_with("ResourceList")
-        || (contains_ci(t, "raw") && contains_ci(t, "resource"))
-    {
-        return Some((ResSection::Raw, address));
-    }
-    None
+    Some((section, address))
 }
 
 /// Whether a line opens a resource entry; `Some(true)` for an interrupt entry.

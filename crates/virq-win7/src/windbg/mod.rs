@@ -140,12 +140,39 @@ pub fn parse_flag(s: &str) -> Option<bool> {
     }
 }
 
-/// Whether `hay` contains `needle`, ASCII case-insensitively (`needle` lower case).
-pub(crate) fn contains_ci(hay: &str, needle: &str) -> bool {
+/// Case-insensitive substring search from byte `from`; returns the byte index of the match.
+/// Candidate positions come from a SIMD scan for the needle's first byte in either case: the
+/// readers here run on every line a doctor reads, so this is the one implementation they and
+/// the doctor's matchers share.
+pub fn find_ci(hay: &str, needle: &str, from: usize) -> Option<usize> {
+    let h = hay.as_bytes();
     let n = needle.as_bytes();
-    hay.as_bytes()
-        .windows(n.len().max(1))
-        .any(|w| w.eq_ignore_ascii_case(n))
+    if n.is_empty() || from > h.len() || h.len() - from < n.len() {
+        return None;
+    }
+    let (lo, up) = (n[0].to_ascii_lowercase(), n[0].to_ascii_uppercase());
+    let rest = &n[1..];
+    let last = h.len() - n.len();
+    let mut i = from;
+    while i <= last {
+        let window = &h[i..=last];
+        let found = if lo == up {
+            memchr::memchr(lo, window)
+        } else {
+            memchr::memchr2(lo, up, window)
+        };
+        let at = i + found?;
+        if h[at + 1..at + n.len()].eq_ignore_ascii_case(rest) {
+            return Some(at);
+        }
+        i = at + 1;
+    }
+    None
+}
+
+/// Whether `hay` contains `needle`, ignoring ASCII case.
+pub fn contains_ci(hay: &str, needle: &str) -> bool {
+    find_ci(hay, needle, 0).is_some()
 }
 
 /// The command after a WinDbg prompt (`kd> `, `0: kd> `, `lkd> `), trimmed.

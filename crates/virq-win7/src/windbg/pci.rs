@@ -521,7 +521,7 @@ pub fn pci_status_word(body: &str) -> Option<u16> {
 }
 
 fn word_after(body: &str, bracket: &str, name: &str) -> Option<u16> {
-    if let Some(i) = body.find(bracket) {
+    if let Some(i) = memchr::memmem::find(body.as_bytes(), bracket.as_bytes()) {
         let rest = &body[i + bracket.len()..];
         let end = rest.find([':', ']']).unwrap_or(rest.len());
         return parse_number(&rest[..end]).and_then(|v| u16::try_from(v).ok());
@@ -757,6 +757,11 @@ pub fn pci_vendor_field(body: &str) -> Option<u16> {
 
 /// `10: BAR0  fe000004`: a BAR dword, with its configuration offset.
 pub fn pci_bar_field(body: &str) -> Option<(u8, u32)> {
+    // Most lines of a dump are not BARs: look at the name before splitting anything.
+    let t = body.trim_start();
+    if t.as_bytes().get(2) != Some(&b':') || !t.get(3..)?.trim_start().starts_with("BAR") {
+        return None;
+    }
     let (off, value) = header_field(body)?;
     let name = body.split_whitespace().nth(1)?;
     (name.len() == 4 && name.starts_with("BAR") && (0x10..0x28).contains(&off))
