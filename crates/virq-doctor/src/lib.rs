@@ -1,5 +1,7 @@
 //! The virq doctor: reads the evidence a user has from a broken machine (DbgView captures and
-//! virtio-win drivers' own prints, WinDbg `!pci`/`!devnode`/`!idt` output, the driver's INF,
+//! virtio-win drivers' own prints, WinDbg output (`!pcitree`, `!pci`, `!dd`/`!dq` of the MSI-X
+//! table, `!devnode`, `!cmreslist`, `!irp` and `dt` of the start IRP's resource lists, read by
+//! the readers beside their writers in `virq_win7::windbg`, `!idt`), the driver's INF,
 //! Linux `/proc/interrupts`, `lspci -vvv`, kernel logs), as people save or paste it, turns it
 //! into [`virq_events::Event`]s, and judges each link of the interrupt chain against the
 //! bring-up checklist (section 6) and the failure catalogue, quoting the lines that prove it.

@@ -355,8 +355,8 @@ pub fn parse_field(line: &str) -> Option<DtField<'_>> {
     })
 }
 
-/// The number a `dt` value shows: `3`, `0x1b ''`, `0n177`, `0x00000000`00000003`,
-/// `5 ( PCIBus )`, `_LARGE_INTEGER 0x1000b`, `[3] 0xb`, `0xfffff8a0`0189c4b0 _CM_RESOURCE_LIST`.
+/// The number a `dt` value shows: `3`, `0x1b ''`, `0n177`, ``0x00000000`00000003``,
+/// `5 ( PCIBus )`, `_LARGE_INTEGER 0x1000b`, `[3] 0xb`, ``0xfffff8a0`0189c4b0 _CM_RESOURCE_LIST``.
 pub fn parse_value(value: &str) -> Option<u64> {
     let mut toks = value.split_whitespace();
     let first = toks.next()?;

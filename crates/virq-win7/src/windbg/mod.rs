@@ -73,7 +73,7 @@ impl KernelObjects {
     }
 }
 
-/// A 64-bit pointer as WinDbg prints it: `fffff8a0`0189c4b0`.
+/// A 64-bit pointer as WinDbg prints it: ``fffff8a0`0189c4b0``.
 pub fn fmt_ptr(v: u64) -> String {
     format!("{:08x}`{:08x}", v >> 32, v & 0xFFFF_FFFF)
 }
@@ -83,8 +83,8 @@ pub fn fmt_ptr_plain(v: u64) -> String {
     format!("{v:016x}")
 }
 
-/// A number as WinDbg prints or takes one: `0x1f`, `1f`, `0n31`, `0xfffff8a0`0189c4b0`,
-/// `fffff8a0`0189c4b0`, with trailing punctuation trimmed. Bare digits are hex, as in the
+/// A number as WinDbg prints or takes one: `0x1f`, `1f`, `0n31`, ``0xfffff8a0`0189c4b0``,
+/// ``fffff8a0`0189c4b0``, with trailing punctuation trimmed. Bare digits are hex, as in the
 /// debugger's default radix.
 pub fn parse_number(s: &str) -> Option<u64> {
     let s = s.trim_matches(|c: char| matches!(c, ',' | ';' | '(' | ')' | '[' | ']' | ':'));
