@@ -285,3 +285,17 @@ fn the_irp_pointer_decides_where_the_content_cannot() {
         assert_eq!(resources(&events), [(10, message(0, 0x81, 1, raw))]);
     }
 }
+
+/// `!irp` output pasted with no prompt after it: the driver's prints that follow are still read.
+#[test]
+fn lines_after_an_irp_without_a_prompt_are_read() {
+    let text = "Irp is active with 2 stacks 2 is current (= 0xfffffa8004c2a128)\n\
+        >[ 1b, 0]   0  0 fffffa8004b7e050 00000000 00000000-00000000\n\
+        \t       \\Driver\\vblk\n\
+        \t\t\tArgs: fffff8a001e3c010 fffff8a001e3d320 00000000 00000000\n\
+        vblk: INT: MSI/MSI-X Level=8 Vector=129 Affinity=0xf MessageCount=0 Flags=0x3\n";
+    let events = parse_to_vec("mixed.txt", text.as_bytes(), ParseLimits::default())
+        .unwrap()
+        .0;
+    assert_eq!(resources(&events), [(5, message(8, 0x81, 0, false))]);
+}

@@ -1637,6 +1637,10 @@ impl Parser {
             }
             self.end_dt();
         }
+        if (self.irp.is_some() || hits & gate::IRP != 0) && !windbg::irp::is_irp_line(body) {
+            // The IRP's output ended without a prompt (a paste): read the line as any other.
+            self.irp = None;
+        }
         if self.irp.is_some() || hits & gate::IRP != 0 {
             let reader = self.irp.get_or_insert_with(Default::default);
             if let Some(current) = reader.feed(body) {
@@ -1655,8 +1659,6 @@ impl Parser {
                     }
                 }
             }
-            // Everything up to the next command is the IRP's: the stack locations, the driver
-            // names, the `Args:` lines.
             return true;
         }
         if let Some((reader, device)) = self.msix_memory.as_mut() {
@@ -1680,10 +1682,9 @@ impl Parser {
                 self.pcitree = true;
                 return true;
             }
-            if self.pcitree && body.trim_start().starts_with("Total PCI") {
-                self.pcitree = false;
-                return true;
-            }
+            let total = body.trim_start().starts_with("Total PCI");
+            let was = std::mem::replace(&mut self.pcitree, false);
+            return was && total;
         }
         false
     }

@@ -150,6 +150,18 @@ pub fn parse_args(body: &str) -> Option<[u64; 4]> {
     (n == 4).then_some(out)
 }
 
+/// Whether a line is part of `!irp` output: the heading, the `Mdl`/`Irp stack trace` line, the
+/// column heading, a stack location, its driver and completion routine, its `Args:`.
+pub fn is_irp_line(body: &str) -> bool {
+    let t = body.trim();
+    parse_header(t).is_some()
+        || parse_location(t).is_some()
+        || parse_args(t).is_some()
+        || t.starts_with('\\')
+        || t.contains("Irp stack trace")
+        || (t.starts_with("cmd") && t.contains("Completion-Context"))
+}
+
 /// The current stack location of an `!irp` and its arguments.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct CurrentLocation {
@@ -255,6 +267,12 @@ mod tests {
         assert_eq!(irps[0].location.device, 0x8a58_b030);
         assert_eq!(irps[0].start_device_lists(), None);
         assert_eq!(parse_args("Args: 1 2 3"), None);
+        assert!(
+            text.lines()
+                .filter(|l| !l.trim().is_empty())
+                .all(is_irp_line)
+        );
+        assert!(!is_irp_line("12\t0.5\tINT: MSI/MSI-X Level=11 Vector=177"));
         assert_eq!(parse_location("[N/A] nothing"), None);
     }
 }
