@@ -262,11 +262,7 @@ impl WinDbgContext {
         self.msix
             .iter()
             .rev()
-            .find(|(_, l)| {
-                let table_end = l.table + u64::from(l.entries) * 16;
-                let pba_end = l.pba + u64::from(l.entries).div_ceil(64) * 8;
-                (l.table..table_end).contains(&address) || (l.pba..pba_end).contains(&address)
-            })
+            .find(|(_, l)| l.contains(address))
             .cloned()
     }
 }

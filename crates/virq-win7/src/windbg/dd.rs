@@ -41,6 +41,12 @@ pub struct MsixLocation {
 }
 
 impl MsixLocation {
+    /// Whether `address` is in the table or the PBA.
+    pub fn contains(&self, address: u64) -> bool {
+        (self.table..self.table_end()).contains(&address)
+            || (self.pba..self.pba_end()).contains(&address)
+    }
+
     fn table_end(&self) -> u64 {
         self.table + u64::from(self.entries) * MSIX_ENTRY_SIZE
     }
