@@ -1,6 +1,8 @@
 //! What one mode's run leaves behind: the files a Windows driver developer would have after the
-//! same run on a real machine (the DbgView capture, WinDbg `!pci` and `!devnode` text, the
-//! driver's INF) plus the device's own record, and the one judge's answer over exactly those.
+//! same run on a real machine (the DbgView capture; WinDbg's `!pcitree`, the start IRP with
+//! `!irp` and `dt` of its resource lists, `!pci` with an `!dd` of the MSI-X table, `!devnode`
+//! and `!cmreslist`; the driver's INF) plus the device's own record, and the one judge's answer
+//! over exactly those.
 //!
 //! `virq check` judges a run by parsing its own files with the doctor's readers and handing
 //! them, with the device's record, to [`virq_judge`]: `virq doctor` on the same files reaches
@@ -19,9 +21,18 @@ use virq_judge::{Judge, Judgement};
 pub struct ModeLogs {
     /// The DbgView capture, saved as DbgView saves it (tab-separated, CRLF).
     pub dbgview: String,
-    /// WinDbg `!pci` of the device after the run.
+    /// WinDbg `!pcitree`: the bus with the host bridge and the device.
+    pub pcitree: String,
+    /// WinDbg at the driver's `IRP_MN_START_DEVICE` (checklist 1.3): `!irp` of the start IRP
+    /// and `dt nt!_IO_STACK_LOCATION` of its current location (the `StartDevice` pointers).
+    pub irp: String,
+    /// `dt nt!_CM_RESOURCE_LIST` of `AllocatedResources` and `AllocatedResourcesTranslated`,
+    /// each descriptor dumped with its union.
+    pub dt: String,
+    /// WinDbg `!pci` of the device after the run, then `!dd`/`!dq` of its MSI-X table and PBA.
     pub pci: String,
-    /// WinDbg `!devnode` of the device (its resource lists).
+    /// WinDbg `!devnode` of the device (state, raw and translated lists) and `!cmreslist` of the
+    /// translated list.
     pub devnode: String,
     /// The INF the reference driver was installed with.
     pub inf: String,
@@ -44,18 +55,37 @@ pub enum LogsError {
 
 impl ModeLogs {
     pub const DBGVIEW: &'static str = "dbgview.log";
+    pub const PCITREE: &'static str = "pcitree.txt";
+    pub const IRP: &'static str = "irp.txt";
+    pub const DT: &'static str = "dt.txt";
     pub const PCI: &'static str = "pci.txt";
     pub const DEVNODE: &'static str = "devnode.txt";
     pub const INF: &'static str = "driver.inf";
     pub const RECORD: &'static str = "device.jsonl";
 
-    /// The text files, in the order the judge reads them.
-    pub fn texts(&self) -> [(&'static str, &str); 4] {
+    /// The text files, in the order the judge reads them (the `!irp` before the `dt` of the
+    /// lists it names).
+    pub fn texts(&self) -> [(&'static str, &str); 7] {
         [
             (Self::DBGVIEW, self.dbgview.as_str()),
+            (Self::PCITREE, self.pcitree.as_str()),
+            (Self::IRP, self.irp.as_str()),
+            (Self::DT, self.dt.as_str()),
             (Self::PCI, self.pci.as_str()),
             (Self::DEVNODE, self.devnode.as_str()),
             (Self::INF, self.inf.as_str()),
+        ]
+    }
+
+    /// The WinDbg files only, in the order [`ModeLogs::texts`] has them: what a user with a
+    /// kernel debugger and no capture has.
+    pub fn windbg_texts(&self) -> [(&'static str, &str); 5] {
+        [
+            (Self::PCITREE, self.pcitree.as_str()),
+            (Self::IRP, self.irp.as_str()),
+            (Self::DT, self.dt.as_str()),
+            (Self::PCI, self.pci.as_str()),
+            (Self::DEVNODE, self.devnode.as_str()),
         ]
     }
 
@@ -98,14 +128,16 @@ impl ModeLogs {
     /// name, then the device record.
     pub fn evidence(&self) -> Result<Vec<Event>, LogsError> {
         let mut events = Vec::new();
+        let mut windbg = virq_doctor::WinDbgContext::default();
         for (name, text) in self.texts() {
             if text.is_empty() {
                 continue;
             }
-            virq_doctor::parse_reader(
+            virq_doctor::parse_reader_in(
                 name,
                 text.as_bytes(),
                 virq_doctor::ParseLimits::default(),
+                &mut windbg,
                 |e| events.push(e),
             )
             .map_err(|e| LogsError::Unreadable {

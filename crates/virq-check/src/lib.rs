@@ -12,7 +12,9 @@
 //! interrupts, `EvtDeviceD0Exit` stops the device, it comes back reset, and `EvtDeviceD0Entry`
 //! programs and reads back every vector before the interrupts are connected again. What the
 //! driver prints passes the machine's Debug Print Filter first. Each step is judged from what the run left behind: the DbgView capture, the
-//! `!pci` dump, the device's own read-backs and the ISR/DPC counters.
+//! WinDbg text of the start IRP (`!irp`, `dt` of its resource lists), `!pcitree`, the `!pci` dump
+//! with `!dd` of the MSI-X table, `!devnode`, the device's own read-backs and the ISR/DPC
+//! counters (the files `virq check --logs` writes, [`ModeLogs`]).
 
 pub mod adapters;
 pub mod evidence;

@@ -17,7 +17,7 @@ use virq_guest::{
 use virq_judge::{Overall, Subject};
 use virq_sim::{CpuRun, GuestOs, Machine, run_cpu};
 use virq_win7::resources::{ProcessorTopology, granted_message_total, message_descriptor_count};
-use virq_win7::windbg::MsixEntryView;
+use virq_win7::windbg::{self, DevnodeView, KernelObjects, MsixEntryView};
 use virq_win7::{
     Arbiter, DbgPrint, DbgViewStyle, DebugPrintFilter, DeviceStartConfig, Inf, InfArch,
     InterruptGrant, MsixCapabilityInfo, PciDumpInput, VectorAllocator, WdfInterruptInfo,
@@ -642,17 +642,62 @@ pub fn run_mode(opts: &CheckOptions, mode: Mode) -> Result<ModeReport, CheckErro
         });
         (dev.config_bytes(), table_view, pba)
     };
-    let pci_dump = render_pci(
-        &PciDumpInput {
-            bus: 0,
+    // ---- WinDbg: what a user with a kernel debugger reads (checklist 1.3) -----------------
+    let objects = KernelObjects::for_start(slot, 0);
+    let mut pci_dump = render_pci(&PciDumpInput {
+        bus: 0,
+        device: slot,
+        function: 0,
+        config: &config_bytes,
+    });
+    if let Some(loc) = windbg::pci::msix_location(&config_bytes) {
+        pci_dump.push_str(&windbg::dd::render_msix(&loc, &table_view, &pba));
+    }
+    let pcitree = {
+        let mut m = machine.borrow_mut();
+        let function = |slot: u8, config: &[u8]| windbg::pcitree::PciTreeFunction {
             device: slot,
             function: 0,
-            config: &config_bytes,
-            msix_table: &table_view,
-            pba: &pba,
-        },
-        None,
-    );
+            vendor_id: u16::from_le_bytes([config[0], config[1]]),
+            device_id: u16::from_le_bytes([config[2], config[3]]),
+            base_class: config[0x0B],
+            sub_class: config[0x0A],
+            devext: KernelObjects::for_start(slot, 0).pdo_ext,
+        };
+        let mut bridge = [0u8; 16];
+        m.config_read(0, 0, 0, 0, &mut bridge);
+        windbg::pcitree::render_pcitree(
+            0,
+            objects.bus_fdo_ext,
+            &[function(0, &bridge), function(slot, &config_bytes)],
+        )
+    };
+    let resources = &start.resources;
+    let mut irp_text = windbg::irp::render_start_irp(&objects, r"\Driver\virqblk");
+    irp_text.push_str(&windbg::dt::render_start_stack_location(
+        windbg::irp::stack_location(objects.irp, windbg::irp::START_IRP_STACKS),
+        objects.raw_list,
+        objects.translated_list,
+    ));
+    let mut dt_text = windbg::dt::render_resource_list(objects.raw_list, &resources.raw);
+    dt_text.push_str(&windbg::dt::render_resource_list(
+        objects.translated_list,
+        &resources.translated,
+    ));
+    let mut devnode = windbg::render_devnode(&DevnodeView {
+        devnode: objects.devnode,
+        pdo: objects.pdo,
+        instance_path: "PCI\\VEN_1AF4&DEV_1042&SUBSYS_11001AF4&REV_01\\3&13c0b0c5&0&08",
+        service: "virqblk",
+        raw_list: objects.raw_list,
+        raw: &resources.raw,
+        translated_list: objects.translated_list,
+        translated: &resources.translated,
+    });
+    devnode.push_str(&windbg::render_cmreslist(
+        objects.translated_list,
+        &resources.translated,
+    ));
     let bdf = format!("00:{slot:02x}.0");
     let record: Vec<Event> = device_log
         .snapshot()
@@ -664,12 +709,11 @@ pub fn run_mode(opts: &CheckOptions, mode: Mode) -> Result<ModeReport, CheckErro
         .collect();
     let logs = ModeLogs {
         dbgview: dbg.capture.render(),
+        pcitree,
+        irp: irp_text,
+        dt: dt_text,
         pci: pci_dump,
-        devnode: virq_win7::windbg::render_devnode(
-            "PCI\\VEN_1AF4&DEV_1042&SUBSYS_11001AF4&REV_01\\3&13c0b0c5&0&08",
-            "virqblk",
-            &start.resources.translated,
-        ),
+        devnode,
         inf: inf_text.clone(),
         record,
     };

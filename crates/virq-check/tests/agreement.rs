@@ -212,6 +212,9 @@ fn the_files_written_are_the_files_judged() {
         names,
         [
             "dbgview.log",
+            "pcitree.txt",
+            "irp.txt",
+            "dt.txt",
             "pci.txt",
             "devnode.txt",
             "driver.inf",

@@ -152,6 +152,10 @@ pub fn classify_gated(raw: &str, body: &str, prefix: &Prefix, keywords: bool) ->
     if !keywords {
         return None;
     }
+    // A `dt` field: `   +0x004 List             : [1] _CM_FULL_RESOURCE_DESCRIPTOR`.
+    if trimmed.starts_with("+0x") && trimmed.contains(" : ") {
+        return Some(Format::WinDbg);
+    }
     for phrase in [
         "nobody cared",
         "Disabling IRQ #",
@@ -175,6 +179,9 @@ pub fn classify_gated(raw: &str, body: &str, prefix: &Prefix, keywords: bool) ->
         "VendorID",
         "Device Private",
         "Dumping IDT",
+        "Irp is active",
+        "FDO Ext",
+        "devext",
     ] {
         if contains_ci(trimmed, marker) {
             return Some(Format::WinDbg);

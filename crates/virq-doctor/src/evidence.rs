@@ -2,7 +2,7 @@
 //! so memory stays bounded whatever the files' size.
 
 use crate::error::{LoadError, SourceError};
-use crate::parse::{FileSummary, ParseLimits, parse_reader};
+use crate::parse::{FileSummary, ParseLimits, WinDbgContext, parse_reader_in};
 use crate::report::Report;
 use std::fs::File;
 use std::io::{BufReader, ErrorKind};
@@ -20,6 +20,9 @@ pub struct Doctor<'a> {
     limits: ParseLimits,
     /// Called with every event read (for `virq doctor --events`).
     watcher: Option<Watcher<'a>>,
+    /// What the WinDbg text read so far said about addresses: the next file's `dt` is read as
+    /// the list an earlier file's `!irp` named.
+    windbg: WinDbgContext,
 }
 
 impl Default for Doctor<'_> {
@@ -39,6 +42,7 @@ impl<'a> Doctor<'a> {
             files: Vec::new(),
             limits,
             watcher: None,
+            windbg: WinDbgContext::default(),
         }
     }
 
@@ -56,7 +60,7 @@ impl<'a> Doctor<'a> {
     ) -> Result<&FileSummary, SourceError> {
         let judge = &mut self.judge;
         let watcher = &mut self.watcher;
-        let summary = parse_reader(path, reader, self.limits, |e| {
+        let summary = parse_reader_in(path, reader, self.limits, &mut self.windbg, |e| {
             if let Some(w) = watcher.as_mut() {
                 w(&e);
             }

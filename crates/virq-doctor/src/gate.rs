@@ -8,7 +8,7 @@ use aho_corasick::{Anchored, MatchKind};
 use std::sync::OnceLock;
 
 /// The keywords, lower case; bit `i` of [`hits`] is set when `PATTERNS[i]` occurs.
-pub const PATTERNS: [&str; 53] = [
+pub const PATTERNS: [&str; 57] = [
     "wdfint:",                 // 0
     "int:",                    // 1
     "virtio:",                 // 2
@@ -62,6 +62,10 @@ pub const PATTERNS: [&str; 53] = [
     "msix message",            // 50
     "msix interrupts (",       // 51
     "not using msix",          // 52
+    "+0x",                     // 53
+    "irp is active",           // 54
+    "fdo ext",                 // 55
+    "devext",                  // 56
 ];
 
 const fn mask(bits: &[u32]) -> u64 {
@@ -79,6 +83,11 @@ const fn mask(bits: &[u32]) -> u64 {
 pub const CHECKLIST: u64 = mask(&[0, 1, 2, 3, 4, 39, 40]);
 /// Everything the WinDbg `!pci` / resource-list matchers need outside a block.
 pub const WINDBG: u64 = mask(&[5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 36, 43, 44, 45]);
+/// WinDbg output read outside its command's block: a `dt` field, the `!irp` heading,
+/// `!pcitree`'s bus and function lines.
+pub const WINDBG_EXT: u64 = mask(&[53, 54, 55, 56]);
+/// The `!irp` heading.
+pub const IRP: u64 = mask(&[54]);
 /// The prints of virtio-win's drivers the parser reads (`parse::windows::virtio_win_line`,
 /// the storport MSI and MSI-X reports).
 pub const VIRTIO_WIN: u64 = mask(&[41, 42, 47, 48, 49, 50, 51, 52]);
@@ -101,7 +110,7 @@ pub const IRQ: u64 = mask(&[22]);
 /// The keyword-based part of format detection.
 pub const CLASSIFY: u64 = CHECKLIST
     | mask(&[
-        8, 24, 27, 28, 29, 30, 31, 32, 33, 34, 35, 36, 37, 38, 45, 46,
+        8, 24, 27, 28, 29, 30, 31, 32, 33, 34, 35, 36, 37, 38, 45, 46, 53, 54, 55, 56,
     ]);
 
 fn automaton() -> &'static DFA {

@@ -1,5 +1,7 @@
 //! The virq doctor: reads the evidence a user has from a broken machine (DbgView captures and
-//! virtio-win drivers' own prints, WinDbg `!pci`/`!devnode`/`!idt` output, the driver's INF,
+//! virtio-win drivers' own prints, WinDbg output (`!pcitree`, `!pci`, `!dd`/`!dq` of the MSI-X
+//! table, `!devnode`, `!cmreslist`, `!irp` and `dt` of the start IRP's resource lists, read by
+//! the readers beside their writers in `virq_win7::windbg`, `!idt`), the driver's INF,
 //! Linux `/proc/interrupts`, `lspci -vvv`, kernel logs), as people save or paste it, turns it
 //! into [`virq_events::Event`]s, and judges each link of the interrupt chain against the
 //! bring-up checklist (section 6) and the failure catalogue, quoting the lines that prove it.
@@ -35,6 +37,8 @@ pub mod text;
 pub use detect::Format;
 pub use error::{LoadError, SourceError};
 pub use evidence::{Doctor, diagnose};
-pub use parse::{FileSummary, ParseLimits, parse_reader, parse_to_vec};
+pub use parse::{
+    FileSummary, ParseLimits, WinDbgContext, parse_reader, parse_reader_in, parse_to_vec,
+};
 pub use report::{EXIT_BROKEN, EXIT_INCOMPLETE, EXIT_OK, EXIT_UNREADABLE, Report, exit_code};
 pub use virq_judge::{Answer, Check, Judgement, Overall, Subject, Verdict};

@@ -35,38 +35,7 @@ pub fn parse_hex(s: &str) -> Option<u64> {
     u64::from_str_radix(s, 16).ok()
 }
 
-/// Case-insensitive substring search from byte `from`; returns the byte index of the match.
-/// Candidate positions come from a SIMD scan for the needle's first byte in either case.
-pub fn find_ci(hay: &str, needle: &str, from: usize) -> Option<usize> {
-    let h = hay.as_bytes();
-    let n = needle.as_bytes();
-    if n.is_empty() || from > h.len() || h.len() - from < n.len() {
-        return None;
-    }
-    let (lo, up) = (n[0].to_ascii_lowercase(), n[0].to_ascii_uppercase());
-    let rest = &n[1..];
-    let last = h.len() - n.len();
-    let mut i = from;
-    while i <= last {
-        let window = &h[i..=last];
-        let found = if lo == up {
-            memchr::memchr(lo, window)
-        } else {
-            memchr::memchr2(lo, up, window)
-        };
-        let at = i + found?;
-        if h[at + 1..at + n.len()].eq_ignore_ascii_case(rest) {
-            return Some(at);
-        }
-        i = at + 1;
-    }
-    None
-}
-
-/// Whether `hay` contains `needle`, ignoring ASCII case.
-pub fn contains_ci(hay: &str, needle: &str) -> bool {
-    find_ci(hay, needle, 0).is_some()
-}
+pub use virq_win7::windbg::{contains_ci, find_ci};
 
 fn is_word_byte(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b == b'_'

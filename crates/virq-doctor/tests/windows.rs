@@ -436,7 +436,13 @@ fn a_windbg_session_with_pci_devnode_and_idt() {
     assert_eq!(r.files[0].format, Format::WinDbg);
     let s = only(&r);
     assert_eq!(s.device.as_deref(), Some("00:04.0"));
-    assert_eq!(s.step(2).verdict, Verdict::Holds);
+    // WinDbg shows what Windows assigned; step 2 is the driver's own dump of it, which only a
+    // capture of the driver's prints shows.
+    assert!(
+        matches!(&s.step(2).verdict, Verdict::CannotTell { missing } if missing.contains("INT:")),
+        "{:?}",
+        s.step(2).verdict
+    );
     assert!(
         s.step(2).finding.contains("3 message"),
         "{}",
@@ -670,7 +676,13 @@ fn viostor_on_a_line_interrupt_reads_isr_status_and_refuses() {
     );
     let r = report(&[name]);
     let sub = only(&r);
-    assert_eq!(sub.step(1).verdict, Verdict::Holds);
+    // A line on a device with MSI-X: the right mode only if the INF asks for no messages, and
+    // the INF is not among the files (viostor's own asks for them: rows 13 or 28).
+    assert!(
+        matches!(&sub.step(1).verdict, Verdict::CannotTell { missing } if missing.contains("INF")),
+        "{:?}",
+        sub.step(1).verdict
+    );
     assert!(
         sub.step(1).finding.contains("INTx"),
         "{}",

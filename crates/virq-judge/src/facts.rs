@@ -59,10 +59,19 @@ fn is_file(e: &Event) -> bool {
 /// The format label the doctor gives a DbgView capture (its `SourceRead`).
 pub const DBGVIEW_CAPTURE: &str = "DbgView capture";
 
-/// Whether a trail holds the driver's own prints: resources, objects or selector accesses read
-/// from a file, counters, sampled ISR lines.
+/// The format label the doctor gives WinDbg output (its `SourceRead`).
+pub const WINDBG_OUTPUT: &str = "WinDbg output";
+
+/// Whether a trail was read from WinDbg output only (`!devnode`, `dt` of the start IRP's lists):
+/// its resources are what Windows assigned, not what the driver printed.
+pub fn from_windbg(t: &Trail) -> bool {
+    !t.sources.is_empty() && t.sources.iter().all(|(f, _)| f == WINDBG_OUTPUT)
+}
+
+/// Whether a trail holds the driver's own prints: resources (not WinDbg's), objects or selector
+/// accesses read from a file, counters, sampled ISR lines.
 pub fn prints_in(t: &Trail) -> bool {
-    t.resources.iter().any(|(_, e)| is_file(e))
+    (!from_windbg(t) && t.resources.iter().any(|(_, e)| is_file(e)))
         || t.connected.iter().any(|(_, e)| is_file(e))
         || t.selector_ops.iter().any(|o| is_file(&o.event))
         || !t.counters.is_empty()
@@ -428,6 +437,22 @@ impl<'a> Facts<'a> {
     /// Any evidence that the driver's own prints reached a capture.
     pub fn driver_prints(&self) -> bool {
         self.trails.iter().any(prints_in)
+    }
+
+    /// The interrupt resources are known only from WinDbg (`!devnode`, `!cmreslist`, `dt` of
+    /// the start IRP's lists) and the driver printed nothing: what Windows assigned is known,
+    /// what the driver read of it is not.
+    pub fn resources_only_from_windbg(&self) -> bool {
+        let mut any = false;
+        for t in self.trails {
+            if !t.resources.is_empty() {
+                if !from_windbg(t) {
+                    return false;
+                }
+                any = true;
+            }
+        }
+        any && !self.driver_prints()
     }
 
     /// The trails read from a DbgView capture (the doctor's `SourceRead` says which), with how

@@ -664,3 +664,109 @@ fn row_25_needs_a_start_and_no_line_of_the_driver() {
     ]);
     assert!(!j.subjects[0].row(25).verdict.is_broken());
 }
+
+/// WinDbg output alone (a `SourceRead` of "WinDbg output"): the resources show what Windows
+/// assigned, not what the driver read or printed. Step 2 (the driver's own dump) and rows 24-25
+/// cannot be told; on a line, steps 1 and 5 and rows 4, 13, 26, 28 need the INF or the driver's
+/// selector accesses. The same resources printed by the driver in a DbgView capture decide them.
+#[test]
+fn windbg_resources_alone_are_not_the_drivers_prints() {
+    let source = |path: &str, format: &str| {
+        file(
+            path,
+            0,
+            None,
+            EventKind::SourceRead {
+                format: format.into(),
+                lines: 10,
+            },
+        )
+    };
+    let cap = file(
+        "pci.txt",
+        1,
+        Some("00:04.0"),
+        EventKind::MsixCapabilitySeen {
+            enabled: false,
+            function_masked: false,
+            table_size: 3,
+        },
+    );
+    let line = EventKind::ResourceAssigned {
+        mode: InterruptMode::Intx,
+        message_count: 0,
+        level: 0xb,
+        vector: 0xb1,
+        affinity: 1,
+        flags: 0,
+        raw: false,
+    };
+    let cannot = |v: &Verdict, what: &str| matches!(v, Verdict::CannotTell { missing } if missing.contains(what));
+    // Messages, from WinDbg only.
+    let j = judge(&[
+        file("dt.txt", 5, None, message_resource()),
+        source("dt.txt", "WinDbg output"),
+        cap.clone(),
+    ]);
+    let s = &j.subjects[0];
+    assert_eq!(s.step(1).verdict, Verdict::Holds);
+    assert!(
+        cannot(&s.step(2).verdict, "INT:"),
+        "{:?}",
+        s.step(2).verdict
+    );
+    assert!(s.step(2).finding.contains("1 message(s)"));
+    assert!(cannot(&s.row(24).verdict, "INT:"));
+    assert!(cannot(&s.row(25).verdict, "INT:"), "{:?}", s.row(25));
+    // The same line printed by the driver in a capture is its own dump.
+    let j = judge(&[
+        file("cap.log", 5, None, message_resource()),
+        source("cap.log", "DbgView capture"),
+    ]);
+    assert_eq!(j.subjects[0].step(2).verdict, Verdict::Holds);
+    // A line on a device with MSI-X, from WinDbg only.
+    let j = judge(&[
+        file("dt.txt", 5, None, line.clone()),
+        source("dt.txt", "WinDbg output"),
+        cap.clone(),
+    ]);
+    let s = &j.subjects[0];
+    assert!(cannot(&s.step(1).verdict, "INF"), "{:?}", s.step(1).verdict);
+    for row in [13, 28] {
+        assert!(
+            cannot(&s.row(row).verdict, "INF"),
+            "{row}: {:?}",
+            s.row(row)
+        );
+    }
+    assert!(
+        cannot(&s.step(5).verdict, "VIRTIO:"),
+        "{:?}",
+        s.step(5).verdict
+    );
+    for row in [4, 26] {
+        assert!(
+            cannot(&s.row(row).verdict, "VIRTIO:"),
+            "{row}: {:?}",
+            s.row(row)
+        );
+    }
+    // With the driver's accesses (it left the selectors alone) step 5 holds and row 26 is out.
+    let j = judge(&[
+        file("dt.txt", 5, None, line),
+        source("dt.txt", "WinDbg output"),
+        cap,
+        file(
+            "cap.log",
+            1,
+            None,
+            EventKind::VectorRead {
+                selector: Selector::MsixConfig,
+                value: NO_VECTOR,
+            },
+        ),
+    ]);
+    let s = &j.subjects[0];
+    assert_eq!(s.step(5).verdict, Verdict::Holds);
+    assert_eq!(s.row(26).verdict, Verdict::Holds);
+}

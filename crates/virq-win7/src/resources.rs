@@ -166,6 +166,35 @@ impl CmPartialResourceDescriptor {
         }
     }
 
+    /// The evidence this descriptor is, read from the list it sits in (`raw`: the raw list):
+    /// the fields a resource dump shows, with `MessageCount` as the bytes of
+    /// `u.MessageInterrupt.Raw.MessageCount` read (the overlaid `Group` on a translated one).
+    /// `None` for anything but an interrupt.
+    pub fn assigned_event(&self, raw: bool) -> Option<virq_events::EventKind> {
+        if !self.is_interrupt() {
+            return None;
+        }
+        let f = self.interrupt_fields()?;
+        let message = self.is_message();
+        Some(virq_events::EventKind::ResourceAssigned {
+            mode: if message {
+                virq_events::InterruptMode::Message
+            } else {
+                virq_events::InterruptMode::Intx
+            },
+            message_count: if message {
+                self.message_count().unwrap_or(0)
+            } else {
+                0
+            },
+            level: f.level,
+            vector: f.vector,
+            affinity: f.affinity,
+            flags: self.flags,
+            raw,
+        })
+    }
+
     /// Level, Group, Vector, Affinity as a driver reads them through `u.Interrupt` (the shape
     /// of `u.MessageInterrupt.Translated`). Meaningful on a translated descriptor; on a raw
     /// message descriptor `Level` reads the raw `Group` and `Group` the raw `MessageCount`.

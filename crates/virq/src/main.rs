@@ -23,8 +23,8 @@ struct Cli {
 enum Command {
     /// Run the checklist's seven steps on the simulated Windows 7 machine, in every interrupt mode.
     Check(Box<CheckArgs>),
-    /// Read logs (DbgView captures, WinDbg !pci / !devnode, /proc/interrupts, lspci -vvv,
-    /// kernel logs) and say which link of the interrupt chain broke.
+    /// Read logs (DbgView captures; WinDbg !pcitree, !pci, !dd, !devnode, !cmreslist, !irp, dt;
+    /// /proc/interrupts, lspci -vvv, kernel logs) and say which link of the interrupt chain broke.
     Doctor(DoctorArgs),
     /// List the faults `check --inject` can reproduce.
     Faults,
@@ -131,9 +131,10 @@ struct CheckArgs {
     /// With --guest linux-kvm: send the kernel log through virtio-console (console=hvc0).
     #[arg(long)]
     hvc: bool,
-    /// The files a user would have after each mode (DbgView capture, WinDbg !pci and !devnode,
-    /// the INF, the device's record as JSON lines): written to DIR/<mode>/ for `virq doctor`,
-    /// or printed before the report when no DIR is given.
+    /// The files a user would have after each mode (dbgview.log; WinDbg's pcitree.txt, irp.txt
+    /// with the start IRP, dt.txt with its resource lists, pci.txt with the MSI-X table,
+    /// devnode.txt; driver.inf; device.jsonl, the device's record): written to DIR/<mode>/ for
+    /// `virq doctor`, or printed before the report when no DIR is given.
     #[arg(long, value_name = "DIR", num_args = 0..=1, default_missing_value = "-")]
     logs: Option<std::path::PathBuf>,
     /// Machine-readable output.
@@ -276,14 +277,13 @@ fn check(args: CheckArgs) -> Result<ExitCode> {
     } else {
         if print_logs {
             for m in &report.modes {
-                println!(
-                    "--- {} DbgView capture ---\n{}",
-                    m.mode.name(),
-                    m.logs.dbgview.replace("\r\n", "\n")
-                );
-                println!("--- {} !pci ---\n{}", m.mode.name(), m.logs.pci);
-                println!("--- {} !devnode ---\n{}", m.mode.name(), m.logs.devnode);
-                println!("--- {} driver.inf ---\n{}", m.mode.name(), m.logs.inf);
+                for (name, text) in m.logs.texts() {
+                    println!(
+                        "--- {} {name} ---\n{}",
+                        m.mode.name(),
+                        text.replace("\r\n", "\n")
+                    );
+                }
             }
         }
         print!("{}", virq_check::render_text(&report));

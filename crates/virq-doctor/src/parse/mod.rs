@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::BufRead;
 use virq_events::{Event, EventKind, Origin};
+use virq_win7::windbg::{self, devnode as wdev, pci as wpci};
 
 /// Bounds that keep a huge or hostile file from exhausting memory or time. Every structured
 /// event is passed on wherever it appears (the judge keeps what it needs in bounded lists), and
@@ -88,7 +89,7 @@ struct Pending {
 
 /// A `!pci` MSI-X capability block being read.
 struct MsixBlock {
-    fields: windows::MsixFields,
+    fields: wpci::MsixFields,
     line: u64,
     text: String,
     device: Option<String>,
@@ -101,11 +102,11 @@ struct MsixBlock {
 /// is not settled).
 struct PciDump {
     device: Option<String>,
-    raw: windows::RawConfig,
+    raw: wpci::RawConfig,
     cap_ptr: Option<u8>,
     msix_at: Option<u8>,
     /// The capability list's MSI-X fields and the line to quote.
-    cap: Option<(windows::MsixFields, u64, String)>,
+    cap: Option<(wpci::MsixFields, u64, String)>,
     /// The function is not virtio (vendor other than 0x1AF4, virtio 1.2 section 4.1.2): its
     /// lines are not evidence about the device.
     foreign: bool,
@@ -138,7 +139,7 @@ struct InfBlock {
 
 /// One interrupt descriptor of a resource dump being read.
 struct EntryBlock {
-    entry: windows::IntEntry,
+    entry: wdev::IntEntry,
     line: u64,
     text: String,
     device: Option<String>,
@@ -197,6 +198,102 @@ const MAX_HELD_DEVICES: usize = 256;
 /// Function names remembered for `/proc/interrupts` rows.
 const MAX_FUNCTION_NAMES: usize = 64;
 
+/// What WinDbg text said about addresses, kept across the files one reading takes in (a
+/// `!irp` in one file names the lists a `dt` in another dumps): resource lists by address,
+/// raw or translated, and where a function's MSI-X table and PBA sit. Bounded.
+#[derive(Debug, Default, Clone)]
+pub struct WinDbgContext {
+    /// (address, raw) of every resource list named: the start IRP's `AllocatedResources` /
+    /// `AllocatedResourcesTranslated`, `!devnode`'s `CmResourceList` / `TranslatedResourceList`.
+    lists: Vec<(u64, bool)>,
+    /// The MSI-X table and PBA a `!pci` dump located, with the function it named.
+    msix: Vec<(Option<String>, windbg::dd::MsixLocation)>,
+}
+
+/// Lists and MSI-X locations remembered (a session names a few).
+const MAX_WINDBG_ADDRESSES: usize = 256;
+/// Descriptors a list can hold for a descriptor's address to be taken as one of its own.
+const MAX_LIST_DESCRIPTORS: u64 = 4096;
+
+impl WinDbgContext {
+    fn note_list(&mut self, address: u64, raw: bool) {
+        if address == 0 {
+            return;
+        }
+        if let Some(slot) = self.lists.iter_mut().find(|(a, _)| *a == address) {
+            slot.1 = raw;
+        } else if self.lists.len() < MAX_WINDBG_ADDRESSES {
+            self.lists.push((address, raw));
+        }
+    }
+
+    /// Whether the list at `address` is the raw one, when a start IRP or `!devnode` said.
+    pub fn list_is_raw(&self, address: u64) -> Option<bool> {
+        self.lists
+            .iter()
+            .find(|(a, _)| *a == address)
+            .map(|(_, r)| *r)
+    }
+
+    /// Whether the descriptor at `address` belongs to a raw list: the nearest list below it
+    /// whose descriptor array it falls in.
+    pub fn descriptor_is_raw(&self, address: u64) -> Option<bool> {
+        use windbg::dt::{DESCRIPTOR_SIZE, FIRST_DESCRIPTOR};
+        self.lists
+            .iter()
+            .filter(|(a, _)| {
+                address >= a + FIRST_DESCRIPTOR
+                    && (address - a - FIRST_DESCRIPTOR) % DESCRIPTOR_SIZE == 0
+                    && (address - a - FIRST_DESCRIPTOR) / DESCRIPTOR_SIZE < MAX_LIST_DESCRIPTORS
+            })
+            .max_by_key(|(a, _)| *a)
+            .map(|(_, r)| *r)
+    }
+
+    fn note_msix(&mut self, device: Option<String>, loc: windbg::dd::MsixLocation) {
+        self.msix.retain(|(d, _)| *d != device);
+        if self.msix.len() < MAX_WINDBG_ADDRESSES {
+            self.msix.push((device, loc));
+        }
+    }
+
+    /// The function whose MSI-X table or PBA holds `address`.
+    fn msix_at(&self, address: u64) -> Option<(Option<String>, windbg::dd::MsixLocation)> {
+        self.msix
+            .iter()
+            .rev()
+            .find(|(_, l)| l.contains(address))
+            .cloned()
+    }
+}
+
+/// Without a pointer that says which list a descriptor is from: an IDT vector is below 0x100
+/// and at least 0x30, so a larger or smaller one (a raw message's, a line's IRQ with its level
+/// equal to it) is the raw list's.
+fn guess_raw(d: &windbg::dt::DtDescriptor) -> bool {
+    match d.to_event(false) {
+        Some(EventKind::ResourceAssigned {
+            mode,
+            level,
+            vector,
+            ..
+        }) => {
+            vector > 0xFF
+                || (mode == virq_events::InterruptMode::Intx && level == vector && vector < 0x30)
+        }
+        _ => false,
+    }
+}
+
+/// A `dt` command's output being read, with the lines a descriptor may quote.
+struct DtBlock {
+    reader: windbg::dt::DtReader,
+    quotes: std::collections::VecDeque<(u64, String)>,
+}
+
+/// Lines of a `dt` block kept for quoting (a descriptor's `Type` and `Vector` lines).
+const MAX_DT_QUOTES: usize = 64;
+
 /// The per-file parser state.
 struct Parser {
     limits: ParseLimits,
@@ -204,7 +301,7 @@ struct Parser {
     out: Vec<Pending>,
     windbg_device: Option<String>,
     msix: Option<MsixBlock>,
-    section: windows::ResSection,
+    section: wdev::ResSection,
     entry: Option<EntryBlock>,
     proc_cpus: Option<usize>,
     lspci: Option<LspciBlock>,
@@ -242,6 +339,18 @@ struct Parser {
     inf: Option<InfBlock>,
     /// Held lines are being fed again: none of them opens an INF block.
     replaying: bool,
+    /// What WinDbg text said about addresses, across the files of one reading.
+    ctx: WinDbgContext,
+    /// A `dt` command's output being read.
+    dt: Option<DtBlock>,
+    /// An `!irp` command's output being read.
+    irp: Option<windbg::irp::IrpReader>,
+    /// A start IRP was read since the last start began: another one is a new start.
+    irp_in_start: bool,
+    /// An `!dd`/`!dq` of a function's MSI-X table or PBA being read, with the function.
+    msix_memory: Option<(windbg::dd::MsixMemoryReader, Option<String>)>,
+    /// In `!pcitree` output.
+    pcitree: bool,
 }
 
 impl Parser {
@@ -252,7 +361,7 @@ impl Parser {
             out: Vec::new(),
             windbg_device: None,
             msix: None,
-            section: windows::ResSection::Unknown,
+            section: wdev::ResSection::Unknown,
             entry: None,
             proc_cpus: None,
             lspci: None,
@@ -277,6 +386,12 @@ impl Parser {
             netkvm_irql: None,
             inf: None,
             replaying: false,
+            ctx: WinDbgContext::default(),
+            dt: None,
+            irp: None,
+            irp_in_start: false,
+            msix_memory: None,
+            pcitree: false,
         }
     }
 
@@ -354,6 +469,7 @@ impl Parser {
                 time,
             );
             self.driver_active = false;
+            self.irp_in_start = false;
         }
         self.driver_active |= events.iter().any(|(k, _, _)| k.is_driver_activity());
         for (k, line, text) in events {
@@ -485,6 +601,7 @@ impl Parser {
     }
 
     fn end_blocks(&mut self) {
+        self.end_windbg_output();
         self.end_msix();
         self.end_entry();
         self.end_lspci();
@@ -502,13 +619,28 @@ impl Parser {
         if d.foreign {
             return;
         }
-        let raw = d
-            .raw
-            .find_msix(d.msix_at, d.cap_ptr)
-            .and_then(|at| d.raw.msix_control(at));
+        let cap_at = d.raw.find_msix(d.msix_at, d.cap_ptr);
+        // Where the table and PBA are, for an `!dd` of them later.
+        if let Some(m) = cap_at.and_then(|at| d.raw.msix_cap(at)) {
+            let bars = d.raw.bars();
+            if let (Some(t), Some(p)) = (
+                wpci::bar_address(&bars, m.table_bir),
+                wpci::bar_address(&bars, m.pba_bir),
+            ) {
+                self.ctx.note_msix(
+                    d.device.clone(),
+                    windbg::dd::MsixLocation {
+                        table: t + u64::from(m.table_offset),
+                        entries: m.table_size(),
+                        pba: p + u64::from(m.pba_offset),
+                    },
+                );
+            }
+        }
+        let raw = cap_at.and_then(|at| d.raw.msix_control(at));
         let (fields, line, text) = match (raw, d.cap) {
             (Some((control, (line, text))), _) => (
-                windows::MsixFields {
+                wpci::MsixFields {
                     control: Some(control),
                     ..Default::default()
                 },
@@ -546,7 +678,7 @@ impl Parser {
         self.windbg_device = device.clone();
         self.pci = Some(PciDump {
             device,
-            raw: windows::RawConfig::default(),
+            raw: wpci::RawConfig::default(),
             cap_ptr: None,
             msix_at: None,
             cap: None,
@@ -561,7 +693,7 @@ impl Parser {
         self.end_pci();
         self.windbg_device = None;
         self.pci_bus = None;
-        self.section = windows::ResSection::Unknown;
+        self.section = wdev::ResSection::Unknown;
         self.command.clear();
         self.proc_cpus = None;
     }
@@ -867,6 +999,16 @@ impl Parser {
             self.end_lspci();
             return;
         }
+        if (self.dt.is_some()
+            || self.irp.is_some()
+            || self.msix_memory.is_some()
+            || self.pcitree
+            || hits & gate::WINDBG_EXT != 0)
+            && hits & gate::PROMPT == 0
+            && self.windbg_output_line(body, hits, line, time)
+        {
+            return;
+        }
         // A shell prompt: what follows is a command's output (`cat /proc/interrupts`, `lspci`).
         let head = &body.as_bytes()[..body.len().min(linux::PROMPT_SPAN)];
         if memchr::memchr2(b'$', b'#', head).is_some() {
@@ -887,10 +1029,10 @@ impl Parser {
             return;
         }
         if hits & gate::PROMPT != 0 {
-            if let Some(cmd) = windows::windbg_prompt(body) {
+            if let Some(cmd) = windbg::prompt_command(body) {
                 self.end_blocks();
                 self.end_pci();
-                self.section = windows::ResSection::Unknown;
+                self.section = wdev::ResSection::Unknown;
                 self.proc_cpus = None;
                 self.pci_bus = None;
                 self.command = cmd
@@ -899,8 +1041,23 @@ impl Parser {
                     .unwrap_or("")
                     .to_ascii_lowercase();
                 self.windbg_device = None;
-                if self.command == "!pci" {
-                    self.open_pci(windows::pci_command_bdf(cmd));
+                match windbg::Command::parse(cmd) {
+                    windbg::Command::Pci(_) => self.open_pci(wpci::pci_command_bdf(cmd)),
+                    windbg::Command::DisplayType { type_name, address } => {
+                        self.dt = Some(DtBlock {
+                            reader: windbg::dt::DtReader::new(Some(&type_name), address),
+                            quotes: Default::default(),
+                        });
+                    }
+                    windbg::Command::Irp(_) => self.irp = Some(Default::default()),
+                    windbg::Command::PhysicalMemory { address, .. } => {
+                        self.msix_memory = self
+                            .ctx
+                            .msix_at(address)
+                            .map(|(device, loc)| (windbg::dd::MsixMemoryReader::new(loc), device));
+                    }
+                    windbg::Command::PciTree => self.pcitree = true,
+                    _ => {}
                 }
                 return;
             }
@@ -936,7 +1093,7 @@ impl Parser {
         let in_block = self.msix.is_some()
             || self.entry.is_some()
             || self.pci.is_some()
-            || self.section == windows::ResSection::Raw;
+            || self.section == wdev::ResSection::Raw;
         if (in_block || hits & gate::WINDBG != 0) && self.windbg_line(body, line, time) {
             return;
         }
@@ -972,6 +1129,7 @@ impl Parser {
         self.release_held();
         self.proc_cpus = None;
         self.driver_active = false;
+        self.irp_in_start = false;
         let t = body.trim();
         let label = match t.strip_prefix("Linux version ") {
             Some(rest) => format!(
@@ -1257,13 +1415,13 @@ impl Parser {
 
     /// WinDbg `!pci` words, raw bytes and capability blocks, and `!devnode` resource lists.
     fn windbg_line(&mut self, body: &str, line: &Line, time: Option<u64>) -> bool {
-        match windows::pci_heading(body) {
-            Some(windows::PciHeading::Function(bdf)) => {
+        match wpci::pci_heading(body) {
+            Some(wpci::PciHeading::Function(bdf)) => {
                 self.end_blocks();
                 self.open_pci(Some(bdf));
                 return true;
             }
-            Some(windows::PciHeading::Bus(bus)) => {
+            Some(wpci::PciHeading::Bus(bus)) => {
                 self.end_blocks();
                 self.end_pci();
                 self.windbg_device = None;
@@ -1272,25 +1430,30 @@ impl Parser {
             }
             None => {}
         }
-        if windows::is_devnode_heading(body) {
+        if wdev::is_devnode_heading(body) {
             self.end_blocks();
             self.end_pci();
             self.windbg_device = None;
             self.command = "!devnode".to_string();
-            self.section = windows::ResSection::Unknown;
+            self.section = wdev::ResSection::Unknown;
             return true;
         }
         if let Some(dump) = self.pci.as_mut() {
-            if let Some((off, bytes)) = windows::pci_raw_line(body) {
+            if let Some((off, bytes)) = wpci::pci_raw_line(body) {
                 dump.raw.add(off, &bytes, line.number, &line.text);
                 self.end_msix();
                 return true;
             }
-            if let Some(p) = windows::pci_cap_ptr(body) {
+            if let Some(p) = wpci::pci_cap_ptr(body) {
                 dump.cap_ptr = Some(p);
                 return true;
             }
-            if let Some(v) = windows::pci_vendor_field(body) {
+            if let Some((off, bar)) = wpci::pci_bar_field(body) {
+                dump.raw
+                    .add(off, &bar.to_le_bytes(), line.number, &line.text);
+                return true;
+            }
+            if let Some(v) = wpci::pci_vendor_field(body) {
                 dump.foreign = is_foreign_vendor(v);
                 return true;
             }
@@ -1299,7 +1462,7 @@ impl Parser {
                 return true;
             }
         }
-        if let Some((bdf, vendor)) = windows::pci_summary_line(body, self.pci_bus) {
+        if let Some((bdf, vendor)) = wpci::pci_summary_line(body, self.pci_bus) {
             self.end_blocks();
             if bdf.is_some() || self.pci.is_none() {
                 self.open_pci(bdf);
@@ -1308,12 +1471,12 @@ impl Parser {
                 d.foreign = is_foreign_vendor(vendor);
             }
         }
-        if windows::is_msix_cap_start(body) {
+        if wpci::is_msix_cap_start(body) {
             self.end_msix();
             if let Some(dump) = self.pci.as_mut() {
-                dump.msix_at = windows::line_offset(body).or(dump.msix_at);
+                dump.msix_at = wpci::line_offset(body).or(dump.msix_at);
             }
-            let mut fields = windows::MsixFields::default();
+            let mut fields = wpci::MsixFields::default();
             fields.read_line(body);
             self.msix = Some(MsixBlock {
                 fields,
@@ -1328,7 +1491,7 @@ impl Parser {
             if contains_ci(body, "CapID") || block.lines_seen >= MAX_BLOCK_LINES {
                 self.end_msix();
             } else if let Some((entry, address, data, masked, pending)) =
-                windows::msix_entry_line(body)
+                wpci::msix_entry_line(body)
             {
                 block.lines_seen += 1;
                 self.emit(
@@ -1359,9 +1522,9 @@ impl Parser {
                 return true;
             }
         }
-        if let Some(v) = windows::pci_command_word(body) {
+        if let Some(v) = wpci::pci_command_word(body) {
             self.emit(EventKind::PciCommand { value: v }, line, time);
-            if let Some(s) = windows::pci_status_word(body).filter(|s| *s != 0xFFFF) {
+            if let Some(s) = wpci::pci_status_word(body).filter(|s| *s != 0xFFFF) {
                 self.emit(
                     EventKind::IntxStatus {
                         pending: s & 0x0008 != 0,
@@ -1372,7 +1535,7 @@ impl Parser {
             }
             return true;
         }
-        if let Some(s) = windows::pci_status_word(body) {
+        if let Some(s) = wpci::pci_status_word(body) {
             if s == 0xFFFF {
                 return true;
             }
@@ -1385,19 +1548,30 @@ impl Parser {
             );
             return true;
         }
-        if let Some(mut section) = windows::resource_section(body) {
+        if let Some((mut section, address)) = wdev::resource_list_heading(body) {
             self.end_entry();
-            if section == windows::ResSection::Unknown && self.command == "!devnode" {
-                section = windows::ResSection::Raw;
+            if section == wdev::ResSection::Unknown {
+                if self.command == "!devnode" {
+                    section = wdev::ResSection::Raw;
+                } else if let Some(raw) = address.and_then(|a| self.ctx.list_is_raw(a)) {
+                    section = if raw {
+                        wdev::ResSection::Raw
+                    } else {
+                        wdev::ResSection::Translated
+                    };
+                }
+            }
+            if let Some(a) = address.filter(|_| section != wdev::ResSection::Unknown) {
+                self.ctx.note_list(a, section == wdev::ResSection::Raw);
             }
             self.section = section;
             return true;
         }
-        if let Some(is_interrupt) = windows::resource_entry_start(body) {
+        if let Some(is_interrupt) = wdev::resource_entry_start(body) {
             self.end_entry();
             if is_interrupt {
-                let mut entry = windows::IntEntry {
-                    raw: self.section == windows::ResSection::Raw,
+                let mut entry = wdev::IntEntry {
+                    raw: self.section == wdev::ResSection::Raw,
                     ..Default::default()
                 };
                 entry.read_line(body);
@@ -1411,8 +1585,8 @@ impl Parser {
             return true;
         }
         if self.entry.is_none()
-            && self.section == windows::ResSection::Raw
-            && windows::IntEntry::default().read_line(body)
+            && self.section == wdev::ResSection::Raw
+            && wdev::IntEntry::default().read_line(body)
         {
             return true;
         }
@@ -1427,6 +1601,150 @@ impl Parser {
             }
         }
         false
+    }
+
+    /// A line of `dt`, `!irp`, `!dd`/`!dq` or `!pcitree` output (or one of their shapes
+    /// pasted without the command); returns whether it was one.
+    fn windbg_output_line(
+        &mut self,
+        body: &str,
+        hits: u64,
+        line: &Line,
+        time: Option<u64>,
+    ) -> bool {
+        if let Some(f) = windbg::dt::parse_field(body) {
+            let block = self.dt.get_or_insert_with(|| DtBlock {
+                reader: windbg::dt::DtReader::new(None, None),
+                quotes: Default::default(),
+            });
+            if matches!(f.name, "Type" | "Vector") {
+                if block.quotes.len() == MAX_DT_QUOTES {
+                    block.quotes.pop_front();
+                }
+                block.quotes.push_back((line.number, line.text.clone()));
+            }
+            let items = block.reader.feed(&f, line.number);
+            self.dt_items(items);
+            return true;
+        }
+        if let Some(block) = self.dt.as_mut() {
+            if block.reader.feed_other(body) {
+                return true;
+            }
+            self.end_dt();
+        }
+        if (self.irp.is_some() || hits & gate::IRP != 0) && !windbg::irp::is_irp_line(body) {
+            // The IRP's output ended without a prompt (a paste): read the line as any other.
+            self.irp = None;
+        }
+        if self.irp.is_some() || hits & gate::IRP != 0 {
+            let reader = self.irp.get_or_insert_with(Default::default);
+            if let Some(current) = reader.feed(body) {
+                if let Some((raw, translated)) = current.start_device_lists() {
+                    self.ctx.note_list(raw, true);
+                    self.ctx.note_list(translated, false);
+                    if std::mem::replace(&mut self.irp_in_start, true) {
+                        self.end_entry();
+                        self.emit(
+                            EventKind::SessionStart {
+                                label: format!("start IRP at line {}", line.number),
+                            },
+                            line,
+                            time,
+                        );
+                    }
+                }
+            }
+            return true;
+        }
+        if let Some((reader, device)) = self.msix_memory.as_mut() {
+            if let Some((address, values, unit)) = windbg::dd::parse_line(body) {
+                let device = device.clone();
+                for kind in reader.feed(address, &values, unit) {
+                    self.push(Pending {
+                        kind,
+                        line: line.number,
+                        text: line.text.clone(),
+                        time_ns: time,
+                        device: device.clone(),
+                    });
+                }
+                return true;
+            }
+            self.msix_memory = None;
+        }
+        if self.pcitree || hits & gate::WINDBG_EXT != 0 {
+            if windbg::pcitree::parse_line(body).is_some() {
+                self.pcitree = true;
+                return true;
+            }
+            let total = body.trim_start().starts_with("Total PCI");
+            let was = std::mem::replace(&mut self.pcitree, false);
+            return was && total;
+        }
+        false
+    }
+
+    /// Descriptors, list headers and start parameters a `dt` block completed.
+    fn dt_items(&mut self, items: Vec<windbg::dt::DtItem>) {
+        use windbg::dt::DtItem;
+        for item in items {
+            match item {
+                DtItem::StartDevice {
+                    raw,
+                    translated,
+                    major,
+                    minor,
+                } => {
+                    let start = major.is_none_or(|m| m == windbg::irp::IRP_MJ_PNP)
+                        && minor.is_none_or(|m| m == windbg::irp::IRP_MN_START_DEVICE);
+                    if start {
+                        self.ctx.note_list(raw, true);
+                        self.ctx.note_list(translated, false);
+                    }
+                }
+                DtItem::List { .. } => {}
+                DtItem::Descriptor(d) => {
+                    let raw = d
+                        .address
+                        .and_then(|a| self.ctx.descriptor_is_raw(a))
+                        .unwrap_or_else(|| guess_raw(&d));
+                    let Some(kind) = d.to_event(raw) else {
+                        continue;
+                    };
+                    let tag = d.quote_tag(raw).unwrap_or(0);
+                    let (line, text) = self
+                        .dt
+                        .as_ref()
+                        .and_then(|b| b.quotes.iter().find(|(n, _)| *n == tag).cloned())
+                        .unwrap_or((tag, String::new()));
+                    self.push(Pending {
+                        kind,
+                        line,
+                        text,
+                        time_ns: None,
+                        device: None,
+                    });
+                }
+            }
+        }
+    }
+
+    fn end_dt(&mut self) {
+        if let Some(mut block) = self.dt.take() {
+            let items = block.reader.finish();
+            self.dt = Some(block);
+            self.dt_items(items);
+            self.dt = None;
+        }
+    }
+
+    /// Ends every WinDbg command's output block.
+    fn end_windbg_output(&mut self) {
+        self.end_dt();
+        self.irp = None;
+        self.msix_memory = None;
+        self.pcitree = false;
     }
 
     fn finish(&mut self) {
@@ -1511,8 +1829,21 @@ pub fn decisive_line(body: &str, hits: u64) -> bool {
 /// (no line of a known shape in the whole file), `Io`.
 pub fn parse_reader<R: BufRead>(
     path: &str,
+    reader: R,
+    limits: ParseLimits,
+    sink: impl FnMut(Event),
+) -> Result<FileSummary, SourceError> {
+    parse_reader_in(path, reader, limits, &mut WinDbgContext::default(), sink)
+}
+
+/// [`parse_reader`] as one of several files read together: what WinDbg text said about
+/// addresses (the start IRP's resource lists, the MSI-X table's place) is taken from `ctx` and
+/// added to it, so a `dt` in one file is read as the list an `!irp` in another named.
+pub fn parse_reader_in<R: BufRead>(
+    path: &str,
     mut reader: R,
     limits: ParseLimits,
+    ctx: &mut WinDbgContext,
     mut sink: impl FnMut(Event),
 ) -> Result<FileSummary, SourceError> {
     let io = |source| SourceError::Io {
@@ -1546,6 +1877,7 @@ pub fn parse_reader<R: BufRead>(
         });
     }
     let mut parser = Parser::new(limits);
+    parser.ctx = std::mem::take(ctx);
     let mut seq = 0u64;
     let mut kinds: BTreeMap<String, u64> = BTreeMap::new();
     // Naming a kind goes through serde; do it once per variant, not once per event.
@@ -1609,6 +1941,7 @@ pub fn parse_reader<R: BufRead>(
     }
     parser.finish();
     drain(&mut parser, &mut sink);
+    *ctx = std::mem::take(&mut parser.ctx);
     if !lines.saw_text() {
         return Err(SourceError::Empty {
             path: path.to_string(),
@@ -1713,10 +2046,10 @@ fn inf_block_continues(raw: &str) -> bool {
     if hits & gate::CHECKLIST != 0 && windows::checklist_print(body).is_some() {
         return false;
     }
-    if hits & gate::PROMPT != 0 && windows::windbg_prompt(body).is_some() {
+    if hits & gate::PROMPT != 0 && windbg::prompt_command(body).is_some() {
         return false;
     }
-    if cpu_header_columns(raw).is_some() || windows::pci_heading(body).is_some() {
+    if cpu_header_columns(raw).is_some() || wpci::pci_heading(body).is_some() {
         return false;
     }
     !leading_bdf(raw).is_some_and(|(_, rest)| rest.contains(": "))

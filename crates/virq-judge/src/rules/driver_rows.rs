@@ -135,6 +135,19 @@ fn decision_rows(ctx: &Ctx<'_>, out: &mut Vec<Answer>) -> bool {
                 "the driver wanted message interrupts (it programs vectors) and the device has MSI-X, but Windows granted a line",
                 line_resources.iter().copied().take(1).chain(intended.iter().map(|o| &o.event).take(2)),
             ));
+        } else {
+            // A line, and nothing says whether messages were asked for.
+            let missing = "the driver's INF: whether it asks for message interrupts (MSISupported=1 in an AddReg of its .HW section)";
+            out.extend(unknown(
+                13,
+                "a line interrupt was granted; whether the INF asked for messages is not in the evidence",
+                missing,
+            ));
+            out.extend(unknown(
+                28,
+                "a line interrupt was granted; whether the INF asked for messages is not in the evidence",
+                missing,
+            ));
         }
     } else if ctx.message() {
         let e = ctx.mode_proof();

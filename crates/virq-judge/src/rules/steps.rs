@@ -138,14 +138,24 @@ fn step1(ctx: &Ctx<'_>) -> Answer {
                 } => Some(vector),
                 _ => None,
             });
-            holds(
-                1,
-                format!(
-                    "line-based INTx ({}shareable){from}",
-                    irq.map(|i| format!("IRQ {i}, ")).unwrap_or_default()
-                ),
-                proof,
-            )
+            let what = format!(
+                "line-based INTx ({}shareable){from}",
+                irq.map(|i| format!("IRQ {i}, ")).unwrap_or_default()
+            );
+            // A line on a device that has MSI-X is the right mode only if the driver did not
+            // ask for messages; without its INF nothing says whether it did (rows 13, 28).
+            if *source == ModeSource::Resources && ctx.f.inf().is_empty() && ctx.table.is_some() {
+                return step_answer(
+                    1,
+                    Verdict::CannotTell {
+                        missing: "the driver's INF: whether it asks for message interrupts (MSISupported=1 in an AddReg of its .HW section); the device has MSI-X, so a line is the mode it should have only if the INF asks for none".into(),
+                    },
+                    format!("{what}, on a device with an MSI-X capability"),
+                    proof,
+                    None,
+                );
+            }
+            holds(1, what, proof)
         }
     }
 }
@@ -220,6 +230,23 @@ fn step2(ctx: &Ctx<'_>) -> Answer {
     } else {
         proof
     };
+    if f.resources_only_from_windbg() {
+        // Step 2 is the driver's own dump (checklist 1.2): WinDbg shows what Windows assigned,
+        // not what the driver read of it (row 24) or whether its prints reach a capture (25).
+        let what = match ctx.granted {
+            Some(n) => format!("Windows assigned {n} message(s) (WinDbg)"),
+            None => "Windows assigned a line interrupt (WinDbg)".to_string(),
+        };
+        return step_answer(
+            2,
+            Verdict::CannotTell {
+                missing: "the driver's own dump of its translated resources: its INT: lines in a DbgView capture (checklist 1.2)".into(),
+            },
+            format!("{what}; what the driver read of its resources is not in the evidence"),
+            proof,
+            None,
+        );
+    }
     let Some(granted) = ctx.granted else {
         return holds(
             2,
@@ -393,6 +420,14 @@ fn step5(ctx: &Ctx<'_>) -> Answer {
     let writes = f.writes();
     let proof: Vec<&Event> = writes.iter().map(|o| &o.event).take(8).collect();
     if ctx.line() {
+        // On a line the driver must program no vector (row 26); only its own log shows that.
+        if matches!(ctx.mode, Some((_, _, ModeSource::Resources))) && !f.accesses_logged() {
+            return cannot(
+                5,
+                "INTx: nothing shows whether the driver left the vector selectors alone",
+                "the driver's VIRTIO: vector selector writes with their read-back (checklist 5.3): on a line it programs none",
+            );
+        }
         return holds(5, "INTx: no vectors to program", proof);
     }
     if writes.is_empty() {
