@@ -68,10 +68,12 @@ impl Report {
                 "  {} ({}): {}",
                 f.path,
                 f.format.label(),
-                if kinds.is_empty() {
-                    "nothing the doctor can use".to_string()
-                } else {
-                    kinds.join(", ")
+                match (kinds.is_empty(), f.context_lines) {
+                    (true, 0) => "nothing the doctor can use".to_string(),
+                    (true, n) => format!(
+                        "{n} line(s) read for context (a start IRP's resource lists, !pcitree), no evidence of their own"
+                    ),
+                    (false, _) => kinds.join(", "),
                 }
             );
             if f.truncated_lines > 0 || f.dropped_events > 0 {

@@ -125,6 +125,11 @@ fn the_irp_pointer_ties_a_dt_in_another_file() {
             .collect();
         assert_eq!(raw, [false, false, false, true], "{order:?}");
         assert_eq!(r.subjects().len(), 1);
+        let text = r.render_text();
+        assert!(
+            text.contains("irp.txt (WinDbg output): 1 line(s) read for context"),
+            "{text}"
+        );
     }
 }
 
@@ -251,6 +256,10 @@ fn a_pcitree_alone_is_windbg_output() {
         parse_to_vec("pcitree.txt", text.as_bytes(), ParseLimits::default()).unwrap();
     assert_eq!(summary.format, Format::WinDbg);
     assert!(events.is_empty(), "{events:?}");
+    assert_eq!(
+        summary.context_lines, 3,
+        "the bus line, the host bridge and the device"
+    );
 }
 
 /// Where the content cannot tell the lists apart (a raw message descriptor whose vector looks

@@ -60,6 +60,11 @@ pub struct FileSummary {
     /// them (every line a rule reads is quoted wherever it is), so no answer depends on them.
     #[serde(default)]
     pub unquoted_log_lines: u64,
+    /// WinDbg lines read for what they tell about others rather than as evidence: a start
+    /// IRP naming its two resource lists (so a `dt` of either is read raw or translated), a
+    /// `!pcitree` function.
+    #[serde(default)]
+    pub context_lines: u64,
     /// Event kinds found, by their JSON tag (`vector_written`, `irq_count`, ...).
     pub kinds: BTreeMap<String, u64>,
 }
@@ -320,6 +325,8 @@ struct Parser {
     command: String,
     log_lines: u64,
     unquoted: u64,
+    /// Lines read for context ([`FileSummary::context_lines`]).
+    context: u64,
     dropped: u64,
     /// Events read whole from JSON lines, passed on as they are.
     verbatim: Vec<Event>,
@@ -374,6 +381,7 @@ impl Parser {
             command: String::new(),
             log_lines: 0,
             unquoted: 0,
+            context: 0,
             dropped: 0,
             verbatim: Vec::new(),
             driver_active: false,
@@ -1641,6 +1649,7 @@ impl Parser {
             let reader = self.irp.get_or_insert_with(Default::default);
             if let Some(current) = reader.feed(body) {
                 if let Some((raw, translated)) = current.start_device_lists() {
+                    self.context += 1;
                     self.ctx.note_list(raw, true);
                     self.ctx.note_list(translated, false);
                     if std::mem::replace(&mut self.irp_in_start, true) {
@@ -1675,6 +1684,7 @@ impl Parser {
         }
         if self.pcitree || hits & gate::WINDBG_EXT != 0 {
             if windbg::pcitree::parse_line(body).is_some() {
+                self.context += 1;
                 self.pcitree = true;
                 return true;
             }
@@ -1699,6 +1709,7 @@ impl Parser {
                     let start = major.is_none_or(|m| m == windbg::irp::IRP_MJ_PNP)
                         && minor.is_none_or(|m| m == windbg::irp::IRP_MN_START_DEVICE);
                     if start {
+                        self.context += 1;
                         self.ctx.note_list(raw, true);
                         self.ctx.note_list(translated, false);
                     }
@@ -1983,6 +1994,7 @@ pub fn parse_reader_in<R: BufRead>(
         truncated_lines: lines.truncated_lines(),
         dropped_events: parser.dropped,
         unquoted_log_lines: parser.unquoted,
+        context_lines: parser.context,
         kinds,
     })
 }
