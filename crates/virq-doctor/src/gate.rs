@@ -8,7 +8,7 @@ use aho_corasick::{Anchored, MatchKind};
 use std::sync::OnceLock;
 
 /// The keywords, lower case; bit `i` of [`hits`] is set when `PATTERNS[i]` occurs.
-pub const PATTERNS: [&str; 57] = [
+pub const PATTERNS: [&str; 58] = [
     "wdfint:",                 // 0
     "int:",                    // 1
     "virtio:",                 // 2
@@ -66,6 +66,7 @@ pub const PATTERNS: [&str; 57] = [
     "irp is active",           // 54
     "fdo ext",                 // 55
     "devext",                  // 56
+    "read/write mismatch",     // 57
 ];
 
 const fn mask(bits: &[u32]) -> u64 {
@@ -90,7 +91,7 @@ pub const WINDBG_EXT: u64 = mask(&[53, 54, 55, 56]);
 pub const IRP: u64 = mask(&[54]);
 /// The prints of virtio-win's drivers the parser reads (`parse::windows::virtio_win_line`,
 /// the storport MSI and MSI-X reports).
-pub const VIRTIO_WIN: u64 = mask(&[41, 42, 47, 48, 49, 50, 51, 52]);
+pub const VIRTIO_WIN: u64 = mask(&[41, 42, 47, 48, 49, 50, 51, 52, 57]);
 /// A read-back wording needs "read" and one of these.
 pub const READ: u64 = mask(&[16]);
 pub const VECTORISH: u64 = mask(&[6, 7, 17]);

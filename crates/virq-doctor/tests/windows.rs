@@ -725,6 +725,13 @@ fn netkvm_wpp_trace_gives_the_grant_and_the_connected_messages() {
             (9, connected(1, 0x82)),
             (10, resource(0x83)),
             (10, connected(2, 0x83)),
+            (
+                11,
+                EventKind::QueueVectorWritten {
+                    written: 1,
+                    read_back: 0xFFFF
+                }
+            ),
         ]
     );
     assert_eq!(
@@ -745,16 +752,17 @@ fn netkvm_wpp_trace_gives_the_grant_and_the_connected_messages() {
 }
 
 /// NetKVM's `read/write mismatch, 65535 vs 1` is a vector the device refused (written 1, read
-/// back 0xFFFF), printed by the path's `SetupMessageIndex` without naming the queue. No event
-/// kind carries a write to an unnamed selector, so the judge cannot see it yet: step 6 should be
-/// broken on this trace.
+/// back 0xFFFF), printed by the path's `SetupMessageIndex` without naming the queue: a
+/// `QueueVectorWritten`, and step 6 is broken on it.
 #[test]
-#[ignore = "needs a selector-write event whose queue is unknown (virq-events), see the report to the lead"]
 fn netkvm_read_write_mismatch_breaks_step_6() {
     let r = report(&["win-netkvm-wpp.txt"]);
     let s = only(&r);
     assert!(s.step(6).verdict.is_broken(), "{}", r.render_text());
     assert_eq!(lines_in(s.step(6), "win-netkvm-wpp.txt"), [11]);
+    // The driver did program a vector: not the "programmed nothing" of row 24.
+    assert_eq!(s.step(5).verdict, Verdict::Holds, "{}", r.render_text());
+    assert!(!s.row(24).verdict.is_broken(), "{}", r.render_text());
 }
 
 /// A viostor whose message ISR refuses a message it got (` MessageID = 3`: beyond its queues),

@@ -96,6 +96,10 @@ pub enum EventKind {
         written: u16,
         read_back: u16,
     },
+    /// The driver wrote a `queue_msix_vector` and read it back, as its print reports without
+    /// naming the queue (NetKVM sets each path's vector through its own virtqueue and prints
+    /// only `read/write mismatch, <read> vs <written>`).
+    QueueVectorWritten { written: u16, read_back: u16 },
     /// The driver read a vector selector.
     VectorRead { selector: Selector, value: u16 },
     /// `device_status` was written.
@@ -284,6 +288,7 @@ impl EventKind {
         matches!(
             self,
             EventKind::VectorWritten { .. }
+                | EventKind::QueueVectorWritten { .. }
                 | EventKind::VectorRead { .. }
                 | EventKind::DeviceStatus { .. }
                 | EventKind::DeviceReset

@@ -50,6 +50,11 @@ pub fn describe(k: &EventKind) -> String {
                 selector(*s)
             )
         }
+        EventKind::QueueVectorWritten { written, read_back } => {
+            format!(
+                "driver: a queue_msix_vector write=0x{written:04x} read=0x{read_back:04x} (queue not named)"
+            )
+        }
         EventKind::VectorRead { selector: s, value } => {
             format!("device: {} read=0x{value:04x}", selector(*s))
         }

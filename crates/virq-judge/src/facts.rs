@@ -74,6 +74,7 @@ pub fn prints_in(t: &Trail) -> bool {
     (!from_windbg(t) && t.resources.iter().any(|(_, e)| is_file(e)))
         || t.connected.iter().any(|(_, e)| is_file(e))
         || t.selector_ops.iter().any(|o| is_file(&o.event))
+        || t.unnamed_vector_writes.iter().any(|(_, e)| is_file(e))
         || !t.counters.is_empty()
         || t.isr.samples > 0
 }
@@ -353,8 +354,35 @@ impl<'a> Facts<'a> {
     /// that did not happen).
     pub fn accesses_logged(&self) -> bool {
         self.trails.iter().any(|t| {
-            !t.selector_ops.is_empty() || !t.status.is_empty() || !t.queue_enables.is_empty()
+            !t.selector_ops.is_empty()
+                || !t.unnamed_vector_writes.is_empty()
+                || !t.status.is_empty()
+                || !t.queue_enables.is_empty()
         }) || self.record().is_some()
+    }
+
+    /// Whether the driver wrote a vector (not NO_VECTOR) to a queue its print does not name.
+    pub fn unnamed_programmed(&self) -> Vec<&'a Event> {
+        self.unnamed_vector_writes()
+            .into_iter()
+            .filter(|u| u.0 != NO_VECTOR)
+            .map(|u| u.3)
+            .collect()
+    }
+
+    /// `queue_msix_vector` writes whose queue the print does not name, as (written, read back,
+    /// whether a reset followed it in its trail, the event).
+    pub fn unnamed_vector_writes(&self) -> Vec<(u16, u16, bool, &'a Event)> {
+        let mut out = Vec::new();
+        for t in self.trails.iter() {
+            for (pos, e) in t.unnamed_vector_writes.iter() {
+                if let EventKind::QueueVectorWritten { written, read_back } = e.kind {
+                    let reset = t.resets.iter().any(|(p, _)| p > pos);
+                    out.push((written, read_back, reset, e));
+                }
+            }
+        }
+        out
     }
 
     /// APIC/IDT vectors the evidence shows for this device's interrupts.

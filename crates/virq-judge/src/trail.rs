@@ -136,6 +136,9 @@ pub struct Trail {
     pub resources: Kept<(u64, Event)>,
     pub connected: Kept<(u64, Event)>,
     pub selector_ops: Kept<SelOp>,
+    /// `queue_msix_vector` writes with their read-back whose queue the print does not name
+    /// (`QueueVectorWritten`), with their position.
+    pub unnamed_vector_writes: Kept<(u64, Event)>,
     pub resets: Kept<(u64, Event)>,
     pub status: Kept<(u64, Event)>,
     pub queue_enables: Kept<(u64, Event)>,
@@ -174,6 +177,7 @@ impl Default for Trail {
             resources: Kept::new(SETUP, 0),
             connected: Kept::new(SETUP, 0),
             selector_ops: Kept::new(OPS_HEAD, OPS_TAIL),
+            unnamed_vector_writes: Kept::new(OPS_HEAD, OPS_TAIL),
             resets: Kept::new(OPS_HEAD, OPS_TAIL),
             status: Kept::new(OPS_HEAD, OPS_TAIL),
             queue_enables: Kept::new(OPS_HEAD, OPS_TAIL),
@@ -237,6 +241,9 @@ impl Trail {
                     intended: None,
                 });
                 self.device_route(*selector, *read_back, e);
+            }
+            EventKind::QueueVectorWritten { .. } => {
+                self.unnamed_vector_writes.push((pos, e.clone()));
             }
             EventKind::VectorRead { selector, value } => self.selector_ops.push(SelOp {
                 pos,
@@ -608,6 +615,11 @@ impl Trail {
         merge(&mut self.selector_ops, other.selector_ops, |o: &SelOp| {
             o.pos
         });
+        merge(
+            &mut self.unnamed_vector_writes,
+            other.unnamed_vector_writes,
+            at,
+        );
         merge(&mut self.resets, other.resets, at);
         merge(&mut self.status, other.status, at);
         merge(&mut self.queue_enables, other.queue_enables, at);
@@ -698,6 +710,7 @@ impl Trail {
         self.resources.is_empty()
             && self.connected.is_empty()
             && self.selector_ops.is_empty()
+            && self.unnamed_vector_writes.is_empty()
             && self.resets.is_empty()
             && self.status.is_empty()
             && self.queue_enables.is_empty()
@@ -738,6 +751,10 @@ impl Trail {
             ("interrupt resources", self.resources.dropped()),
             ("interrupt objects", self.connected.dropped()),
             ("vector selector accesses", self.selector_ops.dropped()),
+            (
+                "queue vector writes naming no queue",
+                self.unnamed_vector_writes.dropped(),
+            ),
             ("resets", self.resets.dropped()),
             ("device_status writes", self.status.dropped()),
             ("queue enables", self.queue_enables.dropped()),

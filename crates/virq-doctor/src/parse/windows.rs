@@ -422,6 +422,9 @@ pub enum VirtioWinLine {
     NetkvmMessage { index: u32, data: u32, address: u64 },
     /// NetKVM `Not using MSIX`: the resources carry no message interrupt.
     NetkvmNoMsix,
+    /// NetKVM `read/write mismatch, %u vs %u` (`SetupMessageIndex`): a path's
+    /// `queue_msix_vector` read back `read_back` after `written`; the queue is not named.
+    NetkvmVectorMismatch { read_back: u16, written: u16 },
     /// viostor's message ISR refusing a message (` MessageID = %d`, then `return FALSE`).
     MessageRefused { message_id: u32 },
     /// viostor's line ISR: ` was not serviced ISR status = %d` (read, nothing pending).
@@ -471,6 +474,9 @@ impl VirtioWinLine {
                         affinity: 0,
                     },
                 ]
+            }
+            VirtioWinLine::NetkvmVectorMismatch { read_back, written } => {
+                vec![EventKind::QueueVectorWritten { written, read_back }]
             }
             VirtioWinLine::MessageRefused { message_id } => vec![EventKind::IsrRan {
                 message_id: Some(message_id),
@@ -549,6 +555,14 @@ pub fn virtio_win_line(body: &str) -> Option<VirtioWinLine> {
             address: parse_hex(address.split_whitespace().next()?)?,
         });
     }
+    if let Some(i) = memchr::memmem::find(body.as_bytes(), b"read/write mismatch,") {
+        let (read_back, written) = body[i + 20..].split_once(" vs ")?;
+        let num = |t: &str| whole_decimal(t).and_then(|n| u16::try_from(n).ok());
+        return Some(VirtioWinLine::NetkvmVectorMismatch {
+            read_back: num(read_back)?,
+            written: num(written.split_whitespace().next()?)?,
+        });
+    }
     if body.trim_end().ends_with("Not using MSIX") {
         return Some(VirtioWinLine::NetkvmNoMsix);
     }
@@ -584,6 +598,37 @@ mod tests {
         );
         assert!(checklist_print("WDFINT: MessageSignaled=1").is_none());
         assert!(checklist_print("PRINT: hello").is_none());
+    }
+
+    /// NetKVM's `SetupMessageIndex` prints the read-back first, then what it wrote; older
+    /// builds put a garbled `[%s] -` before it.
+    #[test]
+    fn netkvm_vector_mismatch() {
+        for body in [
+            "[netkvm][CParaNdisAbstractPath::SetupMessageIndex] read/write mismatch, 65535 vs 1",
+            "[\x01] - read/write mismatch, 65535 vs 1",
+        ] {
+            assert_eq!(
+                virtio_win_line(body),
+                Some(VirtioWinLine::NetkvmVectorMismatch {
+                    read_back: 0xFFFF,
+                    written: 1
+                }),
+                "{body}"
+            );
+        }
+        assert_eq!(
+            VirtioWinLine::NetkvmVectorMismatch {
+                read_back: 2,
+                written: 3
+            }
+            .to_events(None),
+            vec![EventKind::QueueVectorWritten {
+                written: 3,
+                read_back: 2
+            }]
+        );
+        assert_eq!(virtio_win_line("read/write mismatch, lots vs 1"), None);
     }
 
     #[test]

@@ -58,15 +58,21 @@ fn decision_rows(ctx: &Ctx<'_>, out: &mut Vec<Answer>) -> bool {
     let line_resources = f.line_resources();
     let on_line = ctx.line() && !line_resources.is_empty();
     let intended = f.intended_writes();
+    let unnamed = f.unnamed_programmed();
     // Row 26: vectors programmed while the resources are a line.
-    if on_line && !intended.is_empty() {
+    if on_line && (!intended.is_empty() || !unnamed.is_empty()) {
         out.extend(broken(
             26,
             format!(
                 "the resources are a line interrupt (no CM_RESOURCE_INTERRUPT_MESSAGE), yet the driver programmed {} vector selector(s): it chose message mode from something other than its resources",
-                intended.len()
+                intended.len() + unnamed.len()
             ),
-            line_resources.iter().copied().take(1).chain(intended.iter().map(|o| &o.event).take(3)),
+            line_resources
+                .iter()
+                .copied()
+                .take(1)
+                .chain(intended.iter().map(|o| &o.event).take(3))
+                .chain(unnamed.iter().copied().take(3)),
         ));
     } else if ctx.line() && !line_resources.is_empty() && f.accesses_logged() {
         out.extend(ruled_out(
@@ -227,7 +233,7 @@ fn decision_rows(ctx: &Ctx<'_>, out: &mut Vec<Answer>) -> bool {
             && intended.iter().all(|o| o.written == Some(0))
             && granted >= needed
             && !ctx.queues.is_empty();
-        if intended.is_empty() && f.accesses_logged() && !zeros_only {
+        if intended.is_empty() && unnamed.is_empty() && f.accesses_logged() && !zeros_only {
             // (When the driver only ever saw zeros from WdfInterruptGetInfo, row 23 explains
             // the missing plan; the count was never its input.)
             explains_no_plan = true;
@@ -347,7 +353,11 @@ fn row2_reset_or_never(ctx: &Ctx<'_>, decided: bool, power_explains: bool) -> Op
         }
     }
     // Never programmed at all, where the driver's register accesses are logged.
-    if f.intended_writes().is_empty() && f.accesses_logged() && !decided {
+    if f.intended_writes().is_empty()
+        && f.unnamed_programmed().is_empty()
+        && f.accesses_logged()
+        && !decided
+    {
         let status: Vec<&Event> = f
             .trails
             .iter()

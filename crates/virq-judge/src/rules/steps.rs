@@ -430,6 +430,17 @@ fn step5(ctx: &Ctx<'_>) -> Answer {
         }
         return holds(5, "INTx: no vectors to program", proof);
     }
+    let unnamed = f.unnamed_vector_writes();
+    if writes.is_empty() && !unnamed.is_empty() {
+        return holds(
+            5,
+            format!(
+                "{} queue_msix_vector write(s) (the driver's prints do not name the queues)",
+                unnamed.len()
+            ),
+            unnamed.iter().map(|u| u.3).take(8).collect(),
+        );
+    }
     if writes.is_empty() {
         if ctx.message() && f.accesses_logged() {
             return broken(
@@ -476,7 +487,10 @@ fn step6(ctx: &Ctx<'_>) -> Answer {
             ));
         }
     }
-    let proof: Vec<&Event> = states.iter().map(|s| s.2).take(8).collect();
+    // Writes whose queue is not named: each is judged on its own read-back.
+    let unnamed = f.unnamed_vector_writes();
+    let mut proof: Vec<&Event> = states.iter().map(|s| s.2).take(8).collect();
+    proof.extend(unnamed.iter().map(|u| u.3).take(8));
     if ctx.line() {
         let all_none = states.iter().all(|s| s.1 == NO_VECTOR);
         return holds(
@@ -489,7 +503,7 @@ fn step6(ctx: &Ctx<'_>) -> Answer {
             proof,
         );
     }
-    if states.is_empty() {
+    if states.is_empty() && unnamed.is_empty() {
         return cannot(
             6,
             "no vector selector read-back was logged",
@@ -505,24 +519,39 @@ fn step6(ctx: &Ctx<'_>) -> Answer {
     }
     let bad: Vec<&(Selector, u16, &Event, bool)> =
         states.iter().filter(|s| s.1 == NO_VECTOR && !s.3).collect();
-    if !bad.is_empty() {
-        let names: Vec<String> = bad.iter().map(|s| selector_name(s.0)).collect();
+    let refused: Vec<&(u16, u16, bool, &Event)> = unnamed
+        .iter()
+        .filter(|u| u.1 == NO_VECTOR && u.0 != NO_VECTOR && !u.2)
+        .collect();
+    if !bad.is_empty() || !refused.is_empty() {
+        let mut names: Vec<String> = bad.iter().map(|s| selector_name(s.0)).collect();
+        names.extend(refused.iter().map(|u| {
+            format!(
+                "a queue_msix_vector written 0x{:04x} (queue not named)",
+                u.0
+            )
+        }));
+        let mut proof: Vec<&Event> = bad.iter().map(|s| s.2).collect();
+        proof.extend(refused.iter().map(|u| u.3));
         return broken(
             6,
             format!(
                 "{} read(s) 0xFFFF while running: the device refused the index (see step 5)",
                 names.join(", ")
             ),
-            bad.iter().map(|s| s.2).collect(),
+            proof,
             "program only indices below the MSI-X table size and within the grant; fall back to message 0",
         );
     }
     let distinct: BTreeSet<Selector> = states.iter().map(|s| s.0).collect();
-    holds(
-        6,
-        format!("{} selector(s) read back as programmed", distinct.len()),
-        proof,
-    )
+    let finding = match unnamed.len() {
+        0 => format!("{} selector(s) read back as programmed", distinct.len()),
+        n => format!(
+            "{} selector(s) and {n} queue vector write(s) naming no queue read back as programmed",
+            distinct.len()
+        ),
+    };
+    holds(6, finding, proof)
 }
 
 fn step7(ctx: &Ctx<'_>) -> Answer {
