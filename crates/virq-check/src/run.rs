@@ -176,10 +176,8 @@ pub fn run_mode(opts: &CheckOptions, mode: Mode) -> Result<ModeReport, CheckErro
         Some(Fault::PrintsFiltered) => DebugPrintFilter::windows_default(),
         _ => opts.print_filter,
     };
-    let dbg_log = EventLog::new();
     let mut dbg = DbgPrint::new(DbgViewStyle::default())
         .with_filter(filter)
-        .with_sink(&dbg_log)
         .with_clock(&clock);
 
     // ---- EvtDriverDeviceAdd: on KMDF 1.9 the interrupt objects, before any resource --------

@@ -15,7 +15,7 @@
 
 use crate::resources::{CmPartialResourceDescriptor, MessageNumber};
 use crate::wdf::WdfInterruptInfo;
-use virq_events::{Clock, EventKind, EventSink, InterruptMode, Selector};
+use virq_events::{Clock, EventKind};
 
 /// Line 1 (checklist 1.2), or `None` for a descriptor that is not an interrupt.
 pub fn format_int_line(d: &CmPartialResourceDescriptor) -> Option<String> {
@@ -424,14 +424,15 @@ impl DbgViewCapture {
     }
 }
 
-/// The model's `DbgPrintEx`: prints the log-format lines and emits their events.
+/// The model's `DbgPrintEx`: prints the log-format lines into a DbgView capture. The capture is
+/// the evidence: `virq check` saves it and reads it back as the doctor does, so there is no
+/// second path for the same facts.
 pub struct DbgPrint<'a> {
     pub capture: DbgViewCapture,
     /// What the kernel lets through for the driver's component.
     pub filter: DebugPrintFilter,
     /// The driver's lines the filter dropped.
     pub dropped: u64,
-    sink: Option<&'a dyn EventSink>,
     clock: Option<&'a dyn Clock>,
     /// Time used without a clock: advances 1 µs per line so captures stay ordered.
     fallback_ns: u64,
@@ -443,7 +444,6 @@ impl std::fmt::Debug for DbgPrint<'_> {
             .field("capture", &self.capture)
             .field("filter", &self.filter)
             .field("dropped", &self.dropped)
-            .field("sink", &self.sink.is_some())
             .field("clock", &self.clock.is_some())
             .finish()
     }
@@ -461,7 +461,6 @@ impl<'a> DbgPrint<'a> {
             capture: DbgViewCapture::new(style),
             filter: DebugPrintFilter::default(),
             dropped: 0,
-            sink: None,
             clock: None,
             fallback_ns: 0,
         }
@@ -473,22 +472,10 @@ impl<'a> DbgPrint<'a> {
         self
     }
 
-    /// Also emit the evidence events into `sink`.
-    pub fn with_sink(mut self, sink: &'a dyn EventSink) -> Self {
-        self.sink = Some(sink);
-        self
-    }
-
     /// Stamp lines with the machine clock.
     pub fn with_clock(mut self, clock: &'a dyn Clock) -> Self {
         self.clock = Some(clock);
         self
-    }
-
-    fn emit(&self, kind: EventKind) {
-        if let Some(sink) = self.sink {
-            sink.emit(kind);
-        }
     }
 
     /// Print free text at INFO level (no event except a `LogLine`).
@@ -503,9 +490,7 @@ impl<'a> DbgPrint<'a> {
 
     fn text_at(&mut self, level: DbgLevel, text: impl Into<String>) {
         let text = text.into();
-        if self.print_at(level, text.clone()) {
-            self.emit(EventKind::LogLine { text });
-        }
+        self.print_at(level, text);
     }
 
     /// A line from another component or program (an error-level kernel line, a Win32
@@ -516,18 +501,17 @@ impl<'a> DbgPrint<'a> {
     }
 
     /// Prints at INFO level, as the checklist's `DbgPrintEx` calls do.
-    fn print(&mut self, text: String) -> bool {
-        self.print_at(DbgLevel::Info, text)
+    fn print(&mut self, text: String) {
+        self.print_at(DbgLevel::Info, text);
     }
 
     /// Captures `text` when the filter lets `level` through; counts it as dropped otherwise.
-    fn print_at(&mut self, level: DbgLevel, text: String) -> bool {
-        if !self.filter.passes(level) {
+    fn print_at(&mut self, level: DbgLevel, text: String) {
+        if self.filter.passes(level) {
+            self.stamp(text);
+        } else {
             self.dropped += 1;
-            return false;
         }
-        self.stamp(text);
-        true
     }
 
     fn stamp(&mut self, text: String) {
@@ -543,26 +527,9 @@ impl<'a> DbgPrint<'a> {
 
     /// Checklist 1.2 for one descriptor (non-interrupt descriptors print nothing).
     pub fn interrupt_resource(&mut self, d: &CmPartialResourceDescriptor) {
-        let (Some(line), Some(t)) = (format_int_line(d), d.interrupt_fields()) else {
-            return;
-        };
-        if !self.print(line) {
-            return;
+        if let Some(line) = format_int_line(d) {
+            self.print(line);
         }
-        let mode = if d.is_message() {
-            InterruptMode::Message
-        } else {
-            InterruptMode::Intx
-        };
-        self.emit(EventKind::ResourceAssigned {
-            mode,
-            message_count: d.message_count().unwrap_or(0),
-            level: t.level,
-            vector: t.vector,
-            affinity: t.affinity,
-            flags: d.flags,
-            raw: false,
-        });
     }
 
     /// Checklist 1.2 for a whole translated list.
@@ -574,50 +541,22 @@ impl<'a> DbgPrint<'a> {
 
     /// Checklist 2.1 for one interrupt object.
     pub fn interrupt_connected(&mut self, info: &WdfInterruptInfo) {
-        if !self.print(format_wdfint_line(info)) {
-            return;
-        }
-        self.emit(EventKind::InterruptConnected {
-            message_signaled: info.message_signaled,
-            message_number: info.message_number,
-            vector: info.vector,
-            irql: info.irql,
-            affinity: info.affinity,
-        });
+        self.print(format_wdfint_line(info));
     }
 
     /// Log format line 12: `EvtDeviceD0Exit` to `target_state`.
     pub fn d0_exit(&mut self, target_state: u8) {
-        if !self.print(format_d0_exit_line(target_state)) {
-            return;
-        }
-        self.emit(EventKind::PowerTransition {
-            entering_d0: false,
-            state: target_state,
-        });
+        self.print(format_d0_exit_line(target_state));
     }
 
     /// Log format line 12: `EvtDeviceD0Entry` from `previous_state`.
     pub fn d0_entry(&mut self, previous_state: u8) {
-        if !self.print(format_d0_entry_line(previous_state)) {
-            return;
-        }
-        self.emit(EventKind::PowerTransition {
-            entering_d0: true,
-            state: previous_state,
-        });
+        self.print(format_d0_entry_line(previous_state));
     }
 
     /// Checklist 5.3, `msix_config`.
     pub fn msix_config(&mut self, write: u16, read: u16, message_number: MessageNumber) {
-        if !self.print(format_msix_config_line(write, read, message_number)) {
-            return;
-        }
-        self.emit(EventKind::VectorWritten {
-            selector: Selector::MsixConfig,
-            written: write,
-            read_back: read,
-        });
+        self.print(format_msix_config_line(write, read, message_number));
     }
 
     /// Checklist 5.3, `queue_msix_vector`.
@@ -628,22 +567,12 @@ impl<'a> DbgPrint<'a> {
         read: u16,
         message_number: MessageNumber,
     ) {
-        if !self.print(format_queue_vector_line(queue, write, read, message_number)) {
-            return;
-        }
-        self.emit(EventKind::VectorWritten {
-            selector: Selector::Queue(queue),
-            written: write,
-            read_back: read,
-        });
+        self.print(format_queue_vector_line(queue, write, read, message_number));
     }
 
     /// Checklist 3.4, a `device_status` write.
     pub fn device_status(&mut self, value: u8) {
-        if !self.print(format_device_status_line(value)) {
-            return;
-        }
-        self.emit(EventKind::DeviceStatus { value });
+        self.print(format_device_status_line(value));
     }
 
     /// Checklist 5.4 for one message.
@@ -654,64 +583,37 @@ impl<'a> DbgPrint<'a> {
         dpc: u64,
         last_message_id: u32,
     ) {
-        if !self.print(format_counters_message_line(
+        self.print(format_counters_message_line(
             message_number,
             isr,
             dpc,
             last_message_id,
-        )) {
-            return;
-        }
-        self.emit(EventKind::CounterSummary {
-            message: Some(message_number),
-            isr_count: isr,
-            dpc_count: dpc,
-        });
+        ));
     }
 
     /// Checklist 5.4 for the line interrupt.
     pub fn counters_intx(&mut self, isr: u64, dpc: u64, last_isr_status: u8) {
-        if !self.print(format_counters_intx_line(isr, dpc, last_isr_status)) {
-            return;
-        }
-        self.emit(EventKind::CounterSummary {
-            message: None,
-            isr_count: isr,
-            dpc_count: dpc,
-        });
+        self.print(format_counters_intx_line(isr, dpc, last_isr_status));
     }
 
     /// Checklist 4.1, a sampled ISR status read.
     pub fn isr_status(&mut self, value: u8) {
-        if !self.print(format_isr_status_line(value)) {
-            return;
-        }
-        self.emit(EventKind::IsrRead { value });
+        self.print(format_isr_status_line(value));
     }
 
     /// Line 8: a sampled ISR invocation (`message_id` is `None` on the line interrupt).
     pub fn isr_sample(&mut self, message_id: Option<u32>, isr_status: Option<u8>, claimed: bool) {
-        if !self.print(format_isr_sample_line(
+        self.print(format_isr_sample_line(
             message_id.is_some(),
             message_id.unwrap_or(0),
             isr_status,
             claimed,
-        )) {
-            return;
-        }
-        self.emit(EventKind::IsrRan {
-            message_id,
-            claimed,
-            isr_status,
-        });
+        ));
     }
 
     /// Line 9: a queue enabled with `size` entries.
     pub fn queue_enable(&mut self, queue: u16, size: u16) {
-        if !self.print(format_queue_enable_line(queue, size)) {
-            return;
-        }
-        self.emit(EventKind::QueueEnabled { queue, size });
+        self.print(format_queue_enable_line(queue, size));
     }
 }
 
@@ -735,12 +637,9 @@ mod tests {
         );
     }
     use crate::arbiter::InterruptGrant;
-    use crate::resources::{
-        CM_RESOURCE_INTERRUPT_LATCHED, CM_RESOURCE_INTERRUPT_MESSAGE, ResourceBuilder,
-    };
+    use crate::resources::ResourceBuilder;
     use crate::vectors::VectorAllocator;
     use crate::wdf::WdfInterrupts;
-    use virq_events::EventLog;
 
     /// The exact lines of docs/log-formats.md, filled in by hand from the C formats.
     #[test]
@@ -815,16 +714,17 @@ mod tests {
         );
     }
 
+    /// The lines as the checklist prints them (the events they stand for are asserted where
+    /// they are read: virq-doctor's tests/dbgprint_round_trip.rs).
     #[test]
-    fn dbgprint_captures_and_emits_matching_events() {
-        let log = EventLog::new();
+    fn dbgprint_captures_the_checklist_lines() {
         let mut alloc = VectorAllocator::default();
         let r = ResourceBuilder::default()
             .build(InterruptGrant::Messages { count: 2 }, &mut alloc, &[])
             .unwrap();
         let mut w = WdfInterrupts::new(&r);
         let ids = w.create_per_resource();
-        let mut p = DbgPrint::new(DbgViewStyle::bare()).with_sink(&log);
+        let mut p = DbgPrint::new(DbgViewStyle::bare());
         p.resources(&r.translated);
         for id in ids {
             p.interrupt_connected(&w.get_info(id));
@@ -847,48 +747,6 @@ mod tests {
              VIRTIO: isr_status read=0x00\n\
              COUNTERS: MessageNumber=1 isr=5 dpc=4 LastMessageID=1\n\
              COUNTERS: INTx isr=9 dpc=9 LastIsrStatus=0x00\n"
-        );
-        let events: Vec<_> = log.snapshot().into_iter().map(|e| e.kind).collect();
-        assert_eq!(events.len(), 10);
-        assert_eq!(
-            events[0],
-            EventKind::ResourceAssigned {
-                mode: InterruptMode::Message,
-                message_count: 0,
-                level: 11,
-                vector: 0xB1,
-                affinity: 1,
-                flags: CM_RESOURCE_INTERRUPT_LATCHED | CM_RESOURCE_INTERRUPT_MESSAGE,
-                raw: false,
-            }
-        );
-        assert_eq!(
-            events[3],
-            EventKind::InterruptConnected {
-                message_signaled: true,
-                message_number: 1,
-                vector: 0xA1,
-                irql: 10,
-                affinity: 1
-            }
-        );
-        assert_eq!(events[4], EventKind::DeviceStatus { value: 0 });
-        assert_eq!(
-            events[6],
-            EventKind::VectorWritten {
-                selector: Selector::Queue(0),
-                written: 1,
-                read_back: 1
-            }
-        );
-        assert_eq!(events[7], EventKind::IsrRead { value: 0 });
-        assert_eq!(
-            events[9],
-            EventKind::CounterSummary {
-                message: None,
-                isr_count: 9,
-                dpc_count: 9
-            }
         );
     }
 
@@ -943,19 +801,26 @@ mod tests {
     /// event the writer emitted.
     #[test]
     fn power_lines_round_trip() {
-        let log = EventLog::new();
-        let mut p = DbgPrint::new(DbgViewStyle::default()).with_sink(&log);
+        let mut p = DbgPrint::new(DbgViewStyle::default());
+        let mut written = Vec::new();
         for state in 0..=3u8 {
             p.d0_exit(state);
             p.d0_entry(state);
+            written.push(EventKind::PowerTransition {
+                entering_d0: false,
+                state,
+            });
+            written.push(EventKind::PowerTransition {
+                entering_d0: true,
+                state,
+            });
         }
-        let emitted: Vec<EventKind> = log.snapshot().into_iter().map(|e| e.kind).collect();
         let rendered = p.capture.render();
         let read: Vec<EventKind> = rendered
             .lines()
             .flat_map(|l| parse_line(l).expect("a power line"))
             .collect();
-        assert_eq!(read, emitted);
+        assert_eq!(read, written);
         assert_eq!(
             format_d0_exit_line(3),
             "VIRTIO: EvtDeviceD0Exit TargetState=D3"
@@ -1018,10 +883,8 @@ mod tests {
     /// mask allows it; ERROR level always; lines from elsewhere are not the driver's to filter.
     #[test]
     fn the_debug_print_filter_drops_info_lines_on_an_untuned_box() {
-        let log = EventLog::new();
-        let mut p = DbgPrint::new(DbgViewStyle::bare())
-            .with_filter(DebugPrintFilter::windows_default())
-            .with_sink(&log);
+        let mut p =
+            DbgPrint::new(DbgViewStyle::bare()).with_filter(DebugPrintFilter::windows_default());
         p.device_status(0);
         p.text("virqblk: EvtDevicePrepareHardware");
         p.d0_entry(3);
@@ -1035,7 +898,6 @@ mod tests {
             ]
         );
         assert_eq!(p.dropped, 3);
-        assert_eq!(log.len(), 1, "only the error line's LogLine");
         for (filter, info) in [
             (DebugPrintFilter::checklist(), true),
             (DebugPrintFilter::parse("0x8").unwrap(), true),
