@@ -71,6 +71,68 @@ unsafe extern "C" fn on_event(user: *mut c_void, json: *const c_char, len: usize
     seen.events.lock().unwrap().push(text);
 }
 
+/// What a driver does to a device: configuration cycles, MMIO and stores into guest RAM.
+/// The C API device ([`Dev`]) and the bench's Rust baseline both implement it, so the same
+/// driver code drives both.
+pub trait Bus {
+    fn cfg_read(&self, offset: u16, width: u32) -> u32;
+    fn cfg_write(&self, offset: u16, width: u32, value: u32);
+    fn read(&self, addr: u64, width: u32) -> u64;
+    fn write(&self, addr: u64, width: u32, value: u64);
+    fn ram_write(&self, gpa: u64, data: &[u8]);
+    fn ram_read(&self, gpa: u64, len: usize) -> Vec<u8>;
+
+    fn ram_u16(&self, gpa: u64) -> u16 {
+        u16::from_le_bytes(self.ram_read(gpa, 2).try_into().unwrap())
+    }
+
+    /// Place BAR0 and (with MSI-X) BAR2, then Memory Space and Bus Master on.
+    fn place_bars(&self) {
+        let bar = |i: u16| pci::BAR0 + 4 * i;
+        self.cfg_write(bar(0), 4, BAR0 as u32);
+        self.cfg_write(bar(1), 4, 0);
+        self.cfg_write(bar(2), 4, BAR2 as u32);
+        self.cfg_write(bar(3), 4, 0);
+        self.cfg_write(
+            pci::COMMAND,
+            2,
+            u32::from(pci::COMMAND_MEMORY_SPACE | pci::COMMAND_BUS_MASTER),
+        );
+    }
+
+    /// Point MSI-X table entry `entry` at `address`/`data`, unmasked.
+    fn program_entry(&self, entry: u64, address: u64, data: u32) {
+        let e = MSIX_TABLE + 16 * entry;
+        self.write(e, 8, address);
+        self.write(e + 8, 4, u64::from(data));
+        self.write(e + 12, 4, 0);
+    }
+
+    /// MSI-X Enable in Message Control (the capability is found through the list).
+    fn enable_msix(&self) {
+        let cap = self
+            .find_cap(pci::CAP_ID_MSIX)
+            .expect("an MSI-X capability");
+        let control = self.cfg_read(cap + 2, 2);
+        self.cfg_write(
+            cap + 2,
+            2,
+            control | u32::from(virq_spec::msix::CONTROL_ENABLE),
+        );
+    }
+
+    fn find_cap(&self, id: u8) -> Option<u16> {
+        let mut at = self.cfg_read(pci::CAPABILITIES_POINTER, 1) as u16;
+        while at != 0 {
+            if self.cfg_read(at, 1) as u8 == id {
+                return Some(at);
+            }
+            at = self.cfg_read(at + 1, 1) as u16;
+        }
+        None
+    }
+}
+
 /// A device over 1 MiB of RAM at guest-physical 0 that this side allocated.
 pub struct Dev {
     pub raw: *mut VirqDevice,
@@ -132,20 +194,6 @@ impl Dev {
         }
     }
 
-    pub fn cfg_read(&self, offset: u16, width: u32) -> u32 {
-        let mut v = 0;
-        // SAFETY: a live device and a valid output.
-        let s = unsafe { virq_config_read(self.raw, offset, width, &mut v) };
-        assert_eq!(s, VirqStatus::Ok, "{}", last_error());
-        v
-    }
-
-    pub fn cfg_write(&self, offset: u16, width: u32, value: u32) {
-        // SAFETY: a live device.
-        let s = unsafe { virq_config_write(self.raw, offset, width, value) };
-        assert_eq!(s, VirqStatus::Ok, "{}", last_error());
-    }
-
     pub fn try_read(&self, addr: u64, width: u32) -> (VirqStatus, u64) {
         let mut v = 0;
         // SAFETY: a live device and a valid output.
@@ -153,24 +201,44 @@ impl Dev {
         (s, v)
     }
 
-    pub fn read(&self, addr: u64, width: u32) -> u64 {
-        let (s, v) = self.try_read(addr, width);
-        assert_eq!(s, VirqStatus::Ok, "{}", last_error());
-        v
-    }
-
     pub fn try_write(&self, addr: u64, width: u32, value: u64) -> VirqStatus {
         // SAFETY: a live device.
         unsafe { virq_mmio_write(self.raw, addr, width, value) }
     }
 
-    pub fn write(&self, addr: u64, width: u32, value: u64) {
+    pub fn take_irqs(&self) -> Vec<Irq> {
+        std::mem::take(&mut self.seen.irqs.lock().unwrap())
+    }
+}
+
+impl Bus for Dev {
+    fn cfg_read(&self, offset: u16, width: u32) -> u32 {
+        let mut v = 0;
+        // SAFETY: a live device and a valid output.
+        let s = unsafe { virq_config_read(self.raw, offset, width, &mut v) };
+        assert_eq!(s, VirqStatus::Ok, "{}", last_error());
+        v
+    }
+
+    fn cfg_write(&self, offset: u16, width: u32, value: u32) {
+        // SAFETY: a live device.
+        let s = unsafe { virq_config_write(self.raw, offset, width, value) };
+        assert_eq!(s, VirqStatus::Ok, "{}", last_error());
+    }
+
+    fn read(&self, addr: u64, width: u32) -> u64 {
+        let (s, v) = self.try_read(addr, width);
+        assert_eq!(s, VirqStatus::Ok, "{}", last_error());
+        v
+    }
+
+    fn write(&self, addr: u64, width: u32, value: u64) {
         let s = self.try_write(addr, width, value);
         assert_eq!(s, VirqStatus::Ok, "{}", last_error());
     }
 
     /// Guest RAM as the driver sees it (through raw pointers: the device shares it).
-    pub fn ram_write(&self, gpa: u64, data: &[u8]) {
+    fn ram_write(&self, gpa: u64, data: &[u8]) {
         assert!(gpa as usize + data.len() <= RAM_BYTES);
         // SAFETY: inside the RAM_BYTES allocation; nothing holds a reference into it.
         unsafe {
@@ -182,7 +250,7 @@ impl Dev {
         }
     }
 
-    pub fn ram_read(&self, gpa: u64, len: usize) -> Vec<u8> {
+    fn ram_read(&self, gpa: u64, len: usize) -> Vec<u8> {
         assert!(gpa as usize + len <= RAM_BYTES);
         let mut v = vec![0u8; len];
         // SAFETY: inside the RAM_BYTES allocation; nothing holds a reference into it.
@@ -194,60 +262,6 @@ impl Dev {
             )
         }
         v
-    }
-
-    pub fn ram_u16(&self, gpa: u64) -> u16 {
-        u16::from_le_bytes(self.ram_read(gpa, 2).try_into().unwrap())
-    }
-
-    pub fn take_irqs(&self) -> Vec<Irq> {
-        std::mem::take(&mut self.seen.irqs.lock().unwrap())
-    }
-
-    /// Place BAR0 and (with MSI-X) BAR2, then Memory Space and Bus Master on.
-    pub fn place_bars(&self) {
-        let bar = |i: u16| pci::BAR0 + 4 * i;
-        self.cfg_write(bar(0), 4, BAR0 as u32);
-        self.cfg_write(bar(1), 4, 0);
-        self.cfg_write(bar(2), 4, BAR2 as u32);
-        self.cfg_write(bar(3), 4, 0);
-        self.cfg_write(
-            pci::COMMAND,
-            2,
-            u32::from(pci::COMMAND_MEMORY_SPACE | pci::COMMAND_BUS_MASTER),
-        );
-    }
-
-    /// Point MSI-X table entry `entry` at `address`/`data`, unmasked.
-    pub fn program_entry(&self, entry: u64, address: u64, data: u32) {
-        let e = MSIX_TABLE + 16 * entry;
-        self.write(e, 8, address);
-        self.write(e + 8, 4, u64::from(data));
-        self.write(e + 12, 4, 0);
-    }
-
-    /// MSI-X Enable in Message Control (the capability is found through the list).
-    pub fn enable_msix(&self) {
-        let cap = self
-            .find_cap(pci::CAP_ID_MSIX)
-            .expect("an MSI-X capability");
-        let control = self.cfg_read(cap + 2, 2);
-        self.cfg_write(
-            cap + 2,
-            2,
-            control | u32::from(virq_spec::msix::CONTROL_ENABLE),
-        );
-    }
-
-    pub fn find_cap(&self, id: u8) -> Option<u16> {
-        let mut at = self.cfg_read(pci::CAPABILITIES_POINTER, 1) as u16;
-        while at != 0 {
-            if self.cfg_read(at, 1) as u8 == id {
-                return Some(at);
-            }
-            at = self.cfg_read(at + 1, 1) as u16;
-        }
-        None
     }
 }
 
@@ -280,7 +294,7 @@ pub struct BlkDriver {
 impl BlkDriver {
     /// Features and queue 0 through FEATURES_OK and DRIVER_OK; `vectors` gives `msix_config`
     /// and queue 0's selector (None: leave them at NO_VECTOR, as in INTx mode).
-    pub fn bring_up(dev: &Dev, vectors: Option<(u16, u16)>) -> BlkDriver {
+    pub fn bring_up(dev: &impl Bus, vectors: Option<(u16, u16)>) -> BlkDriver {
         let st = |v: u8| dev.write(COMMON + common::DEVICE_STATUS, 1, u64::from(v));
         st(0);
         st(status::ACKNOWLEDGE);
@@ -307,7 +321,7 @@ impl BlkDriver {
     }
 
     /// Post one request of `kind` (0 read, 1 write) for `sector` with 512 bytes at DATA.
-    pub fn post(&mut self, dev: &Dev, kind: u32, sector: u64) {
+    pub fn post(&mut self, dev: &impl Bus, kind: u32, sector: u64) {
         let mut header = Vec::new();
         header.extend_from_slice(&kind.to_le_bytes());
         header.extend_from_slice(&0u32.to_le_bytes());
@@ -337,12 +351,12 @@ impl BlkDriver {
     }
 
     /// Notify queue 0 (its notify offset is 0).
-    pub fn kick(&self, dev: &Dev) {
+    pub fn kick(&self, dev: &impl Bus) {
         dev.write(NOTIFY, 2, 0);
     }
 
     /// `used.idx`.
-    pub fn used_idx(dev: &Dev) -> u16 {
+    pub fn used_idx(dev: &impl Bus) -> u16 {
         dev.ram_u16(USED + 2)
     }
 }
