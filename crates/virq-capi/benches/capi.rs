@@ -14,6 +14,7 @@
 //! After criterion's groups (under `cargo bench` only), a same-run summary alternates C and
 //! Rust in short rounds and prints the median ns per access, the `[min..max]` over rounds, the
 //! C / Rust ratio and the machine's load average.
+#![deny(clippy::undocumented_unsafe_blocks)]
 
 #[path = "../tests/common/mod.rs"]
 mod common;

@@ -33,6 +33,8 @@
 //! - A hostile driver (any register write, any ring contents) cannot make the device panic,
 //!   hang or allocate without bound: the device side is the same code the rest of virq runs.
 
+#![deny(clippy::undocumented_unsafe_blocks)]
+
 mod backends;
 mod memory;
 
@@ -468,6 +470,7 @@ const MEMORY_WIDTHS: &[u32] = &[1, 2, 4, 8];
 /// caller compiled against another version should refuse to run.
 #[unsafe(no_mangle)]
 pub extern "C" fn virq_abi_version() -> u32 {
+    // A constant: nothing here can unwind, so no frame is needed.
     VIRQ_ABI_VERSION
 }
 
@@ -476,7 +479,9 @@ pub extern "C" fn virq_abi_version() -> u32 {
 /// `"unknown virq_status"`.
 #[unsafe(no_mangle)]
 pub extern "C" fn virq_strerror(status: i32) -> *const c_char {
-    status_text(status).as_ptr()
+    catch_unwind(|| status_text(status))
+        .unwrap_or(c"unknown virq_status")
+        .as_ptr()
 }
 
 fn status_text(status: i32) -> &'static CStr {
@@ -598,7 +603,7 @@ fn status_text(status: i32) -> &'static CStr {
 /// and stays valid until the next call into the library on this thread.
 #[unsafe(no_mangle)]
 pub extern "C" fn virq_last_error() -> *const c_char {
-    LAST_ERROR.with(|e| e.borrow().as_ptr())
+    catch_unwind(|| LAST_ERROR.with(|e| e.borrow().as_ptr())).unwrap_or(c"".as_ptr())
 }
 
 /// A configuration for `device_type` with every default: the type's own queue count,
@@ -606,6 +611,7 @@ pub extern "C" fn virq_last_error() -> *const c_char {
 /// An unknown `device_type` is kept and refused by `virq_device_create`.
 #[unsafe(no_mangle)]
 pub extern "C" fn virq_device_config_default(device_type: u32) -> VirqDeviceConfig {
+    // A struct literal of constants: nothing here can unwind, so no frame is needed.
     VirqDeviceConfig {
         device_type,
         num_queues: 0,
