@@ -1,17 +1,17 @@
 //! The protocol engine: a machine, the device at 00:01.0, and the execution of requests.
 
 use std::io::{self, Write};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use virq_backends::{
     Block, BlockConfig, Console, ConsoleConfig, MemoryStorage, Rng, SeededEntropy,
 };
-use virq_device::{
-    GuestMemory, InterruptSink, TransportOptions, VecMemory, VirtioBackend, VirtioPciDevice,
-};
+use virq_device::{GuestMemory, InterruptSink, TransportOptions, VirtioBackend, VirtioPciDevice};
 use virq_sim::Machine;
 
 use crate::parse::{ProtocolError, Request, Width, is_blank, parse_request};
+use crate::ram::{DeviceRam, DmaLog, map_memory_file};
 use crate::{DeviceKind, MAX_DISK_BYTES, MAX_RAM_BYTES, ServeError, ServeOptions, disk_byte};
 
 /// PCI slot (device number on bus 0) of the served function: BDF 00:01.0.
@@ -28,46 +28,73 @@ pub enum Irq {
     Lower(u32),
 }
 
-/// The device's [`InterruptSink`]: queues every interrupt for the next reply and, like a
-/// bus write would, stores an MSI-X message's data when its address is guest RAM.
-struct IrqQueue {
-    pending: Mutex<Vec<Irq>>,
-    ram: VecMemory,
+/// What the device did during a request, reported before its reply: interrupts (`IRQ`
+/// lines) and the ranges of guest RAM it wrote (`DMA` lines), in the order it did them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Notice {
+    Irq(Irq),
+    Dma { addr: u64, len: u64 },
+}
+
+/// The device's [`InterruptSink`] and [`DmaLog`]: queues every notice for the next reply
+/// and, like a bus write would, stores an MSI-X message's data when its address is guest RAM.
+struct Outbox {
+    pending: Mutex<Vec<Notice>>,
+    ram: Arc<dyn GuestMemory>,
     ram_size: u64,
     gsi: u32,
+    /// `virq_dma_lines`: the device's writes to RAM are recorded.
+    dma: Arc<AtomicBool>,
 }
 
-impl IrqQueue {
-    fn push(&self, irq: Irq) {
-        self.pending
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(irq);
+impl Outbox {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Notice>> {
+        self.pending.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn take(&self, into: &mut Vec<Irq>) {
-        into.append(&mut self.pending.lock().unwrap_or_else(|e| e.into_inner()));
+    fn take(&self, into: &mut Vec<Notice>) {
+        into.append(&mut self.lock());
     }
 }
 
-impl InterruptSink for IrqQueue {
+impl DmaLog for Outbox {
+    /// Adjacent writes in a row (a descriptor's data, then the next) become one range; a write
+    /// inside the range just reported adds nothing.
+    fn wrote(&self, addr: u64, len: u64) {
+        let mut pending = self.lock();
+        if let Some(Notice::Dma { addr: a, len: l }) = pending.last_mut() {
+            let end = *a + *l;
+            if addr == end {
+                *l += len;
+                return;
+            }
+            if addr >= *a && addr + len <= end {
+                return;
+            }
+        }
+        pending.push(Notice::Dma { addr, len });
+    }
+}
+
+impl InterruptSink for Outbox {
     fn msi(&self, address: u64, data: u32) {
         if address
             .checked_add(4)
             .is_some_and(|end| end <= self.ram_size)
+            && self.ram.write(address, &data.to_le_bytes()).is_ok()
+            && self.dma.load(Ordering::Relaxed)
         {
-            // In range by the check above; a failure would only mean no RAM there.
-            let _ = self.ram.write(address, &data.to_le_bytes());
+            self.wrote(address, 4);
         }
-        self.push(Irq::Msi { address, data });
+        self.lock().push(Notice::Irq(Irq::Msi { address, data }));
     }
 
     fn set_intx(&self, level: bool) {
-        self.push(if level {
+        self.lock().push(Notice::Irq(if level {
             Irq::Raise(self.gsi)
         } else {
             Irq::Lower(self.gsi)
-        });
+        }));
     }
 }
 
@@ -85,9 +112,11 @@ enum Reply {
 pub struct Session {
     options: ServeOptions,
     machine: Machine,
-    irqs: Arc<IrqQueue>,
-    /// Interrupts drained for the reply being written (kept to reuse its allocation).
-    scratch: Vec<Irq>,
+    /// Guest RAM: the machine's own, or the mapping of `--memory-file`.
+    ram: Arc<dyn GuestMemory>,
+    outbox: Arc<Outbox>,
+    /// Notices drained for the reply being written (kept to reuse its allocation).
+    scratch: Vec<Notice>,
     msi_lines: bool,
     requests: u64,
 }
@@ -150,19 +179,34 @@ impl Session {
                 "the MSI-X table holds at most 2048 entries".into(),
             ));
         }
-        let mut machine = Machine::new(ram)?;
+        // With a memory file the machine's own RAM is not used: keep it minimal.
+        let mut machine = Machine::new(if options.memory_file.is_some() {
+            4096
+        } else {
+            ram
+        })?;
+        let guest_ram: Arc<dyn GuestMemory> = match &options.memory_file {
+            Some(path) => Arc::new(map_memory_file(path, ram)?),
+            None => Arc::new(machine.ram().clone()),
+        };
         let slot = machine.next_slot();
         debug_assert_eq!(slot, DEVICE_SLOT);
-        let irqs = Arc::new(IrqQueue {
+        let dma = Arc::new(AtomicBool::new(false));
+        let outbox = Arc::new(Outbox {
             pending: Mutex::new(Vec::new()),
-            ram: machine.ram().clone(),
+            ram: guest_ram.clone(),
             ram_size: ram,
             gsi: Machine::intx_pin(slot) as u32,
+            dma: dma.clone(),
         });
         let device = VirtioPciDevice::new(
             build_backend(options)?,
-            machine.ram().clone(),
-            irqs.clone(),
+            DeviceRam {
+                ram: guest_ram.clone(),
+                record: dma,
+                log: outbox.clone(),
+            },
+            outbox.clone(),
             TransportOptions {
                 msix_table_size: options.msix_table,
                 ..TransportOptions::default()
@@ -172,7 +216,8 @@ impl Session {
         Ok(Session {
             options: options.clone(),
             machine,
-            irqs,
+            ram: guest_ram,
+            outbox,
             scratch: Vec::new(),
             msi_lines: true,
             requests: 0,
@@ -183,7 +228,8 @@ impl Session {
         &self.options
     }
 
-    /// The simulated machine (for embedding tests that want to look inside).
+    /// The simulated machine (for embedding tests that want to look inside). Its own `ram()`
+    /// is guest RAM only without a memory file; [`Session::ram`] always is.
     pub fn machine(&self) -> &Machine {
         &self.machine
     }
@@ -195,9 +241,19 @@ impl Session {
             .expect("the device is plugged at construction")
     }
 
+    /// Guest RAM as the client reaches it with `read`/`write` (and through a memory file).
+    pub fn ram(&self) -> &dyn GuestMemory {
+        self.ram.as_ref()
+    }
+
     /// The GSI INTA# of the device is wired to (the N of `IRQ raise N`).
     pub fn intx_gsi(&self) -> u32 {
-        self.irqs.gsi
+        self.outbox.gsi
+    }
+
+    /// Whether `DMA` lines are written (`virq_dma_lines`).
+    pub fn dma_lines(&self) -> bool {
+        self.outbox.dma.load(Ordering::Relaxed)
     }
 
     /// Requests answered so far (blank lines are not requests).
@@ -235,15 +291,16 @@ impl Session {
     }
 
     fn write_irqs(&mut self, out: &mut impl Write) -> io::Result<()> {
-        self.irqs.take(&mut self.scratch);
-        for irq in self.scratch.drain(..) {
-            match irq {
-                Irq::Msi { address, data } if self.msi_lines => {
+        self.outbox.take(&mut self.scratch);
+        for notice in self.scratch.drain(..) {
+            match notice {
+                Notice::Irq(Irq::Msi { address, data }) if self.msi_lines => {
                     writeln!(out, "IRQ msi {address:#x} {data:#x}")?
                 }
-                Irq::Msi { .. } => {}
-                Irq::Raise(n) => writeln!(out, "IRQ raise {n}")?,
-                Irq::Lower(n) => writeln!(out, "IRQ lower {n}")?,
+                Notice::Irq(Irq::Msi { .. }) => {}
+                Notice::Irq(Irq::Raise(n)) => writeln!(out, "IRQ raise {n}")?,
+                Notice::Irq(Irq::Lower(n)) => writeln!(out, "IRQ lower {n}")?,
+                Notice::Dma { addr, len } => writeln!(out, "DMA {addr:#x} {len:#x}")?,
             }
         }
         Ok(())
@@ -303,8 +360,7 @@ impl Session {
                 let mut b = [0u8; 8];
                 let buf = &mut b[..width.bytes()];
                 if self.is_ram(addr, width)? {
-                    self.machine
-                        .ram()
+                    self.ram
                         .read(addr, buf)
                         .map_err(|_| ProtocolError::RamAccess(addr))?;
                 } else {
@@ -316,8 +372,7 @@ impl Session {
                 let bytes = value.to_le_bytes();
                 let buf = &bytes[..width.bytes()];
                 if self.is_ram(addr, width)? {
-                    self.machine
-                        .ram()
+                    self.ram
                         .write(addr, buf)
                         .map_err(|_| ProtocolError::RamAccess(addr))?;
                 } else {
@@ -331,8 +386,7 @@ impl Session {
                 }
                 self.ram_range(addr, len)?;
                 let mut buf = vec![0u8; len as usize];
-                self.machine
-                    .ram()
+                self.ram
                     .read(addr, &mut buf)
                     .map_err(|_| ProtocolError::RamAccess(addr))?;
                 Reply::Bytes(buf)
@@ -340,8 +394,7 @@ impl Session {
             Request::BulkWrite { addr, data } => {
                 if !data.is_empty() {
                     self.ram_range(addr, data.len() as u64)?;
-                    self.machine
-                        .ram()
+                    self.ram
                         .write(addr, &data)
                         .map_err(|_| ProtocolError::RamAccess(addr))?;
                 }
@@ -355,8 +408,7 @@ impl Session {
                     let end = addr + len;
                     while at < end {
                         let n = (end - at).min(chunk.len() as u64) as usize;
-                        self.machine
-                            .ram()
+                        self.ram
                             .write(at, &chunk[..n])
                             .map_err(|_| ProtocolError::RamAccess(at))?;
                         at += n as u64;
@@ -374,9 +426,11 @@ impl Session {
             Request::Reset => {
                 let fresh = Session::new(&self.options)
                     .map_err(|e| ProtocolError::Rebuild(e.to_string()))?;
-                let (msi_lines, requests) = (self.msi_lines, self.requests);
+                let (msi_lines, dma_lines, requests) =
+                    (self.msi_lines, self.dma_lines(), self.requests);
                 *self = fresh;
                 self.msi_lines = msi_lines;
+                self.outbox.dma.store(dma_lines, Ordering::Relaxed);
                 self.requests = requests;
                 Reply::Ok
             }
@@ -389,6 +443,10 @@ impl Session {
             }
             Request::MsiLines(on) => {
                 self.msi_lines = on;
+                Reply::Ok
+            }
+            Request::DmaLines(on) => {
+                self.outbox.dma.store(on, Ordering::Relaxed);
                 Reply::Ok
             }
         })

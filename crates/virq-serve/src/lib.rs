@@ -6,6 +6,12 @@
 //! comes back as an `IRQ` line before the reply of the request that caused it. The grammar is
 //! in `docs/serve-protocol.md`; this crate is its only implementation.
 //!
+//! For clients that reach guest RAM through pointers, [`ServeOptions::memory_file`] backs
+//! guest RAM with a file the client maps shared, `virq_dma_lines on` reports every range the
+//! device wrote as a `DMA` line, and the server announces itself with [`READY_LINE`]. The
+//! device touches RAM only while serving the request that triggers it (the protocol document
+//! names those requests).
+//!
 //! ```
 //! use virq_serve::{ServeOptions, Session};
 //!
@@ -19,11 +25,12 @@
 
 mod engine;
 pub mod parse;
+mod ram;
 mod transport;
 
 pub use engine::{DEVICE_SLOT, Irq, Session};
 pub use parse::{MAX_BULK_LEN, MAX_LINE_LEN, ProtocolError, Request, Width, parse_request};
-pub use transport::{serve_stdio, serve_stream, serve_unix};
+pub use transport::{READY_LINE, serve_stdio, serve_stream, serve_unix};
 
 use thiserror::Error;
 
@@ -77,6 +84,10 @@ pub struct ServeOptions {
     pub ram_bytes: u64,
     /// virtio-blk disk size in bytes, a multiple of 512 up to [`MAX_DISK_BYTES`].
     pub disk_bytes: u64,
+    /// Back guest RAM with this file, mapped shared, so a client that maps it too reaches
+    /// guest RAM through plain pointers (`--memory-file`). Created if missing; zeroed and sized
+    /// to `ram_bytes` whenever a machine is built.
+    pub memory_file: Option<std::path::PathBuf>,
 }
 
 impl Default for ServeOptions {
@@ -87,6 +98,7 @@ impl Default for ServeOptions {
             msix_table: None,
             ram_bytes: DEFAULT_RAM_BYTES,
             disk_bytes: DEFAULT_DISK_BYTES,
+            memory_file: None,
         }
     }
 }
@@ -115,6 +127,10 @@ pub enum ServeError {
         path: String,
         source: std::io::Error,
     },
+    #[error("memory file {path}: {reason}")]
+    MemoryFile { path: String, reason: String },
+    #[error("--ready-fd {fd}: {reason}")]
+    ReadyFd { fd: u32, reason: String },
     #[error("i/o: {0}")]
     Io(#[from] std::io::Error),
 }

@@ -70,6 +70,9 @@ pub enum Request {
     ConfigChange,
     /// `virq_msi_lines on|off`: whether `IRQ msi` lines are written.
     MsiLines(bool),
+    /// `virq_dma_lines on|off`: whether a `DMA ADDR LEN` line is written for every range of
+    /// guest RAM the device wrote.
+    DmaLines(bool),
 }
 
 /// Why a request line was refused. The `Display` text is the `FAIL` reason.
@@ -332,6 +335,14 @@ pub fn parse_request(line: &[u8]) -> Result<Request, ProtocolError> {
                 _ => return Err(ProtocolError::OnOff("virq_msi_lines")),
             }
         }
+        "virq_dma_lines" => {
+            arity("on or off", 1)?;
+            match args[0] {
+                "on" => Request::DmaLines(true),
+                "off" => Request::DmaLines(false),
+                _ => return Err(ProtocolError::OnOff("virq_dma_lines")),
+            }
+        }
         other => return Err(ProtocolError::UnknownCommand(clip(other))),
     })
 }
@@ -497,6 +508,8 @@ mod tests {
         assert_eq!(p("virq_config_change"), Ok(ConfigChange));
         assert_eq!(p("virq_msi_lines off"), Ok(MsiLines(false)));
         assert_eq!(p("virq_msi_lines on"), Ok(MsiLines(true)));
+        assert_eq!(p("virq_dma_lines on"), Ok(DmaLines(true)));
+        assert_eq!(p("virq_dma_lines\toff "), Ok(DmaLines(false)));
     }
 
     #[test]
@@ -527,6 +540,11 @@ mod tests {
         assert!(matches!(p("virq_reset now"), Err(Arity { .. })));
         assert!(matches!(p("virq_events 1 2"), Err(Arity { .. })));
         assert!(matches!(p("virq_msi_lines maybe"), Err(OnOff(_))));
+        assert!(matches!(p("virq_dma_lines"), Err(Arity { .. })));
+        assert!(matches!(
+            p("virq_dma_lines ON"),
+            Err(OnOff("virq_dma_lines"))
+        ));
         assert!(matches!(p("inb 0x10000"), Err(TooWide { bits: 16, .. })));
         assert!(matches!(p("outb 0x80 0x100"), Err(TooWide { bits: 8, .. })));
         assert!(matches!(

@@ -113,10 +113,28 @@ fn serve_stream_limited(
     Ok(session.requests() - start)
 }
 
+/// The line a server writes once it is ready for its first client: the machine is built (and
+/// the memory file exists at its size) and, with a socket, the socket is listening. Words may
+/// be added after `READY`, never removed.
+pub const READY_LINE: &str = "READY\n";
+
+fn announce(ready: Option<&mut dyn Write>) -> io::Result<()> {
+    if let Some(w) = ready {
+        w.write_all(READY_LINE.as_bytes())?;
+        w.flush()?;
+    }
+    Ok(())
+}
+
 /// Serve one session on standard input and output until standard input ends. A client that
-/// closes its end of standard output early ends the session too, without an error.
-pub fn serve_stdio(options: &ServeOptions) -> Result<u64, ServeError> {
+/// closes its end of standard output early ends the session too, without an error. `ready`
+/// gets [`READY_LINE`] once the machine is built.
+pub fn serve_stdio(
+    options: &ServeOptions,
+    ready: Option<&mut dyn Write>,
+) -> Result<u64, ServeError> {
     let mut session = Session::new(options)?;
+    announce(ready)?;
     let stdin = io::stdin();
     let stdout = io::stdout();
     match serve_stream(&mut session, stdin.lock(), stdout.lock()) {
@@ -128,14 +146,19 @@ pub fn serve_stdio(options: &ServeOptions) -> Result<u64, ServeError> {
 
 /// Listen on a Unix socket at `path` and serve clients one at a time, each on a fresh
 /// machine, until `max_clients` were served (forever with `None`). A stale socket file left
-/// by a dead server is replaced; a live one, or any other file, is an error.
+/// by a dead server is replaced; a live one, or any other file, is an error. `ready` gets
+/// [`READY_LINE`] once the socket listens.
+///
+/// The machine for the next client is built before that client is accepted, so a memory file
+/// is zeroed before, never during, the session of the client that maps it.
 pub fn serve_unix(
     path: &Path,
     options: &ServeOptions,
     max_clients: Option<u64>,
+    ready: Option<&mut dyn Write>,
 ) -> Result<(), ServeError> {
     // Refuse bad options before touching the file system.
-    Session::new(options)?;
+    let mut session = Session::new(options)?;
     let socket_err = |source: io::Error| ServeError::Socket {
         path: path.display().to_string(),
         source,
@@ -156,6 +179,7 @@ pub fn serve_unix(
         std::fs::remove_file(path).map_err(socket_err)?;
     }
     let listener = UnixListener::bind(path).map_err(socket_err)?;
+    announce(ready)?;
     let mut served = 0u64;
     while max_clients.is_none_or(|m| served < m) {
         let stream = match listener.accept() {
@@ -171,12 +195,14 @@ pub fn serve_unix(
             Err(e) => return Err(socket_err(e)),
         };
         served += 1;
-        let mut session = Session::new(options)?;
         let Ok(write_half) = stream.try_clone() else {
             continue;
         };
         // A client that vanishes mid-session ends only its own session.
         let _ = serve_stream(&mut session, stream, write_half);
+        if max_clients.is_none_or(|m| served < m) {
+            session = Session::new(options)?;
+        }
     }
     Ok(())
 }
@@ -252,7 +278,8 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("s");
         let p = path.clone();
-        let server = std::thread::spawn(move || serve_unix(&p, &ServeOptions::default(), Some(2)));
+        let server =
+            std::thread::spawn(move || serve_unix(&p, &ServeOptions::default(), Some(2), None));
         let connect = || loop {
             if let Ok(s) = UnixStream::connect(&path) {
                 return s;
@@ -272,7 +299,8 @@ mod tests {
         server.join().unwrap().unwrap();
         // The stale socket file is replaced by the next server.
         let p = path.clone();
-        let server = std::thread::spawn(move || serve_unix(&p, &ServeOptions::default(), Some(1)));
+        let server =
+            std::thread::spawn(move || serve_unix(&p, &ServeOptions::default(), Some(1), None));
         let mut c = connect();
         c.write_all(b"virq_info\n").unwrap();
         c.shutdown(std::net::Shutdown::Write).unwrap();
@@ -287,7 +315,7 @@ mod tests {
     fn a_regular_file_in_the_way_is_not_removed() {
         let path = std::env::temp_dir().join(format!("virq-serve-file-{}", std::process::id()));
         std::fs::write(&path, b"keep me").unwrap();
-        let err = serve_unix(&path, &ServeOptions::default(), Some(1)).unwrap_err();
+        let err = serve_unix(&path, &ServeOptions::default(), Some(1), None).unwrap_err();
         assert!(err.to_string().contains("not a socket"), "{err}");
         assert_eq!(std::fs::read(&path).unwrap(), b"keep me");
         std::fs::remove_file(&path).unwrap();

@@ -48,9 +48,20 @@ struct ServeArgs {
     #[arg(long)]
     no_msix: bool,
     /// Listen on this Unix socket (one client at a time, each on a fresh machine) instead
-    /// of serving standard input/output.
+    /// of serving standard input/output. Prints `READY` on standard output once listening.
     #[arg(long)]
     socket: Option<std::path::PathBuf>,
+    /// Back guest RAM with this file (created if missing, zeroed, sized to guest RAM) so the
+    /// client can map it shared and reach guest RAM through pointers.
+    #[arg(long, value_name = "PATH")]
+    memory_file: Option<std::path::PathBuf>,
+    /// Write the `READY` line to this inherited file descriptor (a pipe or file) instead of
+    /// standard output; with standard input/output serving, the only way to get one.
+    #[arg(long, value_name = "N")]
+    ready_fd: Option<u32>,
+    /// With --socket: serve one client, then exit.
+    #[arg(long, requires = "socket")]
+    once: bool,
 }
 
 #[derive(clap::Args)]
@@ -385,15 +396,39 @@ fn serve(args: ServeArgs) -> Result<ExitCode> {
         } else {
             args.msix_table
         },
+        memory_file: args.memory_file.clone(),
         ..virq_serve::ServeOptions::default()
     };
+    let mut ready_fd = match args.ready_fd {
+        Some(fd) => Some(open_ready_fd(fd, args.socket.is_none())?),
+        None => None,
+    };
+    let ready_fd = ready_fd.as_mut().map(|f| f as &mut dyn std::io::Write);
     match &args.socket {
-        Some(path) => virq_serve::serve_unix(path, &options, None)?,
+        Some(path) => {
+            let mut stdout = std::io::stdout();
+            let ready = ready_fd.unwrap_or(&mut stdout);
+            let max_clients = args.once.then_some(1);
+            virq_serve::serve_unix(path, &options, max_clients, Some(ready))?
+        }
         None => {
-            virq_serve::serve_stdio(&options)?;
+            virq_serve::serve_stdio(&options, ready_fd)?;
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The descriptor `--ready-fd` names, reopened through /proc (no unsafe `from_raw_fd`): a
+/// pipe or a file the parent handed down. Standard input, and standard output while it
+/// carries the protocol, are refused.
+fn open_ready_fd(fd: u32, stdio: bool) -> Result<std::fs::File> {
+    if fd == 0 || (stdio && fd == 1) {
+        anyhow::bail!("--ready-fd {fd}: that descriptor carries the protocol");
+    }
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(format!("/proc/self/fd/{fd}"))
+        .with_context(|| format!("--ready-fd {fd}: not an open descriptor this process can write"))
 }
 
 /// `virq check --guest linux-kvm`: boot the real kernel once per mode and judge what Linux's

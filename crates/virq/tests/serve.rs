@@ -7,7 +7,10 @@ use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
+
+use vm_memory::{Address, Bytes, FileOffset, GuestAddress, GuestMemoryMmap};
 
 fn virq() -> Command {
     Command::new(env!("CARGO_BIN_EXE_virq"))
@@ -29,6 +32,8 @@ struct Client<R, W> {
     w: W,
     /// `IRQ` lines that came with the last reply.
     irqs: Vec<String>,
+    /// `DMA` lines that came with the last reply.
+    dma: Vec<String>,
     /// Every line exchanged, for failure messages.
     transcript: Vec<String>,
 }
@@ -39,6 +44,7 @@ impl<R: BufRead, W: Write> Client<R, W> {
             r,
             w,
             irqs: Vec::new(),
+            dma: Vec::new(),
             transcript: Vec::new(),
         }
     }
@@ -62,10 +68,13 @@ impl<R: BufRead, W: Write> Client<R, W> {
         writeln!(self.w, "{req}").unwrap();
         self.w.flush().unwrap();
         self.irqs.clear();
+        self.dma.clear();
         loop {
             let l = self.line();
             if l.starts_with("IRQ ") {
                 self.irqs.push(l);
+            } else if l.starts_with("DMA ") {
+                self.dma.push(l);
             } else {
                 return l;
             }
@@ -551,6 +560,12 @@ fn bad_options_exit_2_before_serving() {
         &["serve", "--device", "rng", "--queues", "2"],
         &["serve", "--msix-table", "4096"],
         &["serve", "--msix-table", "3", "--no-msix"],
+        &["serve", "--once"],
+        &["serve", "--ready-fd", "0"],
+        &["serve", "--ready-fd", "1"],
+        &["serve", "--ready-fd", "999"],
+        &["serve", "--memory-file", "/nonexistent-dir/ram"],
+        &["serve", "--memory-file", "/"],
     ] {
         let out = virq().args(args).stdin(Stdio::null()).output().unwrap();
         assert_eq!(out.status.code(), Some(2), "{args:?}");
@@ -566,4 +581,231 @@ fn every_device_type_is_found_and_answers() {
         let info = c.cmd("virq_info");
         assert!(info.starts_with(&format!("OK device={dev} ")), "{info}");
     }
+}
+
+/// Guest RAM as a client maps it: the memory file, shared (vm-memory maps a file region with
+/// MAP_SHARED), so what the server's device writes is what this mapping reads.
+fn map_guest_ram(path: &std::path::Path) -> GuestMemoryMmap<()> {
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .unwrap();
+    let len = file.metadata().unwrap().len() as usize;
+    assert_eq!(len, 64 << 20, "sized to guest RAM");
+    GuestMemoryMmap::from_ranges_with_files([(
+        GuestAddress(0),
+        len,
+        Some(FileOffset::new(file, 0)),
+    )])
+    .unwrap()
+}
+
+fn ram_image(ram: &GuestMemoryMmap<()>) -> Vec<u8> {
+    let mut v = vec![0u8; 0x30000];
+    ram.read_slice(&mut v, GuestAddress(0)).unwrap();
+    v
+}
+
+/// `--memory-file` for pointer-based clients (docs/serve-protocol.md): the READY line instead
+/// of polling for the socket, the rings and buffers written and read through the client's own
+/// mapping (no `read`, `write` or `memset` request at all), `DMA` lines naming every byte the
+/// device wrote (so a mirror would know what to re-read), and `--once` ending the server.
+#[test]
+fn a_client_maps_the_memory_file_and_completes_blk_requests_without_bulk_transfers() {
+    let dir = temp_dir("memfile");
+    let (sock, file) = (dir.join("virq.sock"), dir.join("guest-ram"));
+    let mut child = virq()
+        .arg("serve")
+        .arg("--socket")
+        .arg(&sock)
+        .arg("--memory-file")
+        .arg(&file)
+        .arg("--once")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut ready = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut ready)
+        .unwrap();
+    assert_eq!(ready, "READY\n");
+    let mut server = Server(child);
+    // READY: the socket listens and the file exists at its size; no polling.
+    let stream = UnixStream::connect(&sock).expect("listening once READY is written");
+    let mut c = Client::new(BufReader::new(stream.try_clone().unwrap()), stream);
+    let ram = map_guest_ram(&file);
+    c.ok("virq_dma_lines on");
+
+    // Bring-up with sized requests only.
+    let caps = walk_caps(&mut c);
+    let bars = place_bars(&mut c);
+    c.set_cfg16(0x04, 0x0006);
+    let (common, notify) = (caps.common.unwrap(), caps.notify.unwrap());
+    let cc = bars[common.bar as usize] + common.offset;
+    for (reg, v) in [(0x14u64, 0u64), (0x14, 3), (0x08, 1), (0x0C, 1), (0x14, 11)] {
+        let w = if reg == 0x14 { "writeb" } else { "writel" };
+        c.ok(&format!("{w} {:#x} {v}", cc + reg));
+    }
+    let cap = caps.msix.unwrap();
+    let table = c.cfg32(cap + 4);
+    let entry1 = bars[(table & 7) as usize] + (table & !7) as u64 + 16;
+    c.ok(&format!("writeq {entry1:#x} {MSI_QUEUE_ADDR:#x}"));
+    c.ok(&format!("writel {:#x} 0x4022", entry1 + 8));
+    c.ok(&format!("writel {:#x} 0", entry1 + 12));
+    let control = c.cfg16(cap + 2);
+    c.set_cfg16(cap + 2, control | 0x8000);
+    c.ok(&format!("writew {:#x} 0", cc + 0x16));
+    c.ok(&format!("writew {:#x} 8", cc + 0x18));
+    c.ok(&format!("writew {:#x} 1", cc + 0x1A));
+    assert_eq!(c.val(&format!("readw {:#x}", cc + 0x1A)), 1);
+    c.ok(&format!("writeq {:#x} {DESC:#x}", cc + 0x20));
+    c.ok(&format!("writeq {:#x} {AVAIL:#x}", cc + 0x28));
+    c.ok(&format!("writeq {:#x} {USED:#x}", cc + 0x30));
+    let notify_off = c.val(&format!("readw {:#x}", cc + 0x1E));
+    c.ok(&format!("writew {:#x} 1", cc + 0x1C));
+    c.ok(&format!("writeb {:#x} 15", cc + 0x14));
+    let notify_addr =
+        bars[notify.bar as usize] + notify.offset + notify_off * notify.multiplier as u64;
+
+    // Three requests: read sector 5, write sector 9 from the mapping, read sector 9 back.
+    let written: Vec<u8> = (0..512u32).map(|i| (i * 7 + 3) as u8).collect();
+    for (n, kind, sector) in [(0u16, 0u32, 5u64), (1, 1, 9), (2, 0, 9)] {
+        let mut header = kind.to_le_bytes().to_vec();
+        header.extend_from_slice(&[0; 4]);
+        header.extend_from_slice(&sector.to_le_bytes());
+        ram.write_slice(&header, GuestAddress(HEADER)).unwrap();
+        ram.write_obj(0xFFu8, GuestAddress(STATUS)).unwrap();
+        if kind == 1 {
+            ram.write_slice(&written, GuestAddress(DATA)).unwrap();
+        }
+        let data_flags = if kind == 0 { 2u16 } else { 0 };
+        for (i, (addr, len, flags, next)) in [
+            (HEADER, 16u32, 1u16, 1u16),
+            (DATA, 512, 1 | data_flags, 2),
+            (STATUS, 1, 2, 0),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let d = GuestAddress(DESC + 16 * i as u64);
+            ram.write_obj(addr, d).unwrap();
+            ram.write_obj(len, d.unchecked_add(8)).unwrap();
+            ram.write_obj(flags, d.unchecked_add(12)).unwrap();
+            ram.write_obj(next, d.unchecked_add(14)).unwrap();
+        }
+        ram.write_obj(0u16, GuestAddress(AVAIL + 4 + 2 * u64::from(n)))
+            .unwrap();
+        ram.store(n + 1, GuestAddress(AVAIL + 2), Ordering::Release)
+            .unwrap();
+        ram.write_obj(0u32, GuestAddress(MSI_QUEUE_ADDR)).unwrap();
+
+        let before = ram_image(&ram);
+        c.ok(&format!("writew {notify_addr:#x} 0"));
+        let after = ram_image(&ram);
+        assert_eq!(c.irqs, [format!("IRQ msi {MSI_QUEUE_ADDR:#x} 0x4022")]);
+        assert_eq!(
+            ram.read_obj::<u32>(GuestAddress(MSI_QUEUE_ADDR)).unwrap(),
+            0x4022
+        );
+        assert_eq!(
+            ram.load::<u16>(GuestAddress(USED + 2), Ordering::Acquire)
+                .unwrap(),
+            n + 1
+        );
+        assert_eq!(
+            ram.read_obj::<u8>(GuestAddress(STATUS)).unwrap(),
+            0,
+            "VIRTIO_BLK_S_OK"
+        );
+        let mut data = vec![0u8; 512];
+        ram.read_slice(&mut data, GuestAddress(DATA)).unwrap();
+        match (kind, sector) {
+            (0, 5) => assert_eq!(
+                data,
+                (0..512).map(|i| disk_byte(5 * 512 + i)).collect::<Vec<_>>()
+            ),
+            _ => assert_eq!(data, written, "request {n}"),
+        }
+        // The DMA lines name every byte that changed.
+        let ranges: Vec<(u64, u64)> = c
+            .dma
+            .iter()
+            .map(|l| {
+                let mut w = l
+                    .split(' ')
+                    .skip(1)
+                    .map(|x| u64::from_str_radix(&x[2..], 16).unwrap());
+                (w.next().unwrap(), w.next().unwrap())
+            })
+            .collect();
+        for (a, (x, y)) in before.iter().zip(&after).enumerate() {
+            if x != y {
+                let a = a as u64;
+                assert!(
+                    ranges.iter().any(|&(s, l)| a >= s && a < s + l),
+                    "byte {a:#x} changed but no DMA line names it: {:?}",
+                    c.dma
+                );
+            }
+        }
+        assert!(
+            c.dma.contains(&format!("DMA {STATUS:#x} 0x1")),
+            "{:?}",
+            c.dma
+        );
+    }
+    assert!(
+        c.transcript.iter().all(|l| !l.starts_with("> read ")
+            && !l.starts_with("> write ")
+            && !l.starts_with("> memset ")),
+        "no bulk transfer was needed"
+    );
+    // --once: the server exits after its one client.
+    drop(c);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(s) = server.0.try_wait().unwrap() {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "--once server still running");
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    assert!(status.success(), "{status}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// `--ready-fd` on standard input/output: the READY line goes to the descriptor given (here
+/// standard error) once the memory file exists, and bytes move both ways through the mapping.
+#[test]
+fn ready_fd_announces_a_stdio_server_whose_ram_is_the_memory_file() {
+    let dir = temp_dir("readyfd");
+    let file = dir.join("guest-ram");
+    let mut child = virq()
+        .args(["serve", "--ready-fd", "2", "--memory-file"])
+        .arg(&file)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut ready = String::new();
+    BufReader::new(child.stderr.take().unwrap())
+        .read_line(&mut ready)
+        .unwrap();
+    assert_eq!(ready, "READY\n");
+    let ram = map_guest_ram(&file);
+    let stdin = child.stdin.take().unwrap();
+    let stdout = BufReader::new(child.stdout.take().unwrap());
+    let _server = Server(child);
+    let mut c = Client::new(stdout, stdin);
+    ram.write_obj(0x1234_5678u32, GuestAddress(0x100)).unwrap();
+    assert_eq!(c.val("readl 0x100"), 0x1234_5678);
+    c.ok("writel 0x200 0xcafe");
+    assert_eq!(ram.read_obj::<u32>(GuestAddress(0x200)).unwrap(), 0xCAFE);
+    // virq_reset zeroes guest RAM, the file included.
+    c.ok("virq_reset");
+    assert_eq!(ram.read_obj::<u32>(GuestAddress(0x200)).unwrap(), 0);
+    std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -456,3 +456,174 @@ fn the_disk_pattern_is_what_virtio_blk_serves() {
     assert_eq!(disk_byte(512), 37);
     assert_eq!(disk_byte(5 * 512 + 3), (5u8 * 37).wrapping_add(3));
 }
+
+const DESC: u64 = 0x1_0000;
+const AVAIL: u64 = 0x1_1000;
+const USED: u64 = 0x1_2000;
+const HEADER: u64 = 0x2_0000;
+const DATA: u64 = 0x2_1000;
+const STATUS: u64 = 0x2_2000;
+const MSI_RAM: u64 = 0x9000;
+
+/// MSI-X table entry 1 -> `MSI_RAM` (data 0x4022), queue 0 (size 8) on entry 1, live.
+fn live_queue(s: &mut Session) {
+    config_interrupt_on_entry_0(s, 0xFEE0_0000);
+    s.ok(&format!("writel {:#x} {MSI_RAM:#x}", BAR2 + 16));
+    s.ok(&format!("writel {:#x} 0", BAR2 + 16 + 4));
+    s.ok(&format!("writel {:#x} 0x4022", BAR2 + 16 + 8));
+    s.ok(&format!("writel {:#x} 0", BAR2 + 16 + 12));
+    // Back to FEATURES_OK to set the queue up, then DRIVER_OK again.
+    s.ok(&format!("writeb {:#x} 0", BAR0 + 0x14));
+    s.ok(&format!("writeb {:#x} 3", BAR0 + 0x14));
+    s.ok(&format!("writel {:#x} 1", BAR0 + 0x08));
+    s.ok(&format!("writel {:#x} 1", BAR0 + 0x0C));
+    s.ok(&format!("writeb {:#x} 11", BAR0 + 0x14));
+    s.ok(&format!("writew {:#x} 0", BAR0 + 0x10));
+    s.ok(&format!("writew {:#x} 0", BAR0 + 0x16));
+    s.ok(&format!("writew {:#x} 8", BAR0 + 0x18));
+    s.ok(&format!("writew {:#x} 1", BAR0 + 0x1A));
+    s.ok(&format!("writeq {:#x} {DESC:#x}", BAR0 + 0x20));
+    s.ok(&format!("writeq {:#x} {AVAIL:#x}", BAR0 + 0x28));
+    s.ok(&format!("writeq {:#x} {USED:#x}", BAR0 + 0x30));
+    s.ok(&format!("writew {:#x} 1", BAR0 + 0x1C));
+    s.ok(&format!("writeb {:#x} 15", BAR0 + 0x14));
+}
+
+/// Post request number `n` (0-based) of `kind` (0 read, 1 write) for `sector`.
+fn post(s: &mut Session, n: u16, kind: u32, sector: u64) {
+    let ram = s.ram();
+    let mut header = kind.to_le_bytes().to_vec();
+    header.extend_from_slice(&[0; 4]);
+    header.extend_from_slice(&sector.to_le_bytes());
+    ram.write(HEADER, &header).unwrap();
+    ram.write(STATUS, &[0xFF]).unwrap();
+    let data_flags = if kind == 0 { 2 } else { 0 };
+    for (i, (addr, len, flags, next)) in [
+        (HEADER, 16u32, 1u16, 1u16),
+        (DATA, 512, 1 | data_flags, 2),
+        (STATUS, 1, 2, 0),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let mut d = addr.to_le_bytes().to_vec();
+        d.extend_from_slice(&len.to_le_bytes());
+        d.extend_from_slice(&flags.to_le_bytes());
+        d.extend_from_slice(&next.to_le_bytes());
+        ram.write(DESC + 16 * i as u64, &d).unwrap();
+    }
+    ram.write_u16(AVAIL + 4 + 2 * u64::from(n % 8), 0).unwrap();
+    ram.write_u16(AVAIL + 2, n + 1).unwrap();
+}
+
+fn ram_copy(s: &Session) -> Vec<u8> {
+    let mut v = vec![0u8; 0x30000];
+    s.ram().read(0, &mut v).unwrap();
+    v
+}
+
+/// `DMA ADDR LEN` lines of a reply, as (addr, len).
+fn dma_ranges(reply: &str) -> Vec<(u64, u64)> {
+    reply
+        .lines()
+        .filter_map(|l| l.strip_prefix("DMA "))
+        .map(|r| {
+            let (a, l) = r.split_once(' ').unwrap();
+            let hex = |x: &str| u64::from_str_radix(x.strip_prefix("0x").unwrap(), 16).unwrap();
+            (hex(a), hex(l))
+        })
+        .collect()
+}
+
+/// virtio 1.2, 2.7.8 and 2.7.14: the device writes the data buffer, the status byte and the
+/// used ring (entry, then index); the MSI-X message (PCI 3.0, 6.8.3.3) is a write too. Every
+/// byte that changed is inside a `DMA` range, every range lies where the device may write,
+/// and all of it comes before the `IRQ` line and the reply.
+#[test]
+fn dma_lines_name_every_range_the_device_wrote_before_the_irq_and_the_reply() {
+    let mut s = session(ServeOptions::default());
+    live_queue(&mut s);
+    let notify = format!("writew {:#x} 0", BAR0 + 0x1000);
+
+    // Off (the default): the same completion, no DMA line.
+    post(&mut s, 0, 0, 5);
+    assert_eq!(s.request(&notify), "IRQ msi 0x9000 0x4022\nOK\n");
+
+    s.ok("virq_dma_lines on");
+    assert!(s.dma_lines());
+    for (n, kind, sector) in [(1u16, 0u32, 7u64), (2, 1, 9)] {
+        post(&mut s, n, kind, sector);
+        if kind == 1 {
+            s.ram().write(DATA, &[0x5A; 512]).unwrap();
+        }
+        let before = ram_copy(&s);
+        let reply = s.request(&notify);
+        let after = ram_copy(&s);
+        let ranges = dma_ranges(&reply);
+        let inside = |a: u64, r: &[(u64, u64)]| r.iter().any(|&(s, l)| a >= s && a < s + l);
+        for (a, (x, y)) in before.iter().zip(&after).enumerate() {
+            if x != y {
+                assert!(
+                    inside(a as u64, &ranges),
+                    "byte {a:#x} changed outside {reply}"
+                );
+            }
+        }
+        let allowed = [
+            (DATA, 512),
+            (STATUS, 1),
+            (USED, 4 + 8 * 8 + 2),
+            (MSI_RAM, 4),
+        ];
+        for &(a, l) in &ranges {
+            assert!(
+                (a..a + l).all(|x| inside(x, &allowed)),
+                "{a:#x}+{l:#x} is not device-writable: {reply}"
+            );
+            if kind == 1 {
+                assert!(
+                    !(DATA..DATA + 512).contains(&a),
+                    "a write request's data is read"
+                );
+            }
+        }
+        // The used entry and index, the status byte and (for a read) the data are named.
+        let used_elem = USED + 4 + 8 * u64::from(n % 8);
+        for byte in [STATUS, used_elem, USED + 2, MSI_RAM] {
+            assert!(inside(byte, &ranges), "{byte:#x} not named: {reply}");
+        }
+        assert_eq!(kind == 0, inside(DATA, &ranges), "{reply}");
+        let lines: Vec<&str> = reply.lines().collect();
+        let n_lines = lines.len();
+        assert_eq!(lines[n_lines - 1], "OK");
+        assert_eq!(lines[n_lines - 2], "IRQ msi 0x9000 0x4022");
+        assert_eq!(
+            lines[n_lines - 3],
+            "DMA 0x9000 0x4",
+            "the message's own write"
+        );
+        assert!(lines[..n_lines - 2].iter().all(|l| l.starts_with("DMA 0x")));
+    }
+    let mut sector9 = [0u8; 512];
+    s.ok("virq_dma_lines off");
+    post(&mut s, 3, 0, 9);
+    assert_eq!(s.request(&notify), "IRQ msi 0x9000 0x4022\nOK\n");
+    s.ram().read(DATA, &mut sector9).unwrap();
+    assert_eq!(sector9, [0x5A; 512], "the write reached the disk");
+}
+
+#[test]
+fn dma_lines_survive_a_reset_and_requests_that_write_nothing_have_none() {
+    let mut s = session(ServeOptions::default());
+    s.ok("virq_dma_lines on");
+    s.ok("virq_reset");
+    assert!(s.dma_lines());
+    // Client writes to RAM are not device writes.
+    assert_eq!(s.request("writel 0x100 7"), "OK\n");
+    assert_eq!(s.request("write 0x200 2 0xabcd"), "OK\n");
+    live_queue(&mut s);
+    assert_eq!(
+        s.request("virq_config_change"),
+        "IRQ msi 0xfee00000 0x4041\nOK\n"
+    );
+}
