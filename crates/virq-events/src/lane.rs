@@ -2,24 +2,44 @@
 //!
 //! A machine records three or four events per interrupt, and behind a mutex each cost two
 //! locked instructions and about 140 more. Here an event of a kind that carries no heap data
-//! is packed into three words, and a writer claims a slot of a pre-allocated [`Lane`] with one
-//! `fetch_add`, fills it with plain stores and publishes it with a release store of its first
-//! word. The log's lock is taken only when the lane is full, and by readers: both move the
-//! lane's events, in claim order, into the log's storage ([`Lane::flush`]) before going on.
+//! is packed into three words and written into a ring of pre-allocated slots, the [`Lane`],
+//! with plain stores and a release store of the write count: no lock and no locked
+//! instruction. The lane has one producer, the first thread that records an inline event (a
+//! simulated machine's CPU loop, say); every other thread takes the log's lock as before. The
+//! lock holder moves the lane's events into the log's storage before it reads or appends
+//! ([`Lane::flush`]), so the log keeps the order of the calls:
 //!
-//! Everything shared is an atomic, so any number of threads may write and read at once; a
-//! single-threaded machine sees exactly the order, numbering and time stamps a locked log gave.
+//! * the owner's events among themselves: the ring is FIFO;
+//! * an owner's event that happened before another thread's: the other thread's flush sees
+//!   it (the write count is released after the slot and acquired by the flush);
+//! * another thread's event that happened before an owner's: it is already in the storage
+//!   when the owner's lands in the ring, and the ring is appended after.
+//!
+//! Everything shared is an atomic, so this is sound for any number of threads.
 
+use std::cell::Cell;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use super::{EventKind, InterruptCause, Rec, SuppressReason};
 
-/// Slots per lane: a flush (one lock) every this many events at most.
+/// Slots per lane: the owner takes the lock (to flush) once per this many events at most
+/// when nobody reads in between.
 pub(crate) const LANE_SLOTS: usize = 256;
 
-/// A claim counter at or above this means "being flushed": writers that see it (or a full
-/// lane) take the log's lock, which the flusher holds.
-const CLOSED: usize = usize::MAX / 2;
+/// This thread's number for lane ownership: never 0, never reused (unlike a thread's
+/// address), so "the owner is me" cannot be true of two live threads.
+fn thread_number() -> u64 {
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    thread_local! {
+        static NUMBER: Cell<u64> = const { Cell::new(0) };
+    }
+    NUMBER.with(|n| {
+        if n.get() == 0 {
+            n.set(NEXT.fetch_add(1, Ordering::Relaxed));
+        }
+        n.get()
+    })
+}
 
 /// An event of an inline kind as three words. `head` holds a nonzero tag in its low byte,
 /// which is also what marks a [`Slot`] as written.
@@ -191,100 +211,84 @@ impl Packed {
     }
 }
 
-/// One claimed event: `[head, time_ns, a, b]`. A zero head means not (yet) written.
+/// One event in the ring: `[head, time_ns, a, b]`.
 #[derive(Default)]
 struct Slot([AtomicU64; 4]);
 
-impl Slot {
-    /// Written by the writer that claimed it; the head goes last, with release, so whoever
-    /// sees it also sees the rest.
-    #[inline]
-    fn fill(&self, time_ns: u64, p: Packed) {
-        self.0[1].store(time_ns, Ordering::Relaxed);
-        self.0[2].store(p.a, Ordering::Relaxed);
-        self.0[3].store(p.b, Ordering::Relaxed);
-        self.0[0].store(p.head, Ordering::Release);
-    }
-
-    /// The event, once its writer has published it, and the slot emptied for the next round.
-    fn take(&self) -> (u64, Packed) {
-        let mut spins = 0u32;
-        let head = loop {
-            let head = self.0[0].load(Ordering::Acquire);
-            if head != 0 {
-                break head;
-            }
-            // Claimed but not yet published: its writer is between a few plain stores (no
-            // call, no lock), unless the OS preempted it.
-            if spins < 64 {
-                std::hint::spin_loop();
-            } else {
-                std::thread::yield_now();
-            }
-            spins += 1;
-        };
-        let time_ns = self.0[1].load(Ordering::Relaxed);
-        let a = self.0[2].load(Ordering::Relaxed);
-        let b = self.0[3].load(Ordering::Relaxed);
-        self.0[0].store(0, Ordering::Relaxed);
-        (time_ns, Packed { head, a, b })
-    }
-}
-
-/// Pre-allocated slots and the count of those claimed since the last flush.
+/// A single-producer ring of slots, emptied by whoever holds the log's lock.
 pub(crate) struct Lane {
-    claimed: AtomicUsize,
+    /// [`thread_number`] of the producer; 0 until the first inline event.
+    owner: AtomicU64,
+    /// Events written, ever (the producer's count; wraps).
+    written: AtomicUsize,
+    /// Events moved into the log's storage, ever (the lock holder's count; wraps).
+    flushed: AtomicUsize,
     slots: Box<[Slot]>,
 }
 
 impl Lane {
     pub(crate) fn new() -> Lane {
         Lane {
-            claimed: AtomicUsize::new(0),
+            owner: AtomicU64::new(0),
+            written: AtomicUsize::new(0),
+            flushed: AtomicUsize::new(0),
             slots: (0..LANE_SLOTS).map(|_| Slot::default()).collect(),
         }
     }
 
-    /// Append without a lock. Gives the event back when the lane is full or being flushed:
-    /// the caller then takes the log's lock, flushes and stores it itself.
+    /// Whether this thread is the lane's producer (the first thread to ask becomes it).
     #[inline]
-    pub(crate) fn try_push(&self, time_ns: u64, p: Packed) -> Result<(), Packed> {
-        // Acquire: the flusher's emptying of this slot (released by its reopening store)
-        // comes before this writer's stores into it.
-        let k = self.claimed.fetch_add(1, Ordering::Acquire);
-        match self.slots.get(k) {
-            Some(slot) => {
-                slot.fill(time_ns, p);
-                Ok(())
-            }
-            None => Err(p),
+    fn owned_here(&self) -> bool {
+        let me = thread_number();
+        match self.owner.load(Ordering::Relaxed) {
+            0 => self
+                .owner
+                .compare_exchange(0, me, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok(),
+            owner => owner == me,
         }
     }
 
-    /// Hand every claimed event, in claim order, to `store`. Only one flush runs at a time
-    /// (the caller holds the log's lock); writers that arrive meanwhile are sent to that lock.
+    /// Append without a lock. Gives the event back when this thread is not the producer or
+    /// the ring is full: the caller then takes the log's lock and stores it there.
+    #[inline]
+    pub(crate) fn try_push(&self, time_ns: u64, p: Packed) -> Result<(), Packed> {
+        if !self.owned_here() {
+            return Err(p);
+        }
+        // Only this thread writes `written`.
+        let w = self.written.load(Ordering::Relaxed);
+        // Acquire: the flush that freed a slot has read it before it is written again.
+        if w.wrapping_sub(self.flushed.load(Ordering::Acquire)) >= LANE_SLOTS {
+            return Err(p);
+        }
+        let slot = &self.slots[w % LANE_SLOTS].0;
+        slot[0].store(p.head, Ordering::Relaxed);
+        slot[1].store(time_ns, Ordering::Relaxed);
+        slot[2].store(p.a, Ordering::Relaxed);
+        slot[3].store(p.b, Ordering::Relaxed);
+        // Release: whoever sees the new count sees the slot.
+        self.written.store(w.wrapping_add(1), Ordering::Release);
+        Ok(())
+    }
+
+    /// Hand every event written and not yet flushed, oldest first, to `store`. The caller
+    /// holds the log's lock, so flushes never overlap.
     pub(crate) fn flush(&self, mut store: impl FnMut(u64, Packed)) {
-        /// Reopens the lane however the flush ends.
-        struct Reopen<'a>(&'a AtomicUsize);
-        impl Drop for Reopen<'_> {
-            fn drop(&mut self) {
-                // Release: the emptied slots are empty for every later claim.
-                self.0.store(0, Ordering::Release);
-            }
+        let end = self.written.load(Ordering::Acquire);
+        // Only flushes write `flushed`, one at a time under the log's lock.
+        let mut at = self.flushed.load(Ordering::Relaxed);
+        while at != end {
+            let slot = &self.slots[at % LANE_SLOTS].0;
+            let head = slot[0].load(Ordering::Relaxed);
+            let time_ns = slot[1].load(Ordering::Relaxed);
+            let a = slot[2].load(Ordering::Relaxed);
+            let b = slot[3].load(Ordering::Relaxed);
+            store(time_ns, Packed { head, a, b });
+            at = at.wrapping_add(1);
         }
-        // AcqRel: claims made before the swap are flushed now; later ones see CLOSED.
-        let claimed = self.claimed.swap(CLOSED, Ordering::AcqRel);
-        if claimed >= CLOSED {
-            // Only a flush closes the lane, under the lock, and it always reopens it.
-            debug_assert!(false, "lane found closed");
-            self.claimed.store(0, Ordering::Release);
-            return;
-        }
-        let _reopen = Reopen(&self.claimed);
-        for slot in self.slots.iter().take(claimed) {
-            let (time_ns, p) = slot.take();
-            store(time_ns, p);
-        }
+        // Release: the slots were read before the producer may write them again.
+        self.flushed.store(end, Ordering::Release);
     }
 }
 
@@ -373,24 +377,43 @@ mod tests {
     }
 
     #[test]
-    fn a_full_lane_refuses_and_a_flush_empties_it_in_claim_order() {
+    fn a_full_lane_refuses_and_a_flush_empties_it_in_order() {
         let lane = Lane::new();
         let p = |v: u8| Packed::of(EventKind::CpuInterrupt { vector: v }).unwrap();
-        for i in 0..LANE_SLOTS {
-            lane.try_push(i as u64, p(i as u8)).unwrap();
-        }
-        assert_eq!(lane.try_push(9, p(9)), Err(p(9)));
         let mut seen = Vec::new();
-        lane.flush(|t, q| seen.push((t, q)));
-        assert_eq!(seen.len(), LANE_SLOTS);
-        assert!(
-            seen.iter()
-                .enumerate()
-                .all(|(i, &(t, q))| t == i as u64 && q == p(i as u8))
-        );
+        // Twice round the ring, so slots are reused.
+        for round in 0..3u64 {
+            for i in 0..LANE_SLOTS {
+                lane.try_push(round + i as u64, p(i as u8)).unwrap();
+            }
+            assert_eq!(lane.try_push(9, p(9)), Err(p(9)), "full");
+            seen.clear();
+            lane.flush(|t, q| seen.push((t, q)));
+            assert_eq!(seen.len(), LANE_SLOTS);
+            assert!(
+                seen.iter()
+                    .enumerate()
+                    .all(|(i, &(t, q))| t == round + i as u64 && q == p(i as u8))
+            );
+        }
         lane.try_push(7, p(7)).unwrap();
         seen.clear();
         lane.flush(|t, q| seen.push((t, q)));
-        assert_eq!(seen, vec![(7, p(7))]);
+        lane.flush(|t, q| seen.push((t, q)));
+        assert_eq!(seen, vec![(7, p(7))], "flushed once");
+    }
+
+    #[test]
+    fn only_the_first_thread_to_push_writes_the_lane() {
+        let lane = Lane::new();
+        let p = Packed::of(EventKind::CpuInterrupt { vector: 0x41 }).unwrap();
+        lane.try_push(1, p).unwrap();
+        std::thread::scope(|s| {
+            s.spawn(|| assert_eq!(lane.try_push(2, p), Err(p), "another thread"));
+        });
+        lane.try_push(3, p).unwrap();
+        let mut seen = Vec::new();
+        lane.flush(|t, _| seen.push(t));
+        assert_eq!(seen, vec![1, 3]);
     }
 }

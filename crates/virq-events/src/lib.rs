@@ -358,10 +358,11 @@ pub trait Clock: Send + Sync {
 /// instead of a 160-byte [`Event`], which is what the log's memory traffic and page faults
 /// scale with.
 ///
-/// Those interrupt-path kinds are appended without a lock: into a lane of pre-allocated slots
-/// claimed with one atomic increment, which the log's storage takes over when the lane fills
-/// or someone reads (see `lane.rs`). Order, sequence numbers and time stamps are those of the
-/// calls; a reader sees every event whose `emit` returned before it started.
+/// Those interrupt-path kinds, when the thread that records them first records them again,
+/// are appended without a lock or a locked instruction: into a ring of pre-allocated slots
+/// that the log's storage takes over when it fills or someone reads (see `lane.rs`). Other
+/// threads and other kinds take the lock. Order, sequence numbers and time stamps are those
+/// of the calls; a reader sees every event whose `emit` returned before it started.
 #[derive(Default)]
 pub struct EventLog {
     inner: Mutex<LogInner>,
