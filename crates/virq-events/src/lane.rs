@@ -20,7 +20,7 @@
 use std::cell::Cell;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
-use super::{EventKind, InterruptCause, Rec, SuppressReason};
+use super::compact::Packed;
 
 /// Slots per lane: the owner takes the lock (to flush) once per this many events at most
 /// when nobody reads in between.
@@ -39,176 +39,6 @@ fn thread_number() -> u64 {
         }
         n.get()
     })
-}
-
-/// An event of an inline kind as three words. `head` holds a nonzero tag in its low byte,
-/// which is also what marks a [`Slot`] as written.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct Packed {
-    head: u64,
-    a: u64,
-    b: u64,
-}
-
-const QUEUE_NOTIFY: u64 = 1;
-const USED_PUBLISHED: u64 = 2;
-const CONFIG_CHANGED: u64 = 3;
-const ISR_READ: u64 = 4;
-const MESSAGE_SENT: u64 = 5;
-const INTERRUPT_SUPPRESSED: u64 = 6;
-const PENDING_SET: u64 = 7;
-const PENDING_CLEARED: u64 = 8;
-const LINE_RAISED: u64 = 9;
-const LINE_LOWERED: u64 = 10;
-const CPU_INTERRUPT: u64 = 11;
-const ISR_RAN: u64 = 12;
-const DPC_RAN: u64 = 13;
-
-fn cause_bits(cause: InterruptCause) -> u64 {
-    match cause {
-        InterruptCause::Queue(q) => u64::from(q),
-        InterruptCause::ConfigChange => 1 << 16,
-        InterruptCause::PendingDelivery => 2 << 16,
-    }
-}
-
-fn cause_of(bits: u64) -> InterruptCause {
-    match (bits >> 16) & 3 {
-        0 => InterruptCause::Queue(bits as u16),
-        1 => InterruptCause::ConfigChange,
-        _ => InterruptCause::PendingDelivery,
-    }
-}
-
-fn reason_bits(reason: SuppressReason) -> u64 {
-    match reason {
-        SuppressReason::NoVector => 0,
-        SuppressReason::EntryMasked => 1,
-        SuppressReason::FunctionMasked => 2,
-        SuppressReason::InterruptDisable => 3,
-        SuppressReason::AvailNoInterrupt => 4,
-        SuppressReason::EventIdx => 5,
-        SuppressReason::NotLive => 6,
-        SuppressReason::BusMasterDisabled => 7,
-    }
-}
-
-fn reason_of(bits: u64) -> SuppressReason {
-    match bits & 7 {
-        0 => SuppressReason::NoVector,
-        1 => SuppressReason::EntryMasked,
-        2 => SuppressReason::FunctionMasked,
-        3 => SuppressReason::InterruptDisable,
-        4 => SuppressReason::AvailNoInterrupt,
-        5 => SuppressReason::EventIdx,
-        6 => SuppressReason::NotLive,
-        _ => SuppressReason::BusMasterDisabled,
-    }
-}
-
-fn opt_u32_bits(v: Option<u32>) -> u64 {
-    v.map_or(0, |v| 1 << 32 | u64::from(v))
-}
-
-fn opt_u32_of(bits: u64) -> Option<u32> {
-    (bits >> 32 & 1 != 0).then_some(bits as u32)
-}
-
-fn opt_u8_bits(v: Option<u8>) -> u64 {
-    v.map_or(0, |v| 0x100 | u64::from(v))
-}
-
-fn opt_u8_of(bits: u64) -> Option<u8> {
-    (bits & 0x100 != 0).then_some(bits as u8)
-}
-
-impl Packed {
-    /// `kind` packed, or given back when it is not an inline kind (it carries heap data, or
-    /// is rare enough to be boxed).
-    #[inline]
-    pub(crate) fn of(kind: EventKind) -> Result<Packed, EventKind> {
-        let (head, a, b) = match kind {
-            EventKind::QueueNotify { queue } => (QUEUE_NOTIFY | u64::from(queue) << 8, 0, 0),
-            EventKind::UsedPublished { queue, count } => (
-                USED_PUBLISHED | u64::from(queue) << 8 | u64::from(count) << 24,
-                0,
-                0,
-            ),
-            EventKind::ConfigChanged { generation } => {
-                (CONFIG_CHANGED | u64::from(generation) << 8, 0, 0)
-            }
-            EventKind::IsrRead { value } => (ISR_READ | u64::from(value) << 8, 0, 0),
-            EventKind::MessageSent {
-                cause,
-                entry,
-                address,
-                data,
-            } => (
-                MESSAGE_SENT | u64::from(entry) << 8 | cause_bits(cause) << 24,
-                address,
-                u64::from(data),
-            ),
-            EventKind::InterruptSuppressed {
-                cause,
-                vector,
-                reason,
-            } => (
-                INTERRUPT_SUPPRESSED
-                    | u64::from(vector) << 8
-                    | cause_bits(cause) << 24
-                    | reason_bits(reason) << 48,
-                0,
-                0,
-            ),
-            EventKind::PendingSet { entry } => (PENDING_SET | u64::from(entry) << 8, 0, 0),
-            EventKind::PendingCleared { entry } => (PENDING_CLEARED | u64::from(entry) << 8, 0, 0),
-            EventKind::LineRaised { pin } => (LINE_RAISED | u64::from(pin) << 8, 0, 0),
-            EventKind::LineLowered { pin } => (LINE_LOWERED | u64::from(pin) << 8, 0, 0),
-            EventKind::CpuInterrupt { vector } => (CPU_INTERRUPT | u64::from(vector) << 8, 0, 0),
-            EventKind::IsrRan {
-                message_id,
-                claimed,
-                isr_status,
-            } => (
-                ISR_RAN | u64::from(claimed) << 8 | opt_u8_bits(isr_status) << 16,
-                opt_u32_bits(message_id),
-                0,
-            ),
-            EventKind::DpcRan {
-                message_id,
-                completions,
-            } => (
-                DPC_RAN | u64::from(completions) << 8,
-                opt_u32_bits(message_id),
-                0,
-            ),
-            other => return Err(other),
-        };
-        Ok(Packed { head, a, b })
-    }
-
-    /// The stored form. Only [`Packed::of`] makes a `Packed`, so the tag is one of its own.
-    pub(crate) fn unpack(self) -> Rec {
-        let Packed { head, a, b } = self;
-        let f = head >> 8;
-        match head & 0xFF {
-            QUEUE_NOTIFY => Rec::QueueNotify(f as u16),
-            USED_PUBLISHED => Rec::UsedPublished(f as u16, (f >> 16) as u16),
-            CONFIG_CHANGED => Rec::ConfigChanged(f as u8),
-            ISR_READ => Rec::IsrRead(f as u8),
-            MESSAGE_SENT => Rec::MessageSent(cause_of(f >> 16), f as u16, a, b as u32),
-            INTERRUPT_SUPPRESSED => {
-                Rec::InterruptSuppressed(cause_of(f >> 16), f as u16, reason_of(f >> 40))
-            }
-            PENDING_SET => Rec::PendingSet(f as u16),
-            PENDING_CLEARED => Rec::PendingCleared(f as u16),
-            LINE_RAISED => Rec::LineRaised(f as u8),
-            LINE_LOWERED => Rec::LineLowered(f as u8),
-            CPU_INTERRUPT => Rec::CpuInterrupt(f as u8),
-            ISR_RAN => Rec::IsrRan(opt_u32_of(a), f & 1 != 0, opt_u8_of(f >> 8)),
-            _ => Rec::DpcRan(opt_u32_of(a), f as u32),
-        }
-    }
 }
 
 /// One event in the ring: `[head, time_ns, a, b]`.
@@ -263,123 +93,77 @@ impl Lane {
             return Err(p);
         }
         let slot = &self.slots[w % LANE_SLOTS].0;
-        slot[0].store(p.head, Ordering::Relaxed);
+        let [head, a, b] = p.words();
+        slot[0].store(head, Ordering::Relaxed);
         slot[1].store(time_ns, Ordering::Relaxed);
-        slot[2].store(p.a, Ordering::Relaxed);
-        slot[3].store(p.b, Ordering::Relaxed);
+        slot[2].store(a, Ordering::Relaxed);
+        slot[3].store(b, Ordering::Relaxed);
         // Release: whoever sees the new count sees the slot.
         self.written.store(w.wrapping_add(1), Ordering::Release);
         Ok(())
     }
 
-    /// Hand every event written and not yet flushed, oldest first, to `store`. The caller
-    /// holds the log's lock, so flushes never overlap.
-    pub(crate) fn flush(&self, mut store: impl FnMut(u64, Packed)) {
+    /// Hand the events written and not yet flushed, oldest first, to `absorb`; they are
+    /// gone from the lane afterwards, whether `absorb` took them all or not. The caller holds
+    /// the log's lock, so flushes never overlap.
+    pub(crate) fn flush(&self, absorb: impl FnOnce(Pending<'_>)) {
         let end = self.written.load(Ordering::Acquire);
         // Only flushes write `flushed`, one at a time under the log's lock.
-        let mut at = self.flushed.load(Ordering::Relaxed);
-        while at != end {
-            let slot = &self.slots[at % LANE_SLOTS].0;
-            let head = slot[0].load(Ordering::Relaxed);
-            let time_ns = slot[1].load(Ordering::Relaxed);
-            let a = slot[2].load(Ordering::Relaxed);
-            let b = slot[3].load(Ordering::Relaxed);
-            store(time_ns, Packed { head, a, b });
-            at = at.wrapping_add(1);
+        let at = self.flushed.load(Ordering::Relaxed);
+        if at != end {
+            absorb(Pending {
+                lane: self,
+                at,
+                end,
+            });
+            // Release: the slots were read before the producer may write them again.
+            self.flushed.store(end, Ordering::Release);
         }
-        // Release: the slots were read before the producer may write them again.
-        self.flushed.store(end, Ordering::Release);
+    }
+}
+
+/// The events a flush hands over, oldest first, with their time stamps.
+pub(crate) struct Pending<'a> {
+    lane: &'a Lane,
+    at: usize,
+    end: usize,
+}
+
+impl Iterator for Pending<'_> {
+    type Item = (u64, Packed);
+
+    #[inline]
+    fn next(&mut self) -> Option<(u64, Packed)> {
+        if self.at == self.end {
+            return None;
+        }
+        let slot = &self.lane.slots[self.at % LANE_SLOTS].0;
+        self.at = self.at.wrapping_add(1);
+        let head = slot[0].load(Ordering::Relaxed);
+        let time_ns = slot[1].load(Ordering::Relaxed);
+        let a = slot[2].load(Ordering::Relaxed);
+        let b = slot[3].load(Ordering::Relaxed);
+        // Every slot before the write count holds the words of a `Packed` (`try_push`), whose
+        // head is never 0; an event is never skipped here, so none goes uncounted.
+        let p = Packed::from_words([head, a, b]).expect("a written slot holds a packed event");
+        Some((time_ns, p))
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        let n = self.end.wrapping_sub(self.at);
+        (n, Some(n))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn every_inline_kind() -> Vec<EventKind> {
-        let causes = [
-            InterruptCause::Queue(0),
-            InterruptCause::Queue(u16::MAX),
-            InterruptCause::ConfigChange,
-            InterruptCause::PendingDelivery,
-        ];
-        let reasons = [
-            SuppressReason::NoVector,
-            SuppressReason::EntryMasked,
-            SuppressReason::FunctionMasked,
-            SuppressReason::InterruptDisable,
-            SuppressReason::AvailNoInterrupt,
-            SuppressReason::EventIdx,
-            SuppressReason::NotLive,
-            SuppressReason::BusMasterDisabled,
-        ];
-        let mut kinds = vec![
-            EventKind::QueueNotify { queue: u16::MAX },
-            EventKind::UsedPublished {
-                queue: 0xABCD,
-                count: u16::MAX,
-            },
-            EventKind::ConfigChanged { generation: 0xFF },
-            EventKind::IsrRead { value: 0 },
-            EventKind::PendingSet { entry: 0x7FF },
-            EventKind::PendingCleared { entry: 1 },
-            EventKind::LineRaised { pin: 0xFF },
-            EventKind::LineLowered { pin: 16 },
-            EventKind::CpuInterrupt { vector: 0xEF },
-        ];
-        for cause in causes {
-            kinds.push(EventKind::MessageSent {
-                cause,
-                entry: u16::MAX,
-                address: u64::MAX,
-                data: u32::MAX,
-            });
-            for reason in reasons {
-                kinds.push(EventKind::InterruptSuppressed {
-                    cause,
-                    vector: 0xFFFF,
-                    reason,
-                });
-            }
-        }
-        for message_id in [None, Some(0), Some(u32::MAX)] {
-            for claimed in [false, true] {
-                for isr_status in [None, Some(0), Some(0xFF)] {
-                    kinds.push(EventKind::IsrRan {
-                        message_id,
-                        claimed,
-                        isr_status,
-                    });
-                }
-            }
-            kinds.push(EventKind::DpcRan {
-                message_id,
-                completions: u32::MAX,
-            });
-        }
-        kinds
-    }
-
-    #[test]
-    fn every_inline_kind_packs_and_unpacks_to_itself_with_extreme_fields() {
-        for kind in every_inline_kind() {
-            let p = Packed::of(kind.clone()).expect("an inline kind packs");
-            assert_ne!(p.head & 0xFF, 0, "a packed event marks its slot written");
-            assert_eq!(p.unpack().inline_kind(), Some(kind));
-        }
-    }
-
-    #[test]
-    fn kinds_with_heap_data_are_given_back() {
-        let kind = EventKind::LogLine { text: "x".into() };
-        assert_eq!(Packed::of(kind.clone()), Err(kind));
-        assert!(Packed::of(EventKind::DeviceReset).is_err());
-    }
+    use crate::EventKind;
 
     #[test]
     fn a_full_lane_refuses_and_a_flush_empties_it_in_order() {
         let lane = Lane::new();
-        let p = |v: u8| Packed::of(EventKind::CpuInterrupt { vector: v }).unwrap();
+        let p = |v: u8| Packed::of(&EventKind::CpuInterrupt { vector: v }).unwrap();
         let mut seen = Vec::new();
         // Twice round the ring, so slots are reused.
         for round in 0..3u64 {
@@ -388,7 +172,7 @@ mod tests {
             }
             assert_eq!(lane.try_push(9, p(9)), Err(p(9)), "full");
             seen.clear();
-            lane.flush(|t, q| seen.push((t, q)));
+            lane.flush(|events| seen.extend(events));
             assert_eq!(seen.len(), LANE_SLOTS);
             assert!(
                 seen.iter()
@@ -398,22 +182,22 @@ mod tests {
         }
         lane.try_push(7, p(7)).unwrap();
         seen.clear();
-        lane.flush(|t, q| seen.push((t, q)));
-        lane.flush(|t, q| seen.push((t, q)));
+        lane.flush(|events| seen.extend(events));
+        lane.flush(|events| seen.extend(events));
         assert_eq!(seen, vec![(7, p(7))], "flushed once");
     }
 
     #[test]
     fn only_the_first_thread_to_push_writes_the_lane() {
         let lane = Lane::new();
-        let p = Packed::of(EventKind::CpuInterrupt { vector: 0x41 }).unwrap();
+        let p = Packed::of(&EventKind::CpuInterrupt { vector: 0x41 }).unwrap();
         lane.try_push(1, p).unwrap();
         std::thread::scope(|s| {
             s.spawn(|| assert_eq!(lane.try_push(2, p), Err(p), "another thread"));
         });
         lane.try_push(3, p).unwrap();
         let mut seen = Vec::new();
-        lane.flush(|t, _| seen.push(t));
+        lane.flush(|events| seen.extend(events.map(|(t, _)| t)));
         assert_eq!(seen, vec![1, 3]);
     }
 }

@@ -9,12 +9,14 @@
 //! nothing; free text (kernel log lines, unparsed driver prints) only appears in variants that
 //! come from parsed logs or from the guest side.
 
+mod compact;
 mod lane;
 
 use serde::{Deserialize, Serialize};
 use std::sync::{Mutex, OnceLock};
 
-use lane::{Lane, Packed};
+use compact::Packed;
+use lane::{Lane, Pending};
 
 /// `VIRTIO_PCI_MSI_NO_VECTOR`: "no vector assigned" in `msix_config` / `queue_msix_vector`.
 pub use virq_spec::NO_VECTOR;
@@ -389,6 +391,7 @@ struct LogInner {
 impl LogInner {
     /// Give the next sequence number to an event and keep it, unless the log is at
     /// `capacity` (then it is counted as dropped).
+    #[inline]
     fn store(&mut self, capacity: Option<usize>, time_ns: u64, rec: Rec) {
         let seq = self.next_seq;
         self.next_seq += 1;
@@ -400,6 +403,27 @@ impl LogInner {
             self.first_seq = seq;
         }
         self.events.push(Stored { time_ns, rec });
+    }
+
+    /// [`LogInner::store`] of every event a lane flush hands over, in order, with the
+    /// capacity and numbering bookkeeping done once for all of them.
+    fn store_all(&mut self, capacity: Option<usize>, mut events: Pending<'_>) {
+        let first = self.next_seq;
+        let before = self.events.len();
+        let room = capacity.map_or(usize::MAX, |cap| cap.saturating_sub(before));
+        for (time_ns, p) in events.by_ref().take(room) {
+            self.events.push(Stored {
+                time_ns,
+                rec: Rec::Packed(p),
+            });
+        }
+        let kept = self.events.len() - before;
+        let dropped = events.count();
+        if before == 0 && kept > 0 {
+            self.first_seq = first;
+        }
+        self.next_seq += (kept + dropped) as u64;
+        self.dropped += dropped as u64;
     }
 }
 
@@ -416,17 +440,24 @@ impl Chunks {
     const FIRST: usize = 256;
     const MAX: usize = 1 << 16;
 
+    #[inline]
     fn push(&mut self, e: Stored) {
-        let full = self.chunks.last().is_none_or(|c| c.len() == c.capacity());
-        if full {
-            let cap = self
-                .chunks
-                .last()
-                .map_or(Self::FIRST, |c| (c.capacity() * 2).min(Self::MAX));
-            self.chunks.push(Vec::with_capacity(cap));
+        match self.chunks.last_mut() {
+            Some(c) if c.len() < c.capacity() => c.push(e),
+            _ => self.push_to_new_chunk(e),
         }
-        self.chunks.last_mut().expect("a chunk with room").push(e);
         self.len += 1;
+    }
+
+    #[cold]
+    fn push_to_new_chunk(&mut self, e: Stored) {
+        let cap = self
+            .chunks
+            .last()
+            .map_or(Self::FIRST, |c| (c.capacity() * 2).min(Self::MAX));
+        let mut chunk = Vec::with_capacity(cap);
+        chunk.push(e);
+        self.chunks.push(chunk);
     }
 
     fn len(&self) -> usize {
@@ -452,22 +483,10 @@ struct Stored {
     rec: Rec,
 }
 
-/// An event kind as stored: the interrupt-path kinds of [`Origin::Run`] inline, anything else
-/// (and every event parsed from a file) boxed whole.
+/// An event kind as stored: the interrupt-path kinds of [`Origin::Run`] packed inline,
+/// anything else (and every event parsed from a file) boxed whole.
 enum Rec {
-    QueueNotify(u16),
-    UsedPublished(u16, u16),
-    ConfigChanged(u8),
-    IsrRead(u8),
-    MessageSent(InterruptCause, u16, u64, u32),
-    InterruptSuppressed(InterruptCause, u16, SuppressReason),
-    PendingSet(u16),
-    PendingCleared(u16),
-    LineRaised(u8),
-    LineLowered(u8),
-    CpuInterrupt(u8),
-    IsrRan(Option<u32>, bool, Option<u8>),
-    DpcRan(Option<u32>, u32),
+    Packed(Packed),
     Other(Box<(Origin, EventKind)>),
 }
 
@@ -476,97 +495,33 @@ impl Rec {
         if origin != Origin::Run {
             return Rec::Other(Box::new((origin, kind)));
         }
-        match kind {
-            EventKind::QueueNotify { queue } => Rec::QueueNotify(queue),
-            EventKind::UsedPublished { queue, count } => Rec::UsedPublished(queue, count),
-            EventKind::ConfigChanged { generation } => Rec::ConfigChanged(generation),
-            EventKind::IsrRead { value } => Rec::IsrRead(value),
-            EventKind::MessageSent {
-                cause,
-                entry,
-                address,
-                data,
-            } => Rec::MessageSent(cause, entry, address, data),
-            EventKind::InterruptSuppressed {
-                cause,
-                vector,
-                reason,
-            } => Rec::InterruptSuppressed(cause, vector, reason),
-            EventKind::PendingSet { entry } => Rec::PendingSet(entry),
-            EventKind::PendingCleared { entry } => Rec::PendingCleared(entry),
-            EventKind::LineRaised { pin } => Rec::LineRaised(pin),
-            EventKind::LineLowered { pin } => Rec::LineLowered(pin),
-            EventKind::CpuInterrupt { vector } => Rec::CpuInterrupt(vector),
-            EventKind::IsrRan {
-                message_id,
-                claimed,
-                isr_status,
-            } => Rec::IsrRan(message_id, claimed, isr_status),
-            EventKind::DpcRan {
-                message_id,
-                completions,
-            } => Rec::DpcRan(message_id, completions),
-            other => Rec::Other(Box::new((Origin::Run, other))),
+        match Packed::of(&kind) {
+            Some(p) => Rec::Packed(p),
+            None => Rec::Other(Box::new((Origin::Run, kind))),
         }
-    }
-
-    /// The inline kinds, rebuilt; `None` for a boxed one.
-    fn inline_kind(&self) -> Option<EventKind> {
-        Some(match *self {
-            Rec::QueueNotify(queue) => EventKind::QueueNotify { queue },
-            Rec::UsedPublished(queue, count) => EventKind::UsedPublished { queue, count },
-            Rec::ConfigChanged(generation) => EventKind::ConfigChanged { generation },
-            Rec::IsrRead(value) => EventKind::IsrRead { value },
-            Rec::MessageSent(cause, entry, address, data) => EventKind::MessageSent {
-                cause,
-                entry,
-                address,
-                data,
-            },
-            Rec::InterruptSuppressed(cause, vector, reason) => EventKind::InterruptSuppressed {
-                cause,
-                vector,
-                reason,
-            },
-            Rec::PendingSet(entry) => EventKind::PendingSet { entry },
-            Rec::PendingCleared(entry) => EventKind::PendingCleared { entry },
-            Rec::LineRaised(pin) => EventKind::LineRaised { pin },
-            Rec::LineLowered(pin) => EventKind::LineLowered { pin },
-            Rec::CpuInterrupt(vector) => EventKind::CpuInterrupt { vector },
-            Rec::IsrRan(message_id, claimed, isr_status) => EventKind::IsrRan {
-                message_id,
-                claimed,
-                isr_status,
-            },
-            Rec::DpcRan(message_id, completions) => EventKind::DpcRan {
-                message_id,
-                completions,
-            },
-            Rec::Other(_) => return None,
-        })
     }
 
     /// Origin and kind, copied.
     fn to_parts(&self) -> (Origin, EventKind) {
         match self {
+            Rec::Packed(p) => (Origin::Run, p.kind()),
             Rec::Other(both) => (both.0.clone(), both.1.clone()),
-            inline => (Origin::Run, inline.inline_kind().expect("inline kind")),
         }
     }
 
     /// Origin and kind, moved out.
     fn into_parts(self) -> (Origin, EventKind) {
         match self {
+            Rec::Packed(p) => (Origin::Run, p.kind()),
             Rec::Other(both) => *both,
-            inline => (Origin::Run, inline.inline_kind().expect("inline kind")),
         }
     }
 
     /// Whether the stored kind matches `pred` (without copying a boxed kind).
     fn matches(&self, pred: &impl Fn(&EventKind) -> bool) -> bool {
         match self {
+            Rec::Packed(p) => pred(&p.kind()),
             Rec::Other(both) => pred(&both.1),
-            inline => pred(&inline.inline_kind().expect("inline kind")),
         }
     }
 }
@@ -609,7 +564,7 @@ impl EventLog {
         let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(lane) = self.lane.get() {
             let capacity = self.capacity;
-            lane.flush(|time_ns, p| inner.store(capacity, time_ns, p.unpack()));
+            lane.flush(|events| inner.store_all(capacity, events));
         }
         inner
     }
@@ -623,9 +578,7 @@ impl EventLog {
         if origin == Origin::Run {
             self.push_run(kind);
         } else {
-            let time_ns = self.now();
-            self.lock()
-                .store(self.capacity, time_ns, Rec::new(origin, kind));
+            self.push_locked(self.now(), Rec::new(origin, kind));
         }
     }
 
@@ -633,13 +586,23 @@ impl EventLog {
     #[inline]
     fn push_run(&self, kind: EventKind) {
         let time_ns = self.now();
-        let rec = match Packed::of(kind) {
-            Ok(p) => match self.lane.get_or_init(Lane::new).try_push(time_ns, p) {
-                Ok(()) => return,
-                Err(p) => p.unpack(),
-            },
-            Err(kind) => Rec::new(Origin::Run, kind),
-        };
+        match Packed::of(&kind) {
+            Some(p) => {
+                // Plain data (see `Packed::of`): this skips a call into the drop glue of
+                // every kind.
+                std::mem::forget(kind);
+                if let Err(p) = self.lane.get_or_init(Lane::new).try_push(time_ns, p) {
+                    self.push_locked(time_ns, Rec::Packed(p));
+                }
+            }
+            None => self.push_locked(time_ns, Rec::new(Origin::Run, kind)),
+        }
+    }
+
+    /// Append under the lock (after the lane's events).
+    #[cold]
+    #[inline(never)]
+    fn push_locked(&self, time_ns: u64, rec: Rec) {
         self.lock().store(self.capacity, time_ns, rec);
     }
 
@@ -827,6 +790,10 @@ mod tests {
         }
         assert_eq!(log.drain(), events);
         assert!(log.is_empty());
+        // Room again after the drain; dropped events kept their numbers.
+        log.emit(EventKind::CpuInterrupt { vector: 0x51 });
+        assert_eq!(log.snapshot()[0].seq, 4000);
+        assert_eq!(log.dropped(), 1000);
     }
 
     #[test]
