@@ -9,8 +9,14 @@
 //! nothing; free text (kernel log lines, unparsed driver prints) only appears in variants that
 //! come from parsed logs or from the guest side.
 
+mod compact;
+mod lane;
+
 use serde::{Deserialize, Serialize};
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
+
+use compact::Packed;
+use lane::{Lane, Pending};
 
 /// `VIRTIO_PCI_MSI_NO_VECTOR`: "no vector assigned" in `msix_config` / `queue_msix_vector`.
 pub use virq_spec::NO_VECTOR;
@@ -358,9 +364,17 @@ pub trait Clock: Send + Sync {
 /// events of a file origin, are boxed). Recording an interrupt therefore appends 32 bytes
 /// instead of a 160-byte [`Event`], which is what the log's memory traffic and page faults
 /// scale with.
+///
+/// Those interrupt-path kinds, when the thread that records them first records them again,
+/// are appended without a lock or a locked instruction: into a ring of pre-allocated slots
+/// that the log's storage takes over when it fills or someone reads (see `lane.rs`). Other
+/// threads and other kinds take the lock. Order, sequence numbers and time stamps are those
+/// of the calls; a reader sees every event whose `emit` returned before it started.
 #[derive(Default)]
 pub struct EventLog {
     inner: Mutex<LogInner>,
+    /// Allocated at the first inline event.
+    lane: OnceLock<Lane>,
     clock: Option<Box<dyn Clock>>,
     device: Option<String>,
     /// Events beyond this many are counted but not stored, so a storm cannot exhaust memory.
@@ -379,6 +393,45 @@ struct LogInner {
     dropped: u64,
 }
 
+impl LogInner {
+    /// Give the next sequence number to an event and keep it, unless the log is at
+    /// `capacity` (then it is counted as dropped).
+    #[inline]
+    fn store(&mut self, capacity: Option<usize>, time_ns: u64, rec: Rec) {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        if capacity.is_some_and(|cap| self.events.len() >= cap) {
+            self.dropped += 1;
+            return;
+        }
+        if self.events.is_empty() {
+            self.first_seq = seq;
+        }
+        self.events.push(Stored { time_ns, rec });
+    }
+
+    /// [`LogInner::store`] of every event a lane flush hands over, in order, with the
+    /// capacity and numbering bookkeeping done once for all of them.
+    fn store_all(&mut self, capacity: Option<usize>, mut events: Pending<'_>) {
+        let first = self.next_seq;
+        let before = self.events.len();
+        let room = capacity.map_or(usize::MAX, |cap| cap.saturating_sub(before));
+        for (time_ns, p) in events.by_ref().take(room) {
+            self.events.push(Stored {
+                time_ns,
+                rec: Rec::Packed(p),
+            });
+        }
+        let kept = self.events.len() - before;
+        let dropped = events.count();
+        if before == 0 && kept > 0 {
+            self.first_seq = first;
+        }
+        self.next_seq += (kept + dropped) as u64;
+        self.dropped += dropped as u64;
+    }
+}
+
 /// The stored events, in chunks that are never reallocated: a growing log touches each byte
 /// once instead of copying itself (and faulting in a fresh copy) every time it doubles.
 /// Chunks start small (a log of a few events stays small) and double up to a cap.
@@ -392,17 +445,24 @@ impl Chunks {
     const FIRST: usize = 256;
     const MAX: usize = 1 << 16;
 
+    #[inline]
     fn push(&mut self, e: Stored) {
-        let full = self.chunks.last().is_none_or(|c| c.len() == c.capacity());
-        if full {
-            let cap = self
-                .chunks
-                .last()
-                .map_or(Self::FIRST, |c| (c.capacity() * 2).min(Self::MAX));
-            self.chunks.push(Vec::with_capacity(cap));
+        match self.chunks.last_mut() {
+            Some(c) if c.len() < c.capacity() => c.push(e),
+            _ => self.push_to_new_chunk(e),
         }
-        self.chunks.last_mut().expect("a chunk with room").push(e);
         self.len += 1;
+    }
+
+    #[cold]
+    fn push_to_new_chunk(&mut self, e: Stored) {
+        let cap = self
+            .chunks
+            .last()
+            .map_or(Self::FIRST, |c| (c.capacity() * 2).min(Self::MAX));
+        let mut chunk = Vec::with_capacity(cap);
+        chunk.push(e);
+        self.chunks.push(chunk);
     }
 
     fn len(&self) -> usize {
@@ -428,22 +488,10 @@ struct Stored {
     rec: Rec,
 }
 
-/// An event kind as stored: the interrupt-path kinds of [`Origin::Run`] inline, anything else
-/// (and every event parsed from a file) boxed whole.
+/// An event kind as stored: the interrupt-path kinds of [`Origin::Run`] packed inline,
+/// anything else (and every event parsed from a file) boxed whole.
 enum Rec {
-    QueueNotify(u16),
-    UsedPublished(u16, u16),
-    ConfigChanged(u8),
-    IsrRead(u8),
-    MessageSent(InterruptCause, u16, u64, u32),
-    InterruptSuppressed(InterruptCause, u16, SuppressReason),
-    PendingSet(u16),
-    PendingCleared(u16),
-    LineRaised(u8),
-    LineLowered(u8),
-    CpuInterrupt(u8),
-    IsrRan(Option<u32>, bool, Option<u8>),
-    DpcRan(Option<u32>, u32),
+    Packed(Packed),
     Other(Box<(Origin, EventKind)>),
 }
 
@@ -452,97 +500,33 @@ impl Rec {
         if origin != Origin::Run {
             return Rec::Other(Box::new((origin, kind)));
         }
-        match kind {
-            EventKind::QueueNotify { queue } => Rec::QueueNotify(queue),
-            EventKind::UsedPublished { queue, count } => Rec::UsedPublished(queue, count),
-            EventKind::ConfigChanged { generation } => Rec::ConfigChanged(generation),
-            EventKind::IsrRead { value } => Rec::IsrRead(value),
-            EventKind::MessageSent {
-                cause,
-                entry,
-                address,
-                data,
-            } => Rec::MessageSent(cause, entry, address, data),
-            EventKind::InterruptSuppressed {
-                cause,
-                vector,
-                reason,
-            } => Rec::InterruptSuppressed(cause, vector, reason),
-            EventKind::PendingSet { entry } => Rec::PendingSet(entry),
-            EventKind::PendingCleared { entry } => Rec::PendingCleared(entry),
-            EventKind::LineRaised { pin } => Rec::LineRaised(pin),
-            EventKind::LineLowered { pin } => Rec::LineLowered(pin),
-            EventKind::CpuInterrupt { vector } => Rec::CpuInterrupt(vector),
-            EventKind::IsrRan {
-                message_id,
-                claimed,
-                isr_status,
-            } => Rec::IsrRan(message_id, claimed, isr_status),
-            EventKind::DpcRan {
-                message_id,
-                completions,
-            } => Rec::DpcRan(message_id, completions),
-            other => Rec::Other(Box::new((Origin::Run, other))),
+        match Packed::of(&kind) {
+            Some(p) => Rec::Packed(p),
+            None => Rec::Other(Box::new((Origin::Run, kind))),
         }
-    }
-
-    /// The inline kinds, rebuilt; `None` for a boxed one.
-    fn inline_kind(&self) -> Option<EventKind> {
-        Some(match *self {
-            Rec::QueueNotify(queue) => EventKind::QueueNotify { queue },
-            Rec::UsedPublished(queue, count) => EventKind::UsedPublished { queue, count },
-            Rec::ConfigChanged(generation) => EventKind::ConfigChanged { generation },
-            Rec::IsrRead(value) => EventKind::IsrRead { value },
-            Rec::MessageSent(cause, entry, address, data) => EventKind::MessageSent {
-                cause,
-                entry,
-                address,
-                data,
-            },
-            Rec::InterruptSuppressed(cause, vector, reason) => EventKind::InterruptSuppressed {
-                cause,
-                vector,
-                reason,
-            },
-            Rec::PendingSet(entry) => EventKind::PendingSet { entry },
-            Rec::PendingCleared(entry) => EventKind::PendingCleared { entry },
-            Rec::LineRaised(pin) => EventKind::LineRaised { pin },
-            Rec::LineLowered(pin) => EventKind::LineLowered { pin },
-            Rec::CpuInterrupt(vector) => EventKind::CpuInterrupt { vector },
-            Rec::IsrRan(message_id, claimed, isr_status) => EventKind::IsrRan {
-                message_id,
-                claimed,
-                isr_status,
-            },
-            Rec::DpcRan(message_id, completions) => EventKind::DpcRan {
-                message_id,
-                completions,
-            },
-            Rec::Other(_) => return None,
-        })
     }
 
     /// Origin and kind, copied.
     fn to_parts(&self) -> (Origin, EventKind) {
         match self {
+            Rec::Packed(p) => (Origin::Run, p.kind()),
             Rec::Other(both) => (both.0.clone(), both.1.clone()),
-            inline => (Origin::Run, inline.inline_kind().expect("inline kind")),
         }
     }
 
     /// Origin and kind, moved out.
     fn into_parts(self) -> (Origin, EventKind) {
         match self {
+            Rec::Packed(p) => (Origin::Run, p.kind()),
             Rec::Other(both) => *both,
-            inline => (Origin::Run, inline.inline_kind().expect("inline kind")),
         }
     }
 
     /// Whether the stored kind matches `pred` (without copying a boxed kind).
     fn matches(&self, pred: &impl Fn(&EventKind) -> bool) -> bool {
         match self {
+            Rec::Packed(p) => pred(&p.kind()),
             Rec::Other(both) => pred(&both.1),
-            inline => pred(&inline.inline_kind().expect("inline kind")),
         }
     }
 }
@@ -579,27 +563,52 @@ impl EventLog {
         self
     }
 
+    /// The storage, with every event the lane holds moved into it first, so what the caller
+    /// reads or appends comes after everything emitted before.
     fn lock(&self) -> std::sync::MutexGuard<'_, LogInner> {
-        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+        let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(lane) = self.lane.get() {
+            let capacity = self.capacity;
+            lane.flush(|events| inner.store_all(capacity, events));
+        }
+        inner
+    }
+
+    fn now(&self) -> u64 {
+        self.clock.as_ref().map_or(0, |c| c.now_ns())
     }
 
     /// Append an event of a given origin (parsers use this to keep file and line).
     pub fn push(&self, origin: Origin, kind: EventKind) {
-        let mut inner = self.lock();
-        let seq = inner.next_seq;
-        inner.next_seq += 1;
-        if self.capacity.is_some_and(|cap| inner.events.len() >= cap) {
-            inner.dropped += 1;
-            return;
+        if origin == Origin::Run {
+            self.push_run(kind);
+        } else {
+            self.push_locked(self.now(), Rec::new(origin, kind));
         }
-        if inner.events.is_empty() {
-            inner.first_seq = seq;
+    }
+
+    /// [`EventLog::push`] of an event of this run: through the lane when its kind packs.
+    #[inline]
+    fn push_run(&self, kind: EventKind) {
+        let time_ns = self.now();
+        match Packed::of(&kind) {
+            Some(p) => {
+                // Plain data (see `Packed::of`): this skips a call into the drop glue of
+                // every kind.
+                std::mem::forget(kind);
+                if let Err(p) = self.lane.get_or_init(Lane::new).try_push(time_ns, p) {
+                    self.push_locked(time_ns, Rec::Packed(p));
+                }
+            }
+            None => self.push_locked(time_ns, Rec::new(Origin::Run, kind)),
         }
-        let time_ns = self.clock.as_ref().map_or(0, |c| c.now_ns());
-        inner.events.push(Stored {
-            time_ns,
-            rec: Rec::new(origin, kind),
-        });
+    }
+
+    /// Append under the lock (after the lane's events).
+    #[cold]
+    #[inline(never)]
+    fn push_locked(&self, time_ns: u64, rec: Rec) {
+        self.lock().store(self.capacity, time_ns, rec);
     }
 
     /// The public form of a stored event.
@@ -665,7 +674,7 @@ impl EventLog {
 
 impl EventSink for EventLog {
     fn emit(&self, kind: EventKind) {
-        self.push(Origin::Run, kind);
+        self.push_run(kind);
     }
 }
 
@@ -786,11 +795,111 @@ mod tests {
         }
         assert_eq!(log.drain(), events);
         assert!(log.is_empty());
+        // Room again after the drain; dropped events kept their numbers.
+        log.emit(EventKind::CpuInterrupt { vector: 0x51 });
+        assert_eq!(log.snapshot()[0].seq, 4000);
+        assert_eq!(log.dropped(), 1000);
     }
 
     #[test]
     fn a_stored_event_is_32_bytes() {
         assert_eq!(std::mem::size_of::<Stored>(), 32);
+    }
+
+    #[test]
+    fn writers_on_many_threads_lose_nothing_and_keep_their_own_order() {
+        const THREADS: u32 = 4;
+        const EACH: u32 = 20_000;
+        let log = Arc::new(EventLog::new().with_clock(Box::new(Fixed(3))));
+        let reader = {
+            let log = log.clone();
+            std::thread::spawn(move || {
+                // Whatever a reader sees mid-run is numbered without a gap.
+                let mut longest = 0;
+                while longest < (THREADS * EACH) as usize {
+                    let snap = log.snapshot();
+                    assert!(snap.iter().enumerate().all(|(i, e)| e.seq == i as u64));
+                    assert!(snap.len() >= longest, "a reader never sees the log shrink");
+                    longest = snap.len();
+                    std::thread::yield_now();
+                }
+            })
+        };
+        let writers: Vec<_> = (0..THREADS)
+            .map(|t| {
+                let log = log.clone();
+                std::thread::spawn(move || {
+                    for i in 0..EACH {
+                        if i % 1000 == 999 {
+                            // A boxed kind takes the lock and flushes the lane in between.
+                            log.emit(EventKind::LogLine {
+                                text: format!("{t} {i}"),
+                            });
+                        } else {
+                            log.emit(EventKind::DpcRan {
+                                message_id: Some(t),
+                                completions: i,
+                            });
+                        }
+                    }
+                })
+            })
+            .collect();
+        for w in writers {
+            w.join().unwrap();
+        }
+        reader.join().unwrap();
+        let events = log.snapshot();
+        assert_eq!(events.len(), (THREADS * EACH) as usize);
+        let mut next = vec![0u32; THREADS as usize];
+        for (i, e) in events.iter().enumerate() {
+            assert_eq!((e.seq, e.time_ns), (i as u64, Some(3)));
+            let (t, n) = match &e.kind {
+                EventKind::DpcRan {
+                    message_id: Some(t),
+                    completions,
+                } => (*t, *completions),
+                EventKind::LogLine { text } => {
+                    let (t, n) = text.split_once(' ').unwrap();
+                    (t.parse().unwrap(), n.parse().unwrap())
+                }
+                other => panic!("unexpected {other:?}"),
+            };
+            assert_eq!(n, next[t as usize], "thread {t}'s events in its order");
+            next[t as usize] += 1;
+        }
+        assert!(next.iter().all(|&n| n == EACH));
+    }
+
+    #[test]
+    fn boxed_and_inline_events_keep_the_order_of_their_calls() {
+        let log = EventLog::new().with_capacity_limit(600);
+        for i in 0..700u32 {
+            if i % 3 == 0 {
+                log.emit(EventKind::SessionStart {
+                    label: i.to_string(),
+                });
+            } else {
+                log.emit(EventKind::DpcRan {
+                    message_id: None,
+                    completions: i,
+                });
+            }
+        }
+        assert_eq!((log.len(), log.dropped()), (600, 100));
+        for (i, e) in log.drain().into_iter().enumerate() {
+            assert_eq!(e.seq, i as u64);
+            let n = match e.kind {
+                EventKind::SessionStart { label } => label.parse().unwrap(),
+                EventKind::DpcRan { completions, .. } => completions,
+                other => panic!("unexpected {other:?}"),
+            };
+            assert_eq!(n, i as u32);
+        }
+        log.emit(EventKind::CpuInterrupt { vector: 0x41 });
+        let after = log.snapshot();
+        assert_eq!(after.len(), 1);
+        assert_eq!(after[0].seq, 700, "dropped events keep their numbers");
     }
 
     #[test]

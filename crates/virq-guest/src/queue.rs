@@ -89,6 +89,17 @@ struct InFlight {
     count: u16,
 }
 
+/// `struct virtq_desc` (virtio 1.2, 2.7.5) as the 16 little-endian bytes the table holds, so a
+/// descriptor is one write to guest RAM.
+fn descriptor(addr: u64, len: u32, flags: u16, next: u16) -> [u8; 16] {
+    let mut d = [0u8; 16];
+    d[..8].copy_from_slice(&addr.to_le_bytes());
+    d[8..12].copy_from_slice(&len.to_le_bytes());
+    d[12..14].copy_from_slice(&flags.to_le_bytes());
+    d[14..].copy_from_slice(&next.to_le_bytes());
+    d
+}
+
 /// `vring_need_event`: has `new` just passed `event`, given the previous index `old`?
 pub fn need_event(event: u16, new: u16, old: u16) -> bool {
     new.wrapping_sub(event).wrapping_sub(1) < new.wrapping_sub(old)
@@ -159,7 +170,10 @@ impl SplitQueue {
 
     /// Zero the rings and forget every in-flight chain (after a device reset the device has
     /// forgotten them too); returns the tokens that will never complete.
-    pub fn init_rings(&mut self, ram: &mut dyn GuestRam) -> Result<Vec<u64>, QueueError> {
+    pub fn init_rings<M: GuestRam + ?Sized>(
+        &mut self,
+        ram: &mut M,
+    ) -> Result<Vec<u64>, QueueError> {
         let lost = self.in_flight.iter().flatten().map(|f| f.token).collect();
         let (d, a, u) = Self::ring_bytes(self.size);
         ram.write(self.rings.desc, &vec![0; d as usize])?;
@@ -212,9 +226,9 @@ impl SplitQueue {
 
     /// Put a chain on the descriptor table and publish its head in the avail ring.
     /// Device-readable buffers must come before device-writable ones.
-    pub fn add(
+    pub fn add<M: GuestRam + ?Sized>(
         &mut self,
-        ram: &mut dyn GuestRam,
+        ram: &mut M,
         bufs: &[Buffer],
         token: u64,
     ) -> Result<u16, QueueError> {
@@ -251,10 +265,10 @@ impl SplitQueue {
             }
             let next = self.next[usize::from(id)];
             let at = self.rings.desc + 16 * u64::from(id);
-            ram.write_u64(at, b.addr)?;
-            ram.write_u32(at + 8, b.len)?;
-            ram.write_u16(at + 12, flags)?;
-            ram.write_u16(at + 14, if last { 0 } else { next })?;
+            ram.write(
+                at,
+                &descriptor(b.addr, b.len, flags, if last { 0 } else { next }),
+            )?;
             if last {
                 self.free_head = next;
                 self.in_flight[usize::from(head)] = Some(InFlight {
@@ -278,7 +292,7 @@ impl SplitQueue {
 
     /// Whether the device asked to be notified about what was published since the last call
     /// (EVENT_IDX `avail_event`, or `VRING_USED_F_NO_NOTIFY`).
-    pub fn needs_notify(&mut self, ram: &mut dyn GuestRam) -> Result<bool, QueueError> {
+    pub fn needs_notify<M: GuestRam + ?Sized>(&mut self, ram: &mut M) -> Result<bool, QueueError> {
         // Publishing must be globally visible before reading the device's suppression state.
         fence(Ordering::SeqCst);
         let old = self.kicked_idx;
@@ -296,16 +310,25 @@ impl SplitQueue {
     }
 
     /// Whether the used ring holds entries not yet collected.
-    pub fn has_used(&self, ram: &mut dyn GuestRam) -> Result<bool, QueueError> {
+    pub fn has_used<M: GuestRam + ?Sized>(&self, ram: &mut M) -> Result<bool, QueueError> {
         Ok(ram.read_u16(self.rings.used + 2)? != self.last_used)
     }
 
     /// Take one used entry, checking it names an in-flight head.
-    pub fn pop_used(&mut self, ram: &mut dyn GuestRam) -> Result<Option<UsedElem>, QueueError> {
-        let now = ram.read_u16(self.rings.used + 2)?;
+    pub fn pop_used<M: GuestRam + ?Sized>(
+        &mut self,
+        ram: &mut M,
+    ) -> Result<Option<UsedElem>, QueueError> {
+        let now = self.used_idx(ram)?;
         if now == self.last_used {
             return Ok(None);
         }
+        self.take_used(ram).map(Some)
+    }
+
+    /// `used.idx`, refused when it claims more new entries than the ring holds.
+    fn used_idx<M: GuestRam + ?Sized>(&self, ram: &mut M) -> Result<u16, QueueError> {
+        let now = ram.read_u16(self.rings.used + 2)?;
         if now.wrapping_sub(self.last_used) > self.size {
             return Err(QueueError::UsedIdxJump {
                 queue: self.index,
@@ -314,11 +337,20 @@ impl SplitQueue {
                 size: self.size,
             });
         }
+        Ok(now)
+    }
+
+    /// Take the used entry at `last_used`, which a `used.idx` just read covers.
+    fn take_used<M: GuestRam + ?Sized>(&mut self, ram: &mut M) -> Result<UsedElem, QueueError> {
         // Entries are read only after the index that covers them.
         fence(Ordering::Acquire);
         let at = self.rings.used + 4 + 8 * u64::from(self.last_used % self.size);
-        let id = ram.read_u32(at)?;
-        let len = ram.read_u32(at + 4)?;
+        // `struct virtq_used_elem { le32 id; le32 len; }`, read in one access.
+        let mut elem = [0u8; 8];
+        ram.read(at, &mut elem)?;
+        let [i0, i1, i2, i3, l0, l1, l2, l3] = elem;
+        let id = u32::from_le_bytes([i0, i1, i2, i3]);
+        let len = u32::from_le_bytes([l0, l1, l2, l3]);
         let bad = QueueError::BadUsedId {
             queue: self.index,
             id,
@@ -333,17 +365,20 @@ impl SplitQueue {
         self.free_head = id as u16;
         self.num_free += flight.count;
         self.last_used = self.last_used.wrapping_add(1);
-        Ok(Some(UsedElem {
+        Ok(UsedElem {
             queue: self.index,
             token: flight.token,
             head: id as u16,
             len,
-        }))
+        })
     }
 
     /// Ask the device not to interrupt for this queue: `VRING_AVAIL_F_NO_INTERRUPT`, or with
     /// EVENT_IDX a `used_event` already behind the device so it is not crossed again soon.
-    pub fn disable_interrupts(&mut self, ram: &mut dyn GuestRam) -> Result<(), QueueError> {
+    pub fn disable_interrupts<M: GuestRam + ?Sized>(
+        &mut self,
+        ram: &mut M,
+    ) -> Result<(), QueueError> {
         self.interrupts = false;
         if self.event_idx {
             ram.write_u16(self.used_event_addr(), self.last_used.wrapping_sub(1))?;
@@ -356,7 +391,10 @@ impl SplitQueue {
     /// Ask for an interrupt on the next used entry (`flags = 0`, or `used_event = last seen`).
     /// Returns true when entries arrived meanwhile, so the caller must drain again rather than
     /// wait for an interrupt that may already have been suppressed.
-    pub fn enable_interrupts(&mut self, ram: &mut dyn GuestRam) -> Result<bool, QueueError> {
+    pub fn enable_interrupts<M: GuestRam + ?Sized>(
+        &mut self,
+        ram: &mut M,
+    ) -> Result<bool, QueueError> {
         self.interrupts = true;
         if self.event_idx {
             ram.write_u16(self.used_event_addr(), self.last_used)?;
@@ -371,15 +409,17 @@ impl SplitQueue {
     /// nothing arrived in between (virtio 1.2, 2.7.14): with EVENT_IDX a `used_event` left
     /// behind `used.idx` would suppress every later interrupt, so the drain never stops short.
     /// With interrupts off the suppression is re-applied instead and the drain stops.
-    pub fn drain(
+    pub fn drain<M: GuestRam + ?Sized>(
         &mut self,
-        ram: &mut dyn GuestRam,
+        ram: &mut M,
         out: &mut Vec<UsedElem>,
     ) -> Result<usize, QueueError> {
         let start = out.len();
         loop {
-            while let Some(e) = self.pop_used(ram)? {
-                out.push(e);
+            // One read of `used.idx` covers every entry up to it.
+            let now = self.used_idx(ram)?;
+            while self.last_used != now {
+                out.push(self.take_used(ram)?);
             }
             if !self.interrupts {
                 self.disable_interrupts(ram)?;
@@ -564,6 +604,78 @@ mod tests {
         assert_eq!(ram.read_u16(q.rings().avail).unwrap(), 0, "flags stay 0");
         device_use(&mut ram, &q, 1, 0);
         assert!(q.enable_interrupts(&mut ram).unwrap(), "arrived meanwhile");
+    }
+
+    #[test]
+    fn drain_takes_a_batch_in_order_and_rearms_virtio_1_2_2_7_14() {
+        let (mut q, mut ram) = queue(false);
+        q.init_rings(&mut ram).unwrap();
+        q.disable_interrupts(&mut ram).unwrap();
+        q.set_interrupts_wanted(true);
+        let r = Buffer {
+            addr: 0x7000,
+            len: 8,
+            device_writes: true,
+        };
+        let heads: Vec<u16> = (0..3)
+            .map(|t| q.add(&mut ram, &[r], 10 + t).unwrap())
+            .collect();
+        // The device completes them out of order, with lengths of its own.
+        for (&h, len) in heads.iter().rev().zip([30, 20, 10]) {
+            device_use(&mut ram, &q, u32::from(h), len);
+        }
+        let mut out = vec![UsedElem {
+            queue: 9,
+            token: 0,
+            head: 0,
+            len: 0,
+        }];
+        assert_eq!(q.drain(&mut ram, &mut out).unwrap(), 3);
+        let got: Vec<(u64, u16, u32)> = out[1..].iter().map(|e| (e.token, e.head, e.len)).collect();
+        assert_eq!(got, vec![(12, 2, 30), (11, 1, 20), (10, 0, 10)]);
+        assert_eq!(out[0].queue, 9, "what was in the buffer stays");
+        assert_eq!(q.num_free(), 4);
+        assert_eq!(ram.read_u16(q.rings().avail).unwrap(), 0, "re-armed");
+        assert_eq!(q.drain(&mut ram, &mut out).unwrap(), 0);
+    }
+
+    #[test]
+    fn a_bad_entry_in_a_batch_keeps_the_good_ones_before_it() {
+        let (mut q, mut ram) = queue(false);
+        q.init_rings(&mut ram).unwrap();
+        let r = Buffer {
+            addr: 0,
+            len: 1,
+            device_writes: false,
+        };
+        let h = q.add(&mut ram, &[r], 5).unwrap();
+        device_use(&mut ram, &q, u32::from(h), 0);
+        device_use(&mut ram, &q, 3, 0);
+        let mut out = Vec::new();
+        assert_eq!(
+            q.drain(&mut ram, &mut out),
+            Err(QueueError::BadUsedId { queue: 0, id: 3 })
+        );
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].token, 5);
+    }
+
+    #[test]
+    fn a_queue_works_through_a_trait_object_too() {
+        let (mut q, mut ram) = queue(true);
+        let dynamic: &mut dyn GuestRam = &mut ram;
+        q.init_rings(dynamic).unwrap();
+        let r = Buffer {
+            addr: 0x1234_5678_9ABC,
+            len: 0xDEAD,
+            device_writes: true,
+        };
+        q.add(dynamic, &[r], 1).unwrap();
+        assert!(q.needs_notify(dynamic).unwrap());
+        assert_eq!(ram.read_u64(0x10000).unwrap(), 0x1234_5678_9ABC);
+        assert_eq!(ram.read_u32(0x10008).unwrap(), 0xDEAD);
+        assert_eq!(ram.read_u16(0x1000C).unwrap(), VRING_DESC_F_WRITE);
+        assert_eq!(ram.read_u16(0x1000E).unwrap(), 0, "last: no next");
     }
 
     #[test]

@@ -69,9 +69,14 @@ impl LocalApic {
         }
     }
 
+    /// Whether a fixed interrupt on `vector` is legal: vectors 0-15 are not, and are dropped.
+    pub fn accepts(vector: u8) -> bool {
+        vector >= 16
+    }
+
     /// Latch a fixed interrupt. Vectors 0-15 are illegal for fixed delivery and dropped.
     pub fn accept(&mut self, vector: u8) -> bool {
-        if vector < 16 {
+        if !Self::accepts(vector) {
             return false;
         }
         self.irr.set(vector);

@@ -50,80 +50,111 @@ const CONFIG_ACCESS_NS: u64 = 200;
 const MMIO_ACCESS_NS: u64 = 100;
 const INTERRUPT_NS: u64 = 1_000;
 
-/// Interrupt controller state shared between the machine and device sinks.
+/// Vectors devices have sent to one local APIC that its CPU has not yet latched into IRR:
+/// a bit per vector, set with one atomic OR (like a posted-interrupt descriptor), so an MSI
+/// takes no lock and the CPU finds "nothing sent" with four loads.
+#[derive(Debug, Default)]
+struct Posted([AtomicU64; 4]);
+
+impl Posted {
+    fn post(&self, vector: u8) {
+        // Release: what the device wrote before its message (the used ring) is visible to
+        // the CPU that takes the vector.
+        self.0[usize::from(vector / 64)].fetch_or(1 << (vector % 64), Ordering::Release);
+    }
+
+    /// Move every posted vector into `lapic`'s IRR.
+    fn latch_into(&self, lapic: &mut LocalApic) {
+        for (w, word) in self.0.iter().enumerate() {
+            if word.load(Ordering::Relaxed) == 0 {
+                continue;
+            }
+            let mut bits = word.swap(0, Ordering::Acquire);
+            while bits != 0 {
+                let bit = bits.trailing_zeros();
+                bits &= bits - 1;
+                lapic.accept((w * 64) as u8 + bit as u8);
+            }
+        }
+    }
+}
+
+/// Interrupt controller state shared between the machine and device sinks. The local APICs
+/// themselves (IRR, ISR, what is in service) belong to the CPU side, [`Machine`]; devices only
+/// post to them.
 #[derive(Debug)]
 struct Controllers {
-    /// One local APIC per CPU, APIC ID = index. The CPUs take interrupts one at a time (the
-    /// simulation is serial), which is all the interrupt chain needs.
-    lapics: Vec<LocalApic>,
-    /// CPUs with an interrupt in service, innermost last, so EOI goes to the right LAPIC.
-    in_service: Vec<usize>,
-    ioapic: IoApic,
+    /// Per local APIC (APIC ID = index).
+    posted: Box<[Posted]>,
+    /// Level-triggered lines and their redirection entries.
+    ioapic: Mutex<IoApic>,
+    /// Whether some IOAPIC entry has remote IRR set, so an EOI of an edge-triggered vector
+    /// (every MSI) skips the IOAPIC. Written under the `ioapic` lock.
+    remote_irr: AtomicBool,
     /// MSI writes that did not decode as an interrupt (a bad table entry).
-    stray_msi: u64,
-    /// False only when no LAPIC has a requested (IRR) vector, so the CPU can tell "nothing to
-    /// take" without the lock. Set (under the lock) whenever a LAPIC latches a vector; cleared
-    /// (under the lock) when an acknowledge leaves every IRR empty.
-    requested: Arc<AtomicBool>,
+    stray_msi: AtomicU64,
 }
 
 /// The sink a device on this machine sends interrupts to.
 #[derive(Debug)]
 pub struct DeviceInterrupts {
-    controllers: Arc<Mutex<Controllers>>,
+    controllers: Arc<Controllers>,
     pin: usize,
 }
 
 impl Controllers {
     fn new(cpus: usize) -> Self {
         Controllers {
-            lapics: (0..cpus.max(1))
-                .map(|id| LocalApic::new(id as u8))
-                .collect(),
-            in_service: Vec::new(),
-            ioapic: IoApic::default(),
-            stray_msi: 0,
-            requested: Arc::new(AtomicBool::new(false)),
+            posted: (0..cpus).map(|_| Posted::default()).collect(),
+            ioapic: Mutex::new(IoApic::default()),
+            remote_irr: AtomicBool::new(false),
+            stray_msi: AtomicU64::new(0),
         }
     }
 
     /// Physical destination mode: APIC ID `dest`, or 0xFF for broadcast (taken by CPU 0).
-    fn deliver(&mut self, dest: u8, vector: u8) -> bool {
-        let cpu = if dest == 0xFF { 0 } else { dest as usize };
-        let accepted = match self.lapics.get_mut(cpu) {
-            Some(l) => l.accept(vector),
-            None => false,
-        };
-        if accepted {
-            self.requested.store(true, Ordering::Release);
+    /// False when no local APIC accepts it (no such ID, or an illegal vector).
+    fn deliver(&self, dest: u8, vector: u8) -> bool {
+        let cpu = if dest == 0xFF { 0 } else { usize::from(dest) };
+        match self.posted.get(cpu) {
+            Some(p) if LocalApic::accepts(vector) => {
+                p.post(vector);
+                true
+            }
+            _ => false,
         }
-        accepted
     }
 
-    /// Recompute [`Controllers::requested`] after IRR bits were cleared.
-    fn update_requested(&self) {
-        let any = self.lapics.iter().any(LocalApic::has_requests);
-        self.requested.store(any, Ordering::Release);
+    /// Run `f` on the locked IOAPIC, then republish [`Controllers::remote_irr`]. Vectors `f`
+    /// returns are sent by the caller after this, so a CPU that takes one sees the flag.
+    fn with_ioapic<R>(&self, f: impl FnOnce(&mut IoApic) -> R) -> R {
+        let mut io = self.ioapic.lock().unwrap_or_else(|e| e.into_inner());
+        let r = f(&mut io);
+        let any = io.entries.iter().any(|e| e.remote_irr);
+        self.remote_irr.store(any, Ordering::Release);
+        r
     }
 }
 
 impl InterruptSink for DeviceInterrupts {
     fn msi(&self, address: u64, data: u32) {
-        let mut c = self.controllers.lock().unwrap();
         let ok = match decode_msi(address, data) {
-            Some(m) if m.delivery_mode <= 1 => c.deliver(m.destination, m.vector),
+            Some(m) if m.delivery_mode <= 1 => self.controllers.deliver(m.destination, m.vector),
             _ => false,
         };
         if !ok {
-            c.stray_msi += 1;
+            self.controllers.stray_msi.fetch_add(1, Ordering::Relaxed);
         }
     }
 
     fn set_intx(&self, level: bool) {
-        let mut c = self.controllers.lock().unwrap();
-        if let Some(v) = c.ioapic.set_level(self.pin, level) {
-            let dest = c.ioapic.entries[self.pin].destination;
-            c.deliver(dest, v);
+        let pin = self.pin;
+        let sent = self.controllers.with_ioapic(|io| {
+            io.set_level(pin, level)
+                .map(|v| (io.entries[pin].destination, v))
+        });
+        if let Some((dest, v)) = sent {
+            self.controllers.deliver(dest, v);
         }
     }
 }
@@ -171,9 +202,12 @@ pub struct Machine {
     ram: VecMemory,
     /// Mechanism #1, the host bridge, the devices and their BARs.
     pci: PciRoot,
-    controllers: Arc<Mutex<Controllers>>,
-    /// The controllers' [`Controllers::requested`] flag, read without the lock.
-    requested: Arc<AtomicBool>,
+    controllers: Arc<Controllers>,
+    /// One local APIC per CPU, APIC ID = index. The CPUs take interrupts one at a time (the
+    /// simulation is serial), which is all the interrupt chain needs.
+    lapics: Vec<LocalApic>,
+    /// CPUs with an interrupt in service, innermost last, so EOI goes to the right LAPIC.
+    in_service: Vec<usize>,
     clock: VirtualClock,
     events: Arc<EventLog>,
     next_mmio: u64,
@@ -206,13 +240,13 @@ impl Machine {
                 .with_clock(Box::new(clock.clone()))
                 .with_capacity_limit(1 << 20),
         );
-        let controllers = Controllers::new(cpus);
-        let requested = controllers.requested.clone();
+        let cpus = cpus.max(1);
         Ok(Machine {
             ram,
             pci: PciRoot::new(HostBridge::I440FX),
-            controllers: Arc::new(Mutex::new(controllers)),
-            requested,
+            controllers: Arc::new(Controllers::new(cpus)),
+            lapics: (0..cpus).map(|id| LocalApic::new(id as u8)).collect(),
+            in_service: Vec::new(),
             clock,
             events,
             next_mmio: MMIO_BASE,
@@ -240,7 +274,7 @@ impl Machine {
 
     /// MSI writes that did not decode to this CPU.
     pub fn stray_msi(&self) -> u64 {
-        self.controllers.lock().unwrap().stray_msi
+        self.controllers.stray_msi.load(Ordering::Relaxed)
     }
 
     /// The interrupt sink for a device in `slot` (INTA# swizzled onto IOAPIC pin 16 + slot%8).
@@ -281,8 +315,9 @@ impl Machine {
     /// interrupt the CPU already latched is still delivered, as on hardware.
     pub fn surprise_remove(&mut self, slot: u8) {
         if self.pci.surprise_remove(slot) {
-            let mut c = self.controllers.lock().unwrap();
-            let _ = c.ioapic.set_level(Self::intx_pin(slot), false);
+            let pin = Self::intx_pin(slot);
+            // Lowering a line sends nothing.
+            let _ = self.controllers.with_ioapic(|io| io.set_level(pin, false));
         }
     }
 
@@ -368,23 +403,19 @@ impl Machine {
     /// Program IOAPIC `pin` to send `vector` (what the HAL does when a line interrupt is
     /// connected). PCI INTx is level-triggered.
     pub fn ioapic_program(&mut self, pin: usize, vector: u8, level_triggered: bool) {
-        let mut c = self.controllers.lock().unwrap();
-        if let Some(v) = c.ioapic.program(pin, vector, level_triggered) {
-            let dest = c.ioapic.entries[pin].destination;
-            c.deliver(dest, v);
+        let sent = self.controllers.with_ioapic(|io| {
+            io.program(pin, vector, level_triggered)
+                .map(|v| (io.entries[pin].destination, v))
+        });
+        if let Some((dest, v)) = sent {
+            self.controllers.deliver(dest, v);
         }
     }
 
     /// Whether an IOAPIC pin is asserted right now.
     pub fn ioapic_level(&self, pin: usize) -> bool {
         self.controllers
-            .lock()
-            .unwrap()
-            .ioapic
-            .levels
-            .get(pin)
-            .copied()
-            .unwrap_or(false)
+            .with_ioapic(|io| io.levels.get(pin).copied().unwrap_or(false))
     }
 
     /// The CPU takes the highest deliverable interrupt, if any: host-side backend input is
@@ -394,24 +425,18 @@ impl Machine {
         for (_, device) in self.pci.present_mut() {
             device.poll_backend();
         }
-        // Every IRR empty (the usual state between interrupts): nothing to take, no lock.
-        // The flag is only written under the controllers lock, and a device on this machine
-        // delivers through that lock, so a vector latched before this point is seen here.
-        if !self.requested.load(Ordering::Acquire) {
-            return None;
-        }
-        let vector = {
-            let mut c = self.controllers.lock().unwrap();
-            let taken = c
-                .lapics
-                .iter_mut()
-                .enumerate()
-                .find_map(|(i, l)| l.acknowledge().map(|v| (i, v)));
-            c.update_requested();
-            let (cpu, vector) = taken?;
-            c.in_service.push(cpu);
-            vector
-        };
+        // Vectors devices posted join IRR here, when the CPU looks (no lock: with nothing
+        // posted, four loads per CPU).
+        let (cpu, vector) = self
+            .lapics
+            .iter_mut()
+            .zip(self.controllers.posted.iter())
+            .enumerate()
+            .find_map(|(cpu, (lapic, posted))| {
+                posted.latch_into(lapic);
+                lapic.acknowledge().map(|v| (cpu, v))
+            })?;
+        self.in_service.push(cpu);
         self.delivered += 1;
         self.clock.advance(INTERRUPT_NS);
         self.events.emit(EventKind::CpuInterrupt { vector });
@@ -420,22 +445,33 @@ impl Machine {
 
     /// End of interrupt for the vector in service; level pins still asserted re-deliver.
     pub fn eoi(&mut self) {
-        let mut c = self.controllers.lock().unwrap();
-        let Some(cpu) = c.in_service.pop() else {
+        let Some(cpu) = self.in_service.pop() else {
             return;
         };
-        if let Some(v) = c.lapics[cpu].eoi() {
-            // The EOI is broadcast to the IOAPIC; every re-sent level interrupt goes to the
-            // destination its redirection entry names.
-            for again in c.ioapic.eoi(v) {
-                let dest = c
-                    .ioapic
-                    .entries
-                    .iter()
-                    .find(|e| e.vector == again)
-                    .map_or(0, |e| e.destination);
-                c.deliver(dest, again);
-            }
+        let Some(v) = self.lapics[cpu].eoi() else {
+            return;
+        };
+        // The EOI is broadcast to the IOAPIC, where only an entry with remote IRR set can
+        // act on it: none, for the edge-triggered vectors every MSI uses.
+        if !self.controllers.remote_irr.load(Ordering::Acquire) {
+            return;
+        }
+        // Every re-sent level interrupt goes to the destination its redirection entry names.
+        let again: Vec<(u8, u8)> = self.controllers.with_ioapic(|io| {
+            io.eoi(v)
+                .into_iter()
+                .map(|again| {
+                    let dest = io
+                        .entries
+                        .iter()
+                        .find(|e| e.vector == again)
+                        .map_or(0, |e| e.destination);
+                    (dest, again)
+                })
+                .collect()
+        });
+        for (dest, vector) in again {
+            self.controllers.deliver(dest, vector);
         }
     }
 }
@@ -528,6 +564,66 @@ mod tests {
             m.cfg_read32(slot, 0x3C) & 0xFF,
             Machine::intx_pin(slot) as u32
         );
+    }
+
+    /// An MSI address for APIC ID `dest`, physical mode (Intel SDM vol. 3, 11.11.1).
+    fn msi_to(dest: u8) -> u64 {
+        apic::MSI_ADDRESS_BASE | u64::from(dest) << 12
+    }
+
+    #[test]
+    fn an_msi_reaches_the_apic_it_names_and_the_cpu_takes_it_by_priority() {
+        let mut m = Machine::with_cpus(1 << 20, 2).unwrap();
+        let sink = m.interrupt_sink_for_slot(m.next_slot());
+        sink.msi(msi_to(1), 0x61);
+        sink.msi(msi_to(0), 0x51);
+        sink.msi(msi_to(0), 0x81);
+        // CPU 0 first, highest class first; then CPU 1's vector.
+        assert_eq!(m.take_interrupt(), Some(0x81));
+        m.eoi();
+        assert_eq!(m.take_interrupt(), Some(0x51));
+        m.eoi();
+        assert_eq!(m.take_interrupt(), Some(0x61));
+        m.eoi();
+        assert_eq!(m.take_interrupt(), None);
+        assert_eq!(m.interrupts_delivered(), 3);
+        assert_eq!(m.stray_msi(), 0);
+        let taken: Vec<_> = m.events().snapshot().into_iter().map(|e| e.kind).collect();
+        assert_eq!(
+            taken,
+            [0x81, 0x51, 0x61].map(|vector| EventKind::CpuInterrupt { vector })
+        );
+    }
+
+    #[test]
+    fn a_vector_sent_twice_before_the_cpu_looks_is_one_request() {
+        // IRR holds one bit per vector: a second message on a requested vector merges.
+        let mut m = Machine::new(1 << 20).unwrap();
+        let sink = m.interrupt_sink_for_slot(m.next_slot());
+        sink.msi(msi_to(0), 0x41);
+        sink.msi(msi_to(0), 0x41);
+        assert_eq!(m.take_interrupt(), Some(0x41));
+        m.eoi();
+        assert_eq!(m.take_interrupt(), None);
+        // Sent again after the CPU took it: a new request.
+        sink.msi(msi_to(0), 0x41);
+        assert_eq!(m.take_interrupt(), Some(0x41));
+    }
+
+    #[test]
+    fn messages_no_apic_accepts_are_counted_as_stray_and_never_taken() {
+        let mut m = Machine::with_cpus(1 << 20, 2).unwrap();
+        let sink = m.interrupt_sink_for_slot(m.next_slot());
+        sink.msi(msi_to(0), 0x0F); // vectors 0-15: illegal for fixed delivery
+        sink.msi(msi_to(7), 0x41); // no APIC ID 7
+        sink.msi(0x1000, 0x41); // not the MSI window
+        sink.msi(msi_to(0), 0x41 | 3 << 8); // delivery mode 3 (reserved)
+        assert_eq!(m.stray_msi(), 4);
+        assert_eq!(m.take_interrupt(), None);
+        // Broadcast goes to CPU 0.
+        sink.msi(msi_to(0xFF), 0x42);
+        assert_eq!(m.take_interrupt(), Some(0x42));
+        assert_eq!(m.stray_msi(), 4);
     }
 }
 
