@@ -1,7 +1,7 @@
 //! Boot the guest kernel once and print what happened.
 //!
 //! `cargo run --release -p virq-kvm --example boot -- [msix-per-queue|msix-small-table|intx] [--hvc] [--log] [--events FILE]
-//! [--fault NAME@DEVICE] [--limit SECONDS]`
+//! [--fault NAME@DEVICE] [--cpus N] [--blk-queues N] [--cmdline EXTRA] [--sample-ms MS] [--limit SECONDS]`
 
 use virq_kvm::{GuestConfig, GuestMode, guest_kernel, kvm_available, run_linux_guest};
 
@@ -32,6 +32,19 @@ fn main() {
         let faults = virq_kvm::device_fault(name).expect("unknown fault");
         let dev = virq_kvm::GuestDevice::from_name(dev).expect("unknown device");
         config.faults = Some((dev, faults));
+    }
+    if let Some(i) = args.iter().position(|a| a == "--cpus") {
+        config.cpus = args[i + 1].parse().expect("--cpus N");
+    }
+    if let Some(i) = args.iter().position(|a| a == "--blk-queues") {
+        config.blk_queues = args[i + 1].parse().expect("--blk-queues N");
+    }
+    if let Some(i) = args.iter().position(|a| a == "--sample-ms") {
+        let ms: u64 = args[i + 1].parse().expect("--sample-ms MILLISECONDS");
+        config.rip_sample_interval = Some(std::time::Duration::from_millis(ms));
+    }
+    if let Some(i) = args.iter().position(|a| a == "--cmdline") {
+        config.extra_cmdline = args[i + 1].clone();
     }
     if let Some(i) = args.iter().position(|a| a == "--limit") {
         let s: u64 = args[i + 1].parse().expect("--limit SECONDS");

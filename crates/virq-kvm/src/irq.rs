@@ -15,6 +15,9 @@ pub struct IrqStats {
     pub msi_signalled: AtomicU64,
     /// `KVM_SIGNAL_MSI` returned 0 (the message was blocked: masked at the LAPIC) or failed.
     pub msi_not_delivered: AtomicU64,
+    /// When the first of those was signalled: an SMP Linux software-disables its local APIC
+    /// once it panics, so messages after that instant go nowhere by the guest's choice.
+    pub msi_first_not_delivered: Mutex<Option<Instant>>,
     pub msi_ioctl_ns: AtomicU64,
     pub line_raised: AtomicU64,
     pub line_lowered: AtomicU64,
@@ -49,6 +52,18 @@ impl KvmInterrupts {
     }
 }
 
+impl KvmInterrupts {
+    fn not_delivered(&self, at: Instant) {
+        self.stats.msi_not_delivered.fetch_add(1, Ordering::Relaxed);
+        let mut first = self
+            .stats
+            .msi_first_not_delivered
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        first.get_or_insert(at);
+    }
+}
+
 impl InterruptSink for KvmInterrupts {
     fn msi(&self, address: u64, data: u32) {
         let msi = kvm_msi {
@@ -65,11 +80,9 @@ impl InterruptSink for KvmInterrupts {
         self.stats.msi_signalled.fetch_add(1, Ordering::Relaxed);
         match result {
             Ok(n) if n > 0 => {}
-            Ok(_) => {
-                self.stats.msi_not_delivered.fetch_add(1, Ordering::Relaxed);
-            }
+            Ok(_) => self.not_delivered(start),
             Err(_) => {
-                self.stats.msi_not_delivered.fetch_add(1, Ordering::Relaxed);
+                self.not_delivered(start);
                 self.stats.ioctl_errors.fetch_add(1, Ordering::Relaxed);
             }
         }

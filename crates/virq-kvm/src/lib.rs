@@ -11,7 +11,10 @@
 //! - MSI-X through `KVM_SIGNAL_MSI` with the address/data of the device's own table entry,
 //!   INTx through `KVM_IRQ_LINE` on the in-kernel IOAPIC;
 //! - a 16550 serial console (vm-superio), a clean exit (reboot through the keyboard
-//!   controller, triple fault, or `panic=-1`) and a wall-clock limit.
+//!   controller, triple fault, or `panic=-1`) and a wall-clock limit;
+//! - one vCPU, or two ([`GuestConfig::cpus`]): each on its own thread, both in the MP table,
+//!   the second started by Linux with INIT/SIPI through KVM's in-kernel local APIC, so that
+//!   virtio-blk with two request queues ([`GuestConfig::blk_queues`]) gets one per CPU.
 //!
 //! [`run_linux_guest`] boots the kernel once in a [`GuestMode`] and returns a [`GuestRun`]:
 //! what Linux programmed (every `VectorWritten` event with its read-back), the messages per
@@ -179,6 +182,16 @@ pub struct GuestConfig {
     /// Offer VIRTIO_F_RING_EVENT_IDX (on, as in `TransportOptions::default()`). Linux then
     /// kicks only past the `avail_event` the device publishes after each pass.
     pub event_idx: bool,
+    /// vCPUs, 1 or 2 (the guest kernel is built with `CONFIG_NR_CPUS=2`): each is a KVM vCPU
+    /// on its own thread, listed in the MP table; Linux starts the second with INIT/SIPI
+    /// through KVM's in-kernel local APIC.
+    pub cpus: u8,
+    /// virtio-blk request queues (1 to 64; more than one offers VIRTIO_BLK_F_MQ). Linux uses
+    /// at most one per CPU.
+    pub blk_queues: u16,
+    /// A diagnostic: kick every vCPU out of KVM_RUN this often and record where the guest
+    /// was (`VcpuReport::rip_samples`), to see where a stuck guest spins.
+    pub rip_sample_interval: Option<Duration>,
 }
 
 impl GuestConfig {
@@ -194,6 +207,9 @@ impl GuestConfig {
             extra_cmdline: String::new(),
             rng_seed: 0x5649_5251,
             event_idx: true,
+            cpus: 1,
+            blk_queues: 1,
+            rip_sample_interval: None,
         }
     }
 
@@ -204,6 +220,12 @@ impl GuestConfig {
              clearcpuid=cx16,popcnt,xsave,avx,avx2,avx512f,bmi1,bmi2,movbe,sse4_1,sse4_2,aes,\
              pclmulqdq,rdrand,rdseed,fsgsbase,smap,erms,fsrm,adx,sha_ni",
         );
+        if self.cpus > 1 {
+            // Two vCPUs reading kvm-clock contend on its `last_value` (no stable-TSC flag on
+            // this machine's software KVM); each emulated retry costs microseconds, and the
+            // boot starved in timekeeping. The TSC alone is cheap and enough for a boot.
+            c.push_str(" no-kvmclock tsc=reliable");
+        }
         if self.mode == GuestMode::Intx {
             c.push_str(" pci=nomsi");
         }
@@ -272,6 +294,9 @@ pub struct DeviceReport {
     /// `KVM_SIGNAL_MSI` calls and how many KVM reported as not delivered.
     pub msi_signalled: u64,
     pub msi_not_delivered: u64,
+    /// Seconds since boot of the first message KVM did not deliver.
+    #[serde(default)]
+    pub msi_first_not_delivered_s: Option<f64>,
     /// Mean wall time of the `KVM_SIGNAL_MSI` ioctl, ns.
     pub msi_ioctl_mean_ns: Option<u64>,
     /// Mean wall time of a `KVM_IRQ_LINE` ioctl, ns.
@@ -336,6 +361,9 @@ pub struct Milestones {
     pub first_serial_s: Option<f64>,
     pub first_virtio_probe_s: Option<f64>,
     pub partition_table_s: Option<f64>,
+    /// `Kernel panic - not syncing` (the kernel-only guest's end: no root file system).
+    #[serde(default)]
+    pub panic_s: Option<f64>,
     /// Boot to verdict: the guest stopped (or the limit ran out).
     pub stopped_s: f64,
 }
@@ -344,6 +372,9 @@ pub struct Milestones {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct GuestRun {
     pub mode: GuestMode,
+    /// vCPUs the guest was given.
+    #[serde(default = "one_cpu")]
+    pub cpus: u8,
     pub hvc_console: bool,
     pub cmdline: String,
     pub exit: GuestExit,
@@ -359,6 +390,34 @@ pub struct GuestRun {
     pub exits: BTreeMap<String, u64>,
     /// The events the logs could not keep (capacity limit).
     pub events_dropped: u64,
+    /// Each vCPU as it was when the run stopped.
+    #[serde(default)]
+    pub vcpus: Vec<VcpuReport>,
+}
+
+/// One vCPU when the run stopped: how many exits it handled and where it was, so that a run
+/// whose application processor never came up says where it stood.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VcpuReport {
+    pub id: u8,
+    /// Exits to user space this vCPU's thread handled (port I/O, MMIO, interruptions).
+    pub exits: u64,
+    /// `KVM_GET_MP_STATE`: 0 runnable, 1 uninitialized (waiting for INIT), 2 INIT received
+    /// (waiting for SIPI), 3 halted, 4 SIPI received.
+    pub mp_state: u32,
+    pub rip: u64,
+    pub cs_selector: u16,
+    pub cs_base: u64,
+    pub cr0: u64,
+    pub efer: u64,
+    /// With [`GuestConfig::rip_sample_interval`]: the guest RIPs seen most often when the
+    /// vCPU was kicked, as (RIP, times), most frequent first (at most 16).
+    #[serde(default)]
+    pub rip_samples: Vec<(u64, u64)>,
+}
+
+fn one_cpu() -> u8 {
+    1
 }
 
 impl GuestRun {
@@ -375,9 +434,14 @@ impl GuestRun {
         let mut s = String::new();
         let _ = writeln!(
             s,
-            "== linux-kvm {}{}: {:?} after {:.1} s (first serial {}, virtio probe {}, partition table {})",
+            "== linux-kvm {}{}{}: {:?} after {:.1} s (first serial {}, virtio probe {}, partition table {})",
             self.mode.name(),
             if self.hvc_console { " +hvc0" } else { "" },
+            if self.cpus > 1 {
+                format!(" ({} vCPUs)", self.cpus)
+            } else {
+                String::new()
+            },
             self.exit,
             self.milestones.stopped_s,
             fmt_s(self.milestones.first_serial_s),
@@ -422,8 +486,10 @@ impl GuestRun {
             }
             let _ = writeln!(
                 s,
-                "    messages per entry {:?}; INTx raised {} lowered {}; ISR reads {} ({} zero); notifies {}; used {}",
+                "    messages per entry {:?} (KVM_SIGNAL_MSI {}, {} not delivered); INTx raised {} lowered {}; ISR reads {} ({} zero); notifies {}; used {}",
                 d.messages_per_entry,
+                d.msi_signalled,
+                d.msi_not_delivered,
                 d.line_raised,
                 d.line_lowered,
                 d.isr_reads,
@@ -443,6 +509,18 @@ impl GuestRun {
         );
         for l in &self.data.error_lines {
             let _ = writeln!(s, "  error: {l}");
+        }
+        if self.vcpus.len() > 1 {
+            for v in &self.vcpus {
+                let _ = writeln!(
+                    s,
+                    "  vcpu {}: {} exits; at stop mp_state {} rip {:#x} cs {:#x} (base {:#x}) cr0 {:#x} efer {:#x}",
+                    v.id, v.exits, v.mp_state, v.rip, v.cs_selector, v.cs_base, v.cr0, v.efer
+                );
+                for (rip, n) in &v.rip_samples {
+                    let _ = writeln!(s, "    sampled at rip {rip:#x} {n} times");
+                }
+            }
         }
         s
     }

@@ -9,8 +9,9 @@
 pub const LAPIC_ADDRESS: u32 = 0xFEE0_0000;
 /// The in-kernel IOAPIC's MMIO base.
 pub const IOAPIC_ADDRESS: u32 = 0xFEC0_0000;
-/// IOAPIC ID listed in the table (CPU 0 has APIC ID 0).
-pub const IOAPIC_ID: u8 = 1;
+/// Most CPUs a table lists (the guest kernel is built with `CONFIG_NR_CPUS=2`; the APIC IDs
+/// 0..cpus and the IOAPIC's ID after them must stay distinct).
+pub const MAX_CPUS: u8 = 2;
 /// Bus IDs.
 pub const BUS_PCI: u8 = 0;
 pub const BUS_ISA: u8 = 1;
@@ -46,25 +47,37 @@ fn checksum(bytes: &[u8]) -> u8 {
         .wrapping_neg()
 }
 
+/// The IOAPIC's ID in a table listing `cpus` processors: the first ID after theirs (MP spec
+/// 1.4, 4.3.3: APIC IDs are unique across local and I/O APICs).
+pub fn ioapic_id(cpus: u8) -> u8 {
+    cpus
+}
+
 /// Build the floating pointer structure and configuration table to be placed at guest
 /// physical `base` (16-byte aligned, in one of the areas Linux scans: the EBDA, the last KiB
-/// of base memory or 0xF0000-0xFFFFF).
-pub fn build(base: u32, pci: &[PciIntx]) -> Vec<u8> {
+/// of base memory or 0xF0000-0xFFFFF), listing processors with APIC IDs `0..cpus` (CPU 0 the
+/// bootstrap processor; the others application processors Linux starts with INIT/SIPI).
+pub fn build(base: u32, cpus: u8, pci: &[PciIntx]) -> Vec<u8> {
+    let cpus = cpus.clamp(1, MAX_CPUS);
+    let ioapic_id = ioapic_id(cpus);
     let table_base = base + 16;
     let mut entries: Vec<u8> = Vec::new();
     let mut count: u16 = 0;
 
-    // Processor: APIC ID 0, local APIC version 0x14, enabled + bootstrap processor, with the
-    // family/model signature of a generic 64-bit CPU and the APIC + FPU feature flags.
-    let mut cpu = [0u8; 20];
-    cpu[0] = ENTRY_PROCESSOR;
-    cpu[1] = 0;
-    cpu[2] = 0x14;
-    cpu[3] = 0b11;
-    cpu[4..8].copy_from_slice(&0x0000_0600u32.to_le_bytes());
-    cpu[8..12].copy_from_slice(&((1u32 << 9) | 1).to_le_bytes());
-    entries.extend_from_slice(&cpu);
-    count += 1;
+    // Processors (MP spec 1.4, 4.3.1): APIC ID, local APIC version 0x14, enabled (bit 0) and,
+    // for CPU 0 only, bootstrap processor (bit 1), with the family/model signature of a
+    // generic 64-bit CPU and the APIC + FPU feature flags.
+    for id in 0..cpus {
+        let mut cpu = [0u8; 20];
+        cpu[0] = ENTRY_PROCESSOR;
+        cpu[1] = id;
+        cpu[2] = 0x14;
+        cpu[3] = if id == 0 { 0b11 } else { 0b01 };
+        cpu[4..8].copy_from_slice(&0x0000_0600u32.to_le_bytes());
+        cpu[8..12].copy_from_slice(&((1u32 << 9) | 1).to_le_bytes());
+        entries.extend_from_slice(&cpu);
+        count += 1;
+    }
 
     for (id, name) in [(BUS_PCI, b"PCI   "), (BUS_ISA, b"ISA   ")] {
         let mut bus = [0u8; 8];
@@ -77,7 +90,7 @@ pub fn build(base: u32, pci: &[PciIntx]) -> Vec<u8> {
 
     let mut ioapic = [0u8; 8];
     ioapic[0] = ENTRY_IOAPIC;
-    ioapic[1] = IOAPIC_ID;
+    ioapic[1] = ioapic_id;
     ioapic[2] = 0x11;
     ioapic[3] = 1; // enabled
     ioapic[4..8].copy_from_slice(&IOAPIC_ADDRESS.to_le_bytes());
@@ -91,7 +104,7 @@ pub fn build(base: u32, pci: &[PciIntx]) -> Vec<u8> {
         e[2..4].copy_from_slice(&flags.to_le_bytes());
         e[4] = bus;
         e[5] = irq;
-        e[6] = IOAPIC_ID;
+        e[6] = ioapic_id;
         e[7] = pin;
         e
     };
@@ -158,26 +171,56 @@ pub fn build(base: u32, pci: &[PciIntx]) -> Vec<u8> {
 mod tests {
     use super::*;
 
+    const PCI: [PciIntx; 1] = [PciIntx {
+        slot: 1,
+        pin: 0,
+        ioapic_pin: 16,
+    }];
+
+    fn sum(b: &[u8]) -> u8 {
+        b.iter().fold(0u8, |a, b| a.wrapping_add(*b))
+    }
+
     #[test]
     fn checksums_and_counts_hold() {
-        let pci = [PciIntx {
-            slot: 1,
-            pin: 0,
-            ioapic_pin: 16,
-        }];
-        let t = build(0x9FC00, &pci);
+        let t = build(0x9FC00, 1, &PCI);
         assert_eq!(&t[0..4], b"_MP_");
-        assert_eq!(t[..16].iter().fold(0u8, |a, b| a.wrapping_add(*b)), 0);
+        assert_eq!(sum(&t[..16]), 0);
         assert_eq!(u32::from_le_bytes(t[4..8].try_into().unwrap()), 0x9FC10);
         let table = &t[16..];
         assert_eq!(&table[0..4], b"PCMP");
         let len = u16::from_le_bytes([table[4], table[5]]) as usize;
         assert_eq!(len, table.len());
-        assert_eq!(table.iter().fold(0u8, |a, b| a.wrapping_add(*b)), 0);
+        assert_eq!(sum(table), 0);
         // 1 CPU + 2 buses + 1 IOAPIC + 16 ISA + 1 PCI + 2 local.
         assert_eq!(u16::from_le_bytes([table[34], table[35]]), 23);
         // The PCI entry: bus 0, IRQ = slot 1 << 2 | INTA, pin 16, level + active high.
         let pci_entry = &table[44 + 20 + 16 + 8 + 16 * 8..][..8];
-        assert_eq!(pci_entry, &[3, 0, 0x0D, 0, 0, 4, IOAPIC_ID, 16]);
+        assert_eq!(pci_entry, &[3, 0, 0x0D, 0, 0, 4, 1, 16]);
+    }
+
+    /// MP spec 1.4, 4.3.1 and 4.3.3: one processor entry per CPU with distinct APIC IDs,
+    /// exactly one bootstrap processor, and an IOAPIC ID no CPU has.
+    #[test]
+    fn two_cpus_get_two_processor_entries_and_the_ioapic_moves_past_them() {
+        let t = build(0x9FC00, 2, &PCI);
+        let table = &t[16..];
+        assert_eq!(sum(table), 0);
+        assert_eq!(u16::from_le_bytes([table[34], table[35]]), 24);
+        let cpu = |i: usize| &table[44 + 20 * i..][..20];
+        assert_eq!(
+            (cpu(0)[0], cpu(0)[1], cpu(0)[3]),
+            (ENTRY_PROCESSOR, 0, 0b11)
+        );
+        assert_eq!(
+            (cpu(1)[0], cpu(1)[1], cpu(1)[3]),
+            (ENTRY_PROCESSOR, 1, 0b01)
+        );
+        let ioapic = &table[44 + 40 + 16..][..8];
+        assert_eq!((ioapic[0], ioapic[1]), (ENTRY_IOAPIC, 2));
+        let pci_entry = &table[44 + 40 + 16 + 8 + 16 * 8..][..8];
+        assert_eq!(pci_entry[6], 2, "I/O interrupts name the IOAPIC by its ID");
+        // More CPUs than the kernel is built for are not listed.
+        assert_eq!(build(0x9FC00, 8, &PCI), t);
     }
 }

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Once};
+use std::sync::{Arc, Mutex, Once};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -26,7 +26,7 @@ use crate::irq::{IrqStats, KvmInterrupts};
 use crate::serial::{LineLog, SerialOut};
 use crate::{
     DeviceReport, GuestConfig, GuestData, GuestDevice, GuestExit, GuestRam, GuestRun, KvmError,
-    Milestones, PciIntx, boot, disk, mptable,
+    Milestones, PciIntx, VcpuReport, boot, disk, mptable,
 };
 
 use virq_device::pci_root::CONFIG_DATA_PORT as CONFIG_DATA;
@@ -199,7 +199,10 @@ fn build_device(
         GuestDevice::Blk => Box::new(
             Block::new(
                 MemoryStorage::from_bytes(disk::mbr_image(config.disk_bytes)),
-                BlockConfig::default(),
+                BlockConfig {
+                    num_queues: config.blk_queues,
+                    ..BlockConfig::default()
+                },
             )
             .map_err(|e| KvmError::Device(e.to_string()))?,
         ),
@@ -257,6 +260,7 @@ static SIGNAL_INIT: Once = Once::new();
 /// Everything the vCPU thread hands back.
 struct Outcome {
     machine: Machine,
+    vcpus: Vec<VcpuReport>,
     exit: GuestExit,
     stopped: Duration,
     clock: BootClock,
@@ -271,6 +275,13 @@ pub fn run(config: &GuestConfig) -> Result<GuestRun, KvmError> {
         return Err(KvmError::Config(format!(
             "ram_mib {} is outside 16..=3072",
             config.ram_mib
+        )));
+    }
+    if !(1..=mptable::MAX_CPUS).contains(&config.cpus) {
+        return Err(KvmError::Config(format!(
+            "cpus {} is outside 1..={}",
+            config.cpus,
+            mptable::MAX_CPUS
         )));
     }
     let mut sig_err = None;
@@ -289,9 +300,9 @@ pub fn run(config: &GuestConfig) -> Result<GuestRun, KvmError> {
     let cfg = config.clone();
     let (stop2, done2) = (stop.clone(), done.clone());
     let handle = thread::Builder::new()
-        .name("virq-kvm-vcpu".into())
+        .name("virq-kvm".into())
         .spawn(move || {
-            let r = boot_and_run(&cfg, &stop2);
+            let r = boot_and_run(&cfg, stop2);
             done2.store(true, Ordering::SeqCst);
             r
         })
@@ -299,7 +310,8 @@ pub fn run(config: &GuestConfig) -> Result<GuestRun, KvmError> {
 
     let started = Instant::now();
     while !done.load(Ordering::SeqCst) {
-        if started.elapsed() >= config.time_limit {
+        // The limit ran out, or another vCPU ended the run while this one sits in KVM_RUN.
+        if started.elapsed() >= config.time_limit || stop.load(Ordering::SeqCst) {
             stop.store(true, Ordering::SeqCst);
             // The vCPU may be inside KVM_RUN with nothing to exit for; a signal interrupts
             // it. Repeat until it notices (a signal that lands between runs is lost).
@@ -313,7 +325,7 @@ pub fn run(config: &GuestConfig) -> Result<GuestRun, KvmError> {
     Ok(report(config, outcome))
 }
 
-fn boot_and_run(config: &GuestConfig, stop: &AtomicBool) -> Result<Outcome, KvmError> {
+fn boot_and_run(config: &GuestConfig, stop: Arc<AtomicBool>) -> Result<Outcome, KvmError> {
     let kvm = Kvm::new().map_err(|e| KvmError::Unavailable(format!("/dev/kvm: {e}")))?;
     let vm = Arc::new(kvm.create_vm().map_err(kvm_err("KVM_CREATE_VM"))?);
     vm.set_tss_address(TSS_ADDR)
@@ -378,31 +390,37 @@ fn boot_and_run(config: &GuestConfig, stop: &AtomicBool) -> Result<Outcome, KvmE
             ioapic_pin: d.gsi() as u8,
         })
         .collect();
-    let table = mptable::build(boot::EBDA_START as u32, &intx);
+    let table = mptable::build(boot::EBDA_START as u32, config.cpus, &intx);
     mem.write_slice(&table, GuestAddress(boot::EBDA_START))
         .map_err(|e| KvmError::Memory {
             what: "mp table",
             reason: e.to_string(),
         })?;
 
-    // The vCPU: CPUID as KVM supports it (APIC ID 0), long mode registers, LINT0/LINT1.
-    let mut vcpu = vm.create_vcpu(0).map_err(kvm_err("KVM_CREATE_VCPU"))?;
-    let mut cpuid = kvm
+    // The vCPUs: CPUID as KVM supports it with each one's APIC ID. The bootstrap processor
+    // (vCPU 0) starts in long mode at the kernel's entry with LINT0/LINT1 set up; the others
+    // wait in KVM's in-kernel local APIC for the INIT/SIPI Linux sends them.
+    let cpuid = kvm
         .get_supported_cpuid(KVM_MAX_CPUID_ENTRIES)
         .map_err(kvm_err("KVM_GET_SUPPORTED_CPUID"))?;
-    for e in cpuid.as_mut_slice() {
-        if e.function == 1 {
-            e.ebx &= 0x00FF_FFFF; // initial APIC ID 0
-        }
+    let mut vcpus = Vec::with_capacity(config.cpus as usize);
+    for id in 0..config.cpus {
+        let vcpu = vm
+            .create_vcpu(u64::from(id))
+            .map_err(kvm_err("KVM_CREATE_VCPU"))?;
+        let mut own = cpuid.clone();
+        set_apic_id(&mut own, id);
+        vcpu.set_cpuid2(&own).map_err(kvm_err("KVM_SET_CPUID2"))?;
+        vcpus.push(vcpu);
     }
-    vcpu.set_cpuid2(&cpuid).map_err(kvm_err("KVM_SET_CPUID2"))?;
-    setup_lapic(&vcpu)?;
-    let sregs = vcpu.get_sregs().map_err(kvm_err("KVM_GET_SREGS"))?;
-    vcpu.set_sregs(&boot::sregs(sregs))
+    let bsp = &vcpus[0];
+    setup_lapic(bsp)?;
+    let sregs = bsp.get_sregs().map_err(kvm_err("KVM_GET_SREGS"))?;
+    bsp.set_sregs(&boot::sregs(sregs))
         .map_err(kvm_err("KVM_SET_SREGS"))?;
-    vcpu.set_regs(&boot::regs(loaded.kernel_load.0))
+    bsp.set_regs(&boot::regs(loaded.kernel_load.0))
         .map_err(kvm_err("KVM_SET_REGS"))?;
-    vcpu.set_fpu(&boot::fpu()).map_err(kvm_err("KVM_SET_FPU"))?;
+    bsp.set_fpu(&boot::fpu()).map_err(kvm_err("KVM_SET_FPU"))?;
 
     // Consoles and devices, all on one clock.
     let clock = BootClock(Instant::now());
@@ -439,10 +457,58 @@ fn boot_and_run(config: &GuestConfig, stop: &AtomicBool) -> Result<Outcome, KvmE
     }
     machine.assign_resources()?;
 
-    let exit = run_vcpu(&mut vcpu, &mut machine, stop);
+    // One thread per vCPU, all serving exits on the one machine; this thread coordinates:
+    // it waits for the end (a guest exit on any vCPU, or the caller's stop), kicks the vCPUs
+    // for RIP samples when asked, then stops and joins them.
+    let shared = Arc::new(Shared {
+        machine: Mutex::new(machine),
+        exit: Mutex::new(None),
+    });
+    let sampling = config.rip_sample_interval;
+    let mut threads = Vec::with_capacity(vcpus.len());
+    for (id, mut vcpu) in vcpus.into_iter().enumerate() {
+        let (vcpu_shared, vcpu_stop) = (shared.clone(), stop.clone());
+        let spawned = thread::Builder::new()
+            .name(format!("virq-kvm-vcpu{id}"))
+            .spawn(move || {
+                let (exits, samples) =
+                    run_vcpu(&mut vcpu, &vcpu_shared, &vcpu_stop, sampling.is_some());
+                vcpu_report(&vcpu, id as u8, exits, samples)
+            });
+        match spawned {
+            Ok(h) => threads.push(h),
+            Err(e) => {
+                stop.store(true, Ordering::SeqCst);
+                stop_threads(threads);
+                return Err(KvmError::Thread(e.to_string()));
+            }
+        }
+    }
+    let mut next_sample = sampling.map(|i| Instant::now() + i);
+    while !stop.load(Ordering::SeqCst) && !threads.iter().any(|h| h.is_finished()) {
+        thread::sleep(Duration::from_millis(10));
+        if let (Some(at), Some(interval)) = (next_sample.as_mut(), sampling)
+            && Instant::now() >= *at
+        {
+            for h in &threads {
+                let _ = h.kill(kick_signal());
+            }
+            *at += interval;
+        }
+    }
+    stop.store(true, Ordering::SeqCst);
+    let vcpus = stop_threads(threads);
     let stopped = clock.0.elapsed();
+    let shared = Arc::into_inner(shared)
+        .ok_or_else(|| KvmError::Thread("a vCPU thread still holds the machine".into()))?;
+    let exit = lock(&shared.exit).take().unwrap_or(GuestExit::TimeLimit);
+    let machine = shared
+        .machine
+        .into_inner()
+        .unwrap_or_else(|e| e.into_inner());
     Ok(Outcome {
         machine,
+        vcpus,
         exit,
         stopped,
         clock,
@@ -474,26 +540,109 @@ fn setup_lapic(vcpu: &VcpuFd) -> Result<(), KvmError> {
     vcpu.set_lapic(&lapic).map_err(kvm_err("KVM_SET_LAPIC"))
 }
 
-fn run_vcpu(vcpu: &mut VcpuFd, machine: &mut Machine, stop: &AtomicBool) -> GuestExit {
+/// What the vCPU threads share: the machine their exits are served on, and how the run ended
+/// (the first vCPU to see an end records it).
+struct Shared {
+    machine: Mutex<Machine>,
+    exit: Mutex<Option<GuestExit>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// KVM paravirtual features (CPUID 0x4000_0001 EAX) withheld from the guest: PV_UNHALT (bit
+/// 7, PV spinlock kicks), PV_SEND_IPI (bit 11) and PV_SCHED_YIELD (bit 13). All three are
+/// hypercalls Linux uses only with more than one CPU, and on this machine's software KVM
+/// (kvm_pvm) a `vmcall` of KVM_HC_SEND_IPI never completes: an application processor that
+/// sends its first IPI that way stops there, holding a lock the bootstrap processor then
+/// spins on. Without them Linux sends IPIs through the local APIC's ICR, which KVM's in-kernel
+/// APIC delivers.
+const KVM_PV_FEATURES_WITHHELD: u32 = (1 << 7) | (1 << 11) | (1 << 13);
+
+/// Leaf 1 EBX[31:24] and the x2APIC ID of leaves 0xB and 0x1F: the APIC ID `id` the vCPU's
+/// in-kernel local APIC has (KVM gives vCPU n APIC ID n). And the KVM paravirtual features of
+/// [`KVM_PV_FEATURES_WITHHELD`] cleared.
+fn set_apic_id(cpuid: &mut kvm_bindings::CpuId, id: u8) {
+    for e in cpuid.as_mut_slice() {
+        match e.function {
+            1 => e.ebx = (e.ebx & 0x00FF_FFFF) | u32::from(id) << 24,
+            0xB | 0x1F => e.edx = u32::from(id),
+            0x4000_0001 => e.eax &= !KVM_PV_FEATURES_WITHHELD,
+            _ => {}
+        }
+    }
+}
+
+/// Kick every thread in `handles` out of KVM_RUN until it sees the stop flag, then join it.
+fn stop_threads(handles: Vec<thread::JoinHandle<VcpuReport>>) -> Vec<VcpuReport> {
+    let mut reports = Vec::new();
+    for h in handles {
+        while !h.is_finished() {
+            let _ = h.kill(kick_signal());
+            thread::sleep(Duration::from_millis(5));
+        }
+        reports.extend(h.join().ok());
+    }
+    reports
+}
+
+/// Where a stopped vCPU stands.
+fn vcpu_report(vcpu: &VcpuFd, id: u8, exits: u64, samples: Vec<u64>) -> VcpuReport {
+    let mut counts: BTreeMap<u64, u64> = BTreeMap::new();
+    for rip in samples {
+        *counts.entry(rip).or_insert(0) += 1;
+    }
+    let mut rip_samples: Vec<(u64, u64)> = counts.into_iter().collect();
+    rip_samples.sort_by_key(|&(rip, n)| (std::cmp::Reverse(n), rip));
+    rip_samples.truncate(16);
+    let regs = vcpu.get_regs().unwrap_or_default();
+    let sregs = vcpu.get_sregs().unwrap_or_default();
+    VcpuReport {
+        id,
+        exits,
+        mp_state: vcpu.get_mp_state().map_or(u32::MAX, |m| m.mp_state),
+        rip: regs.rip,
+        cs_selector: sregs.cs.selector,
+        cs_base: sregs.cs.base,
+        cr0: sregs.cr0,
+        efer: sregs.efer,
+        rip_samples,
+    }
+}
+
+/// Run one vCPU until the guest stops (on any vCPU) or `stop` is set; returns the exits it
+/// handled and, with `sample`, the guest RIP at every kick that interrupted KVM_RUN.
+fn run_vcpu(
+    vcpu: &mut VcpuFd,
+    shared: &Shared,
+    stop: &AtomicBool,
+    sample: bool,
+) -> (u64, Vec<u64>) {
+    let mut exits = 0u64;
+    let mut samples = Vec::new();
     loop {
         if stop.load(Ordering::SeqCst) {
-            return GuestExit::TimeLimit;
+            return (exits, samples);
         }
+        exits += 1;
         let exit = match vcpu.run() {
             Ok(VcpuExit::IoIn(port, data)) => {
-                machine.pio_in(port, data);
-                None
+                let mut m = lock(&shared.machine);
+                m.pio_in(port, data);
+                m.exit.take()
             }
             Ok(VcpuExit::IoOut(port, data)) => {
-                machine.pio_out(port, data);
-                None
+                let mut m = lock(&shared.machine);
+                m.pio_out(port, data);
+                m.exit.take()
             }
             Ok(VcpuExit::MmioRead(addr, data)) => {
-                machine.mmio_read(addr, data);
+                lock(&shared.machine).mmio_read(addr, data);
                 None
             }
             Ok(VcpuExit::MmioWrite(addr, data)) => {
-                machine.mmio_write(addr, data);
+                lock(&shared.machine).mmio_write(addr, data);
                 None
             }
             Ok(VcpuExit::Hlt) => Some(GuestExit::Failed {
@@ -507,7 +656,7 @@ fn run_vcpu(vcpu: &mut VcpuFd, machine: &mut Machine, stop: &AtomicBool) -> Gues
                 if insn.first() == Some(&0xCC) && inject_breakpoint(vcpu).is_ok() {
                     // KVM's emulator (software-assisted KVM) does not know `int3`; the kernel
                     // runs one at boot (its alternatives self-test) and expects #BP.
-                    machine.count("int3-injected");
+                    lock(&shared.machine).count("int3-injected");
                     None
                 } else {
                     let rip = vcpu.get_regs().map(|r| r.rip).unwrap_or(0);
@@ -526,15 +675,21 @@ fn run_vcpu(vcpu: &mut VcpuFd, machine: &mut Machine, stop: &AtomicBool) -> Gues
                 reason: format!("unexpected exit {other:?}"),
             }),
             Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => {
-                machine.count("interrupted");
+                if sample && let Ok(r) = vcpu.get_regs() {
+                    samples.push(r.rip);
+                } else {
+                    lock(&shared.machine).count("interrupted");
+                }
                 None
             }
             Err(e) => Some(GuestExit::Failed {
                 reason: format!("KVM_RUN: {e}"),
             }),
         };
-        if let Some(e) = exit.or_else(|| machine.exit.take()) {
-            return e;
+        if let Some(e) = exit {
+            lock(&shared.exit).get_or_insert(e);
+            stop.store(true, Ordering::SeqCst);
+            return (exits, samples);
         }
     }
 }
@@ -637,6 +792,11 @@ fn report(config: &GuestConfig, o: Outcome) -> GuestRun {
             used_published: c[6],
             msi_signalled: ld(&st.msi_signalled),
             msi_not_delivered: ld(&st.msi_not_delivered),
+            msi_first_not_delivered_s: st
+                .msi_first_not_delivered
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .map(|t| t.saturating_duration_since(o.clock.0).as_secs_f64()),
             msi_ioctl_mean_ns: mean(ld(&st.msi_ioctl_ns), ld(&st.msi_signalled)),
             line_ioctl_mean_ns: mean(ld(&st.line_ioctl_ns), line_ops),
             line_high_mean_ns: mean(ld(&st.line_high_ns), samples.len() as u64),
@@ -665,11 +825,12 @@ fn report(config: &GuestConfig, o: Outcome) -> GuestRun {
         first_serial_s: first_line(&|_| true),
         first_virtio_probe_s: first_line(&|t| t.contains("virtio")),
         partition_table_s: first_line(&|t| t.contains(" vda: vda1")),
+        panic_s: first_line(&|t| t.contains("Kernel panic - not syncing")),
         stopped_s: o.stopped.as_secs_f64(),
     };
-    let _ = o.clock;
     GuestRun {
         mode: config.mode,
+        cpus: config.cpus,
         hvc_console: config.hvc_console,
         cmdline: config.cmdline(),
         exit: o.exit,
@@ -686,5 +847,6 @@ fn report(config: &GuestConfig, o: Outcome) -> GuestRun {
             .map(|(k, v)| (k.to_string(), *v))
             .collect(),
         events_dropped: dropped,
+        vcpus: o.vcpus,
     }
 }
