@@ -16,6 +16,8 @@
 //! with `!dd` of the MSI-X table, `!devnode`, the device's own read-backs and the ISR/DPC
 //! counters (the files `virq check --logs` writes, [`ModeLogs`]).
 
+#![forbid(unsafe_code)]
+
 pub mod adapters;
 pub mod evidence;
 pub mod faults;

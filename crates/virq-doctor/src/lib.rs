@@ -24,6 +24,8 @@
 //! std::process::exit(virq_doctor::exit_code(&result));
 //! ```
 
+#![forbid(unsafe_code)]
+
 pub mod detect;
 pub mod error;
 pub mod evidence;

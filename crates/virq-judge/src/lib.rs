@@ -21,6 +21,8 @@
 //! assert_eq!(judgement.subjects.len(), 1);
 //! ```
 
+#![forbid(unsafe_code)]
+
 mod catalogue;
 pub mod describe;
 mod facts;

@@ -325,6 +325,7 @@ impl Target {
             msix_table: Some(spec.msix_table),
             ram_bytes: RAM_BYTES,
             disk_bytes: DISK_BYTES,
+            memory_file: None,
         };
         let session =
             virq_serve::Session::new(&options).map_err(|e| TargetError::Serve(e.to_string()))?;

@@ -6,6 +6,7 @@
 //! no dependencies that builds everywhere, `wasm32-unknown-unknown` and `no_std` included.
 //! Every value cites the section it comes from.
 #![no_std]
+#![forbid(unsafe_code)]
 
 /// "No vector": an unmapped `msix_config` / `queue_msix_vector` (virtio 1.2, 4.1.5.1.2).
 pub const NO_VECTOR: u16 = 0xFFFF;
