@@ -7,6 +7,7 @@
 //! ([`host`]) and runs the scenarios of [`scenarios`].
 
 #![forbid(unsafe_code)]
+#![deny(missing_docs)]
 
 pub mod differential;
 pub mod host;
