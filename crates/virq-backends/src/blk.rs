@@ -65,14 +65,19 @@ impl Default for BlockConfig {
 /// A [`BlockConfig`] the device cannot honour.
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
 pub enum BlockConfigError {
+    /// `num_queues` out of range.
     #[error("num_queues must be 1..={MAX_QUEUES}, got {0}")]
     NumQueues(u16),
+    /// `queue_size` is not a valid split-ring size.
     #[error("queue_size must be a power of two in 1..=32768, got {0}")]
     QueueSize(u16),
+    /// `seg_max` of 0: no request could be made.
     #[error("seg_max must be at least 1")]
     SegMax,
+    /// `blk_size` is not a power of two of at least 512 bytes.
     #[error("blk_size must be a power of two of at least 512, got {0}")]
     BlkSize(u32),
+    /// The serial does not fit VIRTIO_BLK_T_GET_ID's 20 bytes.
     #[error("serial is {0} bytes, at most 20 fit")]
     SerialTooLong(usize),
 }

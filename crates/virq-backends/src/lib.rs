@@ -14,6 +14,7 @@
 //! only through the [`virq_device::Dma`] view the transport lends them, so the crate builds for
 //! `wasm32-unknown-unknown`; only [`FileStorage`] (positioned file I/O) is unix-only.
 #![forbid(unsafe_code)]
+#![deny(missing_docs)]
 
 pub mod blk;
 mod chain;

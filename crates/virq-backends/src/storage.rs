@@ -14,7 +14,14 @@ use thiserror::Error;
 pub enum StorageError {
     /// The access does not fit inside the image.
     #[error("access of {len} bytes at offset {offset} does not fit the {size}-byte image")]
-    OutOfRange { offset: u64, len: usize, size: u64 },
+    OutOfRange {
+        /// Byte offset of the access in the image.
+        offset: u64,
+        /// Length of the access in bytes.
+        len: usize,
+        /// Size of the image in bytes.
+        size: u64,
+    },
     /// A write reached an image opened read-only.
     #[error("the image is read-only")]
     ReadOnly,

@@ -15,7 +15,8 @@
 //! After criterion's groups (under `cargo bench` only), a same-run summary alternates C and
 //! Rust in short rounds and prints the median ns per access, the `[min..max]` over rounds, the
 //! C / Rust ratio and the machine's load average.
-#![deny(clippy::undocumented_unsafe_blocks)]
+// Calling the exported `extern "C"` functions is unsafe, as it is for a C caller.
+#![allow(unsafe_code)]
 
 #[path = "../tests/common/mod.rs"]
 mod common;

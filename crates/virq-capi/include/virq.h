@@ -226,8 +226,11 @@ typedef void (*virq_event_fn)(void *user, const char *json, size_t len);
 // The caller's callbacks; any may be NULL (that kind of output is then not delivered).
 // `user` is passed back unchanged to each of them.
 typedef struct {
+    // The caller's context, handed back as the first argument of every callback.
     void *user;
+    // Where MSI-X messages go; with NULL they are sent and lost.
     virq_msi_fn msi;
+    // Where INTx level changes go; with NULL the level is kept but nobody is told.
     virq_intx_fn intx;
     // With it set, recorded events are delivered here at the end of the call that produced
     // them, in order, and not kept for `virq_events_drain`. Setting it turns recording on.

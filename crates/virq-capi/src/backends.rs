@@ -1,5 +1,8 @@
 //! The device types the C API builds, and the virtio-blk disk the host side can read back.
 
+// Plain Rust over virq-backends: none of the crate's FFI reaches here.
+#![forbid(unsafe_code)]
+
 use std::sync::{Arc, Mutex};
 
 use virq_backends::{

@@ -17,6 +17,7 @@ pub struct MachineRegs {
 }
 
 impl MachineRegs {
+    /// Configuration cycles (0xCF8/0xCFC) and BAR accesses to 00:`slot`.0 of `machine`.
     pub fn new(machine: Rc<RefCell<Machine>>, slot: u8) -> Self {
         MachineRegs { machine, slot }
     }

@@ -43,24 +43,41 @@ pub struct ModeLogs {
 /// Why the files could not be written or read back.
 #[derive(Debug, thiserror::Error)]
 pub enum LogsError {
+    /// A log file could not be written.
     #[error("cannot write {path}: {source}")]
     Write {
+        /// The file.
         path: PathBuf,
+        /// What the OS said.
         #[source]
         source: std::io::Error,
     },
+    /// A file written by this run does not parse: a writer and its reader disagree.
     #[error("virq check wrote {file} and cannot read it back: {reason}")]
-    Unreadable { file: &'static str, reason: String },
+    Unreadable {
+        /// The file name.
+        file: &'static str,
+        /// What the reader said.
+        reason: String,
+    },
 }
 
 impl ModeLogs {
+    /// File name of [`ModeLogs::dbgview`].
     pub const DBGVIEW: &'static str = "dbgview.log";
+    /// File name of [`ModeLogs::pcitree`].
     pub const PCITREE: &'static str = "pcitree.txt";
+    /// File name of [`ModeLogs::irp`].
     pub const IRP: &'static str = "irp.txt";
+    /// File name of [`ModeLogs::dt`].
     pub const DT: &'static str = "dt.txt";
+    /// File name of [`ModeLogs::pci`].
     pub const PCI: &'static str = "pci.txt";
+    /// File name of [`ModeLogs::devnode`].
     pub const DEVNODE: &'static str = "devnode.txt";
+    /// File name of [`ModeLogs::inf`].
     pub const INF: &'static str = "driver.inf";
+    /// File name of [`ModeLogs::record`].
     pub const RECORD: &'static str = "device.jsonl";
 
     /// The text files, in the order the judge reads them (the `!irp` before the `dt` of the

@@ -90,6 +90,7 @@ pub enum Fault {
 }
 
 impl Fault {
+    /// Every fault, in catalogue-row order.
     pub const ALL: [Fault; 30] = [
         Fault::IntxNoIsrRead,
         Fault::VectorsBeforeReset,
@@ -200,6 +201,7 @@ impl Fault {
         }
     }
 
+    /// The fault a `--inject` name means.
     pub fn from_name(name: &str) -> Option<Fault> {
         Fault::ALL.into_iter().find(|f| f.name() == name)
     }

@@ -16,6 +16,9 @@
 //! with `!dd` of the MSI-X table, `!devnode`, the device's own read-backs and the ISR/DPC
 //! counters (the files `virq check --logs` writes, [`ModeLogs`]).
 
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
 pub mod adapters;
 pub mod evidence;
 pub mod faults;
@@ -50,8 +53,10 @@ pub enum Mode {
 }
 
 impl Mode {
+    /// Every mode, in the order a check runs them.
     pub const ALL: [Mode; 3] = [Mode::MsixEnough, Mode::MsixFewer, Mode::Intx];
 
+    /// The `--mode` name of the mode.
     pub fn name(self) -> &'static str {
         match self {
             Mode::MsixEnough => "msix-enough",
@@ -60,6 +65,7 @@ impl Mode {
         }
     }
 
+    /// The mode a `--mode` name means.
     pub fn from_name(s: &str) -> Option<Mode> {
         Mode::ALL.into_iter().find(|m| m.name() == s)
     }
@@ -78,12 +84,16 @@ impl Mode {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum DeviceKind {
+    /// virtio-blk.
     Blk,
+    /// virtio-rng.
     Rng,
+    /// virtio-console.
     Console,
 }
 
 impl DeviceKind {
+    /// The device type a `--device` name means.
     pub fn from_name(s: &str) -> Option<DeviceKind> {
         match s {
             "blk" => Some(DeviceKind::Blk),
@@ -101,27 +111,39 @@ pub enum InfChoice {
     /// The mode decides: MSISupported=1 for the MSI-X modes, no keys for INTx.
     Auto,
     /// `MSISupported=1`, with `MessageNumberLimit` when given.
-    Msi { limit: Option<u32> },
+    Msi {
+        /// `MessageNumberLimit` under `Interrupt Management\MessageSignaledInterruptProperties`.
+        limit: Option<u32>,
+    },
     /// No MSI keys at all: Windows grants a line.
     LineOnly,
     /// The text of a user's INF, and the install section to use.
-    Text { text: String, install: String },
+    Text {
+        /// The INF text.
+        text: String,
+        /// The `[DDInstall]` section to install from.
+        install: String,
+    },
 }
 
 /// What to run.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CheckOptions {
+    /// The device type to check.
     pub device: DeviceKind,
     /// Request queues (virtio-blk multiqueue).
     pub queues: u16,
     /// MSI-X table size; `None` means 1 + queues. 0 removes the capability.
     pub msix_table: Option<u16>,
+    /// The INF interrupt policy the reference driver is installed with.
     pub inf: InfChoice,
     /// Messages the platform can give at most in the MSI-X modes; `None`: all asked for in
     /// `msix-enough`, 1 in `msix-fewer`. A request above it gets exactly one message (Windows
     /// grants all, one, or a line; never N of M).
     pub granted: Option<u32>,
+    /// The modes to run, in order.
     pub modes: Vec<Mode>,
+    /// A catalogue fault to inject (driver, OS or device side), or none.
     pub inject: Option<Fault>,
     /// Block reads submitted per queue.
     pub requests_per_queue: u16,
@@ -186,7 +208,9 @@ impl Default for CheckOptions {
 /// The whole check: one report per mode.
 #[derive(Clone, Debug, Serialize)]
 pub struct CheckReport {
+    /// What was run.
     pub options: CheckOptions,
+    /// One report per mode, in the order they ran.
     pub modes: Vec<ModeReport>,
 }
 
@@ -200,8 +224,10 @@ impl CheckReport {
 /// Errors that stop a check before any verdict.
 #[derive(Debug, thiserror::Error)]
 pub enum CheckError {
+    /// The options contradict each other or exceed a limit.
     #[error("invalid options: {0}")]
     Options(String),
+    /// The simulated machine could not be built or its device could not be found.
     #[error("machine: {0}")]
     Machine(String),
 }

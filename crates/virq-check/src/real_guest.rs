@@ -31,15 +31,20 @@ pub struct GuestLogs {
 /// One thing the run had to do for its judgement to mean anything.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Workload {
+    /// Whether it happened.
     pub done: bool,
+    /// What it is (a partition table read, rng bytes, a console line).
     pub what: String,
 }
 
 /// The judgement of one boot.
 #[derive(Clone, Debug, Serialize)]
 pub struct GuestVerdict {
+    /// The judge's answers for every device the boot's evidence named.
     pub judgement: Judgement,
+    /// What the boot had to do, each done or not.
     pub workload: Vec<Workload>,
+    /// The files the boot left.
     pub logs: GuestLogs,
 }
 
@@ -53,10 +58,15 @@ impl GuestVerdict {
 }
 
 impl GuestLogs {
+    /// File name of [`GuestLogs::serial`].
     pub const SERIAL: &'static str = "serial.log";
+    /// File name of [`GuestLogs::hvc`].
     pub const HVC: &'static str = "hvc.log";
+    /// File name of [`GuestLogs::record`].
     pub const RECORD: &'static str = "devices.jsonl";
 
+    /// The files a boot's run leaves: its two consoles and the devices' records (console
+    /// `LogLine` events dropped: the consoles hold them).
     pub fn from_run(run: &GuestRun) -> Self {
         GuestLogs {
             serial: run.serial_log.clone(),
@@ -97,6 +107,7 @@ impl GuestLogs {
         Ok(events)
     }
 
+    /// The judge's verdict on the files, as `virq doctor` would read them.
     pub fn judge(&self) -> Result<Judgement, LogsError> {
         let mut judge = Judge::new();
         for e in self.evidence()? {

@@ -61,6 +61,7 @@ pub struct PowerCycle {
 /// Everything one mode's run produced.
 #[derive(Clone, Debug, Serialize)]
 pub struct ModeReport {
+    /// The interrupt mode Windows gave the device.
     pub mode: Mode,
     /// What Windows granted and why (all requested, exactly one, or the line).
     pub grant: String,
@@ -74,9 +75,13 @@ pub struct ModeReport {
     pub subject: Subject,
     /// The files a user would have after this run, and the device's record.
     pub logs: ModeLogs,
+    /// Interrupts the CPU took (ISR invocations, message and line).
     pub interrupts: u64,
+    /// An interrupt storm hit [`CheckOptions::interrupt_budget`] and the run stopped.
     pub budget_exhausted: bool,
+    /// Requests the driver submitted.
     pub requests: u32,
+    /// Requests the device completed, with the status (and data) the driver expects.
     pub completed: u32,
     /// The evidence the judge read (the files parsed, then the record): written by
     /// `virq check --events-dir` for `virq doctor`.

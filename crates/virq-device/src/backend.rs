@@ -15,7 +15,9 @@ pub enum BackendError {
     /// ahead): the device cannot go on and must set DEVICE_NEEDS_RESET (virtio 1.2, 2.1.2).
     #[error("virtqueue {queue} is corrupt: {error}")]
     RingCorrupt {
+        /// The queue whose rings are bad (its `queue_select` index).
         queue: u16,
+        /// What the ring walk found wrong.
         #[source]
         error: RingError,
     },

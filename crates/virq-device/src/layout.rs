@@ -10,12 +10,16 @@ use thiserror::Error;
 /// A window in a BAR.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Region {
+    /// BAR number (0, 2 or 4), as in `virtio_pci_cap.bar` (virtio 1.2, 4.1.4).
     pub bar: u8,
+    /// Offset of the window within the BAR (`virtio_pci_cap.offset`).
     pub offset: u64,
+    /// Length of the window in bytes (`virtio_pci_cap.length`).
     pub length: u64,
 }
 
 impl Region {
+    /// The window of `length` bytes at `offset` in BAR `bar`.
     pub const fn new(bar: u8, offset: u64, length: u64) -> Self {
         Region {
             bar,
@@ -46,17 +50,24 @@ impl Region {
 /// Placement of every structure the capability list points at.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Layout {
+    /// The common configuration structure (`VIRTIO_PCI_CAP_COMMON_CFG`, virtio 1.2, 4.1.4.3).
     pub common: Region,
+    /// The notification structure (`VIRTIO_PCI_CAP_NOTIFY_CFG`, virtio 1.2, 4.1.4.4).
     pub notify: Region,
     /// `notify_off_multiplier` (virtio 1.2, 4.1.4.4): 0 or an even power of two.
     pub notify_off_multiplier: u32,
+    /// The ISR status byte (`VIRTIO_PCI_CAP_ISR_CFG`, virtio 1.2, 4.1.4.5).
     pub isr: Region,
+    /// The device-specific configuration (`VIRTIO_PCI_CAP_DEVICE_CFG`, virtio 1.2, 4.1.4.6).
     pub device: Region,
     /// MSI-X table (BAR and offset; the length follows from the table size).
     pub msix_table_bar: u8,
+    /// Offset of the MSI-X table in `msix_table_bar` (8-byte aligned: the low 3 bits of the
+    /// capability's Table Offset/BIR hold the BAR).
     pub msix_table_offset: u64,
     /// MSI-X PBA (BAR and offset; the length follows from the table size).
     pub msix_pba_bar: u8,
+    /// Offset of the PBA in `msix_pba_bar` (8-byte aligned, as for the table).
     pub msix_pba_offset: u64,
 }
 
@@ -82,20 +93,40 @@ impl Default for Layout {
 /// Why a layout cannot be used.
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum LayoutError {
+    /// A BAR number other than 0, 2 or 4.
     #[error("BAR {0} must be 0, 2 or 4: every BAR is a 64-bit memory BAR using two slots")]
     BadBar(u8),
+    /// The named region is empty or shorter than the bytes it must hold.
     #[error("{0} region is empty or too small (needs {1} bytes)")]
     TooSmall(&'static str, u64),
+    /// Two regions share bytes of the same BAR.
     #[error("{a} and {b} overlap")]
-    Overlap { a: &'static str, b: &'static str },
+    Overlap {
+        /// One of the regions.
+        a: &'static str,
+        /// The other.
+        b: &'static str,
+    },
+    /// `notify_off_multiplier` breaks virtio 1.2, 4.1.4.4.
     #[error("notify_off_multiplier {0} is neither 0 nor an even power of two")]
     BadMultiplier(u32),
+    /// The named structure's offset is not 8-byte aligned.
     #[error("{0} offset {1:#x} is not 8-byte aligned (its low 3 bits hold the BIR)")]
     Misaligned(&'static str, u64),
+    /// The notify region is too short for one notify address per queue.
     #[error("notify region of {have} bytes cannot hold {queues} queues at multiplier {mult}")]
-    NotifyTooSmall { have: u64, queues: u16, mult: u32 },
+    NotifyTooSmall {
+        /// Bytes in the notify region.
+        have: u64,
+        /// Queues needing a notify address.
+        queues: u16,
+        /// `notify_off_multiplier`.
+        mult: u32,
+    },
+    /// The MSI-X table size is outside what the capability's Table Size can say.
     #[error("MSI-X table size {0} is outside 1..=2048")]
     TableSize(u16),
+    /// The named offset does not fit the capability's 32-bit offset field.
     #[error("{0} offset does not fit in 32 bits")]
     OffsetTooLarge(&'static str),
 }

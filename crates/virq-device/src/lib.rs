@@ -70,6 +70,8 @@
 //! assert_eq!(u16::from_le_bytes(v), 0xFFFF);
 //! ```
 
+#![deny(missing_docs)]
+
 pub mod backend;
 pub mod layout;
 pub mod memory;

@@ -18,8 +18,11 @@ pub use virq_spec::msix::{
 /// One MSI-X table entry.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MsixEntry {
+    /// Message Address (table entry DWORDs 0 and 1, PCI 3.0, 6.8.2.7/6.8.2.8).
     pub address: u64,
+    /// Message Data (table entry DWORD 2, PCI 3.0, 6.8.2.9).
     pub data: u32,
+    /// Vector Control (table entry DWORD 3, PCI 3.0, 6.8.2.10): bit 0 is the per-vector Mask Bit.
     pub vector_control: u32,
 }
 
@@ -35,6 +38,7 @@ impl Default for MsixEntry {
 }
 
 impl MsixEntry {
+    /// Whether the entry's Mask Bit is set: a message due on it is held in the PBA.
     pub fn masked(&self) -> bool {
         self.vector_control & VECTOR_CONTROL_MASK != 0
     }
@@ -54,10 +58,13 @@ pub enum Fired {
 /// The MSI-X state of a function.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Msix {
+    /// The MSI-X table, one entry per vector (the capability's Table Size + 1 entries).
     pub table: Vec<MsixEntry>,
     /// Pending bits, 64 entries per word as the PBA lays them out.
     pub pba: Vec<u64>,
+    /// MSI-X Enable (Message Control bit 15): without it the function may not send MSI-X.
     pub enabled: bool,
+    /// Function Mask (Message Control bit 14): masks every vector at once, whatever its Mask Bit.
     pub function_masked: bool,
     /// PCI Command bit 2: without bus mastering the function cannot write the message, so
     /// a due message waits in the PBA until Bus Master Enable is set.
@@ -70,6 +77,8 @@ fn bus_master_default() -> bool {
 }
 
 impl Msix {
+    /// A disabled, unmasked function with `table_size` zeroed entries (clamped to 1..=2048), and
+    /// Bus Master Enable clear as after reset.
     pub fn new(table_size: u16) -> Self {
         let n = table_size.clamp(1, MAX_TABLE_SIZE) as usize;
         Msix {
@@ -81,18 +90,22 @@ impl Msix {
         }
     }
 
+    /// Number of table entries.
     pub fn table_size(&self) -> u16 {
         self.table.len() as u16
     }
 
+    /// Size of the table in bytes (16 per entry), as the BAR must hold it.
     pub fn table_bytes(&self) -> u64 {
         self.table.len() as u64 * ENTRY_SIZE
     }
 
+    /// Size of the PBA in bytes: one bit per entry, rounded up to whole QWORDs.
     pub fn pba_bytes(&self) -> u64 {
         self.pba.len() as u64 * 8
     }
 
+    /// Whether `entry`'s Pending Bit is set (false for an entry that does not exist).
     pub fn is_pending(&self, entry: u16) -> bool {
         let e = entry as usize;
         e < self.table.len() && self.pba[e / 64] & (1 << (e % 64)) != 0

@@ -15,19 +15,33 @@ pub use virq_spec::pci::{
 };
 
 // Header offsets as indices into the configuration bytes.
+/// Vendor ID (PCI 3.0, 6.2.1), as an index into the configuration bytes.
 pub const VENDOR_ID: usize = spec::VENDOR_ID as usize;
+/// Device ID (PCI 3.0, 6.2.1).
 pub const DEVICE_ID: usize = spec::DEVICE_ID as usize;
+/// Command register (PCI 3.0, 6.2.2).
 pub const COMMAND: usize = spec::COMMAND as usize;
+/// Status register (PCI 3.0, 6.2.3).
 pub const STATUS: usize = spec::STATUS as usize;
+/// Revision ID (PCI 3.0, 6.2.1).
 pub const REVISION_ID: usize = spec::REVISION_ID as usize;
+/// Programming interface byte, the low byte of the Class Code (PCI 3.0, 6.2.1).
 pub const CLASS_PROG_IF: usize = spec::CLASS_PROG_IF as usize;
+/// Cache Line Size (PCI 3.0, 6.2.4).
 pub const CACHE_LINE_SIZE: usize = spec::CACHE_LINE_SIZE as usize;
+/// Header Type (PCI 3.0, 6.2.1).
 pub const HEADER_TYPE: usize = spec::HEADER_TYPE as usize;
+/// Base Address Register 0; BAR n is at `BAR0 + 4 * n` (PCI 3.0, 6.2.5.1).
 pub const BAR0: usize = spec::BAR0 as usize;
+/// Subsystem Vendor ID (PCI 3.0, 6.2.4).
 pub const SUBSYSTEM_VENDOR_ID: usize = spec::SUBSYSTEM_VENDOR_ID as usize;
+/// Subsystem ID (PCI 3.0, 6.2.4).
 pub const SUBSYSTEM_ID: usize = spec::SUBSYSTEM_ID as usize;
+/// Capabilities Pointer (PCI 3.0, 6.7).
 pub const CAPABILITIES_POINTER: usize = spec::CAPABILITIES_POINTER as usize;
+/// Interrupt Line: written by firmware, read by the OS, unused by the device (PCI 3.0, 6.2.4).
 pub const INTERRUPT_LINE: usize = spec::INTERRUPT_LINE as usize;
+/// Interrupt Pin: 1 for INTA#, 0 for none (PCI 3.0, 6.2.4).
 pub const INTERRUPT_PIN: usize = spec::INTERRUPT_PIN as usize;
 
 /// Writable Command bits: memory space, bus master, parity, SERR#, interrupt disable.
@@ -38,26 +52,40 @@ const COMMAND_WRITABLE: u16 =
 /// Memory BAR kinds the transport uses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum BarKind {
+    /// A 32-bit memory BAR.
     Memory32,
-    Memory64 { prefetchable: bool },
+    /// A 64-bit memory BAR, taking two BAR slots.
+    Memory64 {
+        /// The Prefetchable bit (bit 3 of the BAR).
+        prefetchable: bool,
+    },
 }
 
 /// A BAR this function implements: its index and power-of-two size.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BarDef {
+    /// BAR number (0..=5; a 64-bit BAR also takes the next slot).
     pub index: u8,
+    /// Size in bytes, a power of two; the size probe reads back its mask.
     pub size: u64,
+    /// 32- or 64-bit memory BAR.
     pub kind: BarKind,
 }
 
 /// Identity of the function, written once at construction.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PciIdentity {
+    /// Vendor ID (0x1AF4 for virtio, virtio 1.2, 4.1.2).
     pub vendor_id: u16,
+    /// Device ID (0x1040 + virtio device ID for a modern device, virtio 1.2, 4.1.2).
     pub device_id: u16,
+    /// Revision ID (1 or more for a modern-only device).
     pub revision_id: u8,
+    /// Class Code: base class, subclass and programming interface, 24 bits.
     pub class_code: u32,
+    /// Subsystem Vendor ID.
     pub subsystem_vendor_id: u16,
+    /// Subsystem ID.
     pub subsystem_id: u16,
 }
 
@@ -74,6 +102,7 @@ pub struct ConfigSpace {
 }
 
 impl ConfigSpace {
+    /// A header-type-0 space with identity `id`, no BARs and an empty capability list.
     pub fn new(id: PciIdentity) -> Self {
         let mut cs = ConfigSpace {
             bytes: [0; CONFIG_SPACE_SIZE],
@@ -123,6 +152,7 @@ impl ConfigSpace {
         self.bars.push(bar);
     }
 
+    /// The BARs added so far, in order.
     pub fn bars(&self) -> &[BarDef] {
         &self.bars
     }
@@ -173,14 +203,17 @@ impl ConfigSpace {
         offset as u8
     }
 
+    /// All 256 configuration bytes as the driver would read them.
     pub fn bytes(&self) -> &[u8; CONFIG_SPACE_SIZE] {
         &self.bytes
     }
 
+    /// The byte at `offset`.
     pub fn byte(&self, offset: usize) -> u8 {
         self.bytes[offset]
     }
 
+    /// Set the byte at `offset`, bypassing the write mask (device-side writes such as status bits).
     pub fn set_byte(&mut self, offset: usize, value: u8) {
         self.bytes[offset] = value;
     }
@@ -191,18 +224,22 @@ impl ConfigSpace {
         self.bytes[offset] = (self.bytes[offset] & !mask) | (value & mask);
     }
 
+    /// The little-endian 16-bit value at `offset`.
     pub fn u16_at(&self, offset: usize) -> u16 {
         u16::from_le_bytes([self.bytes[offset], self.bytes[offset + 1]])
     }
 
+    /// The little-endian 32-bit value at `offset`.
     pub fn u32_at(&self, offset: usize) -> u32 {
         u32::from_le_bytes(self.bytes[offset..offset + 4].try_into().unwrap())
     }
 
+    /// Set the 16 bits at `offset`, bypassing the write mask.
     pub fn set_u16(&mut self, offset: usize, v: u16) {
         self.bytes[offset..offset + 2].copy_from_slice(&v.to_le_bytes());
     }
 
+    /// Set the 32 bits at `offset`, bypassing the write mask.
     pub fn set_u32(&mut self, offset: usize, v: u32) {
         self.bytes[offset..offset + 4].copy_from_slice(&v.to_le_bytes());
     }
@@ -215,6 +252,7 @@ impl ConfigSpace {
         self.write_mask[offset..offset + 4].copy_from_slice(&m.to_le_bytes());
     }
 
+    /// The Command register (Memory Space, Bus Master, INTx Disable live here).
     pub fn command(&self) -> u16 {
         self.u16_at(COMMAND)
     }

@@ -23,7 +23,9 @@ const DEVICES_PER_BUS: u8 = 32;
 /// Identity of the host bridge at 00:00.0 (class 06/00), so bus scans that expect one find it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct HostBridge {
+    /// Vendor ID at 00:00.0.
     pub vendor_id: u16,
+    /// Device ID at 00:00.0.
     pub device_id: u16,
 }
 
@@ -54,15 +56,22 @@ impl HostBridge {
 /// Why a device could not be plugged or its BARs placed.
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum PciRootError {
+    /// All 31 device numbers of bus 0 are taken.
     #[error("no free device number on bus 0")]
     BusFull,
+    /// The requested device number is taken, or is 0 (the host bridge) or above 31.
     #[error("device number {0} is taken or not a device slot (1..=31)")]
     SlotUnavailable(u8),
+    /// A BAR does not fit in the MMIO window left below the limit.
     #[error("BAR {bar} of 00:{slot:02x}.0 ({size:#x} bytes) does not fit below {limit:#x}")]
     BarSpace {
+        /// Device number of the function on bus 0.
         slot: u8,
+        /// BAR number.
         bar: u8,
+        /// BAR size in bytes.
         size: u64,
+        /// Top of the MMIO window.
         limit: u64,
     },
 }
@@ -138,6 +147,7 @@ impl PciRoot {
             .map(|s| &s.device)
     }
 
+    /// The device plugged as `number`, to drive or inspect it (removed or not).
     pub fn device_mut(&mut self, number: u8) -> Option<&mut VirtioPciDevice> {
         self.slots
             .iter_mut()

@@ -55,62 +55,113 @@ impl std::fmt::Display for RingPart {
 /// must then set DEVICE_NEEDS_RESET, virtio 1.2, 2.1.2).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Error)]
 pub enum RingError {
+    /// A `queue_size` that is not a power of two or exceeds the device's maximum (virtio 1.2, 2.7).
     #[error("queue size {0} is not a power of two in 1..=32768")]
     Size(u16),
+    /// A ring part whose address breaks its alignment (virtio 1.2, 2.7: 16, 2 and 4 bytes).
     #[error("{part} at {addr:#x} is not {align}-byte aligned")]
     Misaligned {
+        /// The misaligned part.
         part: RingPart,
+        /// Its guest-physical address as the driver wrote it.
         addr: u64,
+        /// The alignment the part needs, in bytes.
         align: u64,
     },
+    /// A ring part that does not lie wholly in guest RAM.
     #[error("{part} of {len} bytes at {addr:#x} is not guest RAM")]
-    OutsideRam { part: RingPart, addr: u64, len: u64 },
+    OutsideRam {
+        /// The part outside RAM.
+        part: RingPart,
+        /// Its guest-physical address.
+        addr: u64,
+        /// Its length for the queue size, in bytes.
+        len: u64,
+    },
     #[error(
         "available index {avail_idx} is more than the queue size ({size}) ahead of {next_avail}"
     )]
+    /// The driver's `avail->idx` moved further than a queue size past what the device has taken:
+    /// an impossible ring (virtio 1.2, 2.7.13).
     AvailIndex {
+        /// `idx` read from the available ring.
         avail_idx: u16,
+        /// The device's next available index.
         next_avail: u16,
+        /// The queue size.
         size: u16,
     },
+    /// Guest memory refused an access to a ring part.
     #[error("{part} cannot be accessed: {source}")]
     Memory {
+        /// The part being accessed.
         part: RingPart,
+        /// What guest memory reported.
         #[source]
         source: MemoryError,
     },
+    /// The device was asked to publish a used element whose head is outside the descriptor table.
     #[error("head {head} published to the used ring is not below the queue size {size}")]
-    UsedHead { head: u16, size: u16 },
+    UsedHead {
+        /// The chain head being published.
+        head: u16,
+        /// The queue size.
+        size: u16,
+    },
 }
 
 /// Why a descriptor chain ended before a descriptor without NEXT (virtio 1.2, 2.7.5).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Error)]
 pub enum ChainError {
+    /// A descriptor index (a head or a `next`) beyond the descriptor table.
     #[error("descriptor index {index} is not below the table size {size}")]
-    IndexOutOfRange { index: u16, size: u16 },
+    IndexOutOfRange {
+        /// The offending index.
+        index: u16,
+        /// The size of the table it indexes.
+        size: u16,
+    },
+    /// A descriptor could not be read from guest memory.
     #[error("descriptor {index} at {addr:#x} cannot be read: {source}")]
     Unreadable {
+        /// Index of the descriptor in its table.
         index: u16,
+        /// Guest-physical address of the descriptor.
         addr: u64,
+        /// What guest memory reported.
         #[source]
         source: MemoryError,
     },
+    /// A chain longer than its table: the driver made a loop.
     #[error("chain goes on after {limit} descriptors: a loop, or longer than its table")]
-    TooLong { limit: u16 },
+    TooLong {
+        /// The most descriptors a chain of that table can have.
+        limit: u16,
+    },
+    /// The chain's buffers add up to more than a `u32` of bytes.
     #[error("chain describes more than 2^32 - 1 bytes (virtio 1.2, 2.7.5.2)")]
     TooLarge,
+    /// An indirect table names another indirect table, which the spec forbids.
     #[error("indirect descriptor inside an indirect table (virtio 1.2, 2.7.5.3.1)")]
     NestedIndirect,
+    /// An indirect table whose length cannot be a table of descriptors.
     #[error("indirect table of {len} bytes is empty, not a multiple of 16 or over 65535 entries")]
-    IndirectTable { len: u32 },
+    IndirectTable {
+        /// The `len` of the `VIRTQ_DESC_F_INDIRECT` descriptor.
+        len: u32,
+    },
 }
 
 /// One descriptor as the driver wrote it (`struct virtq_desc`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Descriptor {
+    /// Guest-physical address of the buffer (`virtq_desc.addr`).
     pub addr: u64,
+    /// Length of the buffer in bytes (`virtq_desc.len`).
     pub len: u32,
+    /// `VIRTQ_DESC_F_NEXT`, `_WRITE` and `_INDIRECT` (`virtq_desc.flags`).
     pub flags: u16,
+    /// Index of the next descriptor when `VIRTQ_DESC_F_NEXT` is set (`virtq_desc.next`).
     pub next: u16,
 }
 
@@ -210,10 +261,12 @@ impl SplitQueue {
         };
     }
 
+    /// The largest queue size the device offers (`queue_size` after reset).
     pub fn max_size(&self) -> u16 {
         self.max_size
     }
 
+    /// The queue size the driver chose (`queue_size`).
     pub fn size(&self) -> u16 {
         self.size
     }
@@ -227,10 +280,12 @@ impl SplitQueue {
         Ok(())
     }
 
+    /// Whether the driver enabled the queue (`queue_enable`).
     pub fn ready(&self) -> bool {
         self.ready
     }
 
+    /// Record the driver's `queue_enable` write.
     pub fn set_ready(&mut self, ready: bool) {
         self.ready = ready;
     }
@@ -273,6 +328,7 @@ impl SplitQueue {
         self.next_avail
     }
 
+    /// Set the next available index (snapshot restore).
     pub fn set_next_avail(&mut self, v: u16) {
         self.next_avail = v;
     }
@@ -303,6 +359,7 @@ impl SplitQueue {
         self.event_idx
     }
 
+    /// Record whether VIRTIO_F_EVENT_IDX was negotiated for this queue's notifications.
     pub fn set_event_idx(&mut self, on: bool) {
         self.event_idx = on;
     }
@@ -368,6 +425,7 @@ pub struct Virtqueue<'a> {
 }
 
 impl<'a> Virtqueue<'a> {
+    /// The queue `state` over guest memory `mem`, for one round of processing.
     pub fn new(state: &'a mut SplitQueue, mem: Dma<'a>) -> Self {
         Virtqueue {
             state,

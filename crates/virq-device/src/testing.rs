@@ -16,6 +16,7 @@ pub struct NullBackend {
 }
 
 impl NullBackend {
+    /// A backend offering `queues` virtqueues that has completed nothing yet.
     pub fn new(queues: u16) -> Self {
         NullBackend {
             queues,
@@ -98,6 +99,7 @@ pub struct RecordingSink {
 }
 
 impl RecordingSink {
+    /// A sink that has recorded nothing, with the INTx line low.
     pub fn new() -> Self {
         Self::default()
     }
@@ -105,15 +107,19 @@ impl RecordingSink {
     pub fn messages(&self) -> Vec<(u64, u32)> {
         self.messages.lock().unwrap().clone()
     }
+    /// Messages delivered since the last take, as (address, data), and forget them.
     pub fn take_messages(&self) -> Vec<(u64, u32)> {
         std::mem::take(&mut *self.messages.lock().unwrap())
     }
+    /// The INTx level now (true: asserted).
     pub fn line(&self) -> bool {
         self.line.load(Ordering::SeqCst)
     }
+    /// How many times the INTx line went from low to high.
     pub fn raises(&self) -> u64 {
         self.raises.load(Ordering::SeqCst)
     }
+    /// How many times the INTx line went from high to low.
     pub fn lowers(&self) -> u64 {
         self.lowers.load(Ordering::SeqCst)
     }

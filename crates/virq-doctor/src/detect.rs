@@ -197,6 +197,7 @@ pub struct Votes {
 }
 
 impl Votes {
+    /// Vote for the format `raw` looks like, if any.
     pub fn add(&mut self, raw: &str) {
         if let Some(f) = classify_line(raw) {
             self.vote(f);
@@ -215,6 +216,7 @@ impl Votes {
         }
     }
 
+    /// One vote for `f`.
     pub fn vote(&mut self, f: Format) {
         self.counts[f.index()] += 1;
     }

@@ -6,30 +6,61 @@ use thiserror::Error;
 /// A single file the doctor could not read as evidence.
 #[derive(Debug, Error)]
 pub enum SourceError {
+    /// The path does not exist.
     #[error("{path}: no such file")]
-    Missing { path: String },
+    Missing {
+        /// The path as given.
+        path: String,
+    },
+    /// The path is a directory.
     #[error("{path}: is a directory, not a capture file")]
-    Directory { path: String },
+    Directory {
+        /// The path as given.
+        path: String,
+    },
+    /// The file could not be opened or read.
     #[error("{path}: cannot be read: {source}")]
     Io {
+        /// The path as given.
         path: String,
+        /// What the OS said.
         #[source]
         source: std::io::Error,
     },
+    /// The file has no bytes.
     #[error("{path}: the file is empty")]
-    Empty { path: String },
+    Empty {
+        /// The path as given.
+        path: String,
+    },
     #[error(
         "{path}: looks like UTF-16 text (byte-order mark {bom}); save it as ANSI/UTF-8 \
          (DbgView: File > Save As; PowerShell: Out-File -Encoding utf8) and try again"
     )]
-    Utf16 { path: String, bom: &'static str },
+    /// The file is UTF-16 (a BOM says so); captures must be saved as UTF-8 or ANSI.
+    Utf16 {
+        /// The path as given.
+        path: String,
+        /// Which BOM was found.
+        bom: &'static str,
+    },
+    /// A NUL byte near the start: not a text capture.
     #[error("{path}: looks binary (NUL byte at offset {offset}); expected a text capture")]
-    Binary { path: String, offset: u64 },
+    Binary {
+        /// The path as given.
+        path: String,
+        /// Byte offset of the first NUL.
+        offset: u64,
+    },
     #[error(
         "{path}: not a recognised format (expected a DbgView capture, WinDbg !pci/!devnode \
          output, /proc/interrupts, lspci -vvv or a kernel log)"
     )]
-    NotRecognised { path: String },
+    /// No line looks like any format the doctor reads.
+    NotRecognised {
+        /// The path as given.
+        path: String,
+    },
 }
 
 impl SourceError {
@@ -51,6 +82,7 @@ impl SourceError {
 #[derive(Debug, Error)]
 #[error("{}", render(.errors))]
 pub struct LoadError {
+    /// Every file that failed, in the order given.
     pub errors: Vec<SourceError>,
 }
 

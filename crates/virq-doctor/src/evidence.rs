@@ -32,10 +32,12 @@ impl Default for Doctor<'_> {
 }
 
 impl<'a> Doctor<'a> {
+    /// A doctor with the default [`ParseLimits`].
     pub fn new() -> Self {
         Self::with_limits(ParseLimits::default())
     }
 
+    /// A doctor with the given bounds on line length and quoted lines.
     pub fn with_limits(limits: ParseLimits) -> Self {
         Doctor {
             judge: Judge::new(),

@@ -94,6 +94,7 @@ pub const IRP: u64 = mask(&[54]);
 pub const VIRTIO_WIN: u64 = mask(&[41, 42, 47, 48, 49, 50, 51, 52, 57]);
 /// A read-back wording needs "read" and one of these.
 pub const READ: u64 = mask(&[16]);
+/// With [`READ`], a word that makes a read-back about a vector (`msi-x`, `msix`, `vector`).
 pub const VECTORISH: u64 = mask(&[6, 7, 17]);
 /// Free-text lines worth keeping (`is_interesting`).
 pub const INTERESTING: u64 = mask(&[17, 18, 19, 20, 21, 22, 23, 24, 25, 26]);
@@ -102,11 +103,14 @@ pub const PROMPT: u64 = mask(&[27]);
 /// Linux: a line naming virtio (a `/proc/interrupts` row worth keeping), and the kernel's
 /// "nobody cared" report.
 pub const VIRTIO: u64 = mask(&[23]);
+/// Linux's "nobody cared" report of a line nobody handled.
 pub const NOBODY_CARED: u64 = mask(&[24]);
 /// Lines a rule reads whatever else they say (`decisive_line`): the kernel giving up on a
 /// line, virtio_pci's own messages.
 pub const DECISIVE: u64 = mask(&[24, 28, 29, 30]);
+/// Lines naming `msi`.
 pub const MSI: u64 = mask(&[18]);
+/// Lines naming `irq`.
 pub const IRQ: u64 = mask(&[22]);
 /// The keyword-based part of format detection.
 pub const CLASSIFY: u64 = CHECKLIST

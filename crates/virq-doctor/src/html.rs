@@ -9,8 +9,11 @@ use virq_judge::{Answer, Check, Subject, Verdict};
 
 /// One link of the chain and the checklist steps that judge it.
 pub struct Link {
+    /// The link's part of its box's HTML id (`link-N-ID`).
     pub id: &'static str,
+    /// The link's name as drawn.
     pub name: &'static str,
+    /// The checklist steps (section 6) whose verdicts colour it.
     pub steps: &'static [u8],
 }
 

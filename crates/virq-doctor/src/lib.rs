@@ -24,6 +24,9 @@
 //! std::process::exit(virq_doctor::exit_code(&result));
 //! ```
 
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
 pub mod detect;
 pub mod error;
 pub mod evidence;

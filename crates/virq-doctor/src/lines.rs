@@ -16,7 +16,9 @@ pub const DEFAULT_MAX_LINE_BYTES: usize = 64 * 1024;
 /// One line as read: 1-based number, decoded text (lossy UTF-8, no line terminator).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Line {
+    /// 1-based line number in the file.
     pub number: u64,
+    /// The line's text, decoded as lossy UTF-8, without its terminator.
     pub text: String,
     /// The line was longer than the limit and its tail was dropped.
     pub truncated: bool,
@@ -36,6 +38,7 @@ pub struct LineReader<R> {
 }
 
 impl<R: BufRead> LineReader<R> {
+    /// A reader of `inner` that cuts lines at `max_line_bytes`.
     pub fn new(inner: R, max_line_bytes: usize) -> Self {
         Self {
             inner,

@@ -22,15 +22,19 @@ pub const EXIT_INCOMPLETE: i32 = 3;
 /// The doctor's answer for a set of files.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Report {
+    /// What each file contributed.
     pub files: Vec<FileSummary>,
+    /// The judge's answers for every device and start the files showed.
     pub judgement: Judgement,
 }
 
 impl Report {
+    /// A report of `files` and what the judge made of them.
     pub fn new(files: Vec<FileSummary>, judgement: Judgement) -> Self {
         Report { files, judgement }
     }
 
+    /// Every device and start judged.
     pub fn subjects(&self) -> &[Subject] {
         &self.judgement.subjects
     }
@@ -40,6 +44,7 @@ impl Report {
         self.files.iter().any(|f| f.event_count() > 0)
     }
 
+    /// The process exit code: [`EXIT_BROKEN`], [`EXIT_OK`] or [`EXIT_INCOMPLETE`].
     pub fn exit_code(&self) -> i32 {
         match self.judgement.overall() {
             Some(Overall::Broken) => EXIT_BROKEN,
@@ -48,6 +53,7 @@ impl Report {
         }
     }
 
+    /// The report as pretty-printed JSON.
     pub fn to_json(&self) -> String {
         serde_json::to_string_pretty(self).expect("report serialises")
     }

@@ -327,7 +327,14 @@ pub fn words(s: &str) -> Words<'_> {
 /// The iterator of [`words`].
 #[derive(Debug, Clone)]
 pub enum Words<'a> {
-    Ascii { text: &'a str, pos: usize },
+    /// ASCII text, split by hand without decoding.
+    Ascii {
+        /// The text.
+        text: &'a str,
+        /// Byte offset of the next word.
+        pos: usize,
+    },
+    /// Anything else, through `str::split_whitespace`.
     Unicode(std::str::SplitWhitespace<'a>),
 }
 

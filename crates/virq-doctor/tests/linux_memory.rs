@@ -19,6 +19,8 @@ fn grew(by: usize) {
     PEAK.fetch_max(now, Ordering::Relaxed);
 }
 
+// Measuring the heap takes a global allocator, an unsafe trait: the test's only unsafe code.
+#[allow(unsafe_code)]
 // SAFETY: every call is forwarded unchanged to the system allocator; the only extra work is
 // updating two atomics, which neither allocates nor unwinds.
 unsafe impl GlobalAlloc for Peak {

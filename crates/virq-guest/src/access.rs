@@ -72,7 +72,9 @@ impl<T: RegisterAccess + ?Sized> RegisterAccess for Box<T> {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Error)]
 #[error("guest RAM access of {len} bytes at {gpa:#x} is outside guest memory")]
 pub struct RamError {
+    /// Guest-physical address of the first byte.
     pub gpa: u64,
+    /// Length of the access in bytes.
     pub len: u64,
 }
 
@@ -98,27 +100,33 @@ impl<T: GuestRam + ?Sized> GuestRam for &mut T {
 
 /// Little-endian typed accessors on top of [`GuestRam`]; virtio rings are little-endian.
 pub trait GuestRamExt: GuestRam {
+    /// The little-endian 16-bit value at `gpa`.
     fn read_u16(&mut self, gpa: u64) -> Result<u16, RamError> {
         let mut b = [0u8; 2];
         self.read(gpa, &mut b)?;
         Ok(u16::from_le_bytes(b))
     }
+    /// The little-endian 32-bit value at `gpa`.
     fn read_u32(&mut self, gpa: u64) -> Result<u32, RamError> {
         let mut b = [0u8; 4];
         self.read(gpa, &mut b)?;
         Ok(u32::from_le_bytes(b))
     }
+    /// The little-endian 64-bit value at `gpa`.
     fn read_u64(&mut self, gpa: u64) -> Result<u64, RamError> {
         let mut b = [0u8; 8];
         self.read(gpa, &mut b)?;
         Ok(u64::from_le_bytes(b))
     }
+    /// Write `v` little-endian at `gpa`.
     fn write_u16(&mut self, gpa: u64, v: u16) -> Result<(), RamError> {
         self.write(gpa, &v.to_le_bytes())
     }
+    /// Write `v` little-endian at `gpa`.
     fn write_u32(&mut self, gpa: u64, v: u32) -> Result<(), RamError> {
         self.write(gpa, &v.to_le_bytes())
     }
+    /// Write `v` little-endian at `gpa`.
     fn write_u64(&mut self, gpa: u64, v: u64) -> Result<(), RamError> {
         self.write(gpa, &v.to_le_bytes())
     }
@@ -176,9 +184,21 @@ pub enum AllocError {
     #[error(
         "ring region exhausted: {size} bytes aligned to {align} do not fit ({free} bytes left)"
     )]
-    Exhausted { size: u64, align: u64, free: u64 },
+    /// The region has no room left for the allocation.
+    Exhausted {
+        /// Bytes asked for.
+        size: u64,
+        /// Alignment asked for.
+        align: u64,
+        /// Bytes left in the region.
+        free: u64,
+    },
+    /// An alignment that is not a power of two.
     #[error("alignment {align} is not a power of two")]
-    BadAlign { align: u64 },
+    BadAlign {
+        /// The alignment asked for.
+        align: u64,
+    },
 }
 
 /// Bump allocator over a caller-supplied guest-physical region (`base`, `len`) for ring memory.
@@ -192,6 +212,7 @@ pub struct RingAllocator {
 }
 
 impl RingAllocator {
+    /// An allocator over `len` bytes of guest-physical memory from `base`, nothing allocated yet.
     pub fn new(base: u64, len: u64) -> Self {
         Self { base, len, used: 0 }
     }

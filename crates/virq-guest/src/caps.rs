@@ -27,10 +27,15 @@ pub use virq_spec::virtio_pci::{
 /// `cfg_type` of a virtio vendor capability (virtio 1.2 section 4.1.4).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum VirtioCfgType {
+    /// `VIRTIO_PCI_CAP_COMMON_CFG` (virtio 1.2, 4.1.4.3).
     Common = cfg_type::COMMON as isize,
+    /// `VIRTIO_PCI_CAP_NOTIFY_CFG` (virtio 1.2, 4.1.4.4).
     Notify = cfg_type::NOTIFY as isize,
+    /// `VIRTIO_PCI_CAP_ISR_CFG` (virtio 1.2, 4.1.4.5).
     Isr = cfg_type::ISR as isize,
+    /// `VIRTIO_PCI_CAP_DEVICE_CFG` (virtio 1.2, 4.1.4.6).
     Device = cfg_type::DEVICE as isize,
+    /// `VIRTIO_PCI_CAP_PCI_CFG`, the configuration-space access window (virtio 1.2, 4.1.4.9).
     PciCfg = cfg_type::PCI_CFG as isize,
 }
 
@@ -50,50 +55,128 @@ impl VirtioCfgType {
 /// Why a capability list cannot be used at all.
 #[derive(Clone, Debug, PartialEq, Eq, Error)]
 pub enum CapError {
+    /// Vendor ID reads 0xFFFF: nothing answers at this address.
     #[error("configuration space reads all ones (vendor ID 0xffff): no function present")]
     DeviceAbsent,
+    /// The function has no capability list, so it cannot be a modern virtio device.
     #[error("PCI Status {status:#06x} lacks bit 4 (Capabilities List)")]
-    NoCapabilityList { status: u16 },
+    NoCapabilityList {
+        /// The PCI Status register as read.
+        status: u16,
+    },
     #[error(
         "capability pointer {pointer:#04x} read at config offset {from:#04x} is outside 0x40..=0xfc"
     )]
-    PointerOutOfRange { from: u16, pointer: u8 },
+    /// A capability pointer outside the capability area of configuration space.
+    PointerOutOfRange {
+        /// Configuration offset the pointer was read at.
+        from: u16,
+        /// The pointer.
+        pointer: u8,
+    },
+    /// A next pointer leads back to a capability already walked.
     #[error("capability list loops back to {at:#04x}")]
-    Loop { at: u8 },
+    Loop {
+        /// Offset of the capability seen twice.
+        at: u8,
+    },
+    /// More capabilities than configuration space can hold: a corrupt list.
     #[error("capability list longer than {limit} entries")]
-    TooManyCapabilities { limit: usize },
+    TooManyCapabilities {
+        /// The most the walk accepts.
+        limit: usize,
+    },
+    /// A required virtio structure has no usable capability.
     #[error("no valid virtio {cfg_type:?} capability (skipped: {skipped:?})")]
     MissingCapability {
+        /// The structure missing.
         cfg_type: VirtioCfgType,
+        /// Capabilities of that type that were refused, with their defects.
         skipped: Vec<SkippedCap>,
     },
+    /// A capability names a BAR number above 5.
     #[error("BAR {bar} does not exist (BARs are 0..=5)")]
-    NoSuchBar { bar: u8 },
+    NoSuchBar {
+        /// The BAR number.
+        bar: u8,
+    },
+    /// The region is in an I/O BAR.
     #[error("BAR {bar} is an I/O BAR ({raw:#010x}); virtio-pci modern regions need memory BARs")]
-    IoBar { bar: u8, raw: u32 },
+    IoBar {
+        /// The BAR number.
+        bar: u8,
+        /// The BAR register as read.
+        raw: u32,
+    },
+    /// The BAR's memory type field is the reserved value.
     #[error("BAR {bar} has reserved memory type bits ({raw:#010x})")]
-    ReservedBarType { bar: u8, raw: u32 },
+    ReservedBarType {
+        /// The BAR number.
+        bar: u8,
+        /// The BAR register as read.
+        raw: u32,
+    },
+    /// BAR 5 claims to be the low half of a 64-bit BAR.
     #[error("BAR {bar} claims to be 64-bit but is the last BAR")]
-    Bar64InLastSlot { bar: u8 },
+    Bar64InLastSlot {
+        /// The BAR number.
+        bar: u8,
+    },
 }
 
 /// What is wrong with one capability that the parser skipped.
 #[derive(Clone, Debug, PartialEq, Eq, Error)]
 pub enum CapDefect {
+    /// `cap_len` is too short for the capability's fields.
     #[error("cap_len {cap_len} is shorter than the {needed} bytes this capability needs")]
-    CapLenTooShort { cap_len: u8, needed: u8 },
+    CapLenTooShort {
+        /// `cap_len` as read.
+        cap_len: u8,
+        /// Bytes the capability type needs.
+        needed: u8,
+    },
+    /// `cap_len` takes the capability past byte 0xFF.
     #[error("cap_len {cap_len} runs past the end of configuration space")]
-    RunsPastConfigSpace { cap_len: u8 },
+    RunsPastConfigSpace {
+        /// `cap_len` as read.
+        cap_len: u8,
+    },
+    /// `bar` names no BAR (virtio 1.2, 4.1.4: the driver must ignore the capability).
     #[error("bar {bar} is reserved (only 0..=5 name BARs); ignored per virtio 1.2 4.1.4")]
-    ReservedBar { bar: u8 },
+    ReservedBar {
+        /// The value of `bar`.
+        bar: u8,
+    },
+    /// `offset + length` does not fit in 32 bits.
     #[error("offset {offset:#x} + length {length:#x} overflows 32 bits")]
-    RegionOverflow { offset: u32, length: u32 },
+    RegionOverflow {
+        /// `offset` as read.
+        offset: u32,
+        /// `length` as read.
+        length: u32,
+    },
+    /// The region is too short for the structure it describes.
     #[error("region length {length:#x} is shorter than the {needed:#x} bytes required")]
-    RegionTooSmall { length: u32, needed: u32 },
+    RegionTooSmall {
+        /// `length` as read.
+        length: u32,
+        /// Bytes the structure needs.
+        needed: u32,
+    },
+    /// `notify_off_multiplier` breaks virtio 1.2, 4.1.4.4.
     #[error("notify_off_multiplier {multiplier} is neither 0 nor an even power of two")]
-    BadNotifyMultiplier { multiplier: u32 },
+    BadNotifyMultiplier {
+        /// The multiplier as read.
+        multiplier: u32,
+    },
+    /// The MSI-X table or PBA BIR names no BAR.
     #[error("MSI-X {what} BIR {bir} is reserved (only 0..=5 name BARs)")]
-    MsixBadBir { what: &'static str, bir: u8 },
+    MsixBadBir {
+        /// "table" or "PBA".
+        what: &'static str,
+        /// The BIR as read.
+        bir: u8,
+    },
 }
 
 /// A capability the parser saw but did not use, and why.
@@ -105,6 +188,7 @@ pub struct SkippedCap {
     pub cap_id: u8,
     /// Raw `cfg_type` for virtio vendor capabilities.
     pub cfg_type: Option<u8>,
+    /// Why it was skipped.
     pub defect: CapDefect,
 }
 
@@ -113,15 +197,21 @@ pub struct SkippedCap {
 pub struct CapRegion {
     /// Configuration-space offset of the capability that described it.
     pub cap_at: u8,
+    /// BAR number (`virtio_pci_cap.bar`).
     pub bar: u8,
+    /// Offset of the structure in the BAR (`virtio_pci_cap.offset`).
     pub offset: u32,
+    /// Length of the structure in bytes (`virtio_pci_cap.length`).
     pub length: u32,
 }
 
 /// The notification region and how queue notify offsets scale inside it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct NotifyRegion {
+    /// Where the notification structure lies (`virtio_pci_notify_cap.cap`).
     pub region: CapRegion,
+    /// `notify_off_multiplier`: a queue's notify address is `offset + queue_notify_off *
+    /// notify_off_multiplier`.
     pub notify_off_multiplier: u32,
 }
 
@@ -134,9 +224,13 @@ pub struct MsixCap {
     pub message_control: u16,
     /// Number of table entries: `(message_control & 0x7FF) + 1`.
     pub table_size: u16,
+    /// BAR holding the table (Table BIR, low 3 bits of the Table Offset/BIR register).
     pub table_bir: u8,
+    /// Offset of the table in that BAR (the register with its BIR bits cleared).
     pub table_offset: u32,
+    /// BAR holding the PBA (PBA BIR).
     pub pba_bir: u8,
+    /// Offset of the PBA in that BAR.
     pub pba_offset: u32,
 }
 
@@ -172,13 +266,17 @@ impl MsixCap {
 /// Everything the driver core needs from configuration space.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct VirtioPciCaps {
+    /// The common configuration structure.
     pub common: CapRegion,
+    /// The notification structure and its multiplier.
     pub notify: NotifyRegion,
+    /// The ISR status byte.
     pub isr: CapRegion,
     /// Device-specific configuration; some device types have none.
     pub device: Option<CapRegion>,
     /// Configuration-space offset of the VIRTIO_PCI_CAP_PCI_CFG capability.
     pub pci_cfg: Option<u8>,
+    /// The MSI-X capability; `None` for a function with INTx only.
     pub msix: Option<MsixCap>,
     /// Capabilities seen but not used, with the reason.
     pub skipped: Vec<SkippedCap>,
@@ -189,8 +287,11 @@ pub struct VirtioPciCaps {
 /// A memory BAR's base address as the function reports it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct BarAddress {
+    /// The base address, the BAR's flag bits cleared.
     pub address: u64,
+    /// Type field 0b10: the BAR spans two slots.
     pub is_64bit: bool,
+    /// The Prefetchable bit.
     pub prefetchable: bool,
 }
 

@@ -20,6 +20,7 @@ pub mod status {
 pub mod feature {
     use virq_spec::features as f;
 
+    /// `VIRTIO_F_INDIRECT_DESC` (bit 28): descriptors may point at indirect tables.
     pub const INDIRECT_DESC: u64 = f::RING_INDIRECT_DESC;
     pub use f::{
         ACCESS_PLATFORM, IN_ORDER, NOTIFICATION_DATA, RING_EVENT_IDX, RING_PACKED, RING_RESET,
@@ -38,6 +39,7 @@ pub struct CommonCfg<'a, R: RegisterAccess + ?Sized> {
 }
 
 impl<'a, R: RegisterAccess + ?Sized> CommonCfg<'a, R> {
+    /// Typed access to the `common_cfg` structure at `region` through `regs`.
     pub fn new(regs: &'a mut R, region: CapRegion) -> Self {
         Self { regs, region }
     }
@@ -46,28 +48,34 @@ impl<'a, R: RegisterAccess + ?Sized> CommonCfg<'a, R> {
         u64::from(self.region.offset) + off
     }
 
+    /// Read the 8-bit field at `off` in `common_cfg`.
     pub fn read8(&mut self, off: u64) -> u8 {
         let at = self.at(off);
         self.regs.bar_read(self.region.bar, at, Width::U8) as u8
     }
+    /// Read the 16-bit field at `off`.
     pub fn read16(&mut self, off: u64) -> u16 {
         let at = self.at(off);
         self.regs.bar_read(self.region.bar, at, Width::U16) as u16
     }
+    /// Read the 32-bit field at `off`.
     pub fn read32(&mut self, off: u64) -> u32 {
         let at = self.at(off);
         self.regs.bar_read(self.region.bar, at, Width::U32) as u32
     }
+    /// Write the 8-bit field at `off`.
     pub fn write8(&mut self, off: u64, v: u8) {
         let at = self.at(off);
         self.regs
             .bar_write(self.region.bar, at, Width::U8, u64::from(v))
     }
+    /// Write the 16-bit field at `off`.
     pub fn write16(&mut self, off: u64, v: u16) {
         let at = self.at(off);
         self.regs
             .bar_write(self.region.bar, at, Width::U16, u64::from(v))
     }
+    /// Write the 32-bit field at `off`.
     pub fn write32(&mut self, off: u64, v: u32) {
         let at = self.at(off);
         self.regs
@@ -79,6 +87,7 @@ impl<'a, R: RegisterAccess + ?Sized> CommonCfg<'a, R> {
         self.write32(off + 4, (v >> 32) as u32);
     }
 
+    /// `device_status` as the device reports it now.
     pub fn device_status(&mut self) -> u8 {
         self.read8(offset::DEVICE_STATUS)
     }
@@ -99,14 +108,17 @@ impl<'a, R: RegisterAccess + ?Sized> CommonCfg<'a, R> {
         Ok(now | bits)
     }
 
+    /// `num_queues`: the most queues the device offers.
     pub fn num_queues(&mut self) -> u16 {
         self.read16(offset::NUM_QUEUES)
     }
 
+    /// `config_generation`: compare before and after reading device configuration.
     pub fn config_generation(&mut self) -> u8 {
         self.read8(offset::CONFIG_GENERATION)
     }
 
+    /// Write `queue_select`: the `queue_*` fields that follow are this queue's.
     pub fn select_queue(&mut self, queue: u16) {
         self.write16(offset::QUEUE_SELECT, queue);
     }
@@ -153,11 +165,14 @@ impl<'a, R: RegisterAccess + ?Sized> CommonCfg<'a, R> {
 /// The outcome of feature negotiation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Negotiated {
+    /// The device's `device_feature` bits.
     pub offered: u64,
+    /// The bits the driver wrote back in `driver_feature` and the device kept with FEATURES_OK.
     pub accepted: u64,
 }
 
 impl Negotiated {
+    /// Whether every bit of `bit` was accepted.
     pub fn has(&self, bit: u64) -> bool {
         self.accepted & bit == bit
     }

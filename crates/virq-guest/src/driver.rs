@@ -16,20 +16,25 @@ pub use virq_spec::virtio_pci::{ISR_CONFIG, ISR_QUEUE};
 /// row 3 fault, the APIC vector behind each message (index = MessageNumber).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct InterruptGrant {
+    /// MSI-X messages granted; 0 means the line interrupt.
     pub messages: u16,
+    /// The APIC vector behind each message, indexed by MessageNumber (may be empty).
     pub apic_vectors: Vec<u32>,
 }
 
 impl InterruptGrant {
+    /// A grant of no messages: the device is driven on INTx.
     pub fn intx() -> Self {
         Self::default()
     }
+    /// A grant of `messages` MSI-X messages, APIC vectors unknown.
     pub fn messages(messages: u16) -> Self {
         Self {
             messages,
             apic_vectors: Vec::new(),
         }
     }
+    /// The same grant, with the APIC vector of each message for the evidence.
     pub fn with_apic_vectors(mut self, apic_vectors: Vec<u32>) -> Self {
         self.apic_vectors = apic_vectors;
         self
@@ -45,10 +50,13 @@ pub struct DriverConfig {
     pub queues: u16,
     /// Queues are shrunk to the largest power of two not above this and the device's size.
     pub max_queue_size: u16,
+    /// What the OS granted.
     pub grant: InterruptGrant,
+    /// How vectors are chosen and what happens when the device refuses them.
     pub policy: VectorPolicy,
     /// Guest-physical region the rings are allocated in.
     pub ring_base: u64,
+    /// Length of the ring region in bytes.
     pub ring_len: u64,
     /// Reads of `device_status` to wait for a reset to finish.
     pub reset_poll_limit: u32,
@@ -59,6 +67,8 @@ pub struct DriverConfig {
 }
 
 impl DriverConfig {
+    /// A config for `queues` queues over the grant, with rings in `ring_len` bytes from
+    /// `ring_base`; VERSION_1 and EVENT_IDX wanted, queues capped at 256 entries.
     pub fn new(queues: u16, grant: InterruptGrant, ring_base: u64, ring_len: u64) -> Self {
         Self {
             wanted_features: feature::VERSION_1 | feature::RING_EVENT_IDX,
@@ -113,9 +123,13 @@ pub struct DriverFaults {
 /// Where the driver is in its life.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DriverState {
+    /// Built, not brought up yet.
     Idle,
+    /// DRIVER_OK is set and interrupts are connected.
     Running,
+    /// Reset by [`VirtioPciDriver::quiesce`] (a power transition); `resume` brings it back.
     Quiesced,
+    /// Bring-up failed; FAILED was set in `device_status`.
     Failed,
     /// ISR status or `device_status` read all ones.
     Removed,
@@ -124,7 +138,9 @@ pub enum DriverState {
 /// ISR and DPC counts of one message (or of the INTx line).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct MessageCounters {
+    /// ISR (MSI-X message routine or INTx ISR) invocations.
     pub isr: u64,
+    /// DPC invocations.
     pub dpc: u64,
 }
 
@@ -133,8 +149,11 @@ pub struct MessageCounters {
 pub struct Counters {
     /// Indexed by MessageNumber, one per granted message.
     pub messages: Vec<MessageCounters>,
+    /// The INTx line's counts.
     pub intx: MessageCounters,
+    /// The MessageID of the last message ISR.
     pub last_message_id: Option<u32>,
+    /// ISR status as the last INTx ISR read it (read-to-clear).
     pub last_isr_status: Option<u8>,
     /// Message ISRs refused because the ID was beyond the granted messages (row 8).
     pub unmapped_message_ids: u64,
@@ -145,13 +164,16 @@ pub struct Counters {
 /// One selector as read back while running.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct VectorReadBack {
+    /// The selector read back: `msix_config` or a queue's `queue_msix_vector`.
     pub selector: Selector,
     /// The value the plan intended (`NO_VECTOR` for INTx or an unrouted source).
     pub expected: u16,
+    /// What the device returned.
     pub read_back: u16,
 }
 
 impl VectorReadBack {
+    /// The device kept the vector the plan wrote.
     pub fn ok(&self) -> bool {
         self.expected == self.read_back
     }
@@ -160,7 +182,9 @@ impl VectorReadBack {
 /// What a DPC did.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct DpcOutcome {
+    /// Chains the device completed, taken from the used rings.
     pub completions: Vec<UsedElem>,
+    /// The ISR saw a configuration change (ISR bit 1 or the `msix_config` message).
     pub config_changed: bool,
 }
 
@@ -239,12 +263,15 @@ impl<R: RegisterAccess> DeviceConfig<'_, R> {
         let at = u64::from(self.region.offset) + u64::from(offset);
         Ok(self.regs.bar_read(self.region.bar, at, width))
     }
+    /// The 8-bit device configuration field at `offset`.
     pub fn read_u8(&mut self, offset: u32) -> Result<u8, DriverError> {
         Ok(self.read(offset, Width::U8)? as u8)
     }
+    /// The 16-bit device configuration field at `offset`.
     pub fn read_u16(&mut self, offset: u32) -> Result<u16, DriverError> {
         Ok(self.read(offset, Width::U16)? as u16)
     }
+    /// The 32-bit device configuration field at `offset`.
     pub fn read_u32(&mut self, offset: u32) -> Result<u32, DriverError> {
         Ok(self.read(offset, Width::U32)? as u32)
     }
@@ -345,9 +372,11 @@ impl<R: RegisterAccess, M: GuestRam, P: PlatformHooks> VirtioPciDriver<R, M, P> 
         }
     }
 
+    /// The platform (interrupt connection, evidence hooks) the driver was built with.
     pub fn platform(&self) -> &P {
         &self.platform
     }
+    /// The platform, mutable.
     pub fn platform_mut(&mut self) -> &mut P {
         &mut self.platform
     }
@@ -364,12 +393,15 @@ impl<R: RegisterAccess, M: GuestRam, P: PlatformHooks> VirtioPciDriver<R, M, P> 
         self
     }
 
+    /// Where the driver is in its life.
     pub fn state(&self) -> DriverState {
         self.state
     }
+    /// The capabilities found at bring-up.
     pub fn caps(&self) -> &VirtioPciCaps {
         &self.caps
     }
+    /// The negotiated features, once FEATURES_OK stuck.
     pub fn features(&self) -> Option<Negotiated> {
         self.features
     }
@@ -382,18 +414,23 @@ impl<R: RegisterAccess, M: GuestRam, P: PlatformHooks> VirtioPciDriver<R, M, P> 
     pub fn last_isr_read(&self) -> Option<u8> {
         self.last_isr_read
     }
+    /// ISR and DPC counts (checklist 5.4).
     pub fn counters(&self) -> &Counters {
         &self.counters
     }
+    /// Queue `queue`, once set up.
     pub fn queue(&self, queue: u16) -> Option<&SplitQueue> {
         self.queues.get(usize::from(queue))
     }
+    /// The register access, for a test or host to poke the device directly.
     pub fn regs_mut(&mut self) -> &mut R {
         &mut self.regs
     }
+    /// Guest RAM, for buffers and to inspect what the device wrote.
     pub fn ram_mut(&mut self) -> &mut M {
         &mut self.ram
     }
+    /// Give back the register access and guest RAM.
     pub fn into_parts(self) -> (R, M) {
         (self.regs, self.ram)
     }

@@ -28,6 +28,7 @@
 //! device model's events, transport facts such as `VectorWritten` appear once from each side.
 
 #![forbid(unsafe_code)]
+#![deny(missing_docs)]
 
 pub mod access;
 pub mod caps;

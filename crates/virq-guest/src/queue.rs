@@ -21,7 +21,9 @@ pub use virq_spec::ring::{
 /// One buffer of a descriptor chain.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Buffer {
+    /// Guest-physical address of the buffer.
     pub addr: u64,
+    /// Length in bytes.
     pub len: u32,
     /// Device writes into it (VRING_DESC_F_WRITE); otherwise the device reads it.
     pub device_writes: bool,
@@ -30,6 +32,7 @@ pub struct Buffer {
 /// A completed chain taken from the used ring.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct UsedElem {
+    /// The queue the chain was on.
     pub queue: u16,
     /// The caller's token given to [`SplitQueue::add`].
     pub token: u64,
@@ -42,42 +45,73 @@ pub struct UsedElem {
 /// Where a queue's notification goes: a 16-bit write of the queue index.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct NotifyAddress {
+    /// BAR of the notification structure.
     pub bar: u8,
+    /// Offset of the queue's notify address in that BAR.
     pub offset: u64,
 }
 
 /// Guest-physical addresses of the three parts of a split ring.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RingAddresses {
+    /// Descriptor table (`queue_desc`).
     pub desc: u64,
+    /// Available ring, the driver area (`queue_driver`).
     pub avail: u64,
+    /// Used ring, the device area (`queue_device`).
     pub used: u64,
 }
 
 /// Split-ring misuse by the caller or misbehaviour by the device.
 #[derive(Clone, Debug, PartialEq, Eq, Error)]
 pub enum QueueError {
+    /// `add` was given no buffer.
     #[error("queue {queue}: empty descriptor chain")]
-    EmptyChain { queue: u16 },
+    EmptyChain {
+        /// The queue.
+        queue: u16,
+    },
+    /// The chain needs more descriptors than are free.
     #[error("queue {queue}: chain of {needed} descriptors but only {free} free")]
     QueueFull {
+        /// The queue.
         queue: u16,
+        /// Descriptors needed.
         needed: usize,
+        /// Descriptors free.
         free: u16,
     },
     #[error(
         "queue {queue}: device-readable buffer {index} follows a device-writable one (virtio 1.2 2.7.4.2)"
     )]
-    ReadableAfterWritable { queue: u16, index: usize },
+    /// A device-readable buffer comes after a device-writable one.
+    ReadableAfterWritable {
+        /// The queue.
+        queue: u16,
+        /// Position of the offending buffer in the chain.
+        index: usize,
+    },
+    /// The device returned a used id that is not the head of a chain in flight.
     #[error("queue {queue}: device returned used id {id}, which is not an in-flight head")]
-    BadUsedId { queue: u16, id: u32 },
+    BadUsedId {
+        /// The queue.
+        queue: u16,
+        /// The id in the used element.
+        id: u32,
+    },
+    /// `used.idx` moved by more than the ring size: the device is broken.
     #[error("queue {queue}: used.idx jumped from {last} to {now}, beyond the ring size {size}")]
     UsedIdxJump {
+        /// The queue.
         queue: u16,
+        /// `used.idx` last seen.
         last: u16,
+        /// `used.idx` now.
         now: u16,
+        /// The queue size.
         size: u16,
     },
+    /// Guest RAM refused a ring access.
     #[error(transparent)]
     Ram(#[from] RamError),
 }
@@ -187,21 +221,27 @@ impl SplitQueue {
         Ok(lost)
     }
 
+    /// The queue's index (`queue_select`).
     pub fn index(&self) -> u16 {
         self.index
     }
+    /// Queue size in entries.
     pub fn size(&self) -> u16 {
         self.size
     }
+    /// Guest-physical addresses of the three ring parts.
     pub fn rings(&self) -> RingAddresses {
         self.rings
     }
+    /// Where a notification of this queue is written.
     pub fn notify_address(&self) -> NotifyAddress {
         self.notify
     }
+    /// Descriptors free for `add`.
     pub fn num_free(&self) -> u16 {
         self.num_free
     }
+    /// VIRTIO_F_EVENT_IDX was negotiated: `used_event`/`avail_event` replace the flags.
     pub fn event_idx(&self) -> bool {
         self.event_idx
     }
@@ -213,6 +253,7 @@ impl SplitQueue {
     pub fn set_interrupts_wanted(&mut self, wanted: bool) {
         self.interrupts = wanted;
     }
+    /// Chains added and not yet completed.
     pub fn in_flight(&self) -> usize {
         self.in_flight.iter().flatten().count()
     }

@@ -25,13 +25,16 @@ pub enum PlanShape {
 /// A vector plan: the message (or none) for the config selector and for each queue.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct VectorPlan {
+    /// The rung of the ladder the plan is.
     pub shape: PlanShape,
+    /// The message of the config selector (`msix_config`), `None` for no vector.
     pub config: Option<MessageNumber>,
     /// Indexed by queue number.
     pub queues: Vec<Option<MessageNumber>>,
 }
 
 impl VectorPlan {
+    /// Config on message 0, queue i on message i + 1.
     pub fn per_queue(queues: u16) -> Self {
         Self {
             shape: PlanShape::PerQueue,
@@ -40,6 +43,7 @@ impl VectorPlan {
         }
     }
 
+    /// Config on message 0, every queue on message 1.
     pub fn shared_queues(queues: u16) -> Self {
         Self {
             shape: PlanShape::SharedQueues,
@@ -48,6 +52,7 @@ impl VectorPlan {
         }
     }
 
+    /// Config and every queue on message 0.
     pub fn all_on_zero(queues: u16) -> Self {
         Self {
             shape: PlanShape::AllOnZero,
@@ -56,6 +61,7 @@ impl VectorPlan {
         }
     }
 
+    /// No message: INTx, no selector written.
     pub fn intx(queues: u16) -> Self {
         Self {
             shape: PlanShape::Intx,
@@ -76,6 +82,7 @@ impl VectorPlan {
         }
     }
 
+    /// The plan uses the line interrupt.
     pub fn is_intx(&self) -> bool {
         self.shape == PlanShape::Intx
     }

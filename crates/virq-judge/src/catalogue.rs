@@ -5,10 +5,13 @@
 /// One catalogue row.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Row {
+    /// The row's number, 1-30.
     pub number: u8,
     /// The checklist step (section 6) whose link this row breaks.
     pub step: u8,
+    /// What goes wrong, as the catalogue's title says it.
     pub title: &'static str,
+    /// What to change to fix it.
     pub fix: &'static str,
 }
 

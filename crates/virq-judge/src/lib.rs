@@ -21,6 +21,9 @@
 //! assert_eq!(judgement.subjects.len(), 1);
 //! ```
 
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
 mod catalogue;
 pub mod describe;
 mod facts;
@@ -47,17 +50,27 @@ pub enum Verdict {
     /// The evidence shows this link is broken.
     Broken,
     /// The evidence needed is not there; `missing` says what to capture.
-    CannotTell { missing: String },
+    CannotTell {
+        /// The evidence to capture.
+        missing: String,
+    },
     /// Something is broken, and it is one of these rows; `tell_apart` says what evidence
     /// would separate them.
-    OneOf { rows: Vec<u8>, tell_apart: String },
+    OneOf {
+        /// The catalogue rows it can be.
+        rows: Vec<u8>,
+        /// The evidence that would tell them apart.
+        tell_apart: String,
+    },
 }
 
 impl Verdict {
+    /// Something is broken: a definite `Broken`, or one of several rows.
     pub fn is_broken(&self) -> bool {
         matches!(self, Verdict::Broken | Verdict::OneOf { .. })
     }
 
+    /// The evidence shows the link works.
     pub fn is_holds(&self) -> bool {
         matches!(self, Verdict::Holds)
     }
@@ -85,8 +98,11 @@ pub enum Check {
 /// One judged question.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Answer {
+    /// The step or row asked about.
     pub check: Check,
+    /// Its title: the step's link or the row's failure.
     pub title: String,
+    /// What the evidence concluded.
     pub verdict: Verdict,
     /// What the evidence shows, in one line.
     pub finding: String,
@@ -106,6 +122,7 @@ pub struct Subject {
     pub device: Option<String>,
     /// Which start (1-based) of how many the sources showed for this device.
     pub start: usize,
+    /// How many starts the sources showed for this device.
     pub starts: usize,
     /// The line that began this start, when a source marked one.
     pub label: Option<String>,
@@ -156,6 +173,7 @@ impl Subject {
             .collect()
     }
 
+    /// Broken if any answer is, holds if every step holds, otherwise incomplete.
     pub fn overall(&self) -> Overall {
         if self
             .steps
@@ -171,10 +189,12 @@ impl Subject {
         }
     }
 
+    /// Step `n` (1-7; clamped).
     pub fn step(&self, n: u8) -> &Answer {
         &self.steps[usize::from(n.clamp(1, 7)) - 1]
     }
 
+    /// Row `n` (1-30; clamped).
     pub fn row(&self, n: u8) -> &Answer {
         &self.rows[usize::from(n.clamp(1, 30)) - 1]
     }
@@ -196,6 +216,7 @@ impl Subject {
 /// Every subject the evidence held.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Judgement {
+    /// One subject per device and start, in the order the evidence named them.
     pub subjects: Vec<Subject>,
 }
 
@@ -263,6 +284,7 @@ pub struct Judge {
 pub(crate) type Starts = Vec<BTreeMap<Option<String>, Trail>>;
 
 impl Judge {
+    /// A judge that has seen no event yet.
     pub fn new() -> Self {
         Self::default()
     }

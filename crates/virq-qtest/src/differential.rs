@@ -16,8 +16,11 @@ use crate::target::{DeviceKind, DeviceSpec};
 
 /// A difference virq makes on purpose: the observation, what each side shows, and why.
 pub struct Deliberate {
+    /// The observation's key (`vectors/absent-queue-2/queue_msix_vector`).
     pub key: &'static str,
+    /// The spec section that allows both behaviours.
     pub section: &'static str,
+    /// Why virq behaves as it does.
     pub reason: &'static str,
 }
 
@@ -374,6 +377,7 @@ pub fn observe(side: Side) -> Result<Observations, HostError> {
 
 /// The comparison of QEMU's observations with virq's.
 pub struct Comparison {
+    /// Observations both sides made alike.
     pub same: usize,
     /// (key, qemu, virq, the listed reason).
     pub deliberate: Vec<(String, u64, u64, &'static Deliberate)>,
@@ -383,6 +387,8 @@ pub struct Comparison {
     pub stale: Vec<&'static str>,
 }
 
+/// Compare every observation of QEMU with virq's, sorting differences into deliberate (listed
+/// in [`DELIBERATE`]), unexplained and stale entries of the list.
 pub fn compare(qemu: &Observations, virq: &Observations) -> Comparison {
     let mut c = Comparison {
         same: 0,

@@ -18,9 +18,11 @@ use crate::wire::WireError;
 
 /// Where the rings live.
 pub const RING_BASE: u64 = 0x10_0000;
+/// Bytes of the ring region from [`RING_BASE`].
 pub const RING_LEN: u64 = 0x10_0000;
 /// MSI-X message `m` is a DWORD write of `MSG_DATA | m` to `MAILBOX + 4 * m`, in guest RAM.
 pub const MAILBOX: u64 = 0x30_0000;
+/// The Message Data pattern of the mailboxes; the low byte is the message number.
 pub const MSG_DATA: u32 = 0x5A00;
 /// Request areas: one 4 KiB page per token (modulo 256).
 pub const IO_BASE: u64 = 0x40_0000;
@@ -32,6 +34,7 @@ pub type Shared = Rc<RefCell<Target>>;
 /// and is kept in `errors` for the harness.
 pub struct TargetRegs {
     t: Shared,
+    /// Requests that failed, in order, with the reason.
     pub errors: Rc<RefCell<Vec<String>>>,
 }
 
@@ -138,6 +141,7 @@ impl GuestRam for TargetRam {
     }
 }
 
+/// virq-guest's driver on a qtest target, wired as [`Wiring`] says.
 pub type Driver = VirtioPciDriver<TargetRegs, TargetRam, Wiring>;
 
 /// How the platform currently takes the function's interrupts. It is also the platform hook:
@@ -145,7 +149,10 @@ pub type Driver = VirtioPciDriver<TargetRegs, TargetRam, Wiring>;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Wiring {
     /// `granted` MSI-X messages, each landing in its mailbox.
-    Messages { granted: u16 },
+    Messages {
+        /// Messages granted.
+        granted: u16,
+    },
     /// The line (INTA#) at the interrupt controller's input.
     Line,
 }
@@ -158,26 +165,38 @@ impl PlatformHooks for Wiring {
     }
 }
 
+/// Why a scenario could not run or what it found wrong.
 #[derive(Debug, Error)]
 pub enum HostError {
+    /// The driver core refused or failed.
     #[error(transparent)]
     Driver(#[from] DriverError),
+    /// The target could not be built.
     #[error(transparent)]
     Target(#[from] TargetError),
+    /// The qtest wire failed.
     #[error(transparent)]
     Wire(#[from] WireError),
+    /// The capability list could not be walked.
     #[error("capability walk: {0}")]
     Caps(#[from] virq_guest::CapError),
+    /// A check of the scenario failed; the text says which.
     #[error("{0}")]
     Check(String),
     #[error(
         "queue {queue}: token(s) {tokens:?} not completed within {waited:?} (used.idx {used_idx}, {interrupts} interrupt(s) taken meanwhile)"
     )]
+    /// Requests were not completed in time.
     Stranded {
+        /// The queue.
         queue: u16,
+        /// Tokens still outstanding.
         tokens: Vec<u64>,
+        /// How long the host waited.
         waited: Duration,
+        /// `used.idx` at the end.
         used_idx: u16,
+        /// Interrupts taken while waiting.
         interrupts: u64,
     },
 }
@@ -185,22 +204,29 @@ pub enum HostError {
 /// What a scenario asks of the bring-up.
 #[derive(Clone, Debug)]
 pub struct HostConfig {
+    /// Queues to bring up.
     pub queues: u16,
     /// MSI-X messages the OS grants (0: a line interrupt).
     pub messages: u16,
+    /// How vectors are chosen.
     pub policy: VectorPolicy,
+    /// Negotiate VIRTIO_F_EVENT_IDX.
     pub event_idx: bool,
 }
 
 /// The driver on a target, with the platform's interrupt plumbing around it.
 pub struct Host {
+    /// The machine, shared with the driver's register and RAM access.
     pub t: Shared,
+    /// The driver.
     pub drv: Driver,
+    /// Chains completed so far, across all queues.
     pub completions: Vec<UsedElem>,
     /// Configuration changes the driver's DPCs noticed.
     pub config_changes: u32,
     /// Interrupts the platform delivered to an ISR (messages and line assertions).
     pub interrupts: u64,
+    /// The register access's failed requests.
     pub regs_errors: Rc<RefCell<Vec<String>>>,
     timeout: Duration,
 }
@@ -308,10 +334,12 @@ impl Host {
         *self.drv.platform()
     }
 
+    /// Whether the chain of `token` completed.
     pub fn completed(&self, token: u64) -> bool {
         self.completions.iter().any(|c| c.token == token)
     }
 
+    /// The completion of `token`, once it arrived.
     pub fn completion(&self, token: u64) -> Option<UsedElem> {
         self.completions.iter().copied().find(|c| c.token == token)
     }

@@ -6,6 +6,9 @@
 //! `virq serve` session, which speaks the same protocol. On both it hosts `virq-guest`
 //! ([`host`]) and runs the scenarios of [`scenarios`].
 
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
 pub mod differential;
 pub mod host;
 pub mod pc;

@@ -5,20 +5,27 @@ use crate::wire::{Wire, WireError};
 
 /// PCI configuration address port and data window (PCI Local Bus 3.0, 3.2.2.3.2).
 pub const CONFIG_ADDRESS: u16 = 0xCF8;
+/// PCI configuration data window; byte `n` of the dword at `CONFIG_DATA + n`.
 pub const CONFIG_DATA: u16 = 0xCFC;
 /// Command register bits.
 pub const COMMAND: u16 = 0x04;
+/// Command bit 1, Memory Space.
 pub const COMMAND_MEMORY: u16 = 1 << 1;
+/// Command bit 2, Bus Master.
 pub const COMMAND_BUS_MASTER: u16 = 1 << 2;
+/// Command bit 10, Interrupt Disable.
 pub const COMMAND_INTX_DISABLE: u16 = 1 << 10;
 /// Status bit 3: Interrupt Status.
 pub const STATUS: u16 = 0x06;
+/// Status bit 3, Interrupt Status: INTx pending in the function.
 pub const STATUS_INTERRUPT: u16 = 1 << 3;
 
 /// Bus/device/function of a PCI function on bus 0.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Bdf {
+    /// Device number.
     pub device: u8,
+    /// Function number.
     pub function: u8,
 }
 
@@ -33,14 +40,17 @@ impl Bdf {
 
 /// A passive PC reached over qtest.
 pub struct Pc {
+    /// The qtest connection.
     pub wire: Wire,
 }
 
 impl Pc {
+    /// A PC over `wire`.
     pub fn new(wire: Wire) -> Self {
         Pc { wire }
     }
 
+    /// A configuration read of `bytes` (1, 2 or 4) at `offset`, through 0xCF8/0xCFC.
     pub fn cfg_read(&mut self, bdf: Bdf, offset: u16, bytes: u8) -> Result<u32, WireError> {
         self.wire.request(&format!(
             "outl {CONFIG_ADDRESS:#x} {:#x}",
@@ -55,6 +65,7 @@ impl Pc {
         Ok(self.wire.value(&format!("{op} {port:#x}"))? as u32)
     }
 
+    /// A configuration write of `bytes` (1, 2 or 4) at `offset`, through 0xCF8/0xCFC.
     pub fn cfg_write(
         &mut self,
         bdf: Bdf,
@@ -93,6 +104,7 @@ impl Pc {
         })
     }
 
+    /// A sized MMIO or RAM write of 1, 2, 4 or 8 bytes.
     pub fn mem_write(&mut self, addr: u64, bytes: u8, value: u64) -> Result<(), WireError> {
         let op = match bytes {
             1 => "writeb",

@@ -8,11 +8,14 @@ use crate::target::{DeviceKind, DeviceSpec, Target, TargetError};
 /// Which side a scenario runs on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Side {
+    /// QEMU's virtio-pci device, under `-qtest`.
     Qemu,
+    /// virq's device, in-process behind `virq_serve`.
     Virq,
 }
 
 impl Side {
+    /// A machine on this side with the device `spec`.
     pub fn target(self, spec: DeviceSpec) -> Result<Target, TargetError> {
         match self {
             Side::Qemu => Target::qemu(spec),
@@ -94,6 +97,7 @@ pub enum Mode {
 }
 
 impl Mode {
+    /// The name the report prints for the mode.
     pub fn name(self) -> &'static str {
         match self {
             Mode::PerQueue => "msix-per-queue",
@@ -123,12 +127,19 @@ pub fn modes(kind: DeviceKind) -> &'static [Mode] {
 /// What one scenario showed.
 #[derive(Clone, Debug)]
 pub struct Outcome {
+    /// Which side it ran on.
     pub side: Side,
+    /// The device type.
     pub kind: DeviceKind,
+    /// The interrupt mode.
     pub mode: Mode,
+    /// The vector plan the driver ended on.
     pub plan: PlanShape,
+    /// Interrupts delivered to the driver.
     pub interrupts: u64,
+    /// Chains completed.
     pub completions: usize,
+    /// The checks that passed, in order.
     pub checks: Vec<&'static str>,
 }
 

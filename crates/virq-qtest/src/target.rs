@@ -26,12 +26,16 @@ pub const DISK_BYTES: u64 = virq_serve::DEFAULT_DISK_BYTES;
 /// Which virtio device type is under test.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DeviceKind {
+    /// virtio-blk.
     Blk,
+    /// virtio-rng.
     Rng,
+    /// virtio-console.
     Console,
 }
 
 impl DeviceKind {
+    /// The device's name (`virtio-blk`, ...).
     pub fn name(self) -> &'static str {
         match self {
             DeviceKind::Blk => "virtio-blk",
@@ -44,6 +48,7 @@ impl DeviceKind {
 /// The device a target plugs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct DeviceSpec {
+    /// The device type.
     pub kind: DeviceKind,
     /// virtio-blk request queues (rng has 1; console's port 0 uses 2).
     pub queues: u16,
@@ -52,6 +57,7 @@ pub struct DeviceSpec {
 }
 
 impl DeviceSpec {
+    /// A device of `kind` with `queues` queues and an MSI-X table of `msix_table` entries.
     pub fn new(kind: DeviceKind, queues: u16, msix_table: u16) -> Self {
         DeviceSpec {
             kind,
@@ -61,20 +67,30 @@ impl DeviceSpec {
     }
 }
 
+/// Why a target could not be set up.
 #[derive(Debug, Error)]
 pub enum TargetError {
     #[error(
         "`{binary} --version` does not run: install Debian's qemu-system-x86 (`.ci/run` stage qemu-reference does) or set {QEMU_ENV}"
     )]
-    QemuMissing { binary: String },
+    /// No runnable QEMU binary.
+    QemuMissing {
+        /// The binary tried.
+        binary: String,
+    },
+    /// QEMU exited or did not answer at start.
     #[error("QEMU failed to start: {0}")]
     QemuStart(String),
+    /// QMP refused or failed.
     #[error("QMP: {0}")]
     Qmp(String),
+    /// virq's served device could not be built.
     #[error("virq serve: {0}")]
     Serve(String),
+    /// The qtest wire failed.
     #[error(transparent)]
     Wire(#[from] WireError),
+    /// An I/O error on pipes or files.
     #[error("i/o: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -160,8 +176,11 @@ enum Backend {
 
 /// One machine with one device under test.
 pub struct Target {
+    /// The PC the device is plugged in.
     pub pc: Pc,
+    /// Where the device is.
     pub bdf: Bdf,
+    /// The device plugged.
     pub spec: DeviceSpec,
     /// Input of the intercepted interrupt controller that INTA# of the function drives.
     pub intx_irq: u32,
@@ -356,6 +375,7 @@ impl Target {
         Ok(())
     }
 
+    /// `qemu` or `virq`.
     pub fn name(&self) -> &'static str {
         match self.backend {
             Backend::Qemu { .. } => "qemu",
@@ -363,6 +383,7 @@ impl Target {
         }
     }
 
+    /// The device is QEMU's.
     pub fn is_qemu(&self) -> bool {
         matches!(self.backend, Backend::Qemu { .. })
     }

@@ -12,16 +12,37 @@ use thiserror::Error;
 /// How long one reply may take before the peer is declared stuck.
 pub const REPLY_TIMEOUT: Duration = Duration::from_secs(20);
 
+/// Why a qtest request failed.
 #[derive(Debug, Error)]
 pub enum WireError {
+    /// The peer closed the connection.
     #[error("qtest peer closed the connection")]
     Closed,
+    /// No reply in time.
     #[error("qtest peer sent no reply to {request:?} within {timeout:?}")]
-    Timeout { request: String, timeout: Duration },
+    Timeout {
+        /// The request.
+        request: String,
+        /// How long it waited.
+        timeout: Duration,
+    },
+    /// The peer answered `FAIL`.
     #[error("qtest request {request:?} failed: {reply}")]
-    Fail { request: String, reply: String },
+    Fail {
+        /// The request.
+        request: String,
+        /// The reply.
+        reply: String,
+    },
+    /// The reply is not one the protocol allows for the request.
     #[error("qtest reply {reply:?} to {request:?} is not what the protocol allows")]
-    Malformed { request: String, reply: String },
+    Malformed {
+        /// The request.
+        request: String,
+        /// The reply.
+        reply: String,
+    },
+    /// Reading or writing the connection failed.
     #[error("i/o: {0}")]
     Io(#[from] std::io::Error),
 }

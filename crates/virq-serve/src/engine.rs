@@ -21,7 +21,12 @@ pub const DEVICE_SLOT: u8 = 1;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Irq {
     /// An MSI-X message: a DWORD write of `data` to `address`.
-    Msi { address: u64, data: u32 },
+    Msi {
+        /// Message Address of the MSI-X table entry.
+        address: u64,
+        /// Message Data of the entry.
+        data: u32,
+    },
     /// INTA# went high; the number is the GSI it is wired to.
     Raise(u32),
     /// INTA# went low.
@@ -224,6 +229,7 @@ impl Session {
         })
     }
 
+    /// The options the machine was built with.
     pub fn options(&self) -> &ServeOptions {
         &self.options
     }

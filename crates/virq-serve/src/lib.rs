@@ -22,6 +22,7 @@
 //! assert_eq!(s.request("bogus"), "FAIL unknown request \"bogus\"\n");
 //! ```
 #![forbid(unsafe_code)]
+#![deny(missing_docs)]
 
 mod engine;
 pub mod parse;
@@ -46,13 +47,17 @@ pub const MAX_DISK_BYTES: u64 = 256 << 20;
 /// The device type plugged at 00:01.0.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum DeviceKind {
+    /// virtio-blk (device ID 2) over an in-memory disk image.
     #[default]
     Blk,
+    /// virtio-rng (device ID 4), one queue of entropy.
     Rng,
+    /// virtio-console (device ID 3), receive and transmit queues.
     Console,
 }
 
 impl DeviceKind {
+    /// The device type a `--device` name (`blk`, `rng`, `console`) means.
     pub fn from_name(name: &str) -> Option<DeviceKind> {
         match name {
             "blk" => Some(DeviceKind::Blk),
@@ -62,6 +67,7 @@ impl DeviceKind {
         }
     }
 
+    /// The `--device` name of this type.
     pub fn name(self) -> &'static str {
         match self {
             DeviceKind::Blk => "blk",
@@ -74,6 +80,7 @@ impl DeviceKind {
 /// What the served machine looks like.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ServeOptions {
+    /// The device type at 00:01.0.
     pub device: DeviceKind,
     /// Request queues of virtio-blk (default 1). virtio-rng has exactly 1 queue and
     /// virtio-console exactly 2; asking those for another number is an error.
@@ -114,23 +121,43 @@ pub fn disk_byte(offset: u64) -> u8 {
 /// Why a server could not start or stopped.
 #[derive(Debug, Error)]
 pub enum ServeError {
+    /// The options contradict each other or exceed a limit.
     #[error("invalid options: {0}")]
     Options(String),
+    /// The simulated machine could not be built.
     #[error("machine: {0}")]
     Machine(#[from] virq_sim::MachineError),
+    /// The device refused its configuration.
     #[error("device: {0}")]
     Device(#[from] virq_device::DeviceError),
+    /// The virtio-blk configuration was refused.
     #[error("virtio-blk: {0}")]
     Block(#[from] virq_backends::BlockConfigError),
+    /// The listening socket could not be set up.
     #[error("socket {path}: {source}")]
     Socket {
+        /// Path of the socket.
         path: String,
+        /// What the OS said.
         source: std::io::Error,
     },
+    /// The `--memory-file` could not be created, sized or mapped.
     #[error("memory file {path}: {reason}")]
-    MemoryFile { path: String, reason: String },
+    MemoryFile {
+        /// The file.
+        path: String,
+        /// What failed.
+        reason: String,
+    },
+    /// The `--ready-fd` descriptor could not be reopened or written.
     #[error("--ready-fd {fd}: {reason}")]
-    ReadyFd { fd: u32, reason: String },
+    ReadyFd {
+        /// The descriptor number.
+        fd: u32,
+        /// What failed.
+        reason: String,
+    },
+    /// Reading a request or writing a reply failed.
     #[error("i/o: {0}")]
     Io(#[from] std::io::Error),
 }

@@ -13,9 +13,13 @@ pub const MAX_LINE_LEN: usize = 2 * MAX_BULK_LEN as usize + 256;
 /// Width of a port or memory access.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Width {
+    /// `b`: one byte.
     Byte = 1,
+    /// `w`: two bytes.
     Word = 2,
+    /// `l`: four bytes.
     Long = 4,
+    /// `q`: eight bytes.
     Quad = 8,
 }
 
@@ -42,26 +46,70 @@ impl Width {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Request {
     /// `inb` / `inw` / `inl PORT`.
-    PortIn { width: Width, port: u16 },
+    PortIn {
+        /// Access width.
+        width: Width,
+        /// I/O port.
+        port: u16,
+    },
     /// `outb` / `outw` / `outl PORT VALUE`.
-    PortOut { width: Width, port: u16, value: u32 },
+    PortOut {
+        /// Access width.
+        width: Width,
+        /// I/O port.
+        port: u16,
+        /// Value written.
+        value: u32,
+    },
     /// `readb` / `readw` / `readl` / `readq ADDR`.
-    MemRead { width: Width, addr: u64 },
+    MemRead {
+        /// Access width.
+        width: Width,
+        /// Guest-physical address.
+        addr: u64,
+    },
     /// `writeb` / `writew` / `writel` / `writeq ADDR VALUE`.
-    MemWrite { width: Width, addr: u64, value: u64 },
+    MemWrite {
+        /// Access width.
+        width: Width,
+        /// Guest-physical address.
+        addr: u64,
+        /// Value written.
+        value: u64,
+    },
     /// `read ADDR LEN`.
-    BulkRead { addr: u64, len: u64 },
+    BulkRead {
+        /// Guest-physical address of the first byte.
+        addr: u64,
+        /// Bytes to read.
+        len: u64,
+    },
     /// `write ADDR LEN 0xHEX`.
-    BulkWrite { addr: u64, data: Vec<u8> },
+    BulkWrite {
+        /// Guest-physical address of the first byte.
+        addr: u64,
+        /// The bytes to write.
+        data: Vec<u8>,
+    },
     /// `memset ADDR LEN BYTE`.
-    Memset { addr: u64, len: u64, byte: u8 },
+    Memset {
+        /// Guest-physical address of the first byte.
+        addr: u64,
+        /// Bytes to fill.
+        len: u64,
+        /// The fill value.
+        byte: u8,
+    },
     /// `irq_intercept_in NAME` / `irq_intercept_out NAME`: accepted for qtest clients that
     /// send them; interrupts are always reported, so they change nothing.
     IrqIntercept,
     /// `endianness`: qtest clients ask it once; the answer is always `little`.
     Endianness,
     /// `virq_events [FROM]`: the evidence recorded since sequence number FROM (default 0).
-    Events { from: u64 },
+    Events {
+        /// First sequence number to return.
+        from: u64,
+    },
     /// `virq_reset`: a fresh machine, as if the server had just started.
     Reset,
     /// `virq_info`: what is plugged where.
@@ -78,41 +126,89 @@ pub enum Request {
 /// Why a request line was refused. The `Display` text is the `FAIL` reason.
 #[derive(Clone, Debug, PartialEq, Eq, Error)]
 pub enum ProtocolError {
+    /// The line is not valid UTF-8.
     #[error("request is not UTF-8")]
     NotUtf8,
+    /// The line exceeds the protocol's line limit.
     #[error("request line longer than {max} bytes")]
-    LineTooLong { max: usize },
+    LineTooLong {
+        /// The limit in bytes.
+        max: usize,
+    },
+    /// The first word names no request.
     #[error("unknown request {0:?}")]
     UnknownCommand(String),
+    /// A request with the wrong number of arguments.
     #[error("{command} takes {expected}")]
     Arity {
+        /// The request.
         command: String,
+        /// What it takes.
         expected: &'static str,
     },
+    /// An argument is not a number in any accepted base.
     #[error("bad number {0:?} (decimal, 0x hex or 0 octal)")]
     BadNumber(String),
+    /// A number above `u64::MAX`.
     #[error("number {0:?} does not fit in 64 bits")]
     NumberOverflow(String),
+    /// A value too wide for its field (a port, an access width).
     #[error("{what} {value:#x} does not fit in {bits} bits")]
     TooWide {
+        /// What the value is.
         what: &'static str,
+        /// The value.
         value: u64,
+        /// Bits the field has.
         bits: u32,
     },
+    /// A bulk length above the per-request limit.
     #[error("length {len:#x} exceeds the limit of {max:#x} bytes")]
-    TooLong { len: u64, max: u64 },
+    TooLong {
+        /// The length asked for.
+        len: u64,
+        /// The limit.
+        max: u64,
+    },
+    /// Bulk data that is not `0x` and exactly two hex digits per byte.
     #[error("data must be 0x followed by exactly {digits} hex digits")]
-    BadHexData { digits: u64 },
+    BadHexData {
+        /// Hex digits expected.
+        digits: u64,
+    },
+    /// The named switch was given something other than `on` or `off`.
     #[error("{0} must be on or off")]
     OnOff(&'static str),
+    /// `ADDR + LEN` overflows 64 bits.
     #[error("range {addr:#x}+{len:#x} wraps around the address space")]
-    Wraps { addr: u64, len: u64 },
+    Wraps {
+        /// Start address.
+        addr: u64,
+        /// Length.
+        len: u64,
+    },
+    /// The range is not guest RAM.
     #[error("range {addr:#x}+{len:#x} is not inside guest RAM ({ram_size:#x} bytes at 0)")]
-    NotRam { addr: u64, len: u64, ram_size: u64 },
+    NotRam {
+        /// Start address.
+        addr: u64,
+        /// Length.
+        len: u64,
+        /// Bytes of guest RAM.
+        ram_size: u64,
+    },
+    /// A guest RAM access that runs past the end of guest RAM.
     #[error("access {addr:#x}+{len} straddles the end of guest RAM")]
-    StraddlesRam { addr: u64, len: usize },
+    StraddlesRam {
+        /// Start address.
+        addr: u64,
+        /// Length.
+        len: usize,
+    },
+    /// Guest RAM refused the access at this address.
     #[error("guest RAM access failed at {0:#x}")]
     RamAccess(u64),
+    /// `virq_reset` could not build the fresh machine.
     #[error("machine rebuild failed: {0}")]
     Rebuild(String),
 }

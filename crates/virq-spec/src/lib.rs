@@ -6,6 +6,8 @@
 //! no dependencies that builds everywhere, `wasm32-unknown-unknown` and `no_std` included.
 //! Every value cites the section it comes from.
 #![no_std]
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
 
 /// "No vector": an unmapped `msix_config` / `queue_msix_vector` (virtio 1.2, 4.1.5.1.2).
 pub const NO_VECTOR: u16 = 0xFFFF;
@@ -17,20 +19,33 @@ pub mod pci {
     /// Size of the PCI Express extended configuration space.
     pub const EXTENDED_CONFIG_SIZE: usize = 4096;
 
+    /// Vendor ID (PCI 3.0, 6.2.1).
     pub const VENDOR_ID: u16 = 0x00;
+    /// Device ID (PCI 3.0, 6.2.1).
     pub const DEVICE_ID: u16 = 0x02;
+    /// Command register (PCI 3.0, 6.2.2).
     pub const COMMAND: u16 = 0x04;
+    /// Status register (PCI 3.0, 6.2.3).
     pub const STATUS: u16 = 0x06;
+    /// Revision ID (PCI 3.0, 6.2.1).
     pub const REVISION_ID: u16 = 0x08;
+    /// Programming interface, the low byte of the Class Code (PCI 3.0, 6.2.1).
     pub const CLASS_PROG_IF: u16 = 0x09;
+    /// Cache Line Size (PCI 3.0, 6.2.4).
     pub const CACHE_LINE_SIZE: u16 = 0x0C;
+    /// Header Type (PCI 3.0, 6.2.1).
     pub const HEADER_TYPE: u16 = 0x0E;
     /// Base Address Register 0; BAR n is at `BAR0 + 4 * n`.
     pub const BAR0: u16 = 0x10;
+    /// Subsystem Vendor ID (PCI 3.0, 6.2.4).
     pub const SUBSYSTEM_VENDOR_ID: u16 = 0x2C;
+    /// Subsystem ID (PCI 3.0, 6.2.4).
     pub const SUBSYSTEM_ID: u16 = 0x2E;
+    /// Capabilities Pointer (PCI 3.0, 6.7).
     pub const CAPABILITIES_POINTER: u16 = 0x34;
+    /// Interrupt Line: the routing firmware wrote, for the OS (PCI 3.0, 6.2.4).
     pub const INTERRUPT_LINE: u16 = 0x3C;
+    /// Interrupt Pin: which INTx# pin the function uses, 0 for none (PCI 3.0, 6.2.4).
     pub const INTERRUPT_PIN: u16 = 0x3D;
 
     /// Command bit 0: the function decodes its I/O BARs.
@@ -113,55 +128,93 @@ pub mod virtio_pci {
 
     /// `cfg_type` values of `struct virtio_pci_cap` (4.1.4).
     pub mod cfg_type {
+        /// `VIRTIO_PCI_CAP_COMMON_CFG`: common configuration (4.1.4.3).
         pub const COMMON: u8 = 1;
+        /// `VIRTIO_PCI_CAP_NOTIFY_CFG`: notifications (4.1.4.4).
         pub const NOTIFY: u8 = 2;
+        /// `VIRTIO_PCI_CAP_ISR_CFG`: the ISR status byte (4.1.4.5).
         pub const ISR: u8 = 3;
+        /// `VIRTIO_PCI_CAP_DEVICE_CFG`: device-specific configuration (4.1.4.6).
         pub const DEVICE: u8 = 4;
+        /// `VIRTIO_PCI_CAP_PCI_CFG`: the configuration-space access window (4.1.4.9).
         pub const PCI_CFG: u8 = 5;
     }
 }
 
 /// Field offsets in `struct virtio_pci_common_cfg` (virtio 1.2, 4.1.4.3).
 pub mod common_cfg {
+    /// `device_feature_select` (le32): which 32 bits `device_feature` shows.
     pub const DEVICE_FEATURE_SELECT: u64 = 0x00;
+    /// `device_feature` (le32, read-only): 32 feature bits the device offers.
     pub const DEVICE_FEATURE: u64 = 0x04;
+    /// `driver_feature_select` (le32): which 32 bits `driver_feature` takes.
     pub const DRIVER_FEATURE_SELECT: u64 = 0x08;
+    /// `driver_feature` (le32): 32 feature bits the driver accepts.
     pub const DRIVER_FEATURE: u64 = 0x0C;
+    /// `config_msix_vector`, `msix_config` in the spec text (le16): the configuration-change vector.
     pub const MSIX_CONFIG: u64 = 0x10;
+    /// `num_queues` (le16, read-only): the most virtqueues the device supports.
     pub const NUM_QUEUES: u64 = 0x12;
+    /// `device_status` (u8): the status bits of 2.1; writing 0 resets the device.
     pub const DEVICE_STATUS: u64 = 0x14;
+    /// `config_generation` (u8, read-only): changes when device configuration changes.
     pub const CONFIG_GENERATION: u64 = 0x15;
+    /// `queue_select` (le16): the queue the `queue_*` fields below refer to.
     pub const QUEUE_SELECT: u64 = 0x16;
+    /// `queue_size` (le16): entries of the selected queue; the device's maximum after reset.
     pub const QUEUE_SIZE: u64 = 0x18;
+    /// `queue_msix_vector` (le16): the selected queue's MSI-X vector.
     pub const QUEUE_MSIX_VECTOR: u64 = 0x1A;
+    /// `queue_enable` (le16): 1 enables the selected queue.
     pub const QUEUE_ENABLE: u64 = 0x1C;
+    /// `queue_notify_off` (le16, read-only): the queue's notify offset, in multiplier units.
     pub const QUEUE_NOTIFY_OFF: u64 = 0x1E;
+    /// `queue_desc` (le64): guest-physical address of the descriptor table.
     pub const QUEUE_DESC: u64 = 0x20;
+    /// `queue_driver` (le64): guest-physical address of the available ring (driver area).
     pub const QUEUE_DRIVER: u64 = 0x28;
+    /// `queue_device` (le64): guest-physical address of the used ring (device area).
     pub const QUEUE_DEVICE: u64 = 0x30;
+    /// `queue_notify_data` (le16, read-only): the value to notify with when
+    /// VIRTIO_F_NOTIF_CONFIG_DATA is negotiated.
     pub const QUEUE_NOTIF_CONFIG_DATA: u64 = 0x38;
+    /// `queue_reset` (le16): 1 resets the selected queue (VIRTIO_F_RING_RESET).
     pub const QUEUE_RESET: u64 = 0x3A;
 }
 
 /// `device_status` bits (virtio 1.2, 2.1).
 pub mod status {
+    /// ACKNOWLEDGE: the guest found the device.
     pub const ACKNOWLEDGE: u8 = 1;
+    /// DRIVER: the guest knows how to drive it.
     pub const DRIVER: u8 = 2;
+    /// DRIVER_OK: the driver is set up and ready to drive the device.
     pub const DRIVER_OK: u8 = 4;
+    /// FEATURES_OK: the driver accepted the features; the device keeps it only if it agrees.
     pub const FEATURES_OK: u8 = 8;
+    /// DEVICE_NEEDS_RESET: the device hit an error it cannot recover from.
     pub const DEVICE_NEEDS_RESET: u8 = 64;
+    /// FAILED: the driver gave up on the device.
     pub const FAILED: u8 = 128;
 }
 
 /// Transport feature bits (virtio 1.2, 6), as masks.
 pub mod features {
+    /// VIRTIO_F_INDIRECT_DESC (28): indirect descriptor tables.
     pub const RING_INDIRECT_DESC: u64 = 1 << 28;
+    /// VIRTIO_F_EVENT_IDX (29): `used_event` / `avail_event` suppress notifications.
     pub const RING_EVENT_IDX: u64 = 1 << 29;
+    /// VIRTIO_F_VERSION_1 (32): a virtio 1.x device, not a legacy one.
     pub const VERSION_1: u64 = 1 << 32;
+    /// VIRTIO_F_ACCESS_PLATFORM (33): the device's DMA goes through a platform IOMMU.
     pub const ACCESS_PLATFORM: u64 = 1 << 33;
+    /// VIRTIO_F_RING_PACKED (34): packed virtqueues.
     pub const RING_PACKED: u64 = 1 << 34;
+    /// VIRTIO_F_IN_ORDER (35): buffers are used in the order they were made available.
     pub const IN_ORDER: u64 = 1 << 35;
+    /// VIRTIO_F_NOTIFICATION_DATA (38): notifications carry the next available position.
     pub const NOTIFICATION_DATA: u64 = 1 << 38;
+    /// VIRTIO_F_RING_RESET (40): queues can be reset one at a time (`queue_reset`).
     pub const RING_RESET: u64 = 1 << 40;
 }
 

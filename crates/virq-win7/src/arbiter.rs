@@ -29,9 +29,15 @@ pub struct MsixCapabilityInfo {
 #[serde(rename_all = "snake_case", tag = "kind")]
 pub enum InterruptGrant {
     /// `count` MSI-X messages, `MessageNumber` `0..count`, table entries `0..count`.
-    Messages { count: u32 },
+    Messages {
+        /// Messages granted.
+        count: u32,
+    },
     /// A shared, level-triggered line interrupt on this IRQ (GSI).
-    Line { irq: u32 },
+    Line {
+        /// The IRQ (GSI) of the line.
+        irq: u32,
+    },
 }
 
 impl InterruptGrant {
@@ -43,6 +49,7 @@ impl InterruptGrant {
         }
     }
 
+    /// The grant is message-signaled (`CM_RESOURCE_INTERRUPT_MESSAGE` descriptors).
     pub fn is_message(&self) -> bool {
         matches!(self, InterruptGrant::Messages { .. })
     }
@@ -89,9 +96,11 @@ pub enum GrantReason {
 /// The grant with the request and the reason, so logs and the doctor can say why.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GrantDecision {
+    /// What Windows granted.
     pub grant: InterruptGrant,
     /// Messages requested (table size capped by `MessageNumberLimit`); 0 when none were.
     pub requested: u32,
+    /// Why the grant is what it is (all requested, exactly one, or the line).
     pub reason: GrantReason,
 }
 
@@ -167,6 +176,7 @@ impl GrantDecision {
 /// Inputs of one arbitration.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GrantRequest {
+    /// The INF's interrupt-management keys for the device.
     pub policy: InfPolicy,
     /// `None` when the function has no MSI-X capability.
     pub msix: Option<MsixCapabilityInfo>,
@@ -197,6 +207,7 @@ impl Default for Arbiter {
 }
 
 impl Arbiter {
+    /// An arbiter that allows messages but gives at most `platform_limit` at once.
     pub fn with_platform_limit(platform_limit: u32) -> Self {
         Self {
             platform_limit,

@@ -203,9 +203,13 @@ pub fn parse_line(text: &str) -> Option<Vec<EventKind>> {
 /// `DPFLTR_*_LEVEL`: how important a `DbgPrintEx` says its line is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum DbgLevel {
+    /// `DPFLTR_ERROR_LEVEL` (0).
     Error = 0,
+    /// `DPFLTR_WARNING_LEVEL` (1).
     Warning = 1,
+    /// `DPFLTR_TRACE_LEVEL` (2).
     Trace = 2,
+    /// `DPFLTR_INFO_LEVEL` (3).
     Info = 3,
 }
 
@@ -297,7 +301,10 @@ pub enum DbgViewTime {
     /// Seconds since the first captured line, 8 decimals (`0.00012345`).
     Elapsed,
     /// Local clock `HH:MM:SS.mmm`, starting at `start_ms` milliseconds after midnight.
-    WallClock { start_ms: u64 },
+    WallClock {
+        /// Milliseconds after midnight of the first line.
+        start_ms: u64,
+    },
 }
 
 /// How a saved DbgView log looks.
@@ -305,6 +312,7 @@ pub enum DbgViewTime {
 pub struct DbgViewStyle {
     /// `SEQ<TAB>TIME<TAB>TEXT` when true, bare `TEXT` when false.
     pub numbered: bool,
+    /// How the time column is stamped.
     pub time: DbgViewTime,
     /// A `[PID] ` prefix on the text, as DbgView shows for Win32 output with PIDs on.
     pub pid: Option<u32>,
@@ -341,21 +349,25 @@ impl DbgViewStyle {
 /// One captured line.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CapturedLine {
+    /// DbgView's sequence number of the line.
     pub seq: u64,
     /// Time relative to the first line, in nanoseconds.
     pub time_ns: u64,
+    /// The text as printed, without its line ending.
     pub text: String,
 }
 
 /// An in-memory DbgView window that renders as DbgView saves it.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct DbgViewCapture {
+    /// How the capture is saved.
     pub style: DbgViewStyle,
     lines: Vec<CapturedLine>,
     origin_ns: Option<u64>,
 }
 
 impl DbgViewCapture {
+    /// An empty capture saved in `style`.
     pub fn new(style: DbgViewStyle) -> Self {
         Self {
             style,
@@ -374,6 +386,7 @@ impl DbgViewCapture {
         });
     }
 
+    /// The lines captured so far, in order.
     pub fn lines(&self) -> &[CapturedLine] {
         &self.lines
     }
@@ -428,6 +441,7 @@ impl DbgViewCapture {
 /// the evidence: `virq check` saves it and reads it back as the doctor does, so there is no
 /// second path for the same facts.
 pub struct DbgPrint<'a> {
+    /// The DbgView window the driver's prints land in.
     pub capture: DbgViewCapture,
     /// What the kernel lets through for the driver's component.
     pub filter: DebugPrintFilter,
@@ -456,6 +470,7 @@ impl Default for DbgPrint<'_> {
 }
 
 impl<'a> DbgPrint<'a> {
+    /// A `DbgPrintEx` capturing in `style` through the checklist's filter, with no clock.
     pub fn new(style: DbgViewStyle) -> Self {
         Self {
             capture: DbgViewCapture::new(style),

@@ -60,11 +60,17 @@ impl InfPolicy {
 /// `Interrupt Management\Affinity Policy\DevicePolicy` values (`IRQ_DEVICE_POLICY`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum IrqDevicePolicy {
+    /// `IrqPolicyMachineDefault` (0).
     MachineDefault,
+    /// `IrqPolicyAllCloseProcessors` (1).
     AllCloseProcessors,
+    /// `IrqPolicyOneCloseProcessor` (2).
     OneCloseProcessor,
+    /// `IrqPolicyAllProcessorsInMachine` (3).
     AllProcessorsInMachine,
+    /// `IrqPolicySpecifiedProcessors` (4).
     SpecifiedProcessors,
+    /// `IrqPolicySpreadMessagesAcrossAllProcessors` (5).
     SpreadMessagesAcrossAllProcessors,
 }
 
@@ -86,7 +92,9 @@ impl IrqDevicePolicy {
 /// The optional affinity policy keys.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct AffinityPolicy {
+    /// `Affinity Policy\DevicePolicy`, when set.
     pub device_policy: Option<IrqDevicePolicy>,
+    /// `Affinity Policy\DevicePriority`, when set.
     pub device_priority: Option<u32>,
 }
 
@@ -95,8 +103,10 @@ pub struct AffinityPolicy {
     Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize,
 )]
 pub enum InfArch {
+    /// `.NTamd64`: 64-bit Windows.
     #[default]
     Amd64,
+    /// `.NTx86`: 32-bit Windows.
     X86,
 }
 
@@ -124,7 +134,9 @@ pub struct MisplacedKey {
 /// Everything the INF says about interrupts for one install section.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct InfInterruptSettings {
+    /// `MSISupported` and `MessageNumberLimit` as Windows reads them.
     pub policy: InfPolicy,
+    /// The affinity policy keys, when any is set.
     pub affinity: Option<AffinityPolicy>,
     /// The decorated install section Windows picked.
     pub install_section: String,
@@ -139,31 +151,70 @@ pub struct InfInterruptSettings {
 /// Why an INF could not be read.
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
 pub enum InfError {
+    /// A `[` without its `]`.
     #[error("line {line}: section header is not closed with ']'")]
-    UnterminatedSectionHeader { line: usize },
+    UnterminatedSectionHeader {
+        /// 1-based line number.
+        line: usize,
+    },
+    /// An entry before the first section header.
     #[error("line {line}: text outside any section")]
-    LineOutsideSection { line: usize },
+    LineOutsideSection {
+        /// 1-based line number.
+        line: usize,
+    },
+    /// A `"` without its closing quote.
     #[error("line {line}: unterminated quoted string")]
-    UnterminatedQuote { line: usize },
+    UnterminatedQuote {
+        /// 1-based line number.
+        line: usize,
+    },
+    /// The install section does not exist, decorated or not.
     #[error("no install section [{name}] (or a decorated variant) in the INF")]
-    NoInstallSection { name: String },
+    NoInstallSection {
+        /// The section asked for.
+        name: String,
+    },
+    /// An `AddReg` directive names a section the INF lacks.
     #[error("section [{referenced_from}] names AddReg section [{section}] which does not exist")]
     MissingAddRegSection {
+        /// The missing section.
         section: String,
+        /// The section with the directive.
         referenced_from: String,
     },
+    /// An interrupt-management value not written as `FLG_ADDREG_TYPE_DWORD`.
     #[error("line {line}: {value_name} must be a DWORD (flags 0x00010001), found flags {flags}")]
     NotADword {
+        /// 1-based line number.
         line: usize,
+        /// The value name.
         value_name: String,
+        /// The flags field as written.
         flags: String,
     },
+    /// A field that should be a number is not one.
     #[error("line {line}: '{text}' is not a number")]
-    BadNumber { line: usize, text: String },
+    BadNumber {
+        /// 1-based line number.
+        line: usize,
+        /// The field as written.
+        text: String,
+    },
+    /// `DevicePolicy` outside the `IRQ_DEVICE_POLICY` values.
     #[error("line {line}: DevicePolicy {value} is not a valid IRQ_DEVICE_POLICY")]
-    BadDevicePolicy { line: usize, value: u32 },
+    BadDevicePolicy {
+        /// 1-based line number.
+        line: usize,
+        /// The value.
+        value: u32,
+    },
+    /// No `[Models]` entry lists the hardware ID.
     #[error("no models entry for hardware id '{hardware_id}'")]
-    NoModelForHardwareId { hardware_id: String },
+    NoModelForHardwareId {
+        /// The hardware ID looked for.
+        hardware_id: String,
+    },
 }
 
 /// One logical line of a section: its fields (quotes removed, strings substituted).
@@ -180,7 +231,9 @@ pub struct InfLine {
 /// A section: its name as written and its lines in order (same-named sections are merged).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct InfSection {
+    /// The section name as written.
     pub name: String,
+    /// The section's entries, in order.
     pub lines: Vec<InfLine>,
 }
 
@@ -342,6 +395,8 @@ impl Inf {
         out
     }
 
+    /// The install section a models section of `[Manufacturer]` lists for `hardware_id`,
+    /// reading the `arch`-decorated models section when there is one, as Windows picks it.
     pub fn install_section_for_hardware_id(
         &self,
         hardware_id: &str,

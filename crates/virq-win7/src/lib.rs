@@ -56,6 +56,7 @@
 //! unverified in each module and in `docs/log-formats.md`.
 
 #![forbid(unsafe_code)]
+#![deny(missing_docs)]
 
 pub mod arbiter;
 pub mod dbgprint;

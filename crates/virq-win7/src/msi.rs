@@ -38,17 +38,24 @@ pub const MSIX_VECTOR_CONTROL_MASKED: u32 = 1;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum DeliveryMode {
+    /// Fixed (000b): the vector to the destination.
     Fixed,
+    /// Lowest priority (001b): to the lowest-priority processor of the destination.
     LowestPriority,
+    /// SMI (010b).
     Smi,
+    /// NMI (100b).
     Nmi,
+    /// INIT (101b).
     Init,
+    /// ExtINT (111b).
     ExtInt,
     /// Encodings 3 and 6.
     Reserved(u8),
 }
 
 impl DeliveryMode {
+    /// Decode data bits 10:8 (`bits` holds them in its low 3 bits).
     pub fn from_bits(bits: u8) -> Self {
         match bits & 7 {
             0 => Self::Fixed,
@@ -61,6 +68,7 @@ impl DeliveryMode {
         }
     }
 
+    /// The 3-bit encoding of data bits 10:8.
     pub fn bits(self) -> u8 {
         match self {
             Self::Fixed => 0,
@@ -78,7 +86,9 @@ impl DeliveryMode {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum TriggerMode {
+    /// Edge-triggered (data bit 15 clear): what every MSI-X message is.
     Edge,
+    /// Level-triggered (data bit 15 set).
     Level,
 }
 
@@ -87,22 +97,30 @@ pub enum TriggerMode {
 pub struct MsiMessage {
     /// Destination APIC id (physical mode) or logical set (logical mode).
     pub destination: u8,
+    /// Address bit 3, Redirection Hint.
     pub redirection_hint: bool,
+    /// Address bit 2, Destination Mode: logical when set.
     pub logical_destination: bool,
+    /// The IDT vector (data bits 7:0).
     pub vector: u8,
+    /// Delivery mode (data bits 10:8).
     pub delivery_mode: DeliveryMode,
     /// Data bit 14; only meaningful for level-triggered messages.
     pub level_assert: bool,
+    /// Trigger mode (data bit 15).
     pub trigger: TriggerMode,
 }
 
 /// Why an address/data pair is not a valid x86 MSI.
 #[derive(Debug, Error, Clone, Copy, PartialEq, Eq)]
 pub enum MsiDecodeError {
+    /// The address is not in 0xFEE0_0000..=0xFEEF_FFFF.
     #[error("address {0:#x} is outside the 0xFEExxxxx interrupt window")]
     NotInterruptWindow(u64),
+    /// Address bits the x86 MSI format reserves are set.
     #[error("address {0:#x} has reserved bits set")]
     AddressReserved(u64),
+    /// Data bits the x86 MSI format reserves are set.
     #[error("data {0:#x} has reserved bits set")]
     DataReserved(u32),
 }
@@ -121,6 +139,7 @@ impl MsiMessage {
         }
     }
 
+    /// The Message Address this message is written to.
     pub fn address(&self) -> u64 {
         let mut a = MSI_ADDRESS_BASE | (u64::from(self.destination) << MSI_ADDRESS_DEST_SHIFT);
         if self.redirection_hint {
@@ -132,6 +151,7 @@ impl MsiMessage {
         a
     }
 
+    /// The Message Data written.
     pub fn data(&self) -> u32 {
         let mut d = u32::from(self.vector)
             | (u32::from(self.delivery_mode.bits()) << MSI_DATA_DELIVERY_SHIFT);
@@ -179,8 +199,11 @@ pub struct MsixTableEntry {
     pub entry: u16,
     /// The message this entry signals (entries past the grant alias message 0).
     pub message_number: MessageNumber,
+    /// Message Address written to the entry.
     pub address: u64,
+    /// Message Data written to the entry.
     pub data: u32,
+    /// The entry's Mask Bit as the bus driver leaves it.
     pub masked: bool,
 }
 
@@ -254,8 +277,14 @@ impl MsixProgramming {
 /// Why the bus driver cannot program the table.
 #[derive(Debug, Error, Clone, Copy, PartialEq, Eq)]
 pub enum MsixProgramError {
+    /// The grant does not fit the table.
     #[error("{granted} messages granted but the MSI-X table has {table_size} entries")]
-    MoreMessagesThanEntries { granted: u32, table_size: u16 },
+    MoreMessagesThanEntries {
+        /// Messages granted.
+        granted: u32,
+        /// Entries in the MSI-X table.
+        table_size: u16,
+    },
 }
 
 /// Compute the table entries for the assigned messages.

@@ -20,16 +20,23 @@ pub const COMMAND_INTERRUPT_DISABLE: u16 = 1 << 10;
 /// Everything the OS knows about a function when it starts it.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DeviceStartConfig {
+    /// The INF's interrupt-management keys.
     pub policy: InfPolicy,
+    /// `Affinity Policy\DevicePolicy` from the INF, when set.
     pub affinity_policy: Option<IrqDevicePolicy>,
+    /// The function's MSI-X capability; `None` when it has none.
     pub msix: Option<MsixCapabilityInfo>,
     /// Messages asked for; 0 asks for the whole table.
     pub requested: u32,
+    /// The line interrupt's IRQ (GSI) the function's INTA# is routed to.
     pub line_irq: u32,
     /// Memory BARs as `(address, length, prefetchable)`.
     pub bars: Vec<(u64, u64, bool)>,
+    /// The processors the interrupts may target.
     pub topology: ProcessorTopology,
+    /// How the message interrupts appear in the CM resource lists.
     pub layout: MessageDescriptorLayout,
+    /// What the bus driver writes into table entries beyond the grant.
     pub unused_entries: UnusedEntryPolicy,
     /// pci.sys sets Command bit 10 (Interrupt Disable) when the function starts with message
     /// interrupts. A published `!pci` dump shows it (`InterruptDis`); whether Windows 7 itself
@@ -42,6 +49,7 @@ pub struct DeviceStartConfig {
 pub struct DeviceStart {
     /// What was granted and why (after any fallback for want of vectors).
     pub decision: GrantDecision,
+    /// The raw and translated CM resource lists the driver's `EvtDevicePrepareHardware` gets.
     pub resources: AssignedResources,
     /// What the bus driver writes into the MSI-X table and Message Control.
     pub msix: MsixProgramming,
@@ -53,8 +61,10 @@ pub struct DeviceStart {
 /// Why a start failed.
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
 pub enum StartError {
+    /// No IDT vector was left for the grant.
     #[error(transparent)]
     Vectors(#[from] VectorError),
+    /// The MSI-X table could not be programmed for the grant.
     #[error(transparent)]
     Msix(#[from] MsixProgramError),
 }

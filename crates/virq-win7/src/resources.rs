@@ -57,7 +57,9 @@ pub const CM_RESOURCE_MEMORY_PREFETCHABLE: u16 = 4;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[repr(u8)]
 pub enum CmResourceType {
+    /// `CmResourceTypeInterrupt` (2), line or message.
     Interrupt = CM_RESOURCE_TYPE_INTERRUPT,
+    /// `CmResourceTypeMemory` (3), a memory BAR.
     Memory = CM_RESOURCE_TYPE_MEMORY,
 }
 
@@ -65,28 +67,39 @@ pub enum CmResourceType {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[repr(u8)]
 pub enum ShareDisposition {
+    /// `CmResourceShareUndetermined` (0).
     Undetermined = 0,
+    /// `CmResourceShareDeviceExclusive` (1): what a message interrupt and a BAR get.
     DeviceExclusive = 1,
+    /// `CmResourceShareDriverExclusive` (2).
     DriverExclusive = 2,
+    /// `CmResourceShareShared` (3): a line interrupt other functions may share.
     Shared = 3,
 }
 
 /// `u.Interrupt`, and the shape of `u.MessageInterrupt.Translated`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CmInterrupt {
+    /// `Level`: the IRQ (raw list) or IRQL (translated list).
     pub level: u32,
     /// Processor group of `affinity` (0 on a machine with at most 64 processors).
     pub group: u16,
+    /// `Vector`: the IRQ (raw list) or IDT vector (translated list).
     pub vector: u32,
+    /// `Affinity`: the processors the interrupt may target (`KAFFINITY`).
     pub affinity: Affinity,
 }
 
 /// `u.MessageInterrupt.Raw`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CmMessageInterruptRaw {
+    /// `Group`: processor group of `affinity`.
     pub group: u16,
+    /// `MessageCount`: messages this descriptor stands for.
     pub message_count: MessageCount,
+    /// `Vector`: the raw vector of the first message.
     pub vector: u32,
+    /// `Affinity`.
     pub affinity: Affinity,
 }
 
@@ -103,7 +116,9 @@ pub enum CmMessageInterrupt {
 /// `u.Memory`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CmMemory {
+    /// `Start`: physical address of the BAR.
     pub start: u64,
+    /// `Length` in bytes.
     pub length: u64,
 }
 
@@ -111,17 +126,24 @@ pub struct CmMemory {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum CmDescriptorData {
+    /// `u.Interrupt`: a line interrupt.
     Interrupt(CmInterrupt),
+    /// `u.MessageInterrupt`: a message-signaled interrupt (`CM_RESOURCE_INTERRUPT_MESSAGE`).
     MessageInterrupt(CmMessageInterrupt),
+    /// `u.Memory`: a memory range.
     Memory(CmMemory),
 }
 
 /// `CM_PARTIAL_RESOURCE_DESCRIPTOR`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CmPartialResourceDescriptor {
+    /// `Type`.
     pub resource_type: CmResourceType,
+    /// `ShareDisposition`.
     pub share_disposition: ShareDisposition,
+    /// `Flags` (`CM_RESOURCE_INTERRUPT_*` or `CM_RESOURCE_MEMORY_*`).
     pub flags: u16,
+    /// `u`, the member `Type` and `Flags` select.
     pub u: CmDescriptorData,
 }
 
@@ -140,6 +162,7 @@ impl CmPartialResourceDescriptor {
         }
     }
 
+    /// A line or message interrupt descriptor.
     pub fn is_interrupt(&self) -> bool {
         self.resource_type == CmResourceType::Interrupt
     }
@@ -240,6 +263,7 @@ pub enum MessageDescriptorLayout {
 /// The processors interrupts may target; processor `i` has local APIC id `apic_ids[i]`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ProcessorTopology {
+    /// Local APIC id of each processor, by processor number.
     pub apic_ids: Vec<u8>,
 }
 
@@ -251,6 +275,7 @@ impl ProcessorTopology {
         }
     }
 
+    /// Number of processors, 1 to 64.
     pub fn count(&self) -> usize {
         self.apic_ids.len().clamp(1, 64)
     }
@@ -285,8 +310,11 @@ impl Default for ProcessorTopology {
 pub struct InterruptAssignment {
     /// `Some(n)` for message `n`, `None` for the line interrupt.
     pub message_number: Option<MessageNumber>,
+    /// The IDT vector the OS connected.
     pub vector: IdtVector,
+    /// The IRQL its ISR runs at.
     pub irql: Irql,
+    /// The processors it may target.
     pub affinity: Affinity,
     /// Local APIC id the MSI address targets (physical destination mode).
     pub dest_apic_id: u8,
@@ -297,7 +325,9 @@ pub struct InterruptAssignment {
 pub struct AssignedResources {
     /// The grant assigned: all messages requested, exactly one, or the line.
     pub grant: InterruptGrant,
+    /// `AllocatedResources` (KMDF's `ResourcesRaw`).
     pub raw: Vec<CmPartialResourceDescriptor>,
+    /// `AllocatedResourcesTranslated` (KMDF's `ResourcesTranslated`).
     pub translated: Vec<CmPartialResourceDescriptor>,
     /// One per message (in `MessageNumber` order) or one for the line.
     pub interrupts: Vec<InterruptAssignment>,
@@ -320,9 +350,11 @@ impl AssignedResources {
 /// Builds [`AssignedResources`] from a grant, the vector allocator and the BARs.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ResourceBuilder {
+    /// The processors the interrupts may target.
     pub topology: ProcessorTopology,
     /// From the INF's `Affinity Policy\DevicePolicy`; `None` is the machine default.
     pub affinity_policy: Option<IrqDevicePolicy>,
+    /// How message interrupts appear in the lists.
     pub layout: MessageDescriptorLayout,
 }
 

@@ -41,29 +41,51 @@ pub const fn irql_for_vector(vector: IdtVector) -> Irql {
 /// One vector handed out.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct AllocatedVector {
+    /// The IDT vector.
     pub vector: IdtVector,
+    /// Its IRQL (the vector's priority class).
     pub irql: Irql,
 }
 
 /// Why the allocator refused.
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
 pub enum VectorError {
+    /// Fewer free vectors than asked for.
     #[error("no free IDT vectors: {requested} requested, {available} available")]
-    Exhausted { requested: usize, available: usize },
+    Exhausted {
+        /// Vectors asked for.
+        requested: usize,
+        /// Vectors free.
+        available: usize,
+    },
+    /// Freeing a vector that was not handed out.
     #[error("vector {vector:#04x} is not allocated")]
-    NotAllocated { vector: IdtVector },
+    NotAllocated {
+        /// The vector.
+        vector: IdtVector,
+    },
+    /// A vector outside the allocator's window.
     #[error("vector {vector:#04x} is outside the device window")]
-    OutOfRange { vector: IdtVector },
+    OutOfRange {
+        /// The vector.
+        vector: IdtVector,
+    },
+    /// A window with no vector in it.
     #[error("empty vector window {lowest:#04x}..={highest:#04x}")]
     EmptyWindow {
+        /// First vector of the window.
         lowest: IdtVector,
+        /// Last vector of the window.
         highest: IdtVector,
     },
     #[error(
         "vector window {lowest:#04x}..={highest:#04x} leaves the device classes 0x50..=0xbf (IRQL 5-11)"
     )]
+    /// A window reaching below 0x50 or above 0xBF, where device interrupts do not live.
     OutsideDeviceClasses {
+        /// First vector of the window.
         lowest: IdtVector,
+        /// Last vector of the window.
         highest: IdtVector,
     },
 }
@@ -117,6 +139,7 @@ impl VectorAllocator {
         &self.order
     }
 
+    /// Whether `vector` is handed out.
     pub fn is_allocated(&self, vector: IdtVector) -> bool {
         self.used.contains(&vector)
     }

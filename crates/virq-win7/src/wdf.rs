@@ -40,6 +40,7 @@ pub enum KmdfVersion {
 }
 
 impl KmdfVersion {
+    /// Both versions the model knows.
     pub const ALL: [KmdfVersion; 2] = [KmdfVersion::V1_9, KmdfVersion::V1_11];
 
     /// `1.9` or `1.11`.
@@ -50,6 +51,7 @@ impl KmdfVersion {
         }
     }
 
+    /// The version a `--kmdf` name (`1.9`, `1.11`) means.
     pub fn from_name(s: &str) -> Option<KmdfVersion> {
         Self::ALL.into_iter().find(|v| v.name() == s)
     }
@@ -67,10 +69,15 @@ pub struct WdfInterruptId(pub usize);
 /// `WDF_INTERRUPT_INFO`, the fields the checklist prints.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WdfInterruptInfo {
+    /// `MessageSignaled`.
     pub message_signaled: bool,
+    /// `MessageNumber`: the message's index in the grant (the MSI-X table entry).
     pub message_number: MessageNumber,
+    /// `Vector`: the IDT vector.
     pub vector: u32,
+    /// `Irql`.
     pub irql: Irql,
+    /// `TargetProcessorSet`: the processors the interrupt may target.
     pub affinity: Affinity,
     /// `ShareDisposition == CmResourceShareShared` (a line interrupt).
     pub shared: bool,
@@ -221,10 +228,12 @@ impl WdfInterrupts {
         self.objects.len()
     }
 
+    /// No interrupt object was created.
     pub fn is_empty(&self) -> bool {
         self.objects.is_empty()
     }
 
+    /// The ids of every object created, in creation order.
     pub fn ids(&self) -> impl Iterator<Item = WdfInterruptId> + '_ {
         (0..self.objects.len()).map(WdfInterruptId)
     }
@@ -290,6 +299,7 @@ impl WdfInterrupts {
         self.connected = true;
     }
 
+    /// Whether the interrupts are connected (between D0 entry and D0 exit).
     pub fn is_connected(&self) -> bool {
         self.connected
     }

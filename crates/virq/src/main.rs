@@ -1,5 +1,7 @@
 //! `virq`: run the interrupt bring-up checklist, diagnose logs, serve the device.
 
+#![forbid(unsafe_code)]
+
 use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};

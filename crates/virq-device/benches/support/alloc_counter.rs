@@ -2,6 +2,10 @@
 //! bench and the allocation-free test (each is its own binary and installs it itself with
 //! `#[global_allocator] static GLOBAL: Counting = Counting;`).
 
+// A global allocator is an unsafe trait: this module is the only unsafe code of the bench and
+// the test that include it.
+#![allow(unsafe_code)]
+
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 

@@ -5,6 +5,11 @@
 //! the way a VMM touches an `mmap`ed guest: the bytes are shared with the guest's CPUs, so the
 //! device never forms a Rust reference to them, only copies in and out and atomic accesses.
 
+// The one module of virq-device allowed `unsafe`: guest RAM is host memory shared with the
+// guest, reached through raw pointers like a VMM's mmap (no safe API gives copies and atomics
+// on such memory without forming references). Every block carries its `SAFETY:` argument.
+#![allow(unsafe_code)]
+
 use std::marker::PhantomData;
 use std::ptr::NonNull;
 use std::sync::Arc;
@@ -127,7 +132,7 @@ impl<'a> FlatRegion<'a> {
     #[inline(always)]
     fn atomic_u16(&self, addr: u64) -> Option<&'a AtomicU16> {
         let off = self.offset(addr, 2)?;
-        // SAFETY (pointer arithmetic): `off + 2 <= self.len`, inside the buffer.
+        // SAFETY: pointer arithmetic only: `off + 2 <= self.len`, inside the buffer.
         let p = unsafe { self.host.as_ptr().add(off) };
         if (p as usize) % std::mem::align_of::<AtomicU16>() != 0 {
             return None;

@@ -25,10 +25,20 @@ pub use flat::{FlatRegion, VecMemory};
 pub enum MemoryError {
     /// Some byte of the range is not guest RAM (or the range wraps the address space).
     #[error("{len} bytes at guest address {addr:#x} are not guest RAM")]
-    OutOfRange { addr: u64, len: u64 },
+    OutOfRange {
+        /// Guest-physical address of the first byte.
+        addr: u64,
+        /// Length of the access in bytes.
+        len: u64,
+    },
     /// An atomic access at an address its width does not divide.
     #[error("guest address {addr:#x} is not aligned for a {width}-byte atomic access")]
-    Misaligned { addr: u64, width: u8 },
+    Misaligned {
+        /// Guest-physical address of the access.
+        addr: u64,
+        /// Width of the access in bytes.
+        width: u8,
+    },
 }
 
 impl MemoryError {

@@ -76,6 +76,9 @@ impl GuestMemory for GuestMemoryMmap<()> {
         store(self, addr, value, Ordering::Release)
     }
 
+    // Hands vm-memory's mapping to the flat fast path as a raw pointer: the one unsafe step of
+    // this module.
+    #[allow(unsafe_code)]
     fn flat_region(&self) -> Option<FlatRegion<'_>> {
         if self.num_regions() != 1 {
             return None;

@@ -67,6 +67,7 @@ impl VirtioPciDevice {
         self.faults = faults;
     }
 
+    /// The device-side catalogue faults now on.
     pub fn faults(&self) -> DeviceFaults {
         self.faults
     }

@@ -56,6 +56,7 @@ pub use snapshot::{DeviceSnapshot, QueueSnapshot, SnapshotError};
 /// Transport options a VMM chooses per device.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TransportOptions {
+    /// Where the virtio structures and the MSI-X table sit in the BARs.
     pub layout: Layout,
     /// MSI-X table size; `None` means 1 + number of queues. `Some(0)` removes MSI-X.
     pub msix_table_size: Option<u16>,
@@ -85,14 +86,24 @@ impl Default for TransportOptions {
 /// Why a device cannot be built, or a snapshot not restored.
 #[derive(Debug, Error)]
 pub enum DeviceError {
+    /// The layout was refused.
     #[error("invalid layout: {0}")]
     Layout(#[from] LayoutError),
+    /// A backend's queue maximum is not a valid split-ring size.
     #[error("queue {queue}: maximum size {size} is not a power of two in 1..=32768")]
-    QueueSize { queue: u16, size: u16 },
+    QueueSize {
+        /// The queue index.
+        queue: u16,
+        /// The maximum size the backend asked for.
+        size: u16,
+    },
+    /// The backend offers no virtqueue.
     #[error("device has no queues")]
     NoQueues,
+    /// A snapshot that belongs to another device or is malformed.
     #[error("snapshot does not fit this device: {0}")]
     Snapshot(#[from] SnapshotError),
+    /// The backend refused (restore, or a failed request it cannot recover from).
     #[error(transparent)]
     Backend(#[from] BackendError),
 }
@@ -283,10 +294,12 @@ impl VirtioPciDevice {
         self.events = Recorder(Some(events));
     }
 
+    /// The device type behind the transport.
     pub fn backend(&self) -> &dyn VirtioBackend {
         self.backend.as_ref()
     }
 
+    /// The device type, to inspect or change it between accesses.
     pub fn backend_mut(&mut self) -> &mut dyn VirtioBackend {
         self.backend.as_mut()
     }
@@ -314,30 +327,38 @@ impl VirtioPciDevice {
         b
     }
 
+    /// MSI-X table, PBA and control bits; `None` when the function has no MSI-X capability.
     pub fn msix(&self) -> Option<&Msix> {
         self.msix.as_ref()
     }
 
+    /// MSI-X Enable is set (Message Control bit 15): the device signals by message, not INTx.
     pub fn msix_enabled(&self) -> bool {
         self.msix.as_ref().is_some_and(|m| m.enabled)
     }
 
+    /// `msix_config`: the vector of configuration-change notifications (`VIRTIO_MSI_NO_VECTOR` when none).
     pub fn msix_config(&self) -> u16 {
         self.msix_config
     }
 
+    /// `queue_msix_vector` of queue `queue` as the device accepted it, `None` past the last queue.
     pub fn queue_msix_vector(&self, queue: u16) -> Option<u16> {
         self.queues.get(queue as usize).map(|q| q.msix_vector)
     }
 
+    /// `num_queues` in `common_cfg`.
     pub fn num_queues(&self) -> u16 {
         self.queues.len() as u16
     }
 
+    /// `device_status` (virtio 1.2, 2.1).
     pub fn device_status(&self) -> u8 {
         self.device_status
     }
 
+    /// The ISR status byte (bit 0 queue interrupt, bit 1 configuration change), without the
+    /// read-to-clear a driver's read has.
     pub fn isr_status(&self) -> u8 {
         self.isr_status
     }
@@ -347,14 +368,17 @@ impl VirtioPciDevice {
         self.line
     }
 
+    /// `driver_feature` bits the driver wrote, all 64.
     pub fn driver_features(&self) -> u64 {
         self.driver_features
     }
 
+    /// `device_feature` bits the device offers, all 64.
     pub fn device_features(&self) -> u64 {
         self.device_features
     }
 
+    /// `config_generation` (virtio 1.2, 4.1.4.3): bumped when device configuration changes.
     pub fn config_generation(&self) -> u8 {
         self.config_generation
     }

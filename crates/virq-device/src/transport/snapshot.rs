@@ -20,37 +20,61 @@ use crate::{features, status};
 /// Serializable transport state (see [`VirtioPciDevice::snapshot`]).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct DeviceSnapshot {
+    /// The 256 configuration-space bytes, BARs and capability registers included.
     pub config_space: Vec<u8>,
+    /// MSI-X table, PBA and control bits; `None` for a function without MSI-X.
     pub msix: Option<Msix>,
+    /// `device_feature_select`.
     pub device_feature_select: u32,
+    /// `driver_feature_select`.
     pub driver_feature_select: u32,
+    /// `driver_feature`, all 64 bits.
     pub driver_features: u64,
+    /// `msix_config`.
     pub msix_config: u16,
     /// The configuration interrupt waits in the PBA bit of `msix_config`.
     #[serde(default)]
     pub config_msix_pending: bool,
+    /// `device_status`.
     pub device_status: u8,
+    /// `config_generation`.
     pub config_generation: u8,
+    /// `queue_select`.
     pub queue_select: u16,
+    /// The ISR status byte, interrupts the driver has not read yet.
     pub isr_status: u8,
+    /// The INTx level (INTA# asserted).
     pub line: bool,
+    /// Every queue, in index order.
     pub queues: Vec<QueueSnapshot>,
+    /// The device type's own state (its [`VirtioBackend::snapshot`](crate::VirtioBackend::snapshot)).
     pub backend: serde_json::Value,
 }
 
 /// One queue's state in a [`DeviceSnapshot`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct QueueSnapshot {
+    /// `queue_size` after reset: the device's maximum.
     pub max_size: u16,
+    /// `queue_size` as the driver set it.
     pub size: u16,
+    /// `queue_enable`.
     pub ready: bool,
+    /// The device's next index into the available ring.
     pub next_avail: u16,
+    /// The device's next index into the used ring.
     pub next_used: u16,
+    /// VIRTIO_F_EVENT_IDX was negotiated for this queue.
     pub event_idx_enabled: bool,
+    /// `queue_desc`: the descriptor table's guest-physical address.
     pub desc_table: u64,
+    /// `queue_driver`: the available ring's guest-physical address.
     pub avail_ring: u64,
+    /// `queue_device`: the used ring's guest-physical address.
     pub used_ring: u64,
+    /// `queue_msix_vector`.
     pub msix_vector: u16,
+    /// A `queue_reset` in progress (virtio 1.2, 4.1.4.3.1), from older snapshots only.
     pub reset_pending: bool,
     /// The queue's interrupt waits in the PBA bit of `msix_vector`.
     #[serde(default)]
@@ -66,54 +90,101 @@ pub struct QueueSnapshot {
 /// Why a snapshot does not fit this device; nothing was restored.
 #[derive(Debug, Error)]
 pub enum SnapshotError {
+    /// The snapshot has another number of queues than the device.
     #[error("{snapshot} queues in the snapshot, {device} in the device")]
-    QueueCount { snapshot: usize, device: usize },
+    QueueCount {
+        /// Queues in the snapshot.
+        snapshot: usize,
+        /// Queues in the device.
+        device: usize,
+    },
+    /// The configuration space is not 256 bytes long.
     #[error("configuration space of {0} bytes, not 256")]
     ConfigSpaceLength(usize),
     #[error(
         "configuration byte {offset:#04x} is {snapshot:#04x}, but its read-only bits are \
          {device:#04x} in this device"
     )]
+    /// A read-only configuration byte differs: the snapshot is of another device.
     ReadOnlyConfig {
+        /// Offset of the first such byte.
         offset: usize,
+        /// The byte in the snapshot.
         snapshot: u8,
+        /// The byte in this device.
         device: u8,
     },
+    /// MSI-X is present in one and not the other, or the table sizes differ.
     #[error("MSI-X table of {snapshot:?} entries in the snapshot, {device:?} in the device")]
     MsixTableSize {
+        /// Table size in the snapshot, `None` without MSI-X.
         snapshot: Option<usize>,
+        /// Table size in this device, `None` without MSI-X.
         device: Option<usize>,
     },
+    /// The PBA words cannot be the PBA of the table.
     #[error("MSI-X Pending Bit Array {words:?} does not fit a table of {entries} entries")]
-    PbaShape { words: Vec<u64>, entries: usize },
+    PbaShape {
+        /// The PBA in the snapshot.
+        words: Vec<u64>,
+        /// The table size.
+        entries: usize,
+    },
     #[error(
         "negotiated features {accepted:#x} (FEATURES_OK set) are not a subset of the offered \
          {offered:#x} including VERSION_1"
     )]
-    Features { accepted: u64, offered: u64 },
+    /// The accepted features are not a subset of the offered ones, or lack VIRTIO_F_VERSION_1.
+    Features {
+        /// `driver_feature` in the snapshot.
+        accepted: u64,
+        /// `device_feature` of this device.
+        offered: u64,
+    },
+    /// `device_status` no device could reach (DRIVER_OK without FEATURES_OK).
     #[error("device_status {0:#04x} has DRIVER_OK without FEATURES_OK")]
     DeviceStatus(u8),
+    /// ISR status bits the device never sets.
     #[error("ISR status {0:#04x} has bits other than queue (0) and configuration (1)")]
     IsrStatus(u8),
     #[error(
         "{selector:?} holds vector {vector}, neither NO_VECTOR nor below the table size {table_size}"
     )]
+    /// A vector register holds a vector the table does not have.
     Vector {
+        /// The register: `msix_config` or a queue's `queue_msix_vector`.
         selector: Selector,
+        /// The vector it holds.
         vector: u16,
+        /// The MSI-X table size.
         table_size: u16,
     },
+    /// A queue's maximum size differs from the device's.
     #[error("queue {queue}: maximum size {snapshot} in the snapshot, {device} in the device")]
     QueueMaxSize {
+        /// The queue index.
         queue: u16,
+        /// Its maximum in the snapshot.
         snapshot: u16,
+        /// Its maximum in this device.
         device: u16,
     },
+    /// A queue size that is not a power of two or exceeds the maximum.
     #[error("queue {queue}: size {size} is not a power of two up to the maximum {max}")]
-    QueueSize { queue: u16, size: u16, max: u16 },
+    QueueSize {
+        /// The queue index.
+        queue: u16,
+        /// The size in the snapshot.
+        size: u16,
+        /// The queue's maximum.
+        max: u16,
+    },
+    /// An enabled queue's rings are misaligned or outside guest RAM.
     #[error("queue {queue} is enabled on rings this device cannot use: {source}")]
     QueueRings {
+        /// The queue index.
         queue: u16,
+        /// Why the rings cannot be used.
         #[source]
         source: RingError,
     },

@@ -5,7 +5,9 @@ use crate::text::{contains_ci, is_ascii_space, parse_num, words};
 /// One `/proc/interrupts` row.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProcRow {
+    /// The IRQ column (`24`, `NMI`, `LOC`), without the colon.
     pub irq: String,
+    /// Sum of the per-CPU counts.
     pub total: u64,
     /// The action names (`virtio0-config`, `uhci_hcd:usb1, virtio0`).
     pub name: String,
@@ -31,7 +33,9 @@ fn is_trigger_token(t: &str) -> bool {
 /// ([`ProcRowRef::to_row`]). Same rules as [`proc_row`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ProcRowRef<'a> {
+    /// The IRQ column, without the colon.
     pub irq: &'a str,
+    /// Sum of the per-CPU counts.
     pub total: u64,
     /// The name's tokens as they stand in the line (separated by any whitespace).
     name_span: &'a str,
@@ -539,9 +543,13 @@ pub fn short_bdf(bdf: &str) -> String {
 /// A PCI function by number.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub struct PciFunction {
+    /// PCI segment (domain).
     pub segment: u32,
+    /// Bus number.
     pub bus: u8,
+    /// Device number.
     pub dev: u8,
+    /// Function number.
     pub func: u8,
 }
 

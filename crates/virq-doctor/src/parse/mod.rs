@@ -46,10 +46,13 @@ impl Default for ParseLimits {
 /// What one file contributed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FileSummary {
+    /// The file as named on the command line.
     pub path: String,
     /// The detected format (the one most lines look like).
     pub format: Format,
+    /// Lines read.
     pub lines: u64,
+    /// Bytes read.
     pub bytes: u64,
     /// Lines longer than the limit, cut.
     pub truncated_lines: u64,
@@ -70,6 +73,7 @@ pub struct FileSummary {
 }
 
 impl FileSummary {
+    /// Events the file gave, of every kind.
     pub fn event_count(&self) -> u64 {
         self.kinds.values().sum()
     }

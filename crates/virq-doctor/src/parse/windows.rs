@@ -294,8 +294,11 @@ pub fn readback_wording(body: &str) -> Option<EventKind> {
 /// ` InterruptLevel = %x`, ` InterruptMode = Latched`, and the data/address lines.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StorportMsiLine {
+    /// ` MessageId = %x`: the message this report is about.
     MessageId(u32),
+    /// ` InterruptVector = %x`: the IDT vector behind the message.
     Vector(u32),
+    /// ` InterruptLevel = %x`: its IRQL.
     Level(u32),
     /// `InterruptMode`: latched (the only mode of a message) or level-sensitive.
     Latched(bool),
@@ -346,9 +349,13 @@ pub fn storport_msi_line(body: &str) -> Option<StorportMsiLine> {
 /// One message of a storport MSI report, read so far.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct StorportMsi {
+    /// `MessageId` (0-based message number).
     pub message_id: u32,
+    /// `InterruptVector`, once read.
     pub vector: Option<u32>,
+    /// `InterruptLevel`, once read.
     pub level: Option<u32>,
+    /// `InterruptMode`: latched, once read.
     pub latched: Option<bool>,
 }
 
@@ -391,11 +398,15 @@ impl StorportMsi {
 /// field, N-1.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StorportMsixLine {
+    /// `MessageControl.TableSize`: the raw Table Size field, entries - 1.
     TableSizeField(u16),
+    /// `MessageControl.FunctionMask`.
     FunctionMask(bool),
+    /// `MessageControl.MSIXEnable`.
     Enable(bool),
 }
 
+/// The MSI-X capability line a storport miniport printed, if `body` is one.
 pub fn storport_msix_line(body: &str) -> Option<StorportMsixLine> {
     let num = |v: &str| v.split_whitespace().next()?.parse::<u16>().ok();
     if let Some(v) = field_after(body, "MessageControl.TableSize") {
@@ -415,20 +426,48 @@ pub fn storport_msix_line(body: &str) -> Option<StorportMsixLine> {
 pub enum VirtioWinLine {
     /// viostor/vioscsi ` Queues %d msix_vectors %d`: with 0 vectors `StorPortGetMSIInfo`
     /// found no message, so the adapter runs on its line interrupt.
-    StorportVectors { queues: u32, vectors: u32 },
+    StorportVectors {
+        /// Queues the adapter set up.
+        queues: u32,
+        /// MSI-X vectors it got (0: line interrupt).
+        vectors: u32,
+    },
     /// NetKVM `Using MSIX interrupts (%d messages, irql %d)`.
-    NetkvmMessages { count: u32, irql: u8 },
+    NetkvmMessages {
+        /// Messages granted.
+        count: u32,
+        /// The IRQL printed.
+        irql: u8,
+    },
     /// NetKVM `MSIX message%d=%08X=>%I64X`: one message of its table (data, address).
-    NetkvmMessage { index: u32, data: u32, address: u64 },
+    NetkvmMessage {
+        /// MessageNumber of the table entry.
+        index: u32,
+        /// Message Data.
+        data: u32,
+        /// Message Address.
+        address: u64,
+    },
     /// NetKVM `Not using MSIX`: the resources carry no message interrupt.
     NetkvmNoMsix,
     /// NetKVM `read/write mismatch, %u vs %u` (`SetupMessageIndex`): a path's
     /// `queue_msix_vector` read back `read_back` after `written`; the queue is not named.
-    NetkvmVectorMismatch { read_back: u16, written: u16 },
+    NetkvmVectorMismatch {
+        /// The value read back.
+        read_back: u16,
+        /// The value written.
+        written: u16,
+    },
     /// viostor's message ISR refusing a message (` MessageID = %d`, then `return FALSE`).
-    MessageRefused { message_id: u32 },
+    MessageRefused {
+        /// The MessageID the ISR received.
+        message_id: u32,
+    },
     /// viostor's line ISR: ` was not serviced ISR status = %d` (read, nothing pending).
-    LineNotServiced { isr_status: u8 },
+    LineNotServiced {
+        /// The ISR status byte read.
+        isr_status: u8,
+    },
     /// viostor's line ISR on a removed or stopped adapter: returns FALSE without reading.
     LineIsrStopped,
 }

@@ -26,17 +26,22 @@ use crate::msi::{MSIX_ENTRY_SIZE, MSIX_VECTOR_CONTROL_MASKED};
 /// One MSI-X table entry as read from the table BAR.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct MsixEntryView {
+    /// Message Address (DWORDs 0 and 1).
     pub address: u64,
+    /// Message Data (DWORD 2).
     pub data: u32,
+    /// Vector Control's Mask Bit (DWORD 3, bit 0).
     pub masked: bool,
 }
 
 /// Where a function's MSI-X table and PBA sit in physical memory.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct MsixLocation {
+    /// Physical address of the table.
     pub table: u64,
     /// Entries in the table (Table Size + 1).
     pub entries: u16,
+    /// Physical address of the PBA.
     pub pba: u64,
 }
 
@@ -130,6 +135,7 @@ pub struct MsixMemoryReader {
 }
 
 impl MsixMemoryReader {
+    /// A reader of the table and PBA at `loc`, nothing read yet.
     pub fn new(loc: MsixLocation) -> Self {
         Self {
             loc,
@@ -137,6 +143,7 @@ impl MsixMemoryReader {
         }
     }
 
+    /// Where the table and PBA are.
     pub fn location(&self) -> MsixLocation {
         self.loc
     }

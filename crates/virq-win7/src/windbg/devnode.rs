@@ -38,13 +38,21 @@ use crate::resources::{
 /// What `!devnode` shows of one started device.
 #[derive(Clone, Copy, Debug)]
 pub struct DevnodeView<'a> {
+    /// Address of the `DEVICE_NODE`.
     pub devnode: u64,
+    /// Address of the PDO.
     pub pdo: u64,
+    /// Device instance path (`PCI\VEN_1AF4&DEV_1042&...`).
     pub instance_path: &'a str,
+    /// The function driver's service name.
     pub service: &'a str,
+    /// Address of the raw list (`CmResourceList`).
     pub raw_list: u64,
+    /// The raw list's descriptors.
     pub raw: &'a [CmPartialResourceDescriptor],
+    /// Address of the translated list (`TranslatedResourceList`).
     pub translated_list: u64,
+    /// The translated list's descriptors.
     pub translated: &'a [CmPartialResourceDescriptor],
 }
 
@@ -215,6 +223,7 @@ pub enum ResSection {
     /// No telling (a pasted fragment, or `!cmreslist` of an unknown list): taken as translated.
     #[default]
     Unknown,
+    /// The translated list (`AllocatedResourcesTranslated`, `!devnode`'s `TranslatedResourceList`).
     Translated,
     /// The raw list: bus-relative numbers, the raw `MessageCount`.
     Raw,
@@ -262,11 +271,17 @@ pub fn resource_entry_start(body: &str) -> Option<bool> {
 pub struct IntEntry {
     /// From the raw list (`AllocatedResources`, `!devnode`'s `CmResourceList`).
     pub raw: bool,
+    /// The descriptor's `Flags` (`CM_RESOURCE_INTERRUPT_*`).
     pub flags: Option<u16>,
+    /// The entry said "Message" in words rather than in its flags.
     pub message_word: bool,
+    /// `Level` (IRQ or IRQL).
     pub level: Option<u32>,
+    /// `Vector` (IRQ or IDT vector).
     pub vector: Option<u32>,
+    /// `Affinity` (`KAFFINITY`).
     pub affinity: Option<u64>,
+    /// `MessageCount`, for a raw message descriptor.
     pub message_count: Option<u32>,
 }
 
@@ -329,6 +344,7 @@ impl IntEntry {
         any
     }
 
+    /// The `ResourceAssigned` evidence the entry stands for, once it has a level or a vector.
     pub fn to_event(&self) -> Option<EventKind> {
         if self.vector.is_none() && self.level.is_none() {
             return None;

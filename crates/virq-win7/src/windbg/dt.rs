@@ -329,8 +329,11 @@ pub fn render_start_stack_location(location: u64, raw_list: u64, translated_list
 pub struct DtField<'a> {
     /// Leading spaces: the nesting.
     pub indent: usize,
+    /// `+0xOFF`: offset of the field in its structure.
     pub offset: u32,
+    /// The field name.
     pub name: &'a str,
+    /// The value as printed, after the colon.
     pub value: &'a str,
 }
 
@@ -378,9 +381,13 @@ pub fn parse_value(value: &str) -> Option<u64> {
 /// The 16 bytes of `u` as seen through one union member: (a 16-bit pair, vector, affinity).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct FourFields {
+    /// The 16 bits at +0.
     pub first: Option<u16>,
+    /// The 16 bits at +2.
     pub second: Option<u16>,
+    /// The 32 bits at +4 (`Vector`).
     pub vector: Option<u32>,
+    /// The 64 bits at +8 (`Affinity`).
     pub affinity: Option<u64>,
 }
 
@@ -400,9 +407,13 @@ impl FourFields {
 /// What `dt` showed of one partial descriptor, member by member.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct DtDescriptor {
+    /// Address of the descriptor, when the dump gave it.
     pub address: Option<u64>,
+    /// `Type` (`CM_RESOURCE_TYPE`).
     pub resource_type: Option<u8>,
+    /// `ShareDisposition`.
     pub share: Option<u8>,
+    /// `Flags`.
     pub flags: Option<u16>,
     /// `u.Interrupt`: (Level, Group, Vector, Affinity).
     pub interrupt: FourFields,
@@ -547,15 +558,22 @@ impl DtDescriptor {
 pub enum DtItem {
     /// A list header: its address (when the command gave it) and the descriptor count.
     List {
+        /// Address of the list.
         address: Option<u64>,
+        /// `List.PartialResourceList.Count`: descriptors in the list.
         count: u32,
     },
+    /// One `CM_PARTIAL_RESOURCE_DESCRIPTOR`.
     Descriptor(DtDescriptor),
     /// `Parameters.StartDevice` of a stack location: the raw and translated lists.
     StartDevice {
+        /// `Argument1`: address of `AllocatedResources`.
         raw: u64,
+        /// `Argument2`: address of `AllocatedResourcesTranslated`.
         translated: u64,
+        /// `MajorFunction` of the location, when shown.
         major: Option<u8>,
+        /// `MinorFunction`, when shown.
         minor: Option<u8>,
     },
 }
@@ -592,6 +610,7 @@ impl DtReader {
         }
     }
 
+    /// The address the `dt` command dumped, when it gave one.
     pub fn address(&self) -> Option<u64> {
         self.address
     }

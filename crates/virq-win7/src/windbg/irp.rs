@@ -83,11 +83,15 @@ pub fn render_start_irp(objects: &KernelObjects, driver: &str) -> String {
 /// `Irp is active with N stacks M is current (= 0x...)`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct IrpHeader {
+    /// Stack locations in the IRP.
     pub stacks: u8,
+    /// The current location's number.
     pub current: u8,
+    /// Address of the current `IO_STACK_LOCATION`.
     pub current_location: u64,
 }
 
+/// Reads the `Irp is active with ...` heading of `!irp`.
 pub fn parse_header(body: &str) -> Option<IrpHeader> {
     let t = body.trim();
     let rest = t.strip_prefix("Irp is active with ")?;
@@ -106,12 +110,17 @@ pub fn parse_header(body: &str) -> Option<IrpHeader> {
 /// One stack location line: `>[ 1b, 0]   0  0 fffffa80035a1e40 00000000 ...`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct IrpLocation {
+    /// The line starts with `>`: the current location.
     pub current: bool,
+    /// `MajorFunction` (0x1b: `IRP_MJ_PNP`).
     pub major: u8,
+    /// `MinorFunction` (0x00: `IRP_MN_START_DEVICE` under `IRP_MJ_PNP`).
     pub minor: u8,
+    /// The device object of the location.
     pub device: u64,
 }
 
+/// Reads one stack location line of `!irp`.
 pub fn parse_location(body: &str) -> Option<IrpLocation> {
     let t = body.trim_start();
     let (current, t) = match t.strip_prefix('>') {
@@ -165,8 +174,11 @@ pub fn is_irp_line(body: &str) -> bool {
 /// The current stack location of an `!irp` and its arguments.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct CurrentLocation {
+    /// The IRP's heading, when it was read.
     pub header: Option<IrpHeader>,
+    /// The current stack location.
     pub location: IrpLocation,
+    /// Its `Args:` (`Parameters` of the location, four pointers).
     pub args: [u64; 4],
 }
 

@@ -52,6 +52,7 @@ pub struct KernelObjects {
     pub translated_list: u64,
     /// pci.sys's extension of the root bus FDO, and of the device's PDO (`!pcitree`).
     pub bus_fdo_ext: u64,
+    /// The device's PDO extension (its `devext` in `!pcitree`).
     pub pdo_ext: u64,
 }
 
@@ -191,7 +192,9 @@ pub fn prompt_command(body: &str) -> Option<&str> {
 pub enum Command {
     /// `!pci [flags] [segment] bus dev func`, with the function when named.
     Pci(Option<(u8, u8, u8)>),
+    /// `!pcitree`.
     PciTree,
+    /// `!devnode Address [Flags]`.
     Devnode,
     /// `!cmreslist Address`.
     CmResList(Option<u64>),
@@ -199,12 +202,16 @@ pub enum Command {
     Irp(Option<u64>),
     /// `!dd` / `!dq` of physical memory: the first address and the unit size in bytes.
     PhysicalMemory {
+        /// First physical address dumped.
         address: u64,
+        /// Bytes per value: 4 for `!dd`, 8 for `!dq`.
         unit: u8,
     },
     /// `dt`: the type (without module) and the address.
     DisplayType {
+        /// The type, without its module (`_CM_RESOURCE_LIST`).
         type_name: String,
+        /// The address dumped, when given.
         address: Option<u64>,
     },
     /// Anything else (`!idt`, `.logopen`, `r`, ...).

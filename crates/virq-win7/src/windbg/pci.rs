@@ -42,9 +42,13 @@ const MAX_CAPABILITIES: usize = 48;
 /// Everything the dump reads.
 #[derive(Clone, Copy, Debug)]
 pub struct PciDumpInput<'a> {
+    /// Bus number.
     pub bus: u8,
+    /// Device number.
     pub device: u8,
+    /// Function number.
     pub function: u8,
+    /// The function's 256 configuration bytes.
     pub config: &'a [u8; 256],
 }
 
@@ -109,6 +113,7 @@ pub fn base_class_name(base: u8) -> Option<&'static str> {
     })
 }
 
+/// The name `!pci` prints for a class and subclass, when it knows one.
 pub fn sub_class_name(base: u8, sub: u8) -> Option<&'static str> {
     Some(match (base, sub) {
         (0x01, 0x00) => "SCSI Bus Controller",
@@ -326,17 +331,23 @@ pub struct MsixCapView {
     pub at: u8,
     /// The raw Message Control word.
     pub control: u16,
+    /// Table BIR (low 3 bits of the Table Offset/BIR register).
     pub table_bir: u8,
+    /// Table offset in that BAR.
     pub table_offset: u32,
+    /// PBA BIR.
     pub pba_bir: u8,
+    /// PBA offset in that BAR.
     pub pba_offset: u32,
 }
 
 impl MsixCapView {
+    /// Message Control bit 15, MSI-X Enable.
     pub fn enabled(&self) -> bool {
         self.control & crate::msi::MSIX_CONTROL_ENABLE != 0
     }
 
+    /// Message Control bit 14, Function Mask.
     pub fn function_masked(&self) -> bool {
         self.control & crate::msi::MSIX_CONTROL_FUNCTION_MASK != 0
     }
@@ -352,12 +363,19 @@ impl MsixCapView {
 pub struct PciDumpSummary {
     /// `bb:dd.f` from the heading.
     pub bdf: Option<String>,
+    /// Vendor ID.
     pub vendor_id: Option<u16>,
+    /// Device ID.
     pub device_id: Option<u16>,
+    /// Command register.
     pub command: Option<u16>,
+    /// Status register.
     pub status: Option<u16>,
+    /// Interrupt Pin.
     pub interrupt_pin: Option<u8>,
+    /// Interrupt Line.
     pub interrupt_line: Option<u8>,
+    /// Capabilities Pointer.
     pub cap_ptr: Option<u8>,
     /// The BAR dwords as printed.
     pub bars: [Option<u32>; 6],
@@ -575,13 +593,16 @@ pub fn is_msix_cap_start(body: &str) -> bool {
 pub struct MsixFields {
     /// The raw Message Control word; when present it decides everything.
     pub control: Option<u16>,
+    /// MSI-X Enable as printed.
     pub enabled: Option<bool>,
+    /// Function Mask as printed.
     pub function_masked: Option<bool>,
     /// Number of table entries as printed (decoded, not N-1).
     pub table_size: Option<u16>,
 }
 
 impl MsixFields {
+    /// Whether the block gave any field.
     pub fn any(&self) -> bool {
         self.control.is_some()
             || self.enabled.is_some()
@@ -806,6 +827,7 @@ impl Default for RawConfig {
 const MAX_RAW_LINES: usize = 80;
 
 impl RawConfig {
+    /// Note raw bytes from `off`, printed on dump line `line` as `text`.
     pub fn add(&mut self, off: u8, bytes: &[u8], line: u64, text: &str) {
         if self.lines.len() >= MAX_RAW_LINES {
             return;
@@ -819,6 +841,7 @@ impl RawConfig {
         }
     }
 
+    /// No raw byte line was read.
     pub fn is_empty(&self) -> bool {
         self.lines.is_empty()
     }

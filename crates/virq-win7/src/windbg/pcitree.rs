@@ -23,11 +23,17 @@ use super::{PROMPT, fmt_ptr_plain, parse_number};
 /// One function of a bus as `!pcitree` lists it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PciTreeFunction {
+    /// Device number.
     pub device: u8,
+    /// Function number.
     pub function: u8,
+    /// Vendor ID.
     pub vendor_id: u16,
+    /// Device ID.
     pub device_id: u16,
+    /// Base class.
     pub base_class: u8,
+    /// Subclass.
     pub sub_class: u8,
     /// pci.sys's PDO extension.
     pub devext: u64,
@@ -85,9 +91,12 @@ pub fn render_pcitree(bus: u8, fdo_ext: u64, functions: &[PciTreeFunction]) -> S
 pub enum PciTreeLine {
     /// `Bus 0x0 (FDO Ext ...)`: the functions that follow are on this bus.
     Bus {
+        /// Bus number.
         bus: u8,
+        /// pci.sys's extension of the bus FDO.
         fdo_ext: u64,
     },
+    /// A function on the current bus.
     Function(PciTreeFunction),
 }
 
