@@ -16,8 +16,8 @@ const RING: u64 = 0x1000;
 /// (virtio_pci_cfg_cap offset, MSI-X capability offset) of a default device, found by
 /// walking its capability list.
 fn caps() -> (u16, u16) {
-    let h = crate::transport::Harness::new(1, None);
-    let cfg = h.dev.config_bytes();
+    let h = crate::transport::Harness::new(1, Default::default());
+    let cfg = h.rig.dev.config_bytes();
     let (mut pci_cfg, mut msix) = (0, 0);
     let mut p = cfg[0x34] as usize;
     while p != 0 {
