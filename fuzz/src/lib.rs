@@ -10,6 +10,7 @@
 //! `gen_seeds` binary, whose encoders write the seed corpus under `fuzz/seeds/`.
 
 pub mod cursor;
+pub mod ring;
 pub mod rings;
 pub mod seeds;
 pub mod text;
@@ -26,4 +27,7 @@ pub const TARGETS: &[(&str, Harness)] = &[
     ("queues_console", rings::run_console),
     ("serve_request", text::run_serve),
     ("doctor_parse", text::run_doctor),
+    ("ring", ring::run),
+    ("judge", text::run_judge),
+    ("win_text", text::run_win_text),
 ];

@@ -14,7 +14,6 @@
 //! - one access completes at most (number of queues x 256) chains;
 //! - a snapshot survives a JSON round trip and restores into a fresh device unchanged.
 
-
 use virq_device::testing::{NullBackend, RecordingSink, Rig, layouts};
 use virq_device::{
     DeviceSnapshot, GuestMemory, NO_VECTOR, TransportOptions, VecMemory, VirtioPciDevice,
