@@ -438,8 +438,12 @@ pub fn parse_pci_dump(text: &str) -> PciDumpSummary {
     let mut in_msix = false;
     for line in text.lines() {
         let tokens: Vec<&str> = line.split_whitespace().collect();
+        // A line may be an offset alone (`11:`, as /proc/interrupts pasted beside it also
+        // starts): then it names no field.
         let (name, rest) = match tokens.first() {
-            Some(t) if t.ends_with(':') && t.len() == 3 => (tokens.get(1).copied(), &tokens[2..]),
+            Some(t) if t.ends_with(':') && t.len() == 3 => {
+                (tokens.get(1).copied(), tokens.get(2..).unwrap_or_default())
+            }
             Some(t) => (Some(*t), &tokens[1..]),
             None => continue,
         };
@@ -787,6 +791,37 @@ mod tests {
         let m = parse_pci_dump(&text).msix.unwrap();
         assert!(!m.enabled && m.function_masked);
         assert_eq!(m.table_size, 1);
+    }
+
+    /// Found by the `win_text` fuzz target: a line that is an offset alone (`11:`, how a
+    /// pasted /proc/interrupts line starts) made the reader slice past its one token and
+    /// panic. Such a line names no field: the dump around it reads the same as without it.
+    #[test]
+    fn a_line_that_is_an_offset_alone_names_no_field() {
+        let c = config(0x8003, 0x0406, 0x0018);
+        let text = render_pci(
+            &PciDumpInput {
+                bus: 0,
+                device: 3,
+                function: 0,
+                config: &c,
+                msix_table: &[],
+                pba: &[],
+            },
+            None,
+        );
+        let clean = parse_pci_dump(&text);
+        assert_eq!(clean.vendor_id, Some(0x1AF4));
+        assert!(clean.msix.is_some());
+        let (head, tail) = text.split_at(text.find("Capabilities:").unwrap());
+        let noisy = format!("{head} 11:   \n    04:\n{tail}\n10:");
+        assert_eq!(parse_pci_dump(&noisy), clean);
+        assert_eq!(parse_pci_dump(" 11:   "), PciDumpSummary::default());
+        let crash = include_bytes!("../../../fuzz/regressions/win_text-pci-dump-offset-alone");
+        assert_eq!(
+            parse_pci_dump(&String::from_utf8_lossy(crash)),
+            PciDumpSummary::default()
+        );
     }
 
     #[test]
