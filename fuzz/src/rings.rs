@@ -256,6 +256,8 @@ pub struct Driver {
     setup: Setup,
     msix_cap: Option<u16>,
     msgs_seen: usize,
+    /// The device's state after the last step (what the next step starts from).
+    last: Option<virq_device::DeviceSnapshot>,
 }
 
 impl Driver {
@@ -272,6 +274,7 @@ impl Driver {
             setup,
             msix_cap: None,
             msgs_seen: 0,
+            last: None,
         };
         d.msix_cap = d.rig.msix_cap();
         d.bring_up();
@@ -320,20 +323,27 @@ impl Driver {
         q as u16 % self.rig.dev.num_queues()
     }
 
-    /// The driver's side of queue `q` where the device holds it.
-    fn live_ring(&self, q: u16) -> Ring<&VecMemory> {
-        let s = self.rig.dev.snapshot();
-        let qs = &s.queues[q as usize];
+    /// The driver's side of queue `q` where the device (in state `now`) holds it.
+    fn live_ring<'m>(
+        mem: &'m VecMemory,
+        now: &virq_device::DeviceSnapshot,
+        q: u16,
+    ) -> Ring<&'m VecMemory> {
+        let qs = &now.queues[q as usize];
         let addrs = RingAddrs {
             desc: qs.desc_table,
             avail: qs.avail_ring,
             used: qs.used_ring,
         };
-        Ring::at(&self.rig.mem, q, qs.size, addrs)
+        Ring::at(mem, q, qs.size, addrs)
     }
 
     pub fn step(&mut self, step: &Step) {
-        let before = self.rig.dev.snapshot();
+        // The state after the last step is the state before this one.
+        let before = self
+            .last
+            .take()
+            .expect("taken after set-up and after every step");
         let was_broken = before.device_status & status::DEVICE_NEEDS_RESET != 0;
         let mut buf = [0u8; 1];
         // Guest memory refusing a write of the driver is the input's business, not a bug.
@@ -362,18 +372,16 @@ impl Driver {
                     flags: *flags,
                     next: *next,
                 };
-                let _ = self
-                    .live_ring(self.queue_of(*queue))
+                let _ = Self::live_ring(&self.rig.mem, &before, self.queue_of(*queue))
                     .try_set_desc(*index, d);
             }
             Step::Avail { queue, head } => {
-                let mut ring = self.live_ring(self.queue_of(*queue));
+                let mut ring = Self::live_ring(&self.rig.mem, &before, self.queue_of(*queue));
                 ring.resync_avail();
                 let _ = ring.try_make_available(*head);
             }
             Step::AvailIdx { queue, idx } => {
-                let _ = self
-                    .live_ring(self.queue_of(*queue))
+                let _ = Self::live_ring(&self.rig.mem, &before, self.queue_of(*queue))
                     .try_set_avail_idx(*idx);
             }
             Step::Reset => {
@@ -401,7 +409,7 @@ impl Driver {
                 }
                 6 => self.rig.dev.config_changed(),
                 _ => {
-                    let ring = self.live_ring(self.queue_of(*arg as u8));
+                    let ring = Self::live_ring(&self.rig.mem, &before, self.queue_of(*arg as u8));
                     let _ = ring.try_set_avail_flags(arg >> 8 & 1);
                     let _ = ring.try_set_used_event(arg >> 9);
                 }
@@ -440,6 +448,7 @@ impl Driver {
             }
         }
         check_interrupts(&self.rig.dev, &self.rig.sink, &mut self.msgs_seen);
+        self.last = Some(after);
     }
 }
 
@@ -448,6 +457,7 @@ pub fn run(kind: Kind, data: &[u8]) {
     let setup = Setup::decode(&mut c);
     let mut d = Driver::new(kind, setup);
     check_interrupts(&d.rig.dev, &d.rig.sink, &mut d.msgs_seen);
+    d.last = Some(d.rig.dev.snapshot());
     for _ in 0..MAX_OPS {
         if c.is_empty() {
             break;
