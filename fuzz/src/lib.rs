@@ -6,8 +6,8 @@
 //! input. A harness panics only when virq is wrong: that is the crash libFuzzer reports.
 //!
 //! The same functions serve three callers: the `fuzz_targets/*` (nightly, libFuzzer), the
-//! `replay` binary (any toolchain: run a corpus or a crash file through a harness) and the
-//! `gen_seeds` binary, whose encoders write the seed corpus under `fuzz/seeds/`.
+//! `replay` example (any toolchain: run a corpus or a crash file through a harness) and the
+//! `gen_seeds` example, whose encoders write the seed corpus under `fuzz/seeds/`.
 
 pub mod cursor;
 pub mod ring;

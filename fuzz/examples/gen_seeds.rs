@@ -1,6 +1,7 @@
-//! Write the seed corpus: `cargo run --bin gen_seeds [DIR]` (default `seeds/` beside this
-//! crate). The doctor's seeds are its test fixtures, which `scripts/fuzz.sh` passes directly
-//! (to `doctor_parse` and `win_text`); `judge` gets their events as JSON lines.
+//! Write the seed corpus: `cargo run --manifest-path fuzz/Cargo.toml --example gen_seeds [DIR]`
+//! (default `seeds/` beside this crate). The doctor's seeds are its test fixtures, which
+//! `scripts/fuzz.sh` passes directly (to `doctor_parse` and `win_text`); `judge` gets their
+//! events as JSON lines.
 
 use std::path::PathBuf;
 
