@@ -656,10 +656,27 @@ pub fn judge() -> Vec<(String, Vec<u8>)> {
 }
 
 /// Seeds for `win_text` beside the doctor's fixtures: the sample INF the Windows 7 model
-/// installs from.
+/// installs from, and the driver's power prints (log format line 12) as the model writes them
+/// and as a capture shows them (DbgView columns, a driver's prefix, KMDF's state names), which
+/// no fixture has: without them the fuzzer never got past the reader's first check.
 pub fn win_text() -> Vec<(String, Vec<u8>)> {
-    vec![(
-        "virtio_blk_sample.inf".to_string(),
-        virq_win7::VIRTIO_BLK_SAMPLE_INF.as_bytes().to_vec(),
-    )]
+    use virq_win7::dbgprint::{format_d0_entry_line, format_d0_exit_line};
+    let power = [
+        format_d0_exit_line(3),
+        format_d0_entry_line(3),
+        "00000012\t0.51234567\tviostor: VIRTIO: EvtDeviceD0Entry PreviousState=WdfPowerDeviceD3Final"
+            .to_string(),
+        "00000013\t9.00000000\tVIRTIO: EvtDeviceD0Exit TargetState=d2.".to_string(),
+        "VIRTIO: EvtDeviceD0Entry previousstate=D0Final,".to_string(),
+    ];
+    vec![
+        (
+            "virtio_blk_sample.inf".to_string(),
+            virq_win7::VIRTIO_BLK_SAMPLE_INF.as_bytes().to_vec(),
+        ),
+        (
+            "power_prints.log".to_string(),
+            power.join("\n").into_bytes(),
+        ),
+    ]
 }
