@@ -158,6 +158,11 @@ done
 "$llvm_bin/llvm-cov" show "${obj_args[@]}" -instr-profile="$cov_dir/all.profdata" \
     --ignore-filename-regex='(/\.cargo/|/rustc/|/\.rustup/|/fuzz/|/src/testing/)' \
     -show-line-counts -format=text >"$cov_dir/show.txt"
+# windbg.rs and dbgprint.rs hold the Windows model's writers beside the readers: their
+# readers are measured per function (docs/reliability.md sums the reader functions).
+"$llvm_bin/llvm-cov" report --show-functions "${obj_args[@]}" \
+    -instr-profile="$cov_dir/all.profdata" "$PWD/crates/virq-win7/src/windbg.rs" \
+    "$PWD/crates/virq-win7/src/dbgprint.rs" >"$cov_dir/functions-win7.txt"
 awk -f scripts/fuzz-coverage-surfaces.awk "$cov_dir/files.txt" | tee "$cov_dir/summary.txt"
 echo "fuzz-campaign: per-file figures in $cov_dir/files.txt"
 exit $status

@@ -14,7 +14,7 @@ function surface(f) {
     if (f ~ /virq-serve\/src\/engine\.rs$/) return "serve: session engine (engine.rs)"
     if (f ~ /virq-doctor\/src\/(parse\/[a-z]+\.rs|detect\.rs|lines\.rs|gate\.rs)$/) return "doctor: readers (parse/*, detect, lines, gate)"
     if (f ~ /virq-judge\/src\//) return "judge (virq-judge)"
-    if (f ~ /virq-win7\/src\/(inf|windbg|dbgprint)\.rs$/) return "win7: text readers (inf, windbg, dbgprint)"
+    if (f ~ /virq-win7\/src\/(inf|windbg|dbgprint)\.rs$/) return "win7: inf.rs, windbg.rs, dbgprint.rs (whole files)"
     return ""
 }
 
