@@ -6,10 +6,11 @@
 //! input. A harness panics only when virq is wrong: that is the crash libFuzzer reports.
 //!
 //! The same functions serve three callers: the `fuzz_targets/*` (nightly, libFuzzer), the
-//! `replay` binary (any toolchain: run a corpus or a crash file through a harness) and the
-//! `gen_seeds` binary, whose encoders write the seed corpus under `fuzz/seeds/`.
+//! `replay` example (any toolchain: run a corpus or a crash file through a harness) and the
+//! `gen_seeds` example, whose encoders write the seed corpus under `fuzz/seeds/`.
 
 pub mod cursor;
+pub mod ring;
 pub mod rings;
 pub mod seeds;
 pub mod text;
@@ -26,4 +27,7 @@ pub const TARGETS: &[(&str, Harness)] = &[
     ("queues_console", rings::run_console),
     ("serve_request", text::run_serve),
     ("doctor_parse", text::run_doctor),
+    ("ring", ring::run),
+    ("judge", text::run_judge),
+    ("win_text", text::run_win_text),
 ];

@@ -3,6 +3,10 @@
 //! input writes arbitrary descriptors, available entries, indices and raw guest RAM and
 //! notifies, resets and masks in any order.
 //!
+//! The driver is the device's test toolkit (`virq_device::testing`): its `Rig` brings the
+//! device up, its `Ring` writes descriptors and available entries (the `try_` forms, since
+//! the input picks the addresses).
+//!
 //! Checked after every step, on top of the transport's interrupt invariants
 //! ([`crate::transport::check_interrupts`]):
 //! - one step publishes at most "queue size" used elements per queue;
@@ -14,10 +18,10 @@ use std::sync::Arc;
 use virq_backends::{
     Block, BlockConfig, Console, ConsoleConfig, MemoryStorage, Rng, SeededEntropy,
 };
-use virq_device::testing::RecordingSink;
+use virq_device::ring::Descriptor;
+use virq_device::testing::{RecordingSink, Rig, Ring, RingAddrs};
 use virq_device::{
-    GuestMemory, TransportOptions, VecMemory, VirtioBackend, VirtioPciDevice, common, features,
-    status,
+    GuestMemory, TransportOptions, VecMemory, VirtioBackend, common, features, status,
 };
 
 use crate::cursor::{Cursor, Enc};
@@ -248,67 +252,43 @@ fn backend(kind: Kind, setup: &Setup) -> Box<dyn VirtioBackend> {
 }
 
 pub struct Driver {
-    pub dev: VirtioPciDevice,
-    pub sink: Arc<RecordingSink>,
-    pub mem: VecMemory,
+    pub rig: Rig,
     setup: Setup,
     msix_cap: Option<u16>,
     msgs_seen: usize,
+    /// The device's state after the last step (what the next step starts from).
+    last: Option<virq_device::DeviceSnapshot>,
 }
 
 impl Driver {
     pub fn new(kind: Kind, setup: Setup) -> Driver {
-        let mem = VecMemory::new(RAM_SIZE);
-        let sink = Arc::new(RecordingSink::new());
-        let dev = VirtioPciDevice::new(
+        let rig = Rig::build(
             backend(kind, &setup),
-            mem.clone(),
-            sink.clone(),
             TransportOptions::default(),
-        )
-        .unwrap();
+            VecMemory::new(RAM_SIZE),
+            Arc::new(RecordingSink::new()),
+            true,
+        );
         let mut d = Driver {
-            dev,
-            sink,
-            mem,
+            rig,
             setup,
             msix_cap: None,
             msgs_seen: 0,
+            last: None,
         };
-        d.msix_cap = d.find_msix_cap();
+        d.msix_cap = d.rig.msix_cap();
         d.bring_up();
         d
     }
 
-    fn find_msix_cap(&self) -> Option<u16> {
-        let cfg = self.dev.config_bytes();
-        let mut p = cfg[0x34] as usize;
-        for _ in 0..48 {
-            if p == 0 {
-                break;
-            }
-            if cfg[p] == 0x11 {
-                return Some(p as u16);
-            }
-            p = cfg[p + 1] as usize;
-        }
-        None
-    }
-
     fn common_write(&mut self, off: u64, bytes: &[u8]) {
-        self.dev.bar_write(0, off, bytes);
-    }
-
-    fn set_status(&mut self, s: u8) {
-        self.common_write(common::DEVICE_STATUS, &[s]);
+        self.rig.dev.bar_write(0, off, bytes);
     }
 
     /// virtio 1.2, 3.1.1, with whatever queue set-up the input chose.
     fn bring_up(&mut self) {
-        self.dev.config_write(0x04, &0x0006u16.to_le_bytes()); // memory + bus master
-        self.set_status(0);
-        self.set_status(status::ACKNOWLEDGE);
-        self.set_status(status::ACKNOWLEDGE | status::DRIVER);
+        let r = &mut self.rig;
+        r.map_bars();
         let mut f = features::VERSION_1;
         if self.setup.event_idx {
             f |= features::RING_EVENT_IDX;
@@ -316,70 +296,66 @@ impl Driver {
         if self.setup.indirect {
             f |= features::RING_INDIRECT_DESC;
         }
-        self.common_write(common::DRIVER_FEATURE_SELECT, &0u32.to_le_bytes());
-        self.common_write(common::DRIVER_FEATURE, &(f as u32).to_le_bytes());
-        self.common_write(common::DRIVER_FEATURE_SELECT, &1u32.to_le_bytes());
-        self.common_write(common::DRIVER_FEATURE, &((f >> 32) as u32).to_le_bytes());
-        self.set_status(status::ACKNOWLEDGE | status::DRIVER | status::FEATURES_OK);
-        if self.setup.msix
-            && let Some(cap) = self.msix_cap
-        {
-            let n = self.dev.msix().map_or(0, |m| m.table_size());
-            for i in 0..n {
-                let e = i as u64 * 16;
-                self.dev
-                    .bar_write(2, e, &(0xFEE0_0000u64 | (i as u64) << 12).to_le_bytes());
-                self.dev
-                    .bar_write(2, e + 8, &(0x40 + i as u32).to_le_bytes());
-                self.dev.bar_write(2, e + 12, &0u32.to_le_bytes());
-            }
-            self.dev.config_write(cap + 2, &0x8000u16.to_le_bytes());
-            self.common_write(common::MSIX_CONFIG, &0u16.to_le_bytes());
+        // Whether FEATURES_OK stuck is the device's business: the driver carries on.
+        r.negotiate(f);
+        let msix = self.setup.msix && self.msix_cap.is_some();
+        if msix {
+            r.enable_msix();
         }
-        for q in 0..self.dev.num_queues() {
-            let (size, d, a, u) = self.setup.queue(q);
-            self.common_write(common::QUEUE_SELECT, &q.to_le_bytes());
-            self.common_write(common::QUEUE_SIZE, &size.to_le_bytes());
-            self.common_write(common::QUEUE_DESC, &d.to_le_bytes());
-            self.common_write(common::QUEUE_DRIVER, &a.to_le_bytes());
-            self.common_write(common::QUEUE_DEVICE, &u.to_le_bytes());
-            if self.setup.msix {
-                self.common_write(common::QUEUE_MSIX_VECTOR, &(q + 1).to_le_bytes());
+        for q in 0..r.dev.num_queues() {
+            let (size, desc, avail, used) = self.setup.queue(q);
+            r.program_queue(q, size, RingAddrs { desc, avail, used });
+            if msix {
+                r.set_queue_vector(q, q + 1);
             }
             if !(q == 0 && self.setup.skip_enable_q0) {
-                self.common_write(common::QUEUE_ENABLE, &1u16.to_le_bytes());
+                r.enable_queue(q);
             }
         }
         if !self.setup.no_driver_ok {
-            self.set_status(
+            r.set_device_status(
                 status::ACKNOWLEDGE | status::DRIVER | status::FEATURES_OK | status::DRIVER_OK,
             );
         }
     }
 
     fn queue_of(&self, q: u8) -> u16 {
-        q as u16 % self.dev.num_queues()
+        q as u16 % self.rig.dev.num_queues()
     }
 
-    /// (size, desc, avail, used) as the device holds them.
-    fn live_queue(&self, q: u16) -> (u16, u64, u64, u64) {
-        let s = self.dev.snapshot();
-        let qs = &s.queues[q as usize];
-        (qs.size, qs.desc_table, qs.avail_ring, qs.used_ring)
+    /// The driver's side of queue `q` where the device (in state `now`) holds it.
+    fn live_ring<'m>(
+        mem: &'m VecMemory,
+        now: &virq_device::DeviceSnapshot,
+        q: u16,
+    ) -> Ring<&'m VecMemory> {
+        let qs = &now.queues[q as usize];
+        let addrs = RingAddrs {
+            desc: qs.desc_table,
+            avail: qs.avail_ring,
+            used: qs.used_ring,
+        };
+        Ring::at(mem, q, qs.size, addrs)
     }
 
     pub fn step(&mut self, step: &Step) {
-        let before = self.dev.snapshot();
+        // The state after the last step is the state before this one.
+        let before = self
+            .last
+            .take()
+            .expect("taken after set-up and after every step");
         let was_broken = before.device_status & status::DEVICE_NEEDS_RESET != 0;
         let mut buf = [0u8; 1];
+        // Guest memory refusing a write of the driver is the input's business, not a bug.
         match step {
             Step::Ram { addr, data } => {
-                let _ = self.mem.write(*addr as u64, data);
+                let _ = self.rig.mem.write(*addr as u64, data);
             }
             Step::Kick { queue } => {
                 // notify_off_multiplier 4: queue q at notify + 4q; 16-bit write of q.
                 let q = *queue as u16;
-                self.dev
+                self.rig
+                    .dev
                     .bar_write(0, 0x1000 + 4 * q as u64, &q.to_le_bytes());
             }
             Step::Desc {
@@ -390,60 +366,56 @@ impl Driver {
                 flags,
                 next,
             } => {
-                let (size, d, _, _) = self.live_queue(self.queue_of(*queue));
-                let at = d.wrapping_add(16 * (*index % size.max(1)) as u64);
-                let mut raw = [0u8; 16];
-                raw[0..8].copy_from_slice(&addr.to_le_bytes());
-                raw[8..12].copy_from_slice(&len.to_le_bytes());
-                raw[12..14].copy_from_slice(&flags.to_le_bytes());
-                raw[14..16].copy_from_slice(&next.to_le_bytes());
-                let _ = self.mem.write(at, &raw);
+                let d = Descriptor {
+                    addr: *addr,
+                    len: *len,
+                    flags: *flags,
+                    next: *next,
+                };
+                let _ = Self::live_ring(&self.rig.mem, &before, self.queue_of(*queue))
+                    .try_set_desc(*index, d);
             }
             Step::Avail { queue, head } => {
-                let (size, _, a, _) = self.live_queue(self.queue_of(*queue));
-                let idx = self.mem.read_u16(a.wrapping_add(2)).unwrap_or(0);
-                let slot = a.wrapping_add(4 + 2 * (idx % size.max(1)) as u64);
-                let _ = self.mem.write_u16(slot, *head);
-                let _ = self.mem.write_u16(a.wrapping_add(2), idx.wrapping_add(1));
+                let mut ring = Self::live_ring(&self.rig.mem, &before, self.queue_of(*queue));
+                ring.resync_avail();
+                let _ = ring.try_make_available(*head);
             }
             Step::AvailIdx { queue, idx } => {
-                let (_, _, a, _) = self.live_queue(self.queue_of(*queue));
-                let _ = self.mem.write_u16(a.wrapping_add(2), *idx);
+                let _ = Self::live_ring(&self.rig.mem, &before, self.queue_of(*queue))
+                    .try_set_avail_idx(*idx);
             }
             Step::Reset => {
                 self.bring_up();
             }
-            Step::Poll => self.dev.poll_backend(),
+            Step::Poll => self.rig.dev.poll_backend(),
             Step::Misc { what, arg } => match what % 8 {
-                0 => self.dev.bar_read(0, 0x2000, &mut buf),
+                0 => self.rig.dev.bar_read(0, 0x2000, &mut buf),
                 1 | 2 => {
                     if let Some(cap) = self.msix_cap {
                         let ctl: u16 = if what % 8 == 1 { 0xC000 } else { 0x8000 };
-                        self.dev.config_write(cap + 2, &ctl.to_le_bytes());
+                        self.rig.dev.config_write(cap + 2, &ctl.to_le_bytes());
                     }
                 }
                 3 | 4 => {
-                    let n = self.dev.msix().map_or(1, |m| m.table_size());
+                    let n = self.rig.dev.msix().map_or(1, |m| m.table_size());
                     let e = (*arg % n) as u64 * 16;
                     let masked = (what % 8 == 3) as u32;
-                    self.dev.bar_write(2, e + 12, &masked.to_le_bytes());
+                    self.rig.dev.bar_write(2, e + 12, &masked.to_le_bytes());
                 }
                 5 => {
                     let q = self.queue_of(*arg as u8);
                     self.common_write(common::QUEUE_SELECT, &q.to_le_bytes());
                     self.common_write(common::QUEUE_RESET, &1u16.to_le_bytes());
                 }
-                6 => self.dev.config_changed(),
+                6 => self.rig.dev.config_changed(),
                 _ => {
-                    let q = self.queue_of(*arg as u8);
-                    let (size, _, a, _) = self.live_queue(q);
-                    let _ = self.mem.write_u16(a, arg >> 8 & 1);
-                    let used_event = a.wrapping_add(4 + 2 * size as u64);
-                    let _ = self.mem.write_u16(used_event, arg >> 9);
+                    let ring = Self::live_ring(&self.rig.mem, &before, self.queue_of(*arg as u8));
+                    let _ = ring.try_set_avail_flags(arg >> 8 & 1);
+                    let _ = ring.try_set_used_event(arg >> 9);
                 }
             },
         }
-        let after = self.dev.snapshot();
+        let after = self.rig.dev.snapshot();
         let resets = match step {
             Step::Reset => true,
             Step::Misc { what, .. } => what % 8 == 5,
@@ -469,13 +441,14 @@ impl Driver {
                 if published > 0 && !matches!(step, Step::Ram { .. }) {
                     let pos = a.next_used.wrapping_sub(1) % a.size.max(1);
                     let at = a.used_ring.wrapping_add(4 + 8 * pos as u64);
-                    if let Ok(id) = self.mem.read_u32(at) {
+                    if let Ok(id) = self.rig.mem.read_u32(at) {
                         assert!(id < a.size as u32, "queue {q}: used id {id} >= {}", a.size);
                     }
                 }
             }
         }
-        check_interrupts(&self.dev, &self.sink, &mut self.msgs_seen);
+        check_interrupts(&self.rig.dev, &self.rig.sink, &mut self.msgs_seen);
+        self.last = Some(after);
     }
 }
 
@@ -483,7 +456,8 @@ pub fn run(kind: Kind, data: &[u8]) {
     let mut c = Cursor::new(data);
     let setup = Setup::decode(&mut c);
     let mut d = Driver::new(kind, setup);
-    check_interrupts(&d.dev, &d.sink, &mut d.msgs_seen);
+    check_interrupts(&d.rig.dev, &d.rig.sink, &mut d.msgs_seen);
+    d.last = Some(d.rig.dev.snapshot());
     for _ in 0..MAX_OPS {
         if c.is_empty() {
             break;

@@ -16,8 +16,8 @@ const RING: u64 = 0x1000;
 /// (virtio_pci_cfg_cap offset, MSI-X capability offset) of a default device, found by
 /// walking its capability list.
 fn caps() -> (u16, u16) {
-    let h = crate::transport::Harness::new(1, None);
-    let cfg = h.dev.config_bytes();
+    let h = crate::transport::Harness::new(1, Default::default());
+    let cfg = h.rig.dev.config_bytes();
     let (mut pci_cfg, mut msix) = (0, 0);
     let mut p = cfg[0x34] as usize;
     while p != 0 {
@@ -491,4 +491,192 @@ write 0xfffffffffffffff0 32 0x00
         out.push((format!("session_{device}"), b));
     }
     out
+}
+
+/// Seeds for `ring`: (name, bytes).
+pub fn ring() -> Vec<(String, Vec<u8>)> {
+    use crate::ring::{Header, Op};
+    let encode = |h: &Header, ops: &[Op]| {
+        let mut e = Enc::default();
+        h.encode(&mut e);
+        for op in ops {
+            op.encode(&mut e);
+        }
+        e.0
+    };
+    let d = |index: u16, addr: u64, len: u32, flags: u16, next: u16| Op::Desc {
+        index,
+        addr,
+        len,
+        flags,
+        next,
+    };
+    let plain = Header {
+        size_log2: 4,
+        ..Header::default()
+    };
+    let evidx = Header {
+        event_idx: true,
+        ..plain.clone()
+    };
+    let mut out = Vec::new();
+    // A two-descriptor chain popped, walked and completed, then the interrupt decision.
+    out.push((
+        "chain_pop_used".to_string(),
+        encode(
+            &plain,
+            &[
+                d(0, 0x8000, 16, NEXT, 1),
+                d(1, 0x9000, 512, WRITE, 0),
+                Op::Avail { head: 0 },
+                Op::Pop { n: 4 },
+                Op::Used { which: 0, len: 512 },
+                Op::Decide,
+                Op::Enable,
+            ],
+        ),
+    ));
+    // An indirect table of three buffers written through RAM.
+    let mut table = Vec::new();
+    for i in 0..3u64 {
+        table.extend_from_slice(&(0xA000 + 0x100 * i).to_le_bytes());
+        table.extend_from_slice(&0x100u32.to_le_bytes());
+        table.extend_from_slice(&(WRITE | if i < 2 { NEXT } else { 0 }).to_le_bytes());
+        table.extend_from_slice(&(i as u16 + 1).to_le_bytes());
+    }
+    out.push((
+        "indirect".to_string(),
+        encode(
+            &plain,
+            &[
+                Op::Ram {
+                    addr: 0x5000,
+                    data: table,
+                },
+                d(0, 0x5000, 48, INDIRECT, 0),
+                Op::Avail { head: 0 },
+                Op::Pop { n: 1 },
+                Op::Used {
+                    which: 0,
+                    len: 0x300,
+                },
+            ],
+        ),
+    ));
+    // EVENT_IDX: used_event crossed and not, avail_event published.
+    out.push((
+        "event_idx".to_string(),
+        encode(
+            &evidx,
+            &[
+                d(0, 0x8000, 1, 0, 0),
+                Op::Suppress {
+                    flags: 0,
+                    used_event: 1,
+                },
+                Op::Avail { head: 0 },
+                Op::Avail { head: 0 },
+                Op::Pop { n: 2 },
+                Op::Used { which: 0, len: 1 },
+                Op::Decide,
+                Op::Used { which: 1, len: 1 },
+                Op::Decide,
+                Op::Enable,
+            ],
+        ),
+    ));
+    // A loop, a head out of range, an index far ahead.
+    out.push((
+        "broken".to_string(),
+        encode(
+            &plain,
+            &[
+                d(0, 0x8000, 1, NEXT, 1),
+                d(1, 0x8000, 1, NEXT, 0),
+                Op::Avail { head: 0 },
+                Op::Avail { head: 40 },
+                Op::Pop { n: 2 },
+                Op::Used { which: 1, len: 0 },
+                Op::AvailIdx { idx: 0x8000 },
+                Op::Pop { n: 1 },
+            ],
+        ),
+    ));
+    out
+}
+
+/// Seeds for `judge`: the events the doctor reads from each of its test fixtures, as JSON
+/// lines (at most 48 a fixture), and two fixtures' events interleaved as two sources.
+pub fn judge() -> Vec<(String, Vec<u8>)> {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../crates/virq-doctor/tests/fixtures");
+    let mut names: Vec<_> = std::fs::read_dir(&dir)
+        .expect("the doctor's fixtures")
+        .filter_map(|e| e.ok().map(|e| e.file_name().to_string_lossy().into_owned()))
+        .collect();
+    names.sort();
+    let mut per_file = Vec::new();
+    for name in &names {
+        let bytes = std::fs::read(dir.join(name)).expect("a readable fixture");
+        let Ok((events, _)) =
+            virq_doctor::parse_to_vec(name, &bytes[..], virq_doctor::ParseLimits::default())
+        else {
+            continue;
+        };
+        if events.is_empty() {
+            continue;
+        }
+        per_file.push((
+            name.clone(),
+            events.into_iter().take(48).collect::<Vec<_>>(),
+        ));
+    }
+    let jsonl = |events: &[virq_events::Event]| {
+        let mut out = Vec::new();
+        for e in events {
+            out.extend(serde_json::to_vec(e).expect("an event serialises"));
+            out.push(b'\n');
+        }
+        out
+    };
+    let mut out: Vec<(String, Vec<u8>)> = per_file
+        .iter()
+        .map(|(name, events)| (format!("{name}.jsonl"), jsonl(events)))
+        .collect();
+    if per_file.len() >= 2 {
+        let (a, b) = (&per_file[0].1, &per_file[1].1);
+        let mixed: Vec<_> = a
+            .iter()
+            .zip(b)
+            .flat_map(|(x, y)| [x.clone(), y.clone()])
+            .collect();
+        out.push(("two_sources_interleaved.jsonl".to_string(), jsonl(&mixed)));
+    }
+    out
+}
+
+/// Seeds for `win_text` beside the doctor's fixtures: the sample INF the Windows 7 model
+/// installs from, and the driver's power prints (log format line 12) as the model writes them
+/// and as a capture shows them (DbgView columns, a driver's prefix, KMDF's state names), which
+/// no fixture has: without them the fuzzer never got past the reader's first check.
+pub fn win_text() -> Vec<(String, Vec<u8>)> {
+    use virq_win7::dbgprint::{format_d0_entry_line, format_d0_exit_line};
+    let power = [
+        format_d0_exit_line(3),
+        format_d0_entry_line(3),
+        "00000012\t0.51234567\tviostor: VIRTIO: EvtDeviceD0Entry PreviousState=WdfPowerDeviceD3Final"
+            .to_string(),
+        "00000013\t9.00000000\tVIRTIO: EvtDeviceD0Exit TargetState=d2.".to_string(),
+        "VIRTIO: EvtDeviceD0Entry previousstate=D0Final,".to_string(),
+    ];
+    vec![
+        (
+            "virtio_blk_sample.inf".to_string(),
+            virq_win7::VIRTIO_BLK_SAMPLE_INF.as_bytes().to_vec(),
+        ),
+        (
+            "power_prints.log".to_string(),
+            power.join("\n").into_bytes(),
+        ),
+    ]
 }

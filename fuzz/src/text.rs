@@ -77,3 +77,85 @@ pub fn run_doctor(data: &[u8]) {
     let _ = report.render_html();
     let _ = report.to_json();
 }
+
+/// Most events one `judge` input may hand the judge.
+const MAX_EVENTS: usize = 512;
+
+/// The judge (`virq_judge`) over events: the input is JSON lines of [`virq_events::Event`]s
+/// (what `virq check --events` and the doctor's `--events` print; lines that are not an event
+/// are skipped). Every subject answers all seven steps and thirty rows; and since order is
+/// compared only inside one source, handing the same events over source by source (each
+/// source's events in their order) gives the same judgement.
+pub fn run_judge(data: &[u8]) {
+    let events: Vec<virq_events::Event> = data
+        .split(|&b| b == b'\n')
+        .filter_map(|l| serde_json::from_slice(l).ok())
+        .take(MAX_EVENTS)
+        .collect();
+    let judgement = virq_judge::judge(&events);
+    for s in &judgement.subjects {
+        assert_eq!((s.steps.len(), s.rows.len()), (7, 30));
+        let _ = s.heading();
+        let _ = s.overall();
+    }
+    let _ = judgement.broken_rows();
+    for e in &events {
+        let _ = virq_judge::describe::quote(e);
+    }
+    // The same events grouped by source, each source in first-seen order.
+    let key = |e: &virq_events::Event| match &e.origin {
+        virq_events::Origin::File { path, .. } => Some(path.clone()),
+        virq_events::Origin::Run => None,
+    };
+    let mut sources: Vec<Option<String>> = Vec::new();
+    for e in &events {
+        let k = key(e);
+        if !sources.contains(&k) {
+            sources.push(k);
+        }
+    }
+    let grouped: Vec<virq_events::Event> = sources
+        .iter()
+        .flat_map(|s| events.iter().filter(move |e| key(e) == *s).cloned())
+        .collect();
+    assert_eq!(
+        virq_judge::judge(&grouped),
+        judgement,
+        "the judgement depends on how sources interleave"
+    );
+}
+
+/// The Windows readers the doctor builds on (`virq-win7`): the INF parser and what is read
+/// from it (install sections, the interrupt-management policy, misplaced keys), the WinDbg
+/// `!pci` dump and `!devnode` state readers, and the driver-print reader of log format line
+/// 12, all on arbitrary text.
+pub fn run_win_text(data: &[u8]) {
+    let text = String::from_utf8_lossy(data);
+    if let Ok(inf) = virq_win7::Inf::parse(&text) {
+        for arch in [virq_win7::InfArch::Amd64, virq_win7::InfArch::X86] {
+            for install in inf.install_sections(arch).iter().take(8) {
+                let settings = inf.interrupt_settings(install, arch);
+                if settings.is_ok() {
+                    assert!(
+                        inf.pick_install_section(install, arch).is_some(),
+                        "settings for {install:?} without its section"
+                    );
+                }
+            }
+            for id in ["PCI\\VEN_1AF4&DEV_1042", "PCI\\VEN_1AF4&DEV_1001"] {
+                if let Ok(install) = inf.install_section_for_hardware_id(id, arch) {
+                    let _ = inf.interrupt_settings(&install, arch);
+                }
+            }
+        }
+        for s in inf.sections().iter().take(64) {
+            assert!(inf.section(&s.name).is_some(), "section {:?}", s.name);
+        }
+    }
+    let _ = virq_win7::InfPolicy::from_inf(&text, "Install", virq_win7::InfArch::Amd64);
+    let _ = virq_win7::parse_pci_dump(&text);
+    for line in text.lines().take(4096) {
+        let _ = virq_win7::windbg::parse_devnode_state(line);
+        let _ = virq_win7::dbgprint::parse_line(line);
+    }
+}

@@ -1,6 +1,8 @@
 //! Target `config_bar`: arbitrary configuration-space, BAR, MMIO and guest-RAM accesses of
-//! every width (legal and not) against a `VirtioPciDevice` with a `NullBackend`, plus host
-//! events (configuration change, reset, snapshot/restore).
+//! every width (legal and not) against a `VirtioPciDevice` with a `NullBackend` in one of the
+//! toolkit's named BAR layouts, plus host events (configuration change, reset,
+//! snapshot/restore). The device is built with the device's test toolkit
+//! (`virq_device::testing::Rig`), event log attached.
 //!
 //! Checked after every access:
 //! - INTA# is exactly "an ISR bit is set, MSI-X is off and Command bit 10 is clear", the sink
@@ -12,9 +14,7 @@
 //! - one access completes at most (number of queues x 256) chains;
 //! - a snapshot survives a JSON round trip and restores into a fresh device unchanged.
 
-use std::sync::Arc;
-
-use virq_device::testing::{NullBackend, RecordingSink};
+use virq_device::testing::{NullBackend, RecordingSink, Rig, layouts};
 use virq_device::{
     DeviceSnapshot, GuestMemory, NO_VECTOR, TransportOptions, VecMemory, VirtioPciDevice,
 };
@@ -24,8 +24,7 @@ use crate::cursor::{Cursor, Enc, width, width_code};
 /// Guest RAM of the harness: small, so random ring addresses often land in it.
 pub const RAM_SIZE: usize = 64 * 1024;
 /// Where seeds place the BARs (any address works; the fuzzer programs its own).
-pub const BAR0_ADDR: u64 = 0xC000_0000;
-pub const BAR2_ADDR: u64 = 0xD000_0000;
+pub use virq_device::testing::{BAR0_ADDR, BAR2_ADDR};
 /// Most operations one input may run, to keep each execution short.
 const MAX_OPS: usize = 4096;
 
@@ -145,54 +144,51 @@ impl Op {
     }
 }
 
-/// The device shape an input starts with: (queues, MSI-X table size option).
-pub fn decode_shape(b: u8) -> (u16, Option<u16>) {
-    let queues = (b & 3) as u16 + 1;
+/// The device shape an input starts with: bits 0-1 queues - 1, bits 2-3 the MSI-X table
+/// size option, bits 4-6 the BAR layout (an index into `testing::layouts()`, modulo their
+/// number; 0, the default layout, for every seed written before layouts were fuzzed).
+pub fn decode_shape(b: u8) -> TransportOptions {
     let table = match (b >> 2) & 3 {
         0 => None,
         1 => Some(0),
         2 => Some(1),
         _ => Some(3),
     };
-    (queues, table)
+    let all = layouts();
+    TransportOptions {
+        msix_table_size: table,
+        layout: all[usize::from(b >> 4 & 7) % all.len()].1,
+        ..TransportOptions::default()
+    }
+}
+
+/// Queues of the device an input starts with (bits 0-1 of the shape byte, plus 1).
+pub fn decode_queues(b: u8) -> u16 {
+    u16::from(b & 3) + 1
 }
 
 pub struct Harness {
-    pub dev: VirtioPciDevice,
-    pub sink: Arc<RecordingSink>,
-    pub mem: VecMemory,
+    pub rig: Rig,
     queues: u16,
-    options: TransportOptions,
     msgs_seen: usize,
 }
 
 impl Harness {
-    pub fn new(queues: u16, table: Option<u16>) -> Harness {
-        let mem = VecMemory::new(RAM_SIZE);
-        let sink = Arc::new(RecordingSink::new());
-        let options = TransportOptions {
-            msix_table_size: table,
-            ..TransportOptions::default()
-        };
-        let dev = VirtioPciDevice::new(
+    pub fn new(queues: u16, options: TransportOptions) -> Harness {
+        let rig = Rig::on_memory(
             Box::new(NullBackend::new(queues)),
-            mem.clone(),
-            sink.clone(),
             options,
-        )
-        .expect("a valid device shape");
+            VecMemory::new(RAM_SIZE),
+        );
         Harness {
-            dev,
-            sink,
-            mem,
+            rig,
             queues,
-            options,
             msgs_seen: 0,
         }
     }
 
     fn completed(&self) -> u64 {
-        self.dev.backend().snapshot()["completed"]
+        self.rig.dev.backend().snapshot()["completed"]
             .as_u64()
             .expect("NullBackend snapshot has completed")
     }
@@ -200,9 +196,11 @@ impl Harness {
     pub fn apply(&mut self, op: &Op) {
         let before = self.completed();
         let mut buf = [0u8; 16];
+        let options = self.rig.options();
+        let dev = &mut self.rig.dev;
         match op {
             Op::CfgRead { off, width } => {
-                self.dev.config_read(*off, &mut buf[..*width]);
+                dev.config_read(*off, &mut buf[..*width]);
                 let o = *off as usize;
                 if !matches!(width, 1 | 2 | 4) || o + width > 4096 {
                     assert!(buf[..*width].iter().all(|&b| b == 0xFF), "master abort");
@@ -213,10 +211,10 @@ impl Harness {
             Op::CfgWrite { off, width, value } => {
                 let mut w = [0u8; 9];
                 w[..4].copy_from_slice(&value.to_le_bytes());
-                self.dev.config_write(*off, &w[..*width]);
+                dev.config_write(*off, &w[..*width]);
             }
             Op::BarRead { bar, off, width } => {
-                self.dev.bar_read(*bar, *off as u64, &mut buf[..*width]);
+                dev.bar_read(*bar, *off as u64, &mut buf[..*width]);
                 if *width > 8 {
                     assert!(buf[..*width].iter().all(|&b| b == 0));
                 }
@@ -230,28 +228,28 @@ impl Harness {
                 let v = value.to_le_bytes();
                 let mut w = [0u8; 9];
                 w[..8].copy_from_slice(&v);
-                self.dev.bar_write(*bar, *off as u64, &w[..*width]);
+                dev.bar_write(*bar, *off as u64, &w[..*width]);
             }
             Op::MmioRead { addr, width } => {
-                self.dev.mmio_read(*addr, &mut buf[..*width]);
+                dev.mmio_read(*addr, &mut buf[..*width]);
             }
             Op::MmioWrite { addr, width, value } => {
                 let mut w = [0u8; 9];
                 w[..8].copy_from_slice(&value.to_le_bytes());
-                self.dev.mmio_write(*addr, &w[..*width]);
+                dev.mmio_write(*addr, &w[..*width]);
             }
             Op::Ram { addr, data } => {
-                let _ = self.mem.write(*addr as u64, data);
+                let _ = self.rig.mem.write(*addr as u64, data);
             }
             Op::Host(h) => match h % 6 {
-                0 => self.dev.config_changed(),
-                1 => self.dev.process_queue((h >> 3) as u16),
-                2 => self.dev.poll_backend(),
-                3 => self.dev.reset(),
+                0 => dev.config_changed(),
+                1 => dev.process_queue((h >> 3) as u16),
+                2 => dev.poll_backend(),
+                3 => dev.reset(),
                 4 => self.snapshot_round_trip(),
                 _ => {
-                    let isr = self.options.layout.isr;
-                    self.dev.bar_read(isr.bar, isr.offset, &mut buf[..1]);
+                    let isr = options.layout.isr;
+                    dev.bar_read(isr.bar, isr.offset, &mut buf[..1]);
                 }
             },
         }
@@ -266,35 +264,32 @@ impl Harness {
     /// Snapshot, JSON round trip, restore into a fresh device with a fresh sink, carry on
     /// with the restored device.
     fn snapshot_round_trip(&mut self) {
-        let snap = self.dev.snapshot();
+        let snap = self.rig.dev.snapshot();
         let json = serde_json::to_string(&snap).expect("snapshot serialises");
         let back: DeviceSnapshot = serde_json::from_str(&json).expect("snapshot deserialises");
         assert_eq!(back, snap, "JSON round trip changed the snapshot");
-        let sink = Arc::new(RecordingSink::new());
-        let mut fresh = VirtioPciDevice::new(
+        let mut fresh = Rig::on_memory(
             Box::new(NullBackend::new(self.queues)),
-            self.mem.clone(),
-            sink.clone(),
-            self.options,
-        )
-        .unwrap();
+            self.rig.options(),
+            self.rig.mem.clone(),
+        );
         fresh
+            .dev
             .restore(&back)
             .expect("a device's own snapshot restores");
         assert_eq!(
-            fresh.snapshot(),
+            fresh.dev.snapshot(),
             snap,
             "restore is not the inverse of snapshot"
         );
-        assert_eq!(sink.line(), snap.line, "restored INTx level");
-        assert!(sink.messages().is_empty(), "restore sent a message");
-        self.dev = fresh;
-        self.sink = sink;
+        assert_eq!(fresh.sink.line(), snap.line, "restored INTx level");
+        assert!(fresh.sink.messages().is_empty(), "restore sent a message");
+        self.rig = fresh;
         self.msgs_seen = 0;
     }
 
     pub fn check(&mut self) {
-        check_interrupts(&self.dev, &self.sink, &mut self.msgs_seen);
+        check_interrupts(&self.rig.dev, &self.rig.sink, &mut self.msgs_seen);
     }
 }
 
@@ -327,7 +322,13 @@ pub fn check_interrupts(dev: &VirtioPciDevice, sink: &RecordingSink, msgs_seen: 
         assert!(legal(v), "queue {q} vector {v}");
     }
 
-    let msgs = sink.messages();
+    // Copy the record only when it grew: most accesses send nothing.
+    let count = sink.message_count();
+    let msgs = if count > *msgs_seen {
+        sink.messages()
+    } else {
+        Vec::new()
+    };
     let new = &msgs[(*msgs_seen).min(msgs.len())..];
     if !new.is_empty() {
         let m = dev.msix().expect("a message without MSI-X");
@@ -344,7 +345,7 @@ pub fn check_interrupts(dev: &VirtioPciDevice, sink: &RecordingSink, msgs_seen: 
             );
         }
     }
-    *msgs_seen = msgs.len();
+    *msgs_seen = count;
     if let Some(m) = dev.msix()
         && m.enabled
         && !m.function_masked
@@ -361,8 +362,8 @@ pub fn check_interrupts(dev: &VirtioPciDevice, sink: &RecordingSink, msgs_seen: 
 
 pub fn run(data: &[u8]) {
     let mut c = Cursor::new(data);
-    let (queues, table) = decode_shape(c.u8());
-    let mut h = Harness::new(queues, table);
+    let shape = c.u8();
+    let mut h = Harness::new(decode_queues(shape), decode_shape(shape));
     for _ in 0..MAX_OPS {
         if c.is_empty() {
             break;

@@ -1,13 +1,11 @@
 //! virtio-blk behaviour against virtio 1.2 section 5.2, observed through guest memory, the used
 //! ring, the backing store and the device counters.
 
-mod common;
-
-use common::*;
 use virq_backends::blk::{BLOCK_CONFIG_LEN, SERIAL_LEN};
 use virq_backends::{
     Block, BlockConfig, BlockConfigError, BlockStorage, FileStorage, MemoryStorage,
 };
+use virq_device::testing::*;
 use virq_device::{BackendError, GuestMemory, VirtioBackend};
 use virq_spec::blk::{
     VIRTIO_BLK_F_BLK_SIZE, VIRTIO_BLK_F_FLUSH, VIRTIO_BLK_F_MQ, VIRTIO_BLK_F_RO,

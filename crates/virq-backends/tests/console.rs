@@ -1,15 +1,13 @@
 //! virtio-console behaviour against virtio 1.2 section 5.3 (single port, no MULTIPORT).
 
-mod common;
-
 use std::sync::{Arc, Mutex};
 
-use common::*;
 use virq_backends::console::{
     CONSOLE_CONFIG_LEN, MAX_TRANSMIT_PER_CHAIN, RECEIVEQ, TRANSMITQ, VIRTIO_CONSOLE_F_EMERG_WRITE,
     VIRTIO_CONSOLE_F_SIZE,
 };
 use virq_backends::{Console, ConsoleConfig};
+use virq_device::testing::*;
 use virq_device::{BackendError, VirtioBackend};
 
 #[test]

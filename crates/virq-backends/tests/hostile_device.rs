@@ -1,155 +1,79 @@
 //! A hostile guest against each backend behind the real transport: the guest programs the
-//! device through BAR writes and builds its rings in RAM, then hands over chains that loop,
+//! device through configuration cycles and MMIO (the device toolkit's `Rig`) and builds its rings in RAM, then hands over chains that loop,
 //! outgrow the queue, add up past 4 GiB or point outside (or across the end of) guest RAM.
 //! The spec's answers: an error status in the request where there is a status byte to write
 //! (virtio 1.2, 5.2.6), used length 0 where there is none, DEVICE_NEEDS_RESET with one
 //! configuration interrupt for a corrupt ring (2.1.2); and one notify never completes more
 //! chains than the queue holds.
 
-mod common;
-
 use std::sync::Arc;
 
-use common::{DATA_BASE, INDIRECT, MEM_SIZE, NEXT, WRITE, guest_memory};
 use virq_backends::console::{RECEIVEQ, TRANSMITQ};
 use virq_backends::{Block, BlockConfig, Console, MemoryStorage, Rng, SeededEntropy};
-use virq_device::testing::RecordingSink;
-use virq_device::{
-    GuestMemory, TransportOptions, VecMemory, VirtioBackend, VirtioPciDevice, common as cc,
-    features, status,
-};
+use virq_device::testing::*;
+use virq_device::{GuestMemory, TransportOptions, VecMemory, VirtioBackend, features, status};
 use virq_spec::blk::{VIRTIO_BLK_S_IOERR, VIRTIO_BLK_T_IN};
 
-const SIZE: u16 = 16;
-/// Rings of queue q: descriptors, available ring, used ring.
-fn rings(q: u16) -> (u64, u64, u64) {
-    let base = 0x1_0000 + q as u64 * 0x8000;
-    (base, base + 0x2000, base + 0x4000)
-}
-/// MSI-X message of entry i.
-fn msg(i: u16) -> (u64, u32) {
-    (0xFEE0_0000 | (i as u64) << 12, 0x4030 + i as u32)
-}
+/// Queue size of every ring here.
+const SIZE: u16 = RING_SIZE;
 
+/// The device behind the toolkit's rig, brought up with MSI-X (config on entry 0, queue q on
+/// entry q + 1) and INDIRECT_DESC, every queue of `SIZE` entries enabled; the methods name
+/// queues by index.
 struct Guest {
-    dev: VirtioPciDevice,
+    r: Rig,
+    rings: Vec<Ring>,
     sink: Arc<RecordingSink>,
     mem: VecMemory,
 }
 
 impl Guest {
-    /// Bring the device up with MSI-X: config on entry 0, queue q on entry q + 1, every queue
-    /// of `SIZE` entries enabled.
     fn new(backend: Box<dyn VirtioBackend>) -> Guest {
-        let mem = guest_memory();
-        let sink = Arc::new(RecordingSink::new());
-        let mut dev = VirtioPciDevice::new(
-            backend,
-            mem.clone(),
-            sink.clone(),
-            TransportOptions::default(),
-        )
-        .unwrap();
-        dev.config_write(0x04, &0x0006u16.to_le_bytes());
-        let mut g = Guest { dev, sink, mem };
-        g.status(status::ACKNOWLEDGE);
-        g.status(status::ACKNOWLEDGE | status::DRIVER);
-        let f = features::VERSION_1 | features::RING_INDIRECT_DESC;
-        g.common(cc::DRIVER_FEATURE_SELECT, &0u32.to_le_bytes());
-        g.common(cc::DRIVER_FEATURE, &(f as u32).to_le_bytes());
-        g.common(cc::DRIVER_FEATURE_SELECT, &1u32.to_le_bytes());
-        g.common(cc::DRIVER_FEATURE, &((f >> 32) as u32).to_le_bytes());
-        g.status(status::ACKNOWLEDGE | status::DRIVER | status::FEATURES_OK);
-        let n = g.dev.msix().unwrap().table_size();
-        for i in 0..n {
-            let (addr, data) = msg(i);
-            g.dev.bar_write(2, 16 * i as u64, &addr.to_le_bytes());
-            g.dev.bar_write(2, 16 * i as u64 + 8, &data.to_le_bytes());
-            g.dev.bar_write(2, 16 * i as u64 + 12, &0u32.to_le_bytes());
+        let mut r = Rig::on_memory(backend, TransportOptions::default(), guest_memory());
+        let rings = r.bring_up(&Setup {
+            features: features::VERSION_1 | features::RING_INDIRECT_DESC,
+            ..Setup::msix()
+        });
+        assert_eq!(r.dev.device_status() & status::DEVICE_NEEDS_RESET, 0);
+        let (sink, mem) = (r.sink.clone(), r.mem.clone());
+        Guest {
+            r,
+            rings,
+            sink,
+            mem,
         }
-        let cfg = g.dev.config_bytes();
-        let mut cap = cfg[0x34] as usize;
-        while cfg[cap] != 0x11 {
-            cap = cfg[cap + 1] as usize;
-        }
-        g.dev.config_write(cap as u16 + 2, &0x8000u16.to_le_bytes());
-        g.common(cc::MSIX_CONFIG, &0u16.to_le_bytes());
-        for q in 0..g.dev.num_queues() {
-            let (d, a, u) = rings(q);
-            g.mem.write(d, &[0u8; 0x6000]).unwrap();
-            g.common(cc::QUEUE_SELECT, &q.to_le_bytes());
-            g.common(cc::QUEUE_SIZE, &SIZE.to_le_bytes());
-            g.common(cc::QUEUE_DESC, &d.to_le_bytes());
-            g.common(cc::QUEUE_DRIVER, &a.to_le_bytes());
-            g.common(cc::QUEUE_DEVICE, &u.to_le_bytes());
-            g.common(cc::QUEUE_MSIX_VECTOR, &(q + 1).to_le_bytes());
-            g.common(cc::QUEUE_ENABLE, &1u16.to_le_bytes());
-        }
-        g.status(status::ACKNOWLEDGE | status::DRIVER | status::FEATURES_OK | status::DRIVER_OK);
-        assert_eq!(g.dev.device_status() & status::DEVICE_NEEDS_RESET, 0);
-        g
-    }
-
-    fn common(&mut self, off: u64, data: &[u8]) {
-        self.dev.bar_write(0, off, data);
-    }
-
-    fn status(&mut self, s: u8) {
-        self.common(cc::DEVICE_STATUS, &[s]);
     }
 
     fn desc(&self, q: u16, i: u16, addr: u64, len: u32, flags: u16, next: u16) {
-        let at = rings(q).0 + 16 * i as u64;
-        let mut raw = [0u8; 16];
-        raw[..8].copy_from_slice(&addr.to_le_bytes());
-        raw[8..12].copy_from_slice(&len.to_le_bytes());
-        raw[12..14].copy_from_slice(&flags.to_le_bytes());
-        raw[14..].copy_from_slice(&next.to_le_bytes());
-        self.mem.write(at, &raw).unwrap();
+        self.rings[q as usize].set_desc(i, addr, len, flags, next);
     }
 
-    fn avail_idx(&self, q: u16) -> u16 {
-        self.mem.read_u16(rings(q).1 + 2).unwrap()
-    }
-
-    fn publish(&self, q: u16, heads: &[u16]) {
-        let a = rings(q).1;
-        let mut idx = self.avail_idx(q);
-        for &h in heads {
-            let slot = a + 4 + 2 * (idx % SIZE) as u64;
-            self.mem.write_u16(slot, h).unwrap();
-            idx = idx.wrapping_add(1);
-        }
-        self.mem.store_release_u16(a + 2, idx).unwrap();
+    fn publish(&mut self, q: u16, heads: &[u16]) {
+        self.rings[q as usize].publish(heads);
     }
 
     fn kick(&mut self, q: u16) {
-        self.dev
-            .bar_write(0, 0x1000 + 4 * q as u64, &q.to_le_bytes());
+        self.r.kick(q);
     }
 
     fn used_idx(&self, q: u16) -> u16 {
-        self.mem.load_acquire_u16(rings(q).2 + 2).unwrap()
+        self.rings[q as usize].used_idx()
     }
 
     fn used(&self, q: u16, i: u16) -> (u32, u32) {
-        let at = rings(q).2 + 4 + 8 * (i % SIZE) as u64;
-        (
-            self.mem.read_u32(at).unwrap(),
-            self.mem.read_u32(at + 4).unwrap(),
-        )
+        self.rings[q as usize].used_elem(i)
     }
 
     fn byte(&self, addr: u64) -> u8 {
-        common::guest_byte(&self.mem, addr)
+        guest_byte(&self.mem, addr)
     }
 
     fn needs_reset(&self) -> bool {
-        self.dev.device_status() & status::DEVICE_NEEDS_RESET != 0
+        self.r.dev.device_status() & status::DEVICE_NEEDS_RESET != 0
     }
 
     fn counter(&self, name: &str) -> u64 {
-        self.dev.backend().snapshot()["counters"][name]
+        self.r.dev.backend().snapshot()["counters"][name]
             .as_u64()
             .unwrap_or_else(|| panic!("counter {name}"))
     }

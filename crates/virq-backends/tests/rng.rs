@@ -1,10 +1,8 @@
 //! virtio-rng behaviour against virtio 1.2 section 5.4.
 
-mod common;
-
-use common::*;
 use virq_backends::rng::DEFAULT_REQUEST_CAP;
 use virq_backends::{EntropySource, OsEntropy, Rng, SeededEntropy};
+use virq_device::testing::*;
 use virq_device::{BackendError, VirtioBackend};
 
 /// The reference stream for a seed, cut however the test likes.

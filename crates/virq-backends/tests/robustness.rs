@@ -2,13 +2,11 @@
 //! "queue size" chains, and report a corrupt ring instead of guessing (virtio 1.2, 2.1.2 and
 //! 2.7).
 
-mod common;
-
-use common::*;
 use proptest::prelude::*;
 use virq_backends::console::{RECEIVEQ, TRANSMITQ};
 use virq_backends::{Block, BlockConfig, Console, MemoryStorage, Rng, SeededEntropy};
 use virq_device::ring::{RingError, RingPart};
+use virq_device::testing::*;
 use virq_device::{BackendError, VirtioBackend};
 use virq_spec::blk::VIRTIO_BLK_T_IN;
 use vm_memory::{GuestAddress, GuestMemoryMmap};

@@ -20,8 +20,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group};
-use virq_device::testing::NullInterruptSink;
-use virq_device::{GuestMemory, VirtioPciDevice};
+use virq_device::GuestMemory;
+use virq_device::testing::{CountingSink, NullInterruptSink};
 
 #[path = "support/mod.rs"]
 mod support;
@@ -34,23 +34,11 @@ use alloc_counter::{Counting, allocs};
 #[global_allocator]
 static GLOBAL: Counting = Counting;
 
-struct Rig<M = virq_device::VecMemory> {
-    mem: M,
-    dev: VirtioPciDevice,
-    driver: RingDriver,
+fn rig_on<M: GuestMemory + Clone + 'static>(mem: M, event_idx: bool) -> Live<M> {
+    Live::new(mem, Arc::new(NullInterruptSink), event_idx)
 }
 
-fn rig_on<M: GuestMemory + DriverRam + Clone + 'static>(mem: M, event_idx: bool) -> Rig<M> {
-    let (dev, driver) = live_device(
-        OneDescBackend::default(),
-        mem.clone(),
-        Arc::new(NullInterruptSink),
-        event_idx,
-    );
-    Rig { mem, dev, driver }
-}
-
-fn rig(event_idx: bool) -> Rig {
+fn rig(event_idx: bool) -> Live {
     rig_on(ram(), event_idx)
 }
 
@@ -67,20 +55,14 @@ fn hot_path(c: &mut Criterion) {
     #[cfg(feature = "vm-memory")]
     {
         let mut r = rig_on(mmap_ram(), false);
-        g.bench_function("transport_msix_mmap", |b| {
-            b.iter(|| device_cycle(&mut r.dev, &mut r.driver, &r.mem))
-        });
+        g.bench_function("transport_msix_mmap", |b| b.iter(|| r.cycle()));
     }
 
     let mut r = rig(false);
-    g.bench_function("transport_msix", |b| {
-        b.iter(|| device_cycle(&mut r.dev, &mut r.driver, &r.mem))
-    });
+    g.bench_function("transport_msix", |b| b.iter(|| r.cycle()));
 
     let mut r = rig(true);
-    g.bench_function("transport_msix_event_idx", |b| {
-        b.iter(|| device_cycle(&mut r.dev, &mut r.driver, &r.mem))
-    });
+    g.bench_function("transport_msix_event_idx", |b| b.iter(|| r.cycle()));
     g.finish();
 }
 
@@ -90,18 +72,18 @@ fn interrupt_decision(c: &mut Criterion) {
 
     let mut r = rig(false);
     g.bench_function("config_changed_msix", |b| {
-        b.iter(|| black_box(&mut r.dev).config_changed())
+        b.iter(|| black_box(&mut r.rig.dev).config_changed())
     });
 
     let mut r = rig(false);
     g.bench_function("used_msix", |b| {
-        b.iter(|| black_box(&mut r.dev).bench_used_interrupt(0))
+        b.iter(|| black_box(&mut r.rig.dev).bench_used_interrupt(0))
     });
 
     let mut r = rig(true);
-    device_cycle(&mut r.dev, &mut r.driver, &r.mem);
+    r.cycle();
     g.bench_function("used_event_idx_suppressed", |b| {
-        b.iter(|| black_box(&mut r.dev).bench_used_interrupt(0))
+        b.iter(|| black_box(&mut r.rig.dev).bench_used_interrupt(0))
     });
     g.finish();
 }
@@ -127,30 +109,18 @@ fn time_per_cycle(cycles: u32, mut f: impl FnMut()) -> f64 {
 /// The measured paths do what they claim: one message per cycle, none when suppressed.
 fn verify_every_cycle_interrupts() {
     for event_idx in [false, true] {
-        let mem = ram();
         let sink = Arc::new(CountingSink::default());
-        let (mut dev, mut driver) = live_device(
-            OneDescBackend::default(),
-            mem.clone(),
-            sink.clone(),
-            event_idx,
-        );
+        let mut live = Live::new(ram(), sink.clone(), event_idx);
         for _ in 0..1000 {
-            device_cycle(&mut dev, &mut driver, &mem);
+            live.cycle();
         }
-        assert_eq!(
-            sink.messages.load(std::sync::atomic::Ordering::Relaxed),
-            1000
-        );
-        driver.stop_rearming();
+        assert_eq!(sink.messages(), 1000);
+        live.stop_rearming();
         for _ in 0..100 {
-            device_cycle(&mut dev, &mut driver, &mem);
+            live.cycle();
         }
         let expect = if event_idx { 1000 } else { 1100 };
-        assert_eq!(
-            sink.messages.load(std::sync::atomic::Ordering::Relaxed),
-            expect
-        );
+        assert_eq!(sink.messages(), expect);
     }
 }
 
@@ -169,7 +139,7 @@ fn same_run_summary() {
     let mut on_mmap = rig_on(mmap_ram(), false);
     let mut decision = rig(false);
     let mut suppressed = rig(true);
-    device_cycle(&mut suppressed.dev, &mut suppressed.driver, &suppressed.mem);
+    suppressed.cycle();
 
     let mut base = Vec::new();
     let mut tr = Vec::new();
@@ -183,28 +153,22 @@ fn same_run_summary() {
     let mut supp = Vec::new();
     for _ in 0..ROUNDS {
         let b = time_per_cycle(CYCLES, || baseline_cycle(&mut q, &mut bdriver, &mem));
-        let t = time_per_cycle(CYCLES, || {
-            device_cycle(&mut plain.dev, &mut plain.driver, &plain.mem)
-        });
-        let e = time_per_cycle(CYCLES, || {
-            device_cycle(&mut evidx.dev, &mut evidx.driver, &evidx.mem)
-        });
+        let t = time_per_cycle(CYCLES, || plain.cycle());
+        let e = time_per_cycle(CYCLES, || evidx.cycle());
         #[cfg(feature = "vm-memory")]
         {
-            let m = time_per_cycle(CYCLES, || {
-                device_cycle(&mut on_mmap.dev, &mut on_mmap.driver, &on_mmap.mem)
-            });
+            let m = time_per_cycle(CYCLES, || on_mmap.cycle());
             tr_mmap.push(m);
             ratio_mmap.push(m / b);
         }
         cfg.push(time_per_cycle(CYCLES, || {
-            black_box(&mut decision.dev).config_changed()
+            black_box(&mut decision.rig.dev).config_changed()
         }));
         used.push(time_per_cycle(CYCLES, || {
-            black_box(&mut decision.dev).bench_used_interrupt(0)
+            black_box(&mut decision.rig.dev).bench_used_interrupt(0)
         }));
         supp.push(time_per_cycle(CYCLES, || {
-            black_box(&mut suppressed.dev).bench_used_interrupt(0)
+            black_box(&mut suppressed.rig.dev).bench_used_interrupt(0)
         }));
         base.push(b);
         tr.push(t);
@@ -251,9 +215,9 @@ fn same_run_summary() {
         (allocs() - before) as f64 / N as f64
     };
     let a_base = count(&mut || baseline_cycle(&mut q, &mut bdriver, &mem));
-    let a_tr = count(&mut || device_cycle(&mut plain.dev, &mut plain.driver, &plain.mem));
-    let a_ev = count(&mut || device_cycle(&mut evidx.dev, &mut evidx.driver, &evidx.mem));
-    let a_cfg = count(&mut || decision.dev.config_changed());
+    let a_tr = count(&mut || plain.cycle());
+    let a_ev = count(&mut || evidx.cycle());
+    let a_cfg = count(&mut || decision.rig.dev.config_changed());
     println!(
         "  ratio of the fastest rounds (least disturbed): transport {best_ratio:.2}x, with EVENT_IDX {best_ratio_ev:.2}x"
     );

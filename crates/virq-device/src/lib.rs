@@ -30,17 +30,21 @@
 //! | catalogue faults (feature `fault-injection`) | `src/transport/faults.rs` |
 //! | PCI root: mechanism #1, host bridge, firmware BAR assignment | `src/pci_root.rs` |
 //! | register numbers shared with the guest library | the `virq-spec` crate |
+//! | the test toolkit: device builder, ring writer, sinks (feature `test-utils`) | `src/testing/` |
 //!
 //! # Features
 //! - `vm-memory`: [`GuestMemory`] for `vm_memory::GuestMemoryMmap<()>` (native targets).
 //! - `fault-injection`: `DeviceFaults` and `VirtioPciDevice::set_faults`, the device-side rows
 //!   of the failure catalogue. Without it the deviations are compiled out.
+//! - `test-utils`: the `testing` module, the toolkit every test, benchmark and fuzz target
+//!   drives the device with (a device builder, a driver-side ring writer, recording sinks,
+//!   stand-in backends). For dev-dependencies only.
 //!
 //! # Embedding in a VMM
 //! ```
 //! use std::sync::{Arc, Mutex};
 //! use virq_device::{InterruptSink, TransportOptions, VecMemory, VirtioPciDevice};
-//! use virq_device::testing::NullBackend;
+//! use virq_device::testing::NullBackend; // a stand-in device type (feature `test-utils`)
 //!
 //! /// Where MSI-X messages and the INTx level go: KVM_SIGNAL_MSI / KVM_IRQ_LINE in a real VMM.
 //! #[derive(Default)]
@@ -79,6 +83,7 @@ pub mod msix;
 pub mod pci;
 pub mod pci_root;
 pub mod ring;
+#[cfg(any(test, feature = "test-utils"))]
 pub mod testing;
 mod transport;
 
@@ -107,6 +112,3 @@ pub trait InterruptSink: Send + Sync {
     /// Set the level of the function's INTx pin (INTA#). Called only on changes.
     fn set_intx(&self, level: bool);
 }
-
-#[cfg(test)]
-pub(crate) mod test_util;

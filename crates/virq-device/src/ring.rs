@@ -753,6 +753,7 @@ impl Iterator for DescriptorChain<'_> {
 mod tests {
     use super::*;
     use crate::memory::VecMemory;
+    use crate::testing::{RingAddrs, write_desc};
 
     const DESC: u64 = 0x1000;
     const AVAIL: u64 = 0x2000;
@@ -768,18 +769,18 @@ mod tests {
         q
     }
 
-    fn desc(mem: &VecMemory, table: u64, i: u16, addr: u64, len: u32, flags: u16, next: u16) {
-        let at = table + 16 * u64::from(i);
-        mem.write_u64(at, addr).unwrap();
-        mem.write_u32(at + 8, len).unwrap();
-        mem.write_u16(at + 12, flags).unwrap();
-        mem.write_u16(at + 14, next).unwrap();
+    /// The driver's side of the same rings (the test toolkit's writer).
+    fn driver(mem: &VecMemory, size: u16) -> crate::testing::Ring<&VecMemory> {
+        let addrs = RingAddrs {
+            desc: DESC,
+            avail: AVAIL,
+            used: USED,
+        };
+        crate::testing::Ring::at(mem, 0, size, addrs)
     }
 
-    fn offer(mem: &VecMemory, size: u16, idx: u16, head: u16) {
-        mem.write_u16(AVAIL + 4 + 2 * u64::from(idx % size), head)
-            .unwrap();
-        mem.write_u16(AVAIL + 2, idx.wrapping_add(1)).unwrap();
+    fn desc(mem: &VecMemory, table: u64, i: u16, addr: u64, len: u32, flags: u16, next: u16) {
+        write_desc(mem, table + 16 * u64::from(i), addr, len, flags, next);
     }
 
     /// virtio 1.2, 2.7.5 and 2.7.5.3: a direct descriptor followed into an indirect table.
@@ -787,6 +788,7 @@ mod tests {
     fn walks_a_chain_into_an_indirect_table_and_publishes_it() {
         let mem = VecMemory::new(0x10000);
         let mut q = queue(&mem, 4);
+        let mut drv = driver(&mem, 4);
         desc(&mem, DESC, 0, 0x8000, 16, VRING_DESC_F_NEXT, 2);
         desc(&mem, DESC, 2, 0x5000, 32, VRING_DESC_F_INDIRECT, 0);
         desc(
@@ -799,7 +801,7 @@ mod tests {
             1,
         );
         desc(&mem, 0x5000, 1, 0xA000, 1, VRING_DESC_F_WRITE, 0);
-        offer(&mem, 4, 0, 0);
+        drv.make_available(0);
         let mut vq = Virtqueue::new(&mut q, Dma::new(&mem));
         let chain = vq.pop().unwrap().unwrap();
         assert_eq!(chain.head_index(), 0);
@@ -820,9 +822,10 @@ mod tests {
     fn broken_chains_end_in_an_error() {
         let mem = VecMemory::new(0x10000);
         let mut q = queue(&mem, 2);
+        let mut drv = driver(&mem, 2);
         desc(&mem, DESC, 0, 0x8000, 1, VRING_DESC_F_NEXT, 1);
         desc(&mem, DESC, 1, 0x8000, 1, VRING_DESC_F_NEXT, 0);
-        offer(&mem, 2, 0, 0);
+        drv.make_available(0);
         let mut vq = Virtqueue::new(&mut q, Dma::new(&mem));
         let chain: Vec<_> = vq.pop().unwrap().unwrap().collect();
         assert_eq!(chain.len(), 3);
@@ -830,18 +833,18 @@ mod tests {
 
         desc(&mem, DESC, 0, 0x5000, 16, VRING_DESC_F_INDIRECT, 0);
         desc(&mem, 0x5000, 0, 0x5000, 16, VRING_DESC_F_INDIRECT, 0);
-        offer(&mem, 2, 1, 0);
+        drv.make_available(0);
         let chain: Vec<_> = vq.pop().unwrap().unwrap().collect();
         assert_eq!(chain, vec![Err(ChainError::NestedIndirect)]);
 
         desc(&mem, DESC, 0, 0x8000, u32::MAX, VRING_DESC_F_NEXT, 1);
         desc(&mem, DESC, 1, 0x8000, 1, 0, 0);
-        offer(&mem, 2, 2, 0);
+        drv.make_available(0);
         let chain: Vec<_> = vq.pop().unwrap().unwrap().collect();
         assert_eq!(chain.len(), 2);
         assert_eq!(chain[1], Err(ChainError::TooLarge));
 
-        offer(&mem, 2, 3, 7);
+        drv.make_available(7);
         let chain: Vec<_> = vq.pop().unwrap().unwrap().collect();
         assert_eq!(
             chain,
@@ -876,6 +879,7 @@ mod tests {
     fn event_idx_interrupts_when_used_event_is_crossed() {
         let mem = VecMemory::new(0x10000);
         let mut q = queue(&mem, 4);
+        let mut drv = driver(&mem, 4);
         q.set_event_idx(true);
         desc(&mem, DESC, 0, 0x8000, 1, 0, 0);
         let used_event = AVAIL + 4 + 2 * 4;
@@ -889,7 +893,7 @@ mod tests {
         );
         vq.add_used(0, 0).unwrap();
         assert_eq!(vq.used_notification().unwrap(), UsedNotification::Send);
-        offer(&mem, 4, 0, 0);
+        drv.make_available(0);
         assert!(vq.pop().unwrap().is_some());
         assert!(!vq.enable_notification().unwrap());
         assert_eq!(mem.read_u16(USED + 4 + 8 * 4).unwrap(), 1, "avail_event");

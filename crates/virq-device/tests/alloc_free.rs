@@ -3,7 +3,8 @@
 //! sees only this test). Not timed: speed lives in `benches/hot_path.rs`.
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+
+use virq_device::testing::CountingSink;
 
 #[path = "../benches/support/mod.rs"]
 mod support;
@@ -29,38 +30,28 @@ fn the_counting_allocator_counts() {
 #[test]
 fn notify_to_message_allocates_nothing_per_cycle() {
     for event_idx in [false, true] {
-        let mem = ram();
         let sink = Arc::new(CountingSink::default());
-        let (mut dev, mut driver) = live_device(
-            OneDescBackend::default(),
-            mem.clone(),
-            sink.clone(),
-            event_idx,
-        );
+        let mut live = Live::new(ram(), sink.clone(), event_idx);
         // Warm up (ring wrap included) before counting.
         for _ in 0..1_000 {
-            device_cycle(&mut dev, &mut driver, &mem);
+            live.cycle();
         }
         let before = allocs();
         for _ in 0..CYCLES {
-            device_cycle(&mut dev, &mut driver, &mem);
+            live.cycle();
         }
         let per_cycle = (allocs() - before) as f64 / CYCLES as f64;
         assert_eq!(per_cycle, 0.0, "event_idx={event_idx}");
         // Every cycle really went the whole way to a message.
-        assert_eq!(
-            sink.messages.load(Ordering::Relaxed),
-            1_000 + CYCLES,
-            "event_idx={event_idx}"
-        );
+        assert_eq!(sink.messages(), 1_000 + CYCLES, "event_idx={event_idx}");
     }
 }
 
 #[test]
 fn interrupt_decision_allocates_nothing() {
-    let mem = ram();
     let sink = Arc::new(CountingSink::default());
-    let (mut dev, _driver) = live_device(OneDescBackend::default(), mem, sink.clone(), false);
+    let mut live = Live::new(ram(), sink.clone(), false);
+    let dev = &mut live.rig.dev;
     dev.config_changed();
     dev.bench_used_interrupt(0);
     let before = allocs();
@@ -69,5 +60,5 @@ fn interrupt_decision_allocates_nothing() {
         dev.bench_used_interrupt(0);
     }
     assert_eq!(allocs() - before, 0);
-    assert_eq!(sink.messages.load(Ordering::Relaxed), 2 + 2 * CYCLES);
+    assert_eq!(sink.messages(), 2 + 2 * CYCLES);
 }

@@ -15,9 +15,7 @@
 //! `tests/device_faults.rs` shows the same sequences with the faults that restore the old
 //! behaviour (`dma_while_bus_master_disabled`, `keep_stale_pending_bits`).
 
-mod common;
-
-use common::*;
+use virq_device::testing::*;
 use virq_device::{common as cc, features, status};
 use virq_events::{EventKind, InterruptCause, NO_VECTOR, SuppressReason};
 

@@ -8,10 +8,7 @@
 //!
 //! Failure catalogue rows 14-22 (device side) each have at least one test named `rowNN_...`.
 
-mod common;
-
-use common::*;
-use virq_device::testing::NullBackend;
+use virq_device::testing::*;
 use virq_device::{TransportOptions, cfg_type, common as cc, features, status};
 use virq_events::{EventKind, InterruptCause, NO_VECTOR, Selector, SuppressReason};
 

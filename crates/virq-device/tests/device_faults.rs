@@ -7,10 +7,8 @@
 //! the crates that inject faults); `tests/fault_injection_off.rs` says so when it is off.
 #![cfg(feature = "fault-injection")]
 
-mod common;
-
-use common::*;
 use virq_device::DeviceFaults;
+use virq_device::testing::*;
 use virq_events::{EventKind, InterruptCause, NO_VECTOR};
 
 fn rig_with(queues: u16, faults: DeviceFaults) -> Rig {

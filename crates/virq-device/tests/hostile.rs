@@ -9,42 +9,14 @@
 //! buffers straddling the end of RAM, error status in the request) are in
 //! crates/virq-backends/tests/hostile_device.rs.
 
-mod common;
-
-use common::*;
-use virq_device::GuestMemory;
+use virq_device::testing::*;
 use virq_device::{common as cc, status};
 use virq_events::{EventKind, InterruptCause, NO_VECTOR, SuppressReason};
 
-// ------------------------------------------------------------------------ ring helpers
+// ------------------------------------------------------------------------ helpers
 
-/// Write descriptor `i` of `ring`: a device-writable 0x100-byte buffer.
-fn write_desc(r: &Rig, ring: &Ring, i: u16) {
-    let d = ring.desc + 16 * i as u64;
-    r.mem.write_u64(d, 0x9_0000).unwrap();
-    r.mem.write_u32(d + 8, 0x100).unwrap();
-    r.mem.write_u16(d + 12, 2).unwrap();
-    r.mem.write_u16(d + 14, 0).unwrap();
-}
-
-fn avail_idx(r: &Rig, ring: &Ring) -> u16 {
-    r.mem.read_u16(ring.avail + 2).unwrap()
-}
-
-fn set_avail_idx(r: &Rig, ring: &Ring, idx: u16) {
-    r.mem.store_release_u16(ring.avail + 2, idx).unwrap();
-}
-
-/// Make `heads` available (in order) after whatever the ring already holds.
-fn publish(r: &Rig, ring: &Ring, heads: &[u16]) {
-    let mut idx = avail_idx(r, ring);
-    for &h in heads {
-        let slot = ring.avail + 4 + 2 * (idx % ring.size) as u64;
-        r.mem.write_u16(slot, h).unwrap();
-        idx = idx.wrapping_add(1);
-    }
-    set_avail_idx(r, ring, idx);
-}
+/// The buffer every descriptor of these tests describes: 0x100 device-writable bytes.
+const BUF: u64 = 0x9_0000;
 
 /// Chains the NullBackend completed so far.
 fn completed(r: &Rig) -> u64 {
@@ -65,7 +37,7 @@ fn msix_rig() -> (Rig, Ring) {
     let mut r = Rig::new(1);
     let ring = r.bring_up(&Setup::msix()).remove(0);
     for i in 0..ring.size {
-        write_desc(&r, &ring, i);
+        ring.set_desc(i, BUF, 0x100, WRITE, 0);
     }
     (r, ring)
 }
@@ -74,7 +46,7 @@ fn intx_rig() -> (Rig, Ring) {
     let mut r = Rig::new(1);
     let ring = r.bring_up(&Setup::intx()).remove(0);
     for i in 0..ring.size {
-        write_desc(&r, &ring, i);
+        ring.set_desc(i, BUF, 0x100, WRITE, 0);
     }
     (r, ring)
 }
@@ -87,8 +59,8 @@ fn intx_rig() -> (Rig, Ring) {
 /// ignored and send nothing more.
 #[test]
 fn avail_index_far_ahead_sets_needs_reset_with_one_config_message() {
-    let (mut r, ring) = msix_rig();
-    set_avail_idx(&r, &ring, 0x8000);
+    let (mut r, mut ring) = msix_rig();
+    ring.set_avail_idx(0x8000);
     r.kick(0);
     assert!(needs_reset(&mut r));
     assert_eq!(completed(&r), 0);
@@ -108,8 +80,8 @@ fn avail_index_far_ahead_sets_needs_reset_with_one_config_message() {
 /// reset).
 #[test]
 fn avail_index_far_ahead_with_intx_raises_config_interrupt_once() {
-    let (mut r, ring) = intx_rig();
-    set_avail_idx(&r, &ring, 17);
+    let (mut r, mut ring) = intx_rig();
+    ring.set_avail_idx(17);
     r.kick(0);
     assert!(needs_reset(&mut r));
     assert!(r.sink.line());
@@ -125,9 +97,9 @@ fn avail_index_far_ahead_with_intx_raises_config_interrupt_once() {
 /// chains and no more, a second notify completes nothing.
 #[test]
 fn one_notify_completes_at_most_the_queue_size() {
-    let (mut r, ring) = msix_rig();
+    let (mut r, mut ring) = msix_rig();
     let heads: Vec<u16> = (0..ring.size).collect();
-    publish(&r, &ring, &heads);
+    ring.publish(&heads);
     r.kick(0);
     assert_eq!(completed(&r), ring.size as u64);
     assert_eq!(ring.used_idx(), ring.size);
@@ -135,11 +107,7 @@ fn one_notify_completes_at_most_the_queue_size() {
     r.kick(0);
     assert_eq!(completed(&r), ring.size as u64);
     // 17 more in one go is a corrupt ring, not 17 completions.
-    publish(
-        &r,
-        &ring,
-        &(0..17).map(|i| i % ring.size).collect::<Vec<_>>(),
-    );
+    ring.publish(&(0..17).map(|i| i % ring.size).collect::<Vec<_>>());
     r.kick(0);
     assert_eq!(completed(&r), ring.size as u64);
     assert!(needs_reset(&mut r));
@@ -150,9 +118,9 @@ fn one_notify_completes_at_most_the_queue_size() {
 #[test]
 fn avail_index_wrap_is_served() {
     let mut r = Rig::new(1);
-    let ring = r.setup(&Setup::msix()).remove(0);
+    let mut ring = r.setup(&Setup::msix()).remove(0);
     for i in 0..ring.size {
-        write_desc(&r, &ring, i);
+        ring.set_desc(i, BUF, 0x100, WRITE, 0);
     }
     // Start both sides just before the wrap: the driver's idx and the used idx it expects.
     let snap = {
@@ -162,10 +130,10 @@ fn avail_index_wrap_is_served() {
         s
     };
     r.dev.restore(&snap).unwrap();
-    set_avail_idx(&r, &ring, 0xFFFC);
+    ring.set_avail_idx(0xFFFC);
     r.driver_ok();
-    publish(&r, &ring, &[0, 1, 2, 3, 4, 5, 6, 7]);
-    assert_eq!(avail_idx(&r, &ring), 4);
+    ring.publish(&[0, 1, 2, 3, 4, 5, 6, 7]);
+    assert_eq!(ring.avail_idx(), 4);
     r.kick(0);
     assert_eq!(completed(&r), 8);
     assert_eq!(ring.used_idx(), 4);
@@ -178,8 +146,8 @@ fn avail_index_wrap_is_served() {
 /// a head as completed while publishing nothing.)
 #[test]
 fn head_index_beyond_queue_size_is_a_corrupt_ring() {
-    let (mut r, ring) = msix_rig();
-    publish(&r, &ring, &[3, ring.size + 4]);
+    let (mut r, mut ring) = msix_rig();
+    ring.publish(&[3, ring.size + 4]);
     r.kick(0);
     assert!(needs_reset(&mut r));
     assert_eq!(ring.used_idx(), 1, "the good chain before it is returned");
@@ -281,15 +249,15 @@ fn enabling_a_queue_with_unset_addresses_sets_needs_reset() {
 #[test]
 fn notify_on_a_disabled_or_missing_queue_is_ignored() {
     let mut r = Rig::new(2);
-    let rings = r.bring_up(&Setup {
+    let mut rings = r.bring_up(&Setup {
         queues: Some(vec![1]),
         ..Setup::msix()
     });
     r.sink.take_messages();
     for i in 0..rings[0].size {
-        write_desc(&r, &rings[0], i);
+        rings[0].set_desc(i, BUF, 0x100, WRITE, 0);
     }
-    publish(&r, &rings[0], &[0, 1, 2]);
+    rings[0].publish(&[0, 1, 2]);
     r.kick(0);
     r.kick_width(0, 4);
     let n0 = r.notify_addr(0);
@@ -315,13 +283,13 @@ fn notify_on_a_disabled_or_missing_queue_is_ignored() {
 /// after a reset), so unmasking the entry sends nothing (catalogue row 30).
 #[test]
 fn reset_in_the_middle_of_processing() {
-    let (mut r, ring) = msix_rig();
+    let (mut r, mut ring) = msix_rig();
     r.mask_entry(1, true);
-    publish(&r, &ring, &[0, 1, 2, 3]);
+    ring.publish(&[0, 1, 2, 3]);
     r.kick(0);
     assert_eq!(completed(&r), 4);
     assert_eq!(r.pba(0), 1 << 1);
-    publish(&r, &ring, &[4, 5, 6, 7]);
+    ring.publish(&[4, 5, 6, 7]);
     r.set_device_status(0);
     assert_eq!(r.device_status(), 0);
     r.kick(0);
@@ -346,11 +314,11 @@ fn reset_in_the_middle_of_processing() {
 /// reset, and a notify of the old ring afterwards raises nothing.
 #[test]
 fn reset_mid_flight_lowers_intx_and_stays_quiet() {
-    let (mut r, ring) = intx_rig();
-    publish(&r, &ring, &[0, 1]);
+    let (mut r, mut ring) = intx_rig();
+    ring.publish(&[0, 1]);
     r.kick(0);
     assert!(r.sink.line());
-    publish(&r, &ring, &[2, 3]);
+    ring.publish(&[2, 3]);
     r.set_device_status(0);
     assert!(!r.sink.line());
     assert!(!r.status_int());
@@ -367,9 +335,9 @@ fn reset_mid_flight_lowers_intx_and_stays_quiet() {
 /// entry's address and data; unmasking sends exactly one message, with the new contents.
 #[test]
 fn msix_table_rewritten_while_pending_sends_new_message_once() {
-    let (mut r, ring) = msix_rig();
+    let (mut r, mut ring) = msix_rig();
     r.mask_entry(1, true);
-    publish(&r, &ring, &[0]);
+    ring.publish(&[0]);
     r.kick(0);
     assert_eq!(r.pba(0), 1 << 1);
     let e = TABLE + 16;
@@ -390,10 +358,10 @@ fn msix_table_rewritten_while_pending_sends_new_message_once() {
 /// until Function Mask clears, then exactly one with the entry's contents at that time.
 #[test]
 fn msix_entry_rewritten_under_function_mask_sends_once_on_unmask() {
-    let (mut r, ring) = msix_rig();
+    let (mut r, mut ring) = msix_rig();
     let ctl = r.msix_control();
     r.set_msix_control(ctl | 0x4000);
-    publish(&r, &ring, &[0, 1]);
+    ring.publish(&[0, 1]);
     r.kick(0);
     assert_eq!(r.pba(0), 1 << 1);
     r.wr(TABLE + 16 + 8, 4, 0x4055);
@@ -411,19 +379,19 @@ fn msix_entry_rewritten_under_function_mask_sends_once_on_unmask() {
 #[test]
 fn queue_vector_rewritten_while_a_message_is_pending() {
     let mut r = Rig::new(2);
-    let rings = r.bring_up(&Setup::msix());
+    let mut rings = r.bring_up(&Setup::msix());
     for i in 0..rings[0].size {
-        write_desc(&r, &rings[0], i);
+        rings[0].set_desc(i, BUF, 0x100, WRITE, 0);
     }
     r.sink.take_messages();
     r.mask_entry(1, true);
-    publish(&r, &rings[0], &[0]);
+    rings[0].publish(&[0]);
     r.kick(0);
     assert_eq!(r.pba(0), 1 << 1);
     r.set_queue_vector(0, 2);
     assert_eq!(r.queue_vector(0), 2);
     assert_eq!(r.pba(0), 0, "the re-route withdrew the Pending Bit");
-    publish(&r, &rings[0], &[1]);
+    rings[0].publish(&[1]);
     r.kick(0);
     assert_eq!(r.sink.take_messages(), vec![msg(2)]);
     r.mask_entry(1, false);

@@ -2,10 +2,8 @@
 //! (`notify_off_multiplier` = 0), VIRTIO_F_NOTIFICATION_DATA, and host-side input that is
 //! processed without a guest notify.
 
-mod common;
-
-use common::*;
 use virq_device::GuestMemory;
+use virq_device::testing::*;
 use virq_device::{Layout, TransportOptions, features};
 
 fn rig_with_multiplier(queues: u16, multiplier: u32) -> Rig {

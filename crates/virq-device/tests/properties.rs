@@ -3,10 +3,8 @@
 //! panic, and after every single step the interrupt invariants of the failure catalogue
 //! (rows 14-22) must hold.
 
-mod common;
-
-use common::*;
 use proptest::prelude::*;
+use virq_device::testing::*;
 use virq_device::{TransportOptions, common as cc, features, status};
 use virq_events::NO_VECTOR;
 

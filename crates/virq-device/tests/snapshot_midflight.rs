@@ -11,18 +11,14 @@
 //! messages pending in the PBA behind a masked entry or the function mask, ISR bits, and a
 //! raised INTx line.
 
-mod common;
-
 use std::sync::{Arc, Mutex};
 
-use common::*;
 use proptest::prelude::*;
-use virq_device::testing::RecordingSink;
+use virq_device::testing::*;
 use virq_device::{
     BackendError, DeviceSnapshot, GuestMemory, Processed, TransportOptions, VecMemory,
-    VirtioBackend, VirtioPciDevice, Virtqueue,
+    VirtioBackend, Virtqueue,
 };
-use virq_events::EventLog;
 
 /// A one-queue device that completes a chain only when the host granted a unit of work
 /// (a console receive buffer waiting for input). Chains beyond the grants stay in the
@@ -128,23 +124,8 @@ fn new_side(mem: VecMemory) -> Side {
         credits: credits.clone(),
         completed: 0,
     };
-    let sink = Arc::new(RecordingSink::new());
-    let log = Arc::new(EventLog::new());
-    let mut dev = VirtioPciDevice::new(
-        Box::new(backend),
-        mem.clone(),
-        sink.clone(),
-        TransportOptions::default(),
-    )
-    .unwrap();
-    dev.set_event_sink(log.clone());
     Side {
-        rig: Rig {
-            dev,
-            sink,
-            log,
-            mem,
-        },
+        rig: Rig::on_memory(Box::new(backend), TransportOptions::default(), mem),
         credits,
     }
 }
@@ -214,10 +195,7 @@ fn bring_up(side: &mut Side, msix: bool) -> Ring {
         .bring_up(&if msix { Setup::msix() } else { Setup::intx() })
         .remove(0);
     for i in 0..ring.size {
-        let d = ring.desc + 16 * i as u64;
-        side.rig.mem.write_u64(d, 0x9_0000).unwrap();
-        side.rig.mem.write_u32(d + 8, 0x100).unwrap();
-        side.rig.mem.write_u16(d + 12, 2).unwrap();
+        ring.set_desc(i, 0x9_0000, 0x100, WRITE, 0);
     }
     ring
 }

@@ -10,10 +10,7 @@
 //! RAM (2.7.2), read-only configuration bits of this very function (PCI 3.0, 6.2), an MSI-X
 //! table and PBA of its size (PCI 3.0, 6.8.2).
 
-mod common;
-
-use common::*;
-use virq_device::testing::NullBackend;
+use virq_device::testing::*;
 use virq_device::{DeviceError, DeviceSnapshot, SnapshotError, TransportOptions, features, status};
 use virq_events::{NO_VECTOR, Selector};
 

@@ -148,6 +148,34 @@ impl<M: GuestMemory + ?Sized> GuestMemory for std::sync::Arc<M> {
     }
 }
 
+/// A borrowed memory is the memory (drivers in tests and fuzz targets hold `&dyn GuestMemory`).
+impl<M: GuestMemory + ?Sized> GuestMemory for &M {
+    fn read(&self, addr: u64, buf: &mut [u8]) -> Result<(), MemoryError> {
+        (**self).read(addr, buf)
+    }
+    fn write(&self, addr: u64, data: &[u8]) -> Result<(), MemoryError> {
+        (**self).write(addr, data)
+    }
+    fn check_range(&self, addr: u64, len: u64) -> bool {
+        (**self).check_range(addr, len)
+    }
+    fn load_u16(&self, addr: u64) -> Result<u16, MemoryError> {
+        (**self).load_u16(addr)
+    }
+    fn load_acquire_u16(&self, addr: u64) -> Result<u16, MemoryError> {
+        (**self).load_acquire_u16(addr)
+    }
+    fn store_u16(&self, addr: u64, value: u16) -> Result<(), MemoryError> {
+        (**self).store_u16(addr, value)
+    }
+    fn store_release_u16(&self, addr: u64, value: u16) -> Result<(), MemoryError> {
+        (**self).store_release_u16(addr, value)
+    }
+    fn flat_region(&self) -> Option<FlatRegion<'_>> {
+        (**self).flat_region()
+    }
+}
+
 /// The device's window on guest memory for one pass of work: device-initiated memory access.
 ///
 /// The transport hands one out only while PCI Bus Master Enable is set (PCI 3.0, 6.2.2), so

@@ -401,16 +401,17 @@ impl VirtioPciDevice {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::test_util::*;
+    use crate::testing::Rig;
     use virq_spec::common_cfg as common;
 
     /// virtio 1.2, 4.1.5.1.2.1: an index the table does not have reads back NO_VECTOR.
     #[test]
     fn out_of_range_vector_reads_back_no_vector() {
-        let (mut dev, _irq) = test_device(2, None);
-        common_write16(&mut dev, common::MSIX_CONFIG, 7);
-        assert_eq!(common_read16(&mut dev, common::MSIX_CONFIG), NO_VECTOR);
-        common_write16(&mut dev, common::MSIX_CONFIG, 2);
-        assert_eq!(common_read16(&mut dev, common::MSIX_CONFIG), 2);
+        let mut r = Rig::new(2);
+        r.map_bars();
+        r.set_common16(common::MSIX_CONFIG, 7);
+        assert_eq!(r.msix_config(), NO_VECTOR);
+        r.set_common16(common::MSIX_CONFIG, 2);
+        assert_eq!(r.msix_config(), 2);
     }
 }

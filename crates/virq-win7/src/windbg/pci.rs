@@ -947,6 +947,26 @@ mod tests {
         })
     }
 
+    /// Found by the `win_text` fuzz target against the earlier reader: a line that is an offset
+    /// alone (`11:`, how a pasted /proc/interrupts line starts) made it slice past its one token.
+    /// Such a line names no field: the dump around it reads the same as without it.
+    #[test]
+    fn a_line_that_is_an_offset_alone_names_no_field() {
+        let text = dump(&config(0x8003, 0x0406, 0x0018));
+        let clean = parse_pci_dump(&text);
+        assert_eq!(clean.vendor_id, Some(0x1AF4));
+        assert!(clean.msix.is_some());
+        let (head, tail) = text.split_at(text.find("Device Private:").unwrap());
+        let noisy = format!("{head} 11:   \n    04:\n{tail}\n10:");
+        assert_eq!(parse_pci_dump(&noisy), clean);
+        assert_eq!(parse_pci_dump(" 11:   "), PciDumpSummary::default());
+        let crash = include_bytes!("../../../../fuzz/regressions/win_text-pci-dump-offset-alone");
+        assert_eq!(
+            parse_pci_dump(&String::from_utf8_lossy(crash)),
+            PciDumpSummary::default()
+        );
+    }
+
     /// Laid out as the extension prints it: the heading naming the function, the named header
     /// with offsets, the capability list only as `Device Private:` dwords.
     #[test]

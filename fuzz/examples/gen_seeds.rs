@@ -1,5 +1,7 @@
-//! Write the seed corpus: `cargo run --bin gen_seeds [DIR]` (default `seeds/` beside this
-//! crate). The doctor's seeds are its test fixtures, which `scripts/fuzz.sh` passes directly.
+//! Write the seed corpus: `cargo run --manifest-path fuzz/Cargo.toml --example gen_seeds [DIR]`
+//! (default `seeds/` beside this crate). The doctor's seeds are its test fixtures, which
+//! `scripts/fuzz.sh` passes directly (to `doctor_parse` and `win_text`); `judge` gets their
+//! events as JSON lines.
 
 use std::path::PathBuf;
 
@@ -17,6 +19,15 @@ fn main() {
     }
     for (name, bytes) in virq_fuzz::seeds::serve() {
         files.push(("serve_request".into(), name, bytes));
+    }
+    for (name, bytes) in virq_fuzz::seeds::ring() {
+        files.push(("ring".into(), name, bytes));
+    }
+    for (name, bytes) in virq_fuzz::seeds::judge() {
+        files.push(("judge".into(), name, bytes));
+    }
+    for (name, bytes) in virq_fuzz::seeds::win_text() {
+        files.push(("win_text".into(), name, bytes));
     }
     for (target, name, bytes) in &files {
         let harness = virq_fuzz::TARGETS

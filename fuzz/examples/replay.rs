@@ -1,6 +1,7 @@
 //! Run inputs through a harness without libFuzzer (any toolchain):
-//! `cargo run --release --bin replay -- TARGET FILE_OR_DIR...`. Exits non-zero on the first
-//! input that panics, naming it. Used to re-check crash files and the seed corpus.
+//! `cargo run --manifest-path fuzz/Cargo.toml --release --example replay -- TARGET PATH...`.
+//! Exits non-zero on the first input that panics, naming it. Used to re-check crash files and
+//! the committed inputs (`scripts/fuzz.sh --replay`).
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
