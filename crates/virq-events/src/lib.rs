@@ -398,9 +398,10 @@ pub enum EventKind {
     /// The OS reports the device started (WinDbg `!devnode` `DeviceNodeStarted`, Device
     /// Manager "working properly", Linux `Kernel driver in use`).
     DeviceStarted,
-    /// A power transition of the device as the driver saw it: leaving D0 for `to` (KMDF
-    /// `EvtDeviceD0Exit`, interrupts disconnected) or entering D0 from `from`
-    /// (`EvtDeviceD0Entry`, interrupts reconnected; the device has been reset).
+    /// A power transition of the device as the driver saw it (from its prints or the Windows 7
+    /// model): leaving D0 for `state` (KMDF `EvtDeviceD0Exit`, interrupts disconnected) or
+    /// entering D0 from `state` (`EvtDeviceD0Entry`, interrupts reconnected; the device has
+    /// been reset).
     PowerTransition {
         /// `true` for `EvtDeviceD0Entry`, `false` for `EvtDeviceD0Exit`.
         entering_d0: bool,
