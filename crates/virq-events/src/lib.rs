@@ -8,6 +8,8 @@
 //! Device-side variants carry no heap data so that emitting them on the hot path allocates
 //! nothing; free text (kernel log lines, unparsed driver prints) only appears in variants that
 //! come from parsed logs or from the guest side.
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
 
 mod compact;
 mod lane;
@@ -74,8 +76,11 @@ pub enum Origin {
     Run,
     /// Parsed from a file: `path` and 1-based `line`, with the line's text.
     File {
+        /// The file as it was named to the parser.
         path: String,
+        /// 1-based line number of the first line the event was read from.
         line: u64,
+        /// That line's text, quoted in the doctor's findings.
         text: String,
     },
 }
@@ -91,141 +96,266 @@ pub enum InterruptMode {
 }
 
 /// One link-level fact of the interrupt chain.
+///
+/// Device-side variants are emitted by `virq-device` as the driver touches the transport (and
+/// re-emitted by the platforms that host it); OS-side variants come from the guest driver core
+/// (`virq-guest`), the Windows 7 model (`virq-win7`), the machines (`virq-sim`, `virq-kvm`) and
+/// the log parsers of `virq-doctor`, which read the same facts out of driver prints, WinDbg
+/// output, `lspci` and `/proc/interrupts`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "event")]
 #[non_exhaustive]
 pub enum EventKind {
     // ---- device side: the virtio-pci transport -------------------------------------------
     /// The driver wrote a vector selector; `read_back` is what the register now holds.
+    ///
+    /// Emitted by the device on the write and by driver-side reporters for their write and
+    /// read-back; a `read_back` of `0xFFFF` after a valid `written` is the device refusing the
+    /// vector (virtio 1.2, 4.1.5.1.2).
     VectorWritten {
+        /// Which selector was written.
         selector: Selector,
+        /// The MSI-X table entry the driver asked for.
         written: u16,
+        /// The value the selector holds afterwards.
         read_back: u16,
     },
     /// The driver wrote a `queue_msix_vector` and read it back, as its print reports without
     /// naming the queue (NetKVM sets each path's vector through its own virtqueue and prints
     /// only `read/write mismatch, <read> vs <written>`).
-    QueueVectorWritten { written: u16, read_back: u16 },
-    /// The driver read a vector selector.
-    VectorRead { selector: Selector, value: u16 },
-    /// `device_status` was written.
-    DeviceStatus { value: u8 },
+    QueueVectorWritten {
+        /// The MSI-X table entry the driver asked for.
+        written: u16,
+        /// What `queue_msix_vector` held when read back.
+        read_back: u16,
+    },
+    /// The driver read a vector selector (device side on the access, guest core on its
+    /// verifying read).
+    VectorRead {
+        /// Which selector was read.
+        selector: Selector,
+        /// The value returned.
+        value: u16,
+    },
+    /// `device_status` was written (virtio 1.2, 2.1): the driver's progress through
+    /// ACKNOWLEDGE, DRIVER, FEATURES_OK and DRIVER_OK.
+    DeviceStatus {
+        /// The status byte written.
+        value: u8,
+    },
     /// The device went through a reset (`device_status = 0`); every selector is `0xFFFF` again.
     DeviceReset,
     /// The device set DEVICE_NEEDS_RESET because the driver broke a rule it cannot recover from.
-    NeedsReset { queue: Option<u16> },
+    NeedsReset {
+        /// The queue whose ring broke the rule, or `None` for a device-wide cause.
+        queue: Option<u16>,
+    },
     /// Feature negotiation finished: FEATURES_OK was accepted (or refused).
     FeaturesNegotiated {
+        /// The device's feature bits (`device_feature`, all 64).
         offered: u64,
+        /// The bits the driver wrote to `driver_feature`.
         accepted: u64,
+        /// Whether FEATURES_OK stayed set: the device clears it when it cannot work with the
+        /// accepted subset (virtio 1.2, 3.1.1).
         ok: bool,
     },
     /// A queue was enabled with this size.
-    QueueEnabled { queue: u16, size: u16 },
+    QueueEnabled {
+        /// The queue index (`queue_select`).
+        queue: u16,
+        /// `queue_size` at the time `queue_enable` was written.
+        size: u16,
+    },
     /// A queue was reset through `queue_reset` (VIRTIO_F_RING_RESET).
-    QueueReset { queue: u16 },
+    QueueReset {
+        /// The queue index.
+        queue: u16,
+    },
     /// The driver notified (kicked) a queue.
-    QueueNotify { queue: u16 },
+    QueueNotify {
+        /// The queue index written to the notification area.
+        queue: u16,
+    },
     /// The device published `count` used buffers on a queue.
-    UsedPublished { queue: u16, count: u16 },
+    UsedPublished {
+        /// The queue index.
+        queue: u16,
+        /// How many used-ring elements this publication added.
+        count: u16,
+    },
     /// The device configuration changed and `config_generation` moved to `generation`.
-    ConfigChanged { generation: u8 },
+    ConfigChanged {
+        /// The new `config_generation`.
+        generation: u8,
+    },
     /// The driver read the ISR status register (read-to-clear) and got `value`.
-    IsrRead { value: u8 },
+    IsrRead {
+        /// Bit 0: queue interrupt, bit 1: configuration change (virtio 1.2, 4.1.4.5).
+        value: u8,
+    },
 
     // ---- device side: PCI / MSI-X / INTx ----------------------------------------------------
     /// MSI-X Message Control changed.
     MsixControl {
+        /// MSI-X Enable (bit 15): messages replace INTx.
         enabled: bool,
+        /// Function Mask (bit 14): every entry masked regardless of its own bit.
         function_masked: bool,
     },
     /// An MSI-X table entry was (re)programmed or its mask bit changed.
     MsixEntry {
+        /// The table entry index.
         entry: u16,
+        /// Message Address (upper and lower dwords): on x86 the local APIC destination.
         address: u64,
+        /// Message Data: on x86 the IDT vector and delivery mode.
         data: u32,
+        /// The entry's Vector Control mask bit.
         masked: bool,
     },
     /// An MSI-X message left the device.
     MessageSent {
+        /// What the message signals.
         cause: InterruptCause,
+        /// The MSI-X table entry it was built from.
         entry: u16,
+        /// The Message Address written.
         address: u64,
+        /// The Message Data written.
         data: u32,
     },
     /// A due interrupt was not signalled.
     InterruptSuppressed {
+        /// What would have been signalled.
         cause: InterruptCause,
+        /// The source's vector selector value (the MSI-X entry, or `0xFFFF`).
         vector: u16,
+        /// Which rule held it back.
         reason: SuppressReason,
     },
     /// A masked entry's Pending Bit was set.
-    PendingSet { entry: u16 },
+    PendingSet {
+        /// The MSI-X table entry (and PBA bit) index.
+        entry: u16,
+    },
     /// A Pending Bit was cleared (message delivered on unmask, or state dropped).
-    PendingCleared { entry: u16 },
+    PendingCleared {
+        /// The MSI-X table entry (and PBA bit) index.
+        entry: u16,
+    },
     /// The INTx pin went high.
-    LineRaised { pin: u8 },
+    LineRaised {
+        /// Interrupt Pin register value: 1 = INTA#.
+        pin: u8,
+    },
     /// The INTx pin went low.
-    LineLowered { pin: u8 },
+    LineLowered {
+        /// Interrupt Pin register value: 1 = INTA#.
+        pin: u8,
+    },
     /// PCI Command register written (memory enable, interrupt disable).
-    PciCommand { value: u16 },
+    PciCommand {
+        /// The register value after the write.
+        value: u16,
+    },
 
     // ---- OS / platform side ------------------------------------------------------------------
-    /// The OS assigned an interrupt resource (one per CM descriptor).
+    /// The OS assigned an interrupt resource (one per CM descriptor): from the Windows 7
+    /// model, a WinDbg `dt` dump or the driver's resource print.
     ResourceAssigned {
+        /// Line or message descriptor (`CM_RESOURCE_INTERRUPT_MESSAGE` in `flags`).
         mode: InterruptMode,
         /// `u.MessageInterrupt.MessageCount` (message mode) or 0. In a translated descriptor on
         /// x64 this field overlays `Group` and reads 0: count message descriptors instead.
         message_count: u32,
+        /// `u.Interrupt.Level`: the IRQL (translated) or the IRQ/message data (raw).
         level: u32,
+        /// `u.Interrupt.Vector`: the IDT vector (translated) or the bus vector (raw).
         vector: u32,
+        /// `u.Interrupt.Affinity`: the processors the interrupt may target.
         affinity: u64,
+        /// The descriptor's `Flags` (`CM_RESOURCE_INTERRUPT_*`: latched, message).
         flags: u16,
         /// From the raw list (`AllocatedResources`) rather than the translated one.
         #[serde(default, skip_serializing_if = "std::ops::Not::not")]
         raw: bool,
     },
-    /// The driver connected an interrupt object (`WdfInterruptCreate` + `WdfInterruptGetInfo`).
+    /// The driver connected an interrupt object (`WdfInterruptCreate` + `WdfInterruptGetInfo`),
+    /// as its print reports `WDF_INTERRUPT_INFO`.
     InterruptConnected {
+        /// `MessageSignaled`: the object is bound to a message, not the line.
         message_signaled: bool,
+        /// `MessageNumber`: the message this object handles (what a selector must carry).
         message_number: u32,
+        /// `Vector`: the IDT vector the OS connected.
         vector: u32,
+        /// `Irql`: the device IRQL the ISR runs at.
         irql: u8,
+        /// `TargetProcessorSet`: the processors the ISR may run on.
         affinity: u64,
     },
     /// The MSI-X capability as seen from the OS (a `!pci` dump, `lspci -vvv`, or the bus driver).
     MsixCapabilitySeen {
+        /// MSI-X Enable as read.
         enabled: bool,
+        /// Function Mask as read.
         function_masked: bool,
+        /// Table Size + 1: how many table entries the function has.
         table_size: u16,
     },
-    /// The CPU received an interrupt on an APIC/IDT vector.
-    CpuInterrupt { vector: u8 },
-    /// An ISR ran; `message_id` for message interrupts; `claimed` is its return value.
+    /// The CPU received an interrupt on an APIC/IDT vector (the simulated machine, when its
+    /// local APIC dispatches).
+    CpuInterrupt {
+        /// The IDT vector taken.
+        vector: u8,
+    },
+    /// An ISR ran (the guest driver core, or a driver print); `message_id` for message
+    /// interrupts; `claimed` is its return value.
     IsrRan {
+        /// KMDF's MessageID for a message ISR; `None` for the line ISR.
         message_id: Option<u32>,
+        /// Whether the ISR said the interrupt was its own.
         claimed: bool,
+        /// The ISR status byte the line ISR read, `None` when it read none (message ISRs
+        /// must not read it; a line ISR that skips it never deasserts INTx).
         isr_status: Option<u8>,
     },
     /// A DPC ran for this message (or for the line interrupt when `None`).
     DpcRan {
+        /// The message whose DPC ran, `None` for the line interrupt's.
         message_id: Option<u32>,
+        /// How many used buffers the DPC consumed.
         completions: u32,
     },
-    /// A periodic counter summary (checklist 5.4): per message ISR and DPC counts.
+    /// A periodic counter summary (checklist 5.4): per message ISR and DPC counts, from the
+    /// guest driver core or a driver print.
     CounterSummary {
+        /// The message counted, `None` for the line interrupt.
         message: Option<u32>,
+        /// ISR entries so far, claimed or not.
         isr_count: u64,
+        /// DPCs run so far.
         dpc_count: u64,
     },
     /// The platform stopped delivering because the interrupt budget ran out (a storm).
-    InterruptBudgetExhausted { delivered: u64 },
-    /// A line of a guest kernel log or driver print that a rule may quote.
-    LogLine { text: String },
+    InterruptBudgetExhausted {
+        /// Interrupts delivered before the machine gave up.
+        delivered: u64,
+    },
+    /// A line of a guest kernel log or driver print that a rule may quote (the KVM guest's
+    /// serial console, or a parsed capture).
+    LogLine {
+        /// The line without its end-of-line.
+        text: String,
+    },
     /// A `/proc/interrupts` row: name, IRQ, and its total count.
     IrqCount {
+        /// The first column (`11`, `24`, `NMI`): not always a number.
         irq: String,
+        /// The action names at the end of the row (`virtio0-config`, `virtio1-req.0`).
         name: String,
+        /// The row's count summed over every CPU column.
         count: u64,
         /// The controller column (`IO-APIC 11-fasteoi`, `PCI-MSI 65536-edge`,
         /// `PCI-MSIX-0000:00:04.0 0-edge`, `GICv3 48 Level`): whether the row is a line or a
@@ -235,53 +365,92 @@ pub enum EventKind {
     },
     /// The INTx pending state as the PCI Status register reports it (bit 3, `IntStatus` in
     /// WinDbg `!pci`, `INTx+` in `lspci -vvv`): a pending line nobody acknowledges storms.
-    IntxStatus { pending: bool },
+    IntxStatus {
+        /// Status bit 3 as read.
+        pending: bool,
+    },
     /// The INTx pin a function uses and the IRQ the OS routed it to (`lspci -vvv`
     /// `Interrupt: pin A routed to IRQ 11`); pin 1 = INTA#. Lets a rule tie a line to its IRQ.
-    IntxRouted { pin: u8, irq: u32 },
+    /// The KVM machine emits it for the IOAPIC input its MP table gives the slot.
+    IntxRouted {
+        /// Interrupt Pin: 1 = INTA# .. 4 = INTD#.
+        pin: u8,
+        /// The IRQ (GSI) the pin was routed to.
+        irq: u32,
+    },
     /// The MessageNumber a selector write was meant to carry (the `MessageNumber=` of a
     /// checklist 5.3 print), beside the `VectorWritten` of the same line.
     VectorMessage {
+        /// The selector the print talks about.
         selector: Selector,
+        /// The `WDF_INTERRUPT_INFO.MessageNumber` the driver meant.
         message_number: u32,
     },
     /// A source was read: its detected format (`DbgView capture`, `WinDbg output`, ...) and
     /// how many lines it had. Lets a rule tell "the capture holds none of the driver's lines"
     /// from "no capture was given".
-    SourceRead { format: String, lines: u64 },
+    SourceRead {
+        /// The format the doctor recognised.
+        format: String,
+        /// Lines in the source.
+        lines: u64,
+    },
     /// The OS reports the device started (WinDbg `!devnode` `DeviceNodeStarted`, Device
     /// Manager "working properly", Linux `Kernel driver in use`).
     DeviceStarted,
-    /// A power transition of the device as the driver saw it: leaving D0 for `to` (KMDF
-    /// `EvtDeviceD0Exit`, interrupts disconnected) or entering D0 from `from`
-    /// (`EvtDeviceD0Entry`, interrupts reconnected; the device has been reset).
-    PowerTransition { entering_d0: bool, state: u8 },
+    /// A power transition of the device as the driver saw it (from its prints or the Windows 7
+    /// model): leaving D0 for `state` (KMDF `EvtDeviceD0Exit`, interrupts disconnected) or
+    /// entering D0 from `state` (`EvtDeviceD0Entry`, interrupts reconnected; the device has
+    /// been reset).
+    PowerTransition {
+        /// `true` for `EvtDeviceD0Entry`, `false` for `EvtDeviceD0Exit`.
+        entering_d0: bool,
+        /// The other device power state, as its number (3 = D3).
+        state: u8,
+    },
     /// Where a new start of the driver (or a new boot of the OS) begins in a log: evidence
     /// before it and after it describe different starts and are judged apart.
-    SessionStart { label: String },
+    SessionStart {
+        /// What marked the start (the banner or boot line), for quoting.
+        label: String,
+    },
     /// The Linux kernel gave up on a level line: `irq N: nobody cared`, the `handlers:` it
     /// listed (function names such as `vp_interrupt`), and `Disabling IRQ #N`.
-    IrqNobodyCared { irq: u32, handlers: Vec<String> },
+    IrqNobodyCared {
+        /// The IRQ the kernel disabled.
+        irq: u32,
+        /// The handler functions the kernel listed for it.
+        handlers: Vec<String>,
+    },
     /// The driver's own count of requests it submitted and saw completed (`IO:` lines, or a
     /// run's bookkeeping): the "known events" checklist step 7 compares the counters with.
     RequestsCompleted {
+        /// The queue counted, `None` for a device-wide total.
         queue: Option<u16>,
+        /// Requests made available to the device.
         submitted: u64,
+        /// Requests the driver saw in the used ring.
         completed: u64,
     },
     /// The driver (or the machine) crashed; `message_id` when the crash names the message
     /// being handled (`BUGCHECK: ... MessageID=N`).
     DriverCrash {
+        /// The message being handled, when the crash names it.
         message_id: Option<u32>,
+        /// The crash line (bugcheck code and parameters, or the panic text).
         text: String,
     },
     /// What a driver's INF asks of Windows for one install section: `MSISupported` and
     /// `MessageNumberLimit` as Windows reads them (only from an AddReg of the `.HW` section),
     /// and how many interrupt-management keys sit where Windows never looks.
     InfInterruptPolicy {
+        /// The `[DDInstall]` section the policy belongs to.
         install_section: String,
+        /// `Interrupt Management\MessageSignaledInterruptProperties\MSISupported` = 1.
         msi_supported: bool,
+        /// `MessageNumberLimit`, when set: the most messages Windows grants.
         message_number_limit: Option<u32>,
+        /// Interrupt-management keys outside the `.HW` AddReg, which Windows ignores.
         misplaced_keys: u32,
     },
 }
@@ -332,7 +501,9 @@ pub struct Event {
     pub time_ns: Option<u64>,
     /// Which device (PCI BDF like `00:01.0`, or a name) the event is about, when known.
     pub device: Option<String>,
+    /// Where the event was seen: a run, or a line of a parsed file.
     pub origin: Origin,
+    /// What happened.
     #[serde(flatten)]
     pub kind: EventKind,
 }
@@ -340,6 +511,7 @@ pub struct Event {
 /// Where a layer sends its events. Implementations must be cheap: the device calls this on
 /// its hot path whenever recording is enabled.
 pub trait EventSink: Send + Sync {
+    /// Record one event; the sink stamps sequence, time and device.
     fn emit(&self, kind: EventKind);
 }
 
@@ -353,6 +525,7 @@ impl EventSink for NullSink {
 
 /// A clock an [`EventLog`] stamps events with (a platform's virtual clock, for example).
 pub trait Clock: Send + Sync {
+    /// The current time in nanoseconds; must not go backwards within one log.
     fn now_ns(&self) -> u64;
 }
 
@@ -541,6 +714,7 @@ impl std::fmt::Debug for EventLog {
 }
 
 impl EventLog {
+    /// An empty log with no clock, no device tag and no capacity limit.
     pub fn new() -> Self {
         Self::default()
     }
@@ -649,10 +823,12 @@ impl EventLog {
             .collect()
     }
 
+    /// Events stored now (drained events and dropped ones not counted).
     pub fn len(&self) -> usize {
         self.lock().events.len()
     }
 
+    /// Whether no events are stored.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }

@@ -26,6 +26,7 @@
 //! The guest is kernel-only: on hosts whose KVM emulates instructions in software, guest user
 //! space does not run, so everything is judged from what the kernel does at boot and probe.
 #![allow(unsafe_code)] // KVM ioctls, vCPU run areas and guest RAM mmap: the crate issue 15 exempts.
+#![deny(missing_docs)]
 
 mod boot;
 pub mod disk;
@@ -57,20 +58,35 @@ pub enum KvmError {
     /// `/dev/kvm` is absent or refuses the VM this crate needs: callers skip, loudly.
     #[error("KVM is not usable here: {0}")]
     Unavailable(String),
+    /// A KVM ioctl failed after the VM was created (so KVM itself is usable): a real error.
     #[error("KVM ioctl {what} failed: {source}")]
     Kvm {
+        /// The ioctl, by its KVM name (`KVM_SET_USER_MEMORY_REGION`, `KVM_CREATE_VCPU`, ...).
         what: &'static str,
+        /// The errno KVM returned.
         #[source]
         source: kvm_ioctls::Error,
     },
+    /// Guest RAM could not be mapped, or the loader could not write into it.
     #[error("guest memory ({what}): {reason}")]
-    Memory { what: &'static str, reason: String },
+    Memory {
+        /// What was being mapped or written (`mmap`, `gdt`, `mp table`, ...).
+        what: &'static str,
+        /// The underlying error, as text.
+        reason: String,
+    },
+    /// The kernel could not be built, opened or loaded (not a loadable `vmlinux`, or larger
+    /// than guest RAM).
     #[error("kernel image: {0}")]
     Kernel(String),
+    /// A virtio-pci device or its backend could not be built.
     #[error("device: {0}")]
     Device(String),
+    /// The [`GuestConfig`] asks for something this VMM does not support (RAM size, CPU count,
+    /// an overlong command line), or the devices' BARs or slots do not fit.
     #[error("configuration: {0}")]
     Config(String),
+    /// A vCPU thread could not be started, signalled or joined.
     #[error("vCPU thread: {0}")]
     Thread(String),
 }
@@ -91,12 +107,14 @@ pub enum GuestMode {
 }
 
 impl GuestMode {
+    /// Every mode.
     pub const ALL: [GuestMode; 3] = [
         GuestMode::MsixPerQueue,
         GuestMode::MsixSmallTable,
         GuestMode::Intx,
     ];
 
+    /// The kebab-case name used on command lines and in reports.
     pub fn name(self) -> &'static str {
         match self {
             GuestMode::MsixPerQueue => "msix-per-queue",
@@ -105,6 +123,7 @@ impl GuestMode {
         }
     }
 
+    /// The mode with this [`GuestMode::name`].
     pub fn from_name(s: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|m| m.name() == s)
     }
@@ -123,14 +142,21 @@ impl GuestMode {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum GuestDevice {
+    /// virtio-blk (device ID 2) at 00:01.0, with an MBR disk: its partition-table read is the
+    /// boot's proof that block I/O completed by interrupt.
     Blk,
+    /// virtio-rng (device ID 4) at 00:02.0: one request queue the kernel's hwrng core reads
+    /// entropy through.
     Rng,
+    /// virtio-console (device ID 3) at 00:03.0: receive and transmit queues, `hvc0`.
     Console,
 }
 
 impl GuestDevice {
+    /// Every device, in slot order.
     pub const ALL: [GuestDevice; 3] = [GuestDevice::Blk, GuestDevice::Rng, GuestDevice::Console];
 
+    /// The device's name as Linux's driver calls it (`virtio-blk`, ...).
     pub fn name(self) -> &'static str {
         match self {
             GuestDevice::Blk => "virtio-blk",
@@ -164,6 +190,7 @@ impl GuestDevice {
 pub struct GuestConfig {
     /// The uncompressed `vmlinux` (see [`guest_kernel`]).
     pub kernel: PathBuf,
+    /// How interrupts are set up (MSI-X table sizes, `pci=nomsi`).
     pub mode: GuestMode,
     /// Also `console=hvc0`: every kernel line after virtio-console's probe goes through the
     /// device (many interrupts).
@@ -196,6 +223,7 @@ pub struct GuestConfig {
 }
 
 impl GuestConfig {
+    /// One vCPU, 128 MiB, an 8 MiB disk, one blk queue, EVENT_IDX on, 150 s limit, no faults.
     pub fn new(kernel: impl Into<PathBuf>, mode: GuestMode) -> Self {
         GuestConfig {
             kernel: kernel.into(),
@@ -250,34 +278,49 @@ pub enum GuestExit {
     /// Triple fault (`KVM_EXIT_SHUTDOWN`).
     Shutdown,
     /// `KVM_EXIT_SYSTEM_EVENT` of this type.
-    SystemEvent { event: u32 },
+    SystemEvent {
+        /// `kvm_run.system_event.type` (`KVM_SYSTEM_EVENT_SHUTDOWN`, `_RESET`, `_CRASH`).
+        event: u32,
+    },
     /// The wall-clock limit ran out.
     TimeLimit,
     /// KVM could not go on (for example an instruction its emulator does not know).
-    Failed { reason: String },
+    Failed {
+        /// The exit reason or ioctl error, as text.
+        reason: String,
+    },
 }
 
 /// One `VectorWritten` event: what Linux wrote into a selector and what it read back.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct VectorWrite {
+    /// `msix_config` or a queue's `queue_msix_vector`.
     pub selector: Selector,
+    /// The MSI-X table entry Linux wrote.
     pub written: u16,
+    /// What the device held afterwards: Linux reads every selector back and abandons that
+    /// MSI-X layout (falling back to fewer vectors or INTx) when it reads `0xFFFF`.
     pub read_back: u16,
 }
 
 /// One device's side of the run.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct DeviceReport {
+    /// Which device.
     pub device: GuestDevice,
+    /// Its bus/device/function (`00:01.0`), the tag on its events.
     pub bdf: String,
     /// IOAPIC input of its INTA#.
     pub gsi: u32,
     /// MSI-X table size offered (0: no MSI-X).
     pub msix_table_size: u16,
-    /// State when the guest stopped.
+    /// MSI-X Enable when the guest stopped.
     pub msix_enabled: bool,
+    /// `msix_config` when the guest stopped.
     pub msix_config: u16,
+    /// Each queue's `queue_msix_vector` when the guest stopped, by queue index.
     pub queue_vectors: Vec<u16>,
+    /// `device_status` when the guest stopped (DRIVER_OK = 0x04 once probe succeeded).
     pub device_status: u8,
     /// Every selector write, in order.
     pub vector_writes: Vec<VectorWrite>,
@@ -285,15 +328,22 @@ pub struct DeviceReport {
     pub messages_per_entry: BTreeMap<u16, u64>,
     /// Messages the device held back (selector 0xFFFF, masked entry, ...).
     pub suppressed: u64,
+    /// Times INTA# went high (each a `KVM_IRQ_LINE` to level 1).
     pub line_raised: u64,
+    /// Times INTA# went low (each a `KVM_IRQ_LINE` to level 0).
     pub line_lowered: u64,
+    /// Reads of the ISR status register (read-to-clear; Linux's INTx handler reads it).
     pub isr_reads: u64,
     /// ISR reads that returned 0 (the interrupt was not this device's).
     pub isr_reads_zero: u64,
+    /// Driver notifications (kicks) over all queues.
     pub queue_notifies: u64,
+    /// Used buffers published over all queues.
     pub used_published: u64,
-    /// `KVM_SIGNAL_MSI` calls and how many KVM reported as not delivered.
+    /// `KVM_SIGNAL_MSI` calls.
     pub msi_signalled: u64,
+    /// `KVM_SIGNAL_MSI` calls that returned 0 (no local APIC accepted the message, as after
+    /// an SMP Linux software-disables its APIC on panic) or failed.
     pub msi_not_delivered: u64,
     /// Seconds since boot of the first message KVM did not deliver.
     #[serde(default)]
@@ -305,13 +355,16 @@ pub struct DeviceReport {
     /// INTx raise to the lower that follows (guest interrupt entry + handler up to the ISR
     /// read), mean and median, ns.
     pub line_high_mean_ns: Option<u64>,
+    /// The median of the same raise-to-lower times, ns (robust to a stalled vCPU).
     pub line_high_median_ns: Option<u64>,
     /// The backend's own counters (its snapshot's `counters`).
     pub counters: serde_json::Value,
+    /// The faults injected into this device, if it was the one [`GuestConfig::faults`] named.
     pub faults: Option<DeviceFaults>,
 }
 
 impl DeviceReport {
+    /// MSI-X messages sent over all table entries.
     pub fn messages_sent(&self) -> u64 {
         self.messages_per_entry.values().sum()
     }
@@ -343,6 +396,7 @@ impl DeviceReport {
 pub struct GuestData {
     /// The block layer read the partition table: ` vda: vda1` in the log.
     pub partition_table_read: bool,
+    /// VIRTIO_BLK_T_IN requests virtio-blk served.
     pub blk_reads: u64,
     /// Entropy bytes the guest took from virtio-rng.
     pub rng_bytes: u64,
@@ -359,8 +413,11 @@ pub struct GuestData {
 /// Seconds since boot at which things were first seen.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct Milestones {
+    /// The kernel's first console line: the loader and early boot worked.
     pub first_serial_s: Option<f64>,
+    /// The first console line naming virtio: PCI enumeration found the devices.
     pub first_virtio_probe_s: Option<f64>,
+    /// ` vda: vda1`: a virtio-blk read completed, by interrupt.
     pub partition_table_s: Option<f64>,
     /// `Kernel panic - not syncing` (the kernel-only guest's end: no root file system).
     #[serde(default)]
@@ -372,17 +429,26 @@ pub struct Milestones {
 /// Everything one boot produced.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct GuestRun {
+    /// The interrupt setup this boot used.
     pub mode: GuestMode,
     /// vCPUs the guest was given.
     #[serde(default = "one_cpu")]
     pub cpus: u8,
+    /// Whether the kernel also logged to `hvc0` ([`GuestConfig::hvc_console`]).
     pub hvc_console: bool,
+    /// The kernel command line booted.
     pub cmdline: String,
+    /// How the guest stopped.
     pub exit: GuestExit,
+    /// When the boot reached each stage.
     pub milestones: Milestones,
+    /// One report per [`GuestDevice`], in slot order.
     pub devices: Vec<DeviceReport>,
+    /// Whether the kernel got its data.
     pub data: GuestData,
+    /// Everything the kernel wrote to the 16550 (`ttyS0`).
     pub serial_log: String,
+    /// Everything the kernel wrote to virtio-console's port (`hvc0`).
     pub hvc_log: String,
     /// Devices' events (tagged with their BDF), the serial log (`ttyS0`) and the hvc log
     /// (`hvc0`) as `LogLine`s, merged in time order on one clock.
@@ -400,16 +466,23 @@ pub struct GuestRun {
 /// whose application processor never came up says where it stood.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct VcpuReport {
+    /// The vCPU index, which is also its local APIC ID (0 = bootstrap processor).
     pub id: u8,
     /// Exits to user space this vCPU's thread handled (port I/O, MMIO, interruptions).
     pub exits: u64,
     /// `KVM_GET_MP_STATE`: 0 runnable, 1 uninitialized (waiting for INIT), 2 INIT received
     /// (waiting for SIPI), 3 halted, 4 SIPI received.
     pub mp_state: u32,
+    /// Instruction pointer (`KVM_GET_REGS`).
     pub rip: u64,
+    /// Code segment selector (`KVM_GET_SREGS`); after SIPI an AP runs in real mode with
+    /// CS = vector << 8, so this says whether and where it started.
     pub cs_selector: u16,
+    /// Code segment base.
     pub cs_base: u64,
+    /// CR0: PE and PG tell real, protected and paged mode apart.
     pub cr0: u64,
+    /// EFER: LMA set once the vCPU is in long mode.
     pub efer: u64,
     /// With [`GuestConfig::rip_sample_interval`]: the guest RIPs seen most often when the
     /// vCPU was kicked, as (RIP, times), most frequent first (at most 16).
@@ -422,6 +495,7 @@ fn one_cpu() -> u8 {
 }
 
 impl GuestRun {
+    /// The report of device `d` (every run reports all three).
     pub fn device(&self, d: GuestDevice) -> &DeviceReport {
         self.devices
             .iter()
@@ -551,6 +625,7 @@ pub fn device_fault(name: &str) -> Option<DeviceFaults> {
 }
 
 impl GuestDevice {
+    /// The device named `virtio-blk` (or just `blk`), `virtio-rng`, `virtio-console`.
     pub fn from_name(s: &str) -> Option<Self> {
         Self::ALL
             .into_iter()

@@ -35,8 +35,11 @@ const TRIGGER_LEVEL: u16 = 0b11 << 2;
 /// input it is wired to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PciIntx {
+    /// PCI device number on bus 0.
     pub slot: u8,
+    /// Interrupt pin, 0 = INTA# (the MP table's 0-based encoding, unlike the config register).
     pub pin: u8,
+    /// The IOAPIC input (INTIN#) the pin is wired to; equal to the GSI with one IOAPIC.
     pub ioapic_pin: u8,
 }
 

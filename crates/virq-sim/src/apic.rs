@@ -14,9 +14,13 @@ pub const IOAPIC_PINS: usize = 24;
 /// A decoded MSI message.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MsiMessage {
+    /// Destination ID (address bits 19:12): the local APIC ID the message targets.
     pub destination: u8,
+    /// The IDT vector (data bits 7:0).
     pub vector: u8,
+    /// Delivery mode (data bits 10:8): 0 = fixed, 1 = lowest priority; virtio uses fixed.
     pub delivery_mode: u8,
+    /// Trigger mode (data bit 15); PCI MSI is edge, so a set bit is a misprogrammed message.
     pub level_triggered: bool,
 }
 
@@ -56,12 +60,14 @@ impl Bitmap {
 /// One CPU's local APIC: IRR, ISR and the processor priority they imply.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LocalApic {
+    /// The APIC ID MSI destinations are matched against.
     pub id: u8,
     irr: Bitmap,
     isr: Bitmap,
 }
 
 impl LocalApic {
+    /// A local APIC with this ID and nothing requested or in service.
     pub fn new(id: u8) -> Self {
         LocalApic {
             id,
@@ -108,6 +114,7 @@ impl LocalApic {
         Some(v)
     }
 
+    /// The highest vector in service (ISR), which the next EOI retires.
     pub fn in_service(&self) -> Option<u8> {
         self.isr.highest()
     }
@@ -121,9 +128,13 @@ impl LocalApic {
 /// One IOAPIC redirection table entry.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Redirection {
+    /// The IDT vector the pin sends.
     pub vector: u8,
+    /// The destination local APIC ID (physical mode).
     pub destination: u8,
+    /// Trigger mode: PCI INTx pins are level-triggered, ISA pins edge.
     pub level_triggered: bool,
+    /// The entry's mask bit; set at reset until the OS programs the pin.
     pub masked: bool,
     /// Set when a level interrupt was sent and not yet EOI'd.
     pub remote_irr: bool,
@@ -144,7 +155,10 @@ impl Default for Redirection {
 /// The IOAPIC: pin levels and redirection entries.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct IoApic {
+    /// The redirection table, one entry per input pin.
     pub entries: [Redirection; IOAPIC_PINS],
+    /// Each input pin's current level (true = asserted), kept so an EOI can re-send a level
+    /// interrupt whose line is still high.
     pub levels: [bool; IOAPIC_PINS],
 }
 

@@ -6,6 +6,8 @@
 //! [`GuestOs`]: the machine takes interrupts, the OS runs its ISR at the vector's priority,
 //! EOIs, then runs DPCs. Nothing depends on wall time, so the same inputs give the same
 //! event log.
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
 
 pub mod apic;
 
@@ -34,6 +36,7 @@ pub const PCI_INTX_FIRST_PIN: usize = 16;
 pub struct VirtualClock(Arc<AtomicU64>);
 
 impl VirtualClock {
+    /// Move the clock forward by `ns`, the fixed cost of an access or an interrupt.
     pub fn advance(&self, ns: u64) {
         self.0.fetch_add(ns, Ordering::Relaxed);
     }
@@ -162,10 +165,13 @@ impl InterruptSink for DeviceInterrupts {
 /// Errors from machine construction.
 #[derive(Debug, Error)]
 pub enum MachineError {
+    /// The requested guest RAM size does not fit in this host's `usize`.
     #[error("guest RAM of {0} bytes could not be mapped")]
     Ram(u64),
+    /// Device numbers 1-31 of bus 0 are all taken (0 is the host bridge).
     #[error("no free PCI slot")]
     BusFull,
+    /// A device's BARs do not fit in the window below the IOAPIC.
     #[error("BAR space exhausted: {0}")]
     BarSpace(#[source] PciRootError),
 }
@@ -191,7 +197,9 @@ pub trait GuestOs {
 /// What [`run_cpu`] did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub struct CpuRun {
+    /// Interrupts taken (each ran the OS's ISRs and was EOI'd).
     pub interrupts: u64,
+    /// Times the OS ran queued DPCs with no interrupt pending.
     pub dpc_rounds: u64,
     /// True when the interrupt budget ran out (a storm).
     pub budget_exhausted: bool,
@@ -259,10 +267,12 @@ impl Machine {
         &self.ram
     }
 
+    /// The machine's event log: the devices', the CPU's and the OS's events, in one order.
     pub fn events(&self) -> Arc<EventLog> {
         self.events.clone()
     }
 
+    /// The virtual clock that stamps the log.
     pub fn clock(&self) -> &VirtualClock {
         &self.clock
     }
@@ -302,10 +312,13 @@ impl Machine {
         self.pci.next_slot().unwrap_or(32)
     }
 
+    /// The device plugged in `slot`, if any; a surprise-removed device stays reachable here so
+    /// its state can still be inspected.
     pub fn device(&self, slot: u8) -> Option<&VirtioPciDevice> {
         self.pci.device(slot)
     }
 
+    /// The device plugged in `slot`, for host-side actions (config changes, faults).
     pub fn device_mut(&mut self, slot: u8) -> Option<&mut VirtioPciDevice> {
         self.pci.device_mut(slot)
     }
@@ -343,6 +356,8 @@ impl Machine {
         self.pci.config_read(bus, dev, func, offset, data);
     }
 
+    /// A configuration write addressed by bus/device/function; writes to absent functions are
+    /// dropped.
     pub fn config_write(&mut self, bus: u8, dev: u8, func: u8, offset: u16, data: &[u8]) {
         self.pci.config_write(bus, dev, func, offset, data);
     }
