@@ -9,7 +9,7 @@
 //! the devices' records, read as the doctor reads them, handed to the one judge; the test adds
 //! what it knows of the scenario (which plan Linux must choose in each mode).
 //!
-//! Every test here is `#[ignore]`d: five boots (one with two vCPUs) cost minutes, too much for the default
+//! Every test here is ignored (`#[ignore = "why"]`): five boots (one with two vCPUs) cost minutes, too much for the default
 //! `cargo test --workspace`. `.ci/run`'s real-guest stage builds the kernel and runs them
 //! (`cargo test --test real_guest -- --ignored`). Run that way, a missing prerequisite
 //! (`/dev/kvm`, the kernel) fails the test and names what is missing; `.ci/run` skips the

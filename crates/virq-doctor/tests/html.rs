@@ -1,7 +1,7 @@
 //! The HTML report: self-contained, the chain coloured by verdict with the proof under each
 //! link, checked in headless Chromium (a screenshot and the DOM it renders).
 //!
-//! The Chromium check is `#[ignore]`d (a browser is a slow, external prerequisite);
+//! The Chromium check is ignored (`#[ignore = "why"]`, a browser is a slow, external prerequisite);
 //! `.ci/run`'s browser stage installs Chromium (`apt-get install -y chromium`) and runs it with
 //! `cargo test --test html -- --ignored`. Run that way, a missing browser (`$CHROMIUM`, else
 //! `/usr/bin/chromium`) fails the test with a message naming it.
