@@ -138,7 +138,7 @@ struct CheckArgs {
     /// kernel on KVM; modes msix-per-queue, msix-small-table, intx).
     #[arg(long, default_value = "sim")]
     guest: String,
-    /// Write each mode's evidence as JSON lines to DIR/<mode>.jsonl, for `virq doctor`.
+    /// Write each mode's evidence as JSON lines to DIR/MODE.jsonl, for `virq doctor`.
     #[arg(long, value_name = "DIR")]
     events_dir: Option<std::path::PathBuf>,
     /// With --guest linux-kvm: send the kernel log through virtio-console (console=hvc0).
@@ -146,7 +146,7 @@ struct CheckArgs {
     hvc: bool,
     /// The files a user would have after each mode (dbgview.log; WinDbg's pcitree.txt, irp.txt
     /// with the start IRP, dt.txt with its resource lists, pci.txt with the MSI-X table,
-    /// devnode.txt; driver.inf; device.jsonl, the device's record): written to DIR/<mode>/ for
+    /// devnode.txt; driver.inf; device.jsonl, the device's record): written to DIR/MODE/ for
     /// `virq doctor`, or printed before the report when no DIR is given.
     #[arg(long, value_name = "DIR", num_args = 0..=1, default_missing_value = "-")]
     logs: Option<std::path::PathBuf>,
