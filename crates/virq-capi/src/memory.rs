@@ -64,15 +64,6 @@ impl HostRam {
     }
 }
 
-/// The error of a refused 16-bit atomic access at `addr`.
-fn atomic_error(r: &FlatRegion<'_>, addr: u64) -> MemoryError {
-    if r.contains(addr, 2) && addr % 2 != 0 {
-        MemoryError::Misaligned { addr, width: 2 }
-    } else {
-        MemoryError::OutOfRange { addr, len: 2 }
-    }
-}
-
 impl GuestMemory for HostRam {
     #[inline]
     fn read(&self, addr: u64, buf: &mut [u8]) -> Result<(), MemoryError> {
@@ -91,36 +82,24 @@ impl GuestMemory for HostRam {
 
     #[inline]
     fn load_u16(&self, addr: u64) -> Result<u16, MemoryError> {
-        let r = self.region();
-        r.load_u16(addr, Ordering::Relaxed)
-            .ok_or_else(|| atomic_error(&r, addr))
+        self.region().checked_load_u16(addr, Ordering::Relaxed)
     }
 
     #[inline]
     fn load_acquire_u16(&self, addr: u64) -> Result<u16, MemoryError> {
-        let r = self.region();
-        r.load_u16(addr, Ordering::Acquire)
-            .ok_or_else(|| atomic_error(&r, addr))
+        self.region().checked_load_u16(addr, Ordering::Acquire)
     }
 
     #[inline]
     fn store_u16(&self, addr: u64, value: u16) -> Result<(), MemoryError> {
-        let r = self.region();
-        if r.store_u16(addr, value, Ordering::Relaxed) {
-            Ok(())
-        } else {
-            Err(atomic_error(&r, addr))
-        }
+        self.region()
+            .checked_store_u16(addr, value, Ordering::Relaxed)
     }
 
     #[inline]
     fn store_release_u16(&self, addr: u64, value: u16) -> Result<(), MemoryError> {
-        let r = self.region();
-        if r.store_u16(addr, value, Ordering::Release) {
-            Ok(())
-        } else {
-            Err(atomic_error(&r, addr))
-        }
+        self.region()
+            .checked_store_u16(addr, value, Ordering::Release)
     }
 
     #[inline]

@@ -170,6 +170,29 @@ impl<'a> FlatRegion<'a> {
             None => false,
         }
     }
+
+    /// [`load_u16`](Self::load_u16) with the refusal as a [`MemoryError`] (misaligned or out
+    /// of range), as [`GuestMemory`] reports it: every flat memory's atomics in one place.
+    #[inline(always)]
+    pub fn checked_load_u16(&self, addr: u64, order: Ordering) -> Result<u16, MemoryError> {
+        self.load_u16(addr, order)
+            .ok_or_else(|| atomic_error(self, addr))
+    }
+
+    /// [`store_u16`](Self::store_u16) with the refusal as a [`MemoryError`].
+    #[inline(always)]
+    pub fn checked_store_u16(
+        &self,
+        addr: u64,
+        value: u16,
+        order: Ordering,
+    ) -> Result<(), MemoryError> {
+        if self.store_u16(addr, value, order) {
+            Ok(())
+        } else {
+            Err(atomic_error(self, addr))
+        }
+    }
 }
 
 /// `copy_nonoverlapping` that moves the sizes of ring fields and descriptors (1, 2, 4, 8 and 16
@@ -351,36 +374,24 @@ impl GuestMemory for VecMemory {
 
     #[inline]
     fn load_u16(&self, addr: u64) -> Result<u16, MemoryError> {
-        let r = self.region();
-        r.load_u16(addr, Ordering::Relaxed)
-            .ok_or_else(|| atomic_error(&r, addr))
+        self.region().checked_load_u16(addr, Ordering::Relaxed)
     }
 
     #[inline]
     fn load_acquire_u16(&self, addr: u64) -> Result<u16, MemoryError> {
-        let r = self.region();
-        r.load_u16(addr, Ordering::Acquire)
-            .ok_or_else(|| atomic_error(&r, addr))
+        self.region().checked_load_u16(addr, Ordering::Acquire)
     }
 
     #[inline]
     fn store_u16(&self, addr: u64, value: u16) -> Result<(), MemoryError> {
-        let r = self.region();
-        if r.store_u16(addr, value, Ordering::Relaxed) {
-            Ok(())
-        } else {
-            Err(atomic_error(&r, addr))
-        }
+        self.region()
+            .checked_store_u16(addr, value, Ordering::Relaxed)
     }
 
     #[inline]
     fn store_release_u16(&self, addr: u64, value: u16) -> Result<(), MemoryError> {
-        let r = self.region();
-        if r.store_u16(addr, value, Ordering::Release) {
-            Ok(())
-        } else {
-            Err(atomic_error(&r, addr))
-        }
+        self.region()
+            .checked_store_u16(addr, value, Ordering::Release)
     }
 
     #[inline]
