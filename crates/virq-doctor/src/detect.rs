@@ -80,6 +80,12 @@ pub fn cpu_header_columns(line: &str) -> Option<usize> {
 
 /// A PCI address at the start of a line (`00:04.0`, `0000:00:04.0`) and the rest of the line.
 pub fn leading_bdf(line: &str) -> Option<(&str, &str)> {
+    // The first colon ends a two-digit bus or a four-character domain: most lines of any
+    // log are turned away here.
+    let b = line.as_bytes();
+    if b.get(2) != Some(&b':') && b.get(4) != Some(&b':') {
+        return None;
+    }
     let end = line.find(' ').unwrap_or(line.len());
     let addr = &line[..end];
     let mut parts = addr.split(':');

@@ -107,7 +107,10 @@ pub struct Prefix {
 /// Seconds with a fraction (`0.00012345`, `12.345678`, or `12,345678` where the locale writes
 /// a decimal comma) into nanoseconds.
 fn seconds_ns(s: &str) -> Option<u64> {
-    let (whole, frac) = s.split_once(['.', ',']).unwrap_or((s, ""));
+    let (whole, frac) = match s.bytes().position(|b| b == b'.' || b == b',') {
+        Some(i) => (&s[..i], &s[i + 1..]),
+        None => (s, ""),
+    };
     if whole.is_empty() || !whole.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
@@ -178,16 +181,39 @@ fn clock_ns(clock: &str, pm: Option<bool>) -> Option<u64> {
     Some((h * 3600 + m * 60) * 1_000_000_000 + sec)
 }
 
+/// `str::trim_start`, comparing bytes while they are ASCII (every line of the formats the
+/// doctor reads) and characters only from the first byte that is not.
+pub fn trim_start(s: &str) -> &str {
+    let ascii = s.bytes().take_while(|&b| is_ascii_space(b)).count();
+    match s.as_bytes().get(ascii) {
+        Some(b) if !b.is_ascii() => s[ascii..].trim_start(),
+        _ => &s[ascii..],
+    }
+}
+
 /// Whitespace between DbgView's columns: tabs when saved, spaces when pasted, and the
 /// no-break spaces some editors and browsers put in (`char::is_whitespace`).
 fn skip_space(s: &str) -> (&str, bool) {
-    let rest = s.trim_start();
+    let rest = trim_start(s);
     (rest, rest.len() < s.len())
 }
 
 /// The next run of non-whitespace and what follows it.
 fn next_token(s: &str) -> (&str, &str) {
-    let end = s.find(char::is_whitespace).unwrap_or(s.len());
+    // Bytes are compared while they are ASCII; from the first that is not, characters.
+    let ascii = s
+        .bytes()
+        .position(|b| !b.is_ascii() || is_ascii_space(b))
+        .unwrap_or(s.len());
+    let end = match s.as_bytes().get(ascii) {
+        Some(b) if !b.is_ascii() => {
+            ascii
+                + s[ascii..]
+                    .find(char::is_whitespace)
+                    .unwrap_or(s.len() - ascii)
+        }
+        _ => ascii,
+    };
     (&s[..end], &s[end..])
 }
 
@@ -198,7 +224,11 @@ fn next_token(s: &str) -> (&str, &str) {
 ///
 /// With spaces, the elapsed time must carry its fraction: `12 3 queues` is text, not columns.
 fn dbgview_columns(line: &str) -> Option<(u64, &str)> {
-    let s = line.trim_start_matches(['\u{feff}', '\u{200b}', ' ', '\t']);
+    let s = if line.as_bytes().first().is_some_and(u8::is_ascii_digit) {
+        line
+    } else {
+        line.trim_start_matches(['\u{feff}', '\u{200b}', ' ', '\t'])
+    };
     let digits = s.bytes().take_while(u8::is_ascii_digit).count();
     if digits == 0 || digits > 20 {
         return None;
@@ -432,6 +462,30 @@ mod tests {
                 s.split_whitespace().collect::<Vec<_>>(),
                 "{s:?}"
             );
+        }
+    }
+
+    proptest::proptest! {
+        /// The byte-wise fast paths give what the `char`-wise standard library gives, on
+        /// ASCII, on Unicode spaces (no-break, ideographic) and on text mixing both.
+        #[test]
+        fn fast_trim_and_token_match_the_standard_library(
+            s in "[ \t\r\x0b\x0c\u{a0}\u{3000}\u{85}a-z0-9é:.]{0,24}"
+        ) {
+            proptest::prop_assert_eq!(trim_start(&s), s.trim_start());
+            let (rest, spaced) = skip_space(&s);
+            proptest::prop_assert_eq!(rest, s.trim_start());
+            proptest::prop_assert_eq!(spaced, s.trim_start().len() < s.len());
+            let end = s.find(char::is_whitespace).unwrap_or(s.len());
+            proptest::prop_assert_eq!(next_token(&s), (&s[..end], &s[end..]));
+            let split = s.split_once(['.', ',']).unwrap_or((s.as_str(), ""));
+            let plain = |w: &str, f: &str| {
+                !w.is_empty() && w.bytes().all(|b| b.is_ascii_digit())
+                    && f.bytes().all(|b| b.is_ascii_digit())
+            };
+            if !plain(split.0, split.1) {
+                proptest::prop_assert_eq!(seconds_ns(&s), None);
+            }
         }
     }
 

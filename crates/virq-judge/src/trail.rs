@@ -10,7 +10,7 @@
 
 use std::collections::BTreeMap;
 
-use virq_events::{Event, EventKind, InterruptCause, NO_VECTOR, Selector};
+use virq_events::{Event, EventKind, InterruptCause, NO_VECTOR, Origin, Selector};
 
 use crate::kept::Kept;
 
@@ -43,6 +43,94 @@ pub struct IrqRow {
     pub first: (u64, Event),
     pub last: (u64, Event),
     pub snapshots: u64,
+}
+
+/// The `/proc/interrupts` rows of a trail, by IRQ and then handler name: a row is found
+/// with the two names as they stand in its event, without building a key, since a long
+/// capture repeats every row once per snapshot.
+#[derive(Clone, Debug, Default)]
+pub struct IrqRows {
+    by_irq: BTreeMap<String, BTreeMap<String, IrqRow>>,
+    len: usize,
+}
+
+impl IrqRows {
+    /// Rows held.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// No row held.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Every row, ordered by IRQ and then name.
+    pub fn values(&self) -> impl Iterator<Item = &IrqRow> {
+        self.by_irq.values().flat_map(BTreeMap::values)
+    }
+
+    fn get_mut(&mut self, irq: &str, name: &str) -> Option<&mut IrqRow> {
+        self.by_irq.get_mut(irq)?.get_mut(name)
+    }
+
+    /// Adds `row` unless a row of the same IRQ and name is held.
+    fn insert_if_absent(&mut self, row: IrqRow) {
+        let names = self.by_irq.entry(row.irq.clone()).or_default();
+        if !names.contains_key(&row.name) {
+            names.insert(row.name.clone(), row);
+            self.len += 1;
+        }
+    }
+
+    fn into_rows(self) -> impl Iterator<Item = IrqRow> {
+        self.by_irq.into_values().flat_map(BTreeMap::into_values)
+    }
+}
+
+/// Overwrites `dst` with `src`, reusing `dst`'s strings where both are the same kind of
+/// event: a row's last snapshot is replaced once per snapshot of a long capture.
+fn refresh(dst: &mut Event, src: &Event) {
+    dst.seq = src.seq;
+    dst.time_ns = src.time_ns;
+    dst.device.clone_from(&src.device);
+    match (&mut dst.origin, &src.origin) {
+        (
+            Origin::File { path, line, text },
+            Origin::File {
+                path: p,
+                line: l,
+                text: t,
+            },
+        ) => {
+            path.clone_from(p);
+            *line = *l;
+            text.clone_from(t);
+        }
+        (d, s) => *d = s.clone(),
+    }
+    match (&mut dst.kind, &src.kind) {
+        (
+            EventKind::IrqCount {
+                irq,
+                name,
+                count,
+                chip,
+            },
+            EventKind::IrqCount {
+                irq: i,
+                name: n,
+                count: c,
+                chip: h,
+            },
+        ) => {
+            irq.clone_from(i);
+            name.clone_from(n);
+            *count = *c;
+            chip.clone_from(h);
+        }
+        (d, s) => *d = s.clone(),
+    }
 }
 
 /// What sampled INTx/message ISR invocations (and ISR status reads) showed.
@@ -151,7 +239,7 @@ pub struct Trail {
     pub counters: BTreeMap<Option<u32>, (Event, Event)>,
     pub isr: IsrSamples,
     pub dpcs: u64,
-    pub irq_rows: BTreeMap<(String, String), IrqRow>,
+    pub irq_rows: IrqRows,
     pub irq_rows_dropped: u64,
     pub nobody_cared: Kept<Event>,
     pub logs: Kept<Event>,
@@ -189,7 +277,7 @@ impl Default for Trail {
             counters: BTreeMap::new(),
             isr: IsrSamples::default(),
             dpcs: 0,
-            irq_rows: BTreeMap::new(),
+            irq_rows: IrqRows::default(),
             irq_rows_dropped: 0,
             nobody_cared: Kept::new(SAMPLES, SAMPLES),
             logs: Kept::new(64, 64),
@@ -444,25 +532,22 @@ impl Trail {
     }
 
     fn irq_row(&mut self, irq: &str, name: &str, count: u64, chip: Option<&str>, e: &Event) {
-        let key = (irq.to_string(), name.to_string());
-        if let Some(row) = self.irq_rows.get_mut(&key) {
-            row.last = (count, e.clone());
+        if let Some(row) = self.irq_rows.get_mut(irq, name) {
+            row.last.0 = count;
+            refresh(&mut row.last.1, e);
             row.snapshots += 1;
             if row.chip.is_none() {
                 row.chip = chip.map(str::to_string);
             }
         } else if self.irq_rows.len() < MAX_IRQ_ROWS {
-            self.irq_rows.insert(
-                key,
-                IrqRow {
-                    irq: irq.to_string(),
-                    name: name.to_string(),
-                    chip: chip.map(str::to_string),
-                    first: (count, e.clone()),
-                    last: (count, e.clone()),
-                    snapshots: 1,
-                },
-            );
+            self.irq_rows.insert_if_absent(IrqRow {
+                irq: irq.to_string(),
+                name: name.to_string(),
+                chip: chip.map(str::to_string),
+                first: (count, e.clone()),
+                last: (count, e.clone()),
+                snapshots: 1,
+            });
         } else {
             self.irq_rows_dropped += 1;
         }
@@ -649,8 +734,8 @@ impl Trail {
         for (k, v) in other.counters {
             self.counters.entry(k).or_insert(v);
         }
-        for (k, v) in other.irq_rows {
-            self.irq_rows.entry(k).or_insert(v);
+        for row in other.irq_rows.into_rows() {
+            self.irq_rows.insert_if_absent(row);
         }
         self.irq_rows_dropped += other.irq_rows_dropped;
         self.requests.extend(other.requests);
@@ -690,15 +775,15 @@ impl Trail {
         }
         self.nobody_cared = keep;
         let rows = std::mem::take(&mut self.irq_rows);
-        for (key, row) in rows {
+        for row in rows.into_rows() {
             let to = owners(&row.irq, Some(&row.name));
             if to.is_empty() {
-                self.irq_rows.insert(key, row);
+                self.irq_rows.insert_if_absent(row);
                 continue;
             }
             for d in to {
                 let t = out.entry(d).or_default();
-                t.irq_rows.insert(key.clone(), row.clone());
+                t.irq_rows.insert_if_absent(row.clone());
                 t.events += row.snapshots;
             }
         }

@@ -101,34 +101,11 @@ pub fn proc_row(line: &str, cpus: usize) -> Option<ProcRow> {
 /// [`proc_row`] without allocating: the counts are summed and the name located in one pass
 /// over the tokens.
 pub fn proc_row_ref(line: &str, cpus: usize) -> Option<ProcRowRef<'_>> {
-    let t = line.trim_start();
-    let colon = t.find(':')?;
-    let irq = &t[..colon];
-    if irq.is_empty() || irq.contains(char::is_whitespace) {
-        return None;
-    }
-    let after = &t[colon + 1..];
+    let head = proc_row_head(line, cpus)?;
+    let after = head.after;
     // Byte offset of a token (a subslice of `after`) within `after`.
     let at = |tok: &str| tok.as_ptr() as usize - after.as_ptr() as usize;
-    let (counts, total, end) = if after.is_ascii() {
-        ascii_counts(after.as_bytes(), cpus)
-    } else {
-        let (mut counts, mut total, mut end) = (0usize, 0u64, 0usize);
-        for tok in words(after).take(cpus) {
-            if !tok.bytes().all(|b| b.is_ascii_digit()) {
-                break;
-            }
-            let Ok(n) = tok.parse::<u64>() else { break };
-            total = total.saturating_add(n);
-            counts += 1;
-            end = at(tok) + tok.len();
-        }
-        (counts, total, end)
-    };
-    if counts == 0 {
-        return None;
-    }
-    let toks = words(&after[end..]);
+    let toks = words(&after[head.end..]);
     // The name: the tokens after the last trigger token (`49152-edge`, `IO-APIC-fasteoi`), or
     // the last token when no trigger is followed by one. The controller column is what lies
     // between the counts and the name.
@@ -156,10 +133,61 @@ pub fn proc_row_ref(line: &str, cpus: usize) -> Option<ProcRowRef<'_>> {
         _ => "",
     };
     Some(ProcRowRef {
-        irq,
-        total,
+        irq: head.irq,
+        total: head.total,
         name_span,
         chip_span,
+    })
+}
+
+/// The start of a `/proc/interrupts` row: the IRQ column and the per-CPU counts.
+pub struct ProcRowHead<'a> {
+    /// The IRQ column, without the colon.
+    pub irq: &'a str,
+    /// Sum of the per-CPU counts.
+    pub total: u64,
+    /// The line after the IRQ's colon.
+    after: &'a str,
+    /// Byte offset in `after` just past the last count.
+    end: usize,
+}
+
+/// Whether a line is a row under a header of `cpus` columns (an IRQ column and at least one
+/// count), without reading its controller and name columns: what a row that names no virtio
+/// device needs, to be known as one.
+pub fn proc_row_head(line: &str, cpus: usize) -> Option<ProcRowHead<'_>> {
+    let t = crate::text::trim_start(line);
+    let colon = memchr::memchr(b':', t.as_bytes())?;
+    let irq = &t[..colon];
+    let spaced = if irq.is_ascii() {
+        irq.bytes().any(crate::text::is_ascii_space)
+    } else {
+        irq.contains(char::is_whitespace)
+    };
+    if irq.is_empty() || spaced {
+        return None;
+    }
+    let after = &t[colon + 1..];
+    let (counts, total, end) = if after.is_ascii() {
+        ascii_counts(after.as_bytes(), cpus)
+    } else {
+        let (mut counts, mut total, mut end) = (0usize, 0u64, 0usize);
+        for tok in words(after).take(cpus) {
+            if !tok.bytes().all(|b| b.is_ascii_digit()) {
+                break;
+            }
+            let Ok(n) = tok.parse::<u64>() else { break };
+            total = total.saturating_add(n);
+            counts += 1;
+            end = tok.as_ptr() as usize - after.as_ptr() as usize + tok.len();
+        }
+        (counts, total, end)
+    };
+    (counts > 0).then_some(ProcRowHead {
+        irq,
+        total,
+        after,
+        end,
     })
 }
 
@@ -176,18 +204,22 @@ fn ascii_counts(b: &[u8], cpus: usize) -> (usize, u64, usize) {
         if i == b.len() {
             break;
         }
-        let mut value = Some(0u64);
+        let start = i;
         while i < b.len() && !is_ascii_space(b[i]) {
-            let digit = b[i].wrapping_sub(b'0');
-            value = value.and_then(|v| {
-                if digit < 10 {
-                    v.checked_mul(10)?.checked_add(u64::from(digit))
-                } else {
-                    None
-                }
-            });
             i += 1;
         }
+        let token = &b[start..i];
+        if !token.iter().all(u8::is_ascii_digit) {
+            break;
+        }
+        // Up to 19 digits cannot overflow a u64; a longer token is checked digit by digit.
+        let value = if token.len() <= 19 {
+            Some(token.iter().fold(0u64, |v, d| v * 10 + u64::from(d - b'0')))
+        } else {
+            token.iter().try_fold(0u64, |v, d| {
+                v.checked_mul(10)?.checked_add(u64::from(d - b'0'))
+            })
+        };
         let Some(v) = value else { break };
         total = total.saturating_add(v);
         counts += 1;
@@ -344,6 +376,38 @@ pub fn lspci_msi_enabled(body: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
+    proptest::proptest! {
+        /// A row's IRQ and total as `/proc/interrupts` defines them (the IRQ before the first
+        /// colon, then up to `cpus` decimal counts separated by any whitespace), read with
+        /// the standard library's splitting: the byte-wise head reader must agree.
+        #[test]
+        fn a_row_head_reads_what_split_whitespace_reads(
+            s in "[ \t\u{a0}]{0,3}[0-9A-Z]{0,3}:?[ \t0-9\u{a0}]{0,40}[ a-zA-Z0-9:.,\u{a0}-]{0,20}",
+            cpus in 1usize..6,
+        ) {
+            let oracle = (|| {
+                let t = s.trim_start();
+                let (irq, after) = t.split_once(':')?;
+                if irq.is_empty() || irq.contains(char::is_whitespace) {
+                    return None;
+                }
+                let mut total = 0u64;
+                let mut counts = 0;
+                for tok in after.split_whitespace().take(cpus) {
+                    if !tok.bytes().all(|b| b.is_ascii_digit()) {
+                        break;
+                    }
+                    let Ok(n) = tok.parse::<u64>() else { break };
+                    total = total.saturating_add(n);
+                    counts += 1;
+                }
+                (counts > 0).then_some((irq, total))
+            })();
+            let head = proc_row_head(&s, cpus).map(|h| (h.irq, h.total));
+            proptest::prop_assert_eq!(head, oracle);
+        }
+    }
+
     use super::*;
 
     #[test]

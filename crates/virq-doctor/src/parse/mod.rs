@@ -1226,6 +1226,15 @@ impl Parser {
             return true;
         }
         let row = match self.proc_cpus {
+            // A row whose line does not say "virtio" is not kept: knowing it is a row is
+            // enough.
+            Some(cpus) if hits & gate::VIRTIO == 0 => {
+                if linux::proc_row_head(body, cpus).is_none() {
+                    self.proc_cpus = None;
+                    return false;
+                }
+                return true;
+            }
             Some(cpus) => match linux::proc_row_ref(body, cpus) {
                 Some(row) => row,
                 None => {

@@ -233,7 +233,12 @@ pub enum ResSection {
 /// (`CmResourceList at 0xfffff8a0...`).
 pub fn resource_list_heading(body: &str) -> Option<(ResSection, Option<u64>)> {
     let t = body.trim_start();
-    let section = if contains_ci(t, "translated") && contains_ci(t, "resource") {
+    // Every heading names a resource list (`ResourceList`, `TranslatedResources`, ...): one
+    // search turns away the lines of other output this runs on.
+    if !contains_ci(t, "resource") {
+        return None;
+    }
+    let section = if contains_ci(t, "translated") {
         ResSection::Translated
     } else if contains_ci(t, "cmresourcelist") {
         ResSection::Unknown

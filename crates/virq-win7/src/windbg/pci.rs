@@ -539,7 +539,7 @@ pub fn pci_status_word(body: &str) -> Option<u16> {
 }
 
 fn word_after(body: &str, bracket: &str, name: &str) -> Option<u16> {
-    if let Some(i) = memchr::memmem::find(body.as_bytes(), bracket.as_bytes()) {
+    if let Some(i) = body.find(bracket) {
         let rest = &body[i + bracket.len()..];
         let end = rest.find([':', ']']).unwrap_or(rest.len());
         return parse_number(&rest[..end]).and_then(|v| u16::try_from(v).ok());
@@ -547,14 +547,18 @@ fn word_after(body: &str, bracket: &str, name: &str) -> Option<u16> {
     if !contains_ci(body, name) {
         return None;
     }
-    let toks: Vec<&str> = body.split_whitespace().collect();
-    toks.windows(2).find_map(|w| {
-        let word = w[0].trim_end_matches(':');
-        (word.eq_ignore_ascii_case(name) && w[1].len() == 4)
-            .then(|| parse_number(w[1]))
-            .flatten()
-            .and_then(|v| u16::try_from(v).ok())
-    })
+    let mut toks = body.split_whitespace();
+    let mut word = toks.next()?;
+    for next in toks {
+        if word.trim_end_matches(':').eq_ignore_ascii_case(name)
+            && next.len() == 4
+            && let Some(v) = parse_number(next).and_then(|v| u16::try_from(v).ok())
+        {
+            return Some(v);
+        }
+        word = next;
+    }
+    None
 }
 
 /// `Entry[1]  Address:00000000fee00000 Data:000000c1 Masked:0 Pending:0`, a table line of
