@@ -55,7 +55,7 @@ impl<'a> Doctor<'a> {
     }
 
     /// Reads one text (a file's content) named `path`.
-    pub fn read<R: std::io::BufRead>(
+    pub fn read<R: std::io::BufRead + Send>(
         &mut self,
         path: &str,
         reader: R,

@@ -1,9 +1,9 @@
 //! A ~20 MB capture is parsed as a stream: events arrive while most of the input has not been
 //! produced yet, and a 20 MB line without a newline costs one bounded line buffer.
 
-use std::cell::Cell;
 use std::io::{BufReader, Read};
-use std::rc::Rc;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use virq_doctor::{ParseLimits, parse_reader};
 use virq_events::EventKind;
 
@@ -14,7 +14,7 @@ struct Capture {
     next_line: u64,
     pending: Vec<u8>,
     pos: usize,
-    produced: Rc<Cell<u64>>,
+    produced: Arc<AtomicU64>,
 }
 
 impl Capture {
@@ -46,14 +46,14 @@ impl Read for Capture {
         let n = buf.len().min(self.pending.len() - self.pos).min(4093);
         buf[..n].copy_from_slice(&self.pending[self.pos..self.pos + n]);
         self.pos += n;
-        self.produced.set(self.produced.get() + n as u64);
+        self.produced.fetch_add(n as u64, Ordering::Relaxed);
         Ok(n)
     }
 }
 
 #[test]
 fn twenty_megabytes_stream_through_without_being_held() {
-    let produced = Rc::new(Cell::new(0u64));
+    let produced = Arc::new(AtomicU64::new(0));
     let capture = Capture {
         total_lines: 300_000,
         next_line: 0,
@@ -71,7 +71,7 @@ fn twenty_megabytes_stream_through_without_being_held() {
             if let EventKind::CounterSummary { isr_count, .. } = e.kind {
                 counters += 1;
                 assert_eq!(isr_count % 10_000, 0);
-                produced_at_first_event.get_or_insert(produced.get());
+                produced_at_first_event.get_or_insert(produced.load(Ordering::Relaxed));
             }
         },
     )

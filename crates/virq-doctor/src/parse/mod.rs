@@ -891,8 +891,9 @@ impl Parser {
         false
     }
 
-    /// One line: held while it may belong to an INF, read otherwise.
-    fn feed(&mut self, line: &Line) {
+    /// One line: held while it may belong to an INF, read otherwise. `shape` is the line's
+    /// [`LineShape`] when the reading thread already worked it out.
+    fn feed(&mut self, line: &Line, shape: Option<&LineShape>) {
         if let Some(block) = self.inf.as_mut() {
             if block.bytes <= MAX_INF_BYTES
                 && block.lines.len() < MAX_INF_LINES
@@ -910,7 +911,7 @@ impl Parser {
             });
             return;
         }
-        self.feed_line(line);
+        self.feed_line(line, shape);
     }
 
     /// Ends an INF block: its events when it is an INF, else its lines read as any others.
@@ -939,34 +940,28 @@ impl Parser {
             None => {
                 self.replaying = true;
                 for l in &block.lines {
-                    self.feed_line(l);
+                    self.feed_line(l, None);
                 }
                 self.replaying = false;
             }
         }
     }
 
-    fn feed_line(&mut self, line: &Line) {
+    fn feed_line(&mut self, line: &Line, shape: Option<&LineShape>) {
         let raw = line.text.as_str();
-        if raw.trim_start().starts_with('{') && self.event_line(raw, line) {
+        if crate::text::trim_start(raw).starts_with('{') && self.event_line(raw, line) {
             return;
         }
         if is_file_separator(raw) {
             self.file_boundary();
             return;
         }
-        let (mut body, mut prefix) = strip_prefixes(raw);
-        // Linux log heads the shared stripper leaves (`dmesg -r`, `-x`, `-T`, journalctl's
-        // monotonic head); a cheap look at the first byte decides whether to try.
-        let first = body.as_bytes().first().copied().unwrap_or(b' ');
-        let after_stamp = prefix.kernel_log && prefix.time_ns.is_some();
-        if first == b'<' || first == b'[' || after_stamp || body.as_bytes().get(6) == Some(&b':') {
-            if let Some((rest, time)) = linux::strip_kernel_prefixes(body, after_stamp) {
-                body = rest;
-                prefix.kernel_log = true;
-                prefix.time_ns = time.or(prefix.time_ns);
-            }
-        }
+        let shape = match shape {
+            Some(s) => *s,
+            None => LineShape::of(raw),
+        };
+        let body = shape.body(raw);
+        let prefix = shape.prefix;
         if (self.storport_msi.is_some() || self.storport_msix.is_some())
             && self.storport_line(body, line)
         {
@@ -999,7 +994,7 @@ impl Parser {
         // part of format detection only runs when no prefix was stripped (a stripped `[PID] `
         // carries no letter, so no keyword can start in it); DbgView columns, a dmesg stamp or
         // a syslog head decide the format before any keyword is looked at.
-        let hits = gate::hits(body);
+        let hits = shape.hits;
         self.votes
             .add_gated(raw, body, &prefix, hits & gate::CLASSIFY != 0);
         let time = prefix.time_ns;
@@ -1846,12 +1841,146 @@ pub fn decisive_line(body: &str, hits: u64) -> bool {
         || contains_ci(t, "rebalance")
 }
 
+/// What the parser reads of a line before any state is consulted: where its text starts once
+/// DbgView's columns, a `[PID]`, a dmesg stamp or a syslog head are stripped, what those said,
+/// and which keywords ([`gate::hits`]) the text holds. It depends on the line alone, so the
+/// thread that reads a big file works it out while the parser reads the lines before.
+#[derive(Clone, Copy, Debug, Default)]
+struct LineShape {
+    /// The text's byte range in the line.
+    start: usize,
+    end: usize,
+    prefix: crate::text::Prefix,
+    hits: u64,
+}
+
+impl LineShape {
+    fn of(raw: &str) -> Self {
+        let (mut body, mut prefix) = strip_prefixes(raw);
+        // Linux log heads the shared stripper leaves (`dmesg -r`, `-x`, `-T`, journalctl's
+        // monotonic head); a cheap look at the first byte decides whether to try.
+        let first = body.as_bytes().first().copied().unwrap_or(b' ');
+        let after_stamp = prefix.kernel_log && prefix.time_ns.is_some();
+        if first == b'<' || first == b'[' || after_stamp || body.as_bytes().get(6) == Some(&b':') {
+            if let Some((rest, time)) = linux::strip_kernel_prefixes(body, after_stamp) {
+                body = rest;
+                prefix.kernel_log = true;
+                prefix.time_ns = time.or(prefix.time_ns);
+            }
+        }
+        let start = body.as_ptr() as usize - raw.as_ptr() as usize;
+        LineShape {
+            start,
+            end: start + body.len(),
+            prefix,
+            hits: gate::hits(body),
+        }
+    }
+
+    /// The text the matchers read, in the line the shape was taken of.
+    fn body<'a>(&self, raw: &'a str) -> &'a str {
+        &raw[self.start..self.end]
+    }
+}
+
+/// Files longer than this are read by a second thread (lines and their [`LineShape`]) while
+/// the caller's thread parses and judges; shorter ones, all of a fuzzer's inputs and nearly
+/// every real capture, stay on the caller's thread.
+const PIPELINE_AFTER_BYTES: u64 = 1 << 20;
+/// Lines (and bytes) per batch handed between the two threads: few hand-overs per megabyte,
+/// and at most a few batches alive, so memory stays bounded.
+const BATCH_LINES: usize = 1024;
+const BATCH_BYTES: usize = 256 * 1024;
+/// Batches in flight between the reading thread and the parser.
+const BATCHES_IN_FLIGHT: usize = 2;
+
+/// Lines read ahead, with their shapes; the buffers are handed back and reused.
+#[derive(Default)]
+struct Batch {
+    lines: Vec<(Line, LineShape)>,
+    len: usize,
+}
+
+impl Batch {
+    /// Refills the batch from `lines`; `false` when nothing was left to read.
+    fn fill<R: BufRead>(&mut self, lines: &mut LineReader<R>) -> std::io::Result<bool> {
+        self.len = 0;
+        let mut bytes = 0;
+        while self.len < BATCH_LINES && bytes < BATCH_BYTES {
+            if self.len == self.lines.len() {
+                self.lines.push((
+                    Line {
+                        number: 0,
+                        text: String::new(),
+                        truncated: false,
+                    },
+                    LineShape::default(),
+                ));
+            }
+            let (line, shape) = &mut self.lines[self.len];
+            if !lines.next_line_into(line)? {
+                break;
+            }
+            *shape = LineShape::of(&line.text);
+            bytes += line.text.len();
+            self.len += 1;
+        }
+        Ok(self.len > 0)
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &(Line, LineShape)> {
+        self.lines[..self.len].iter()
+    }
+}
+
+/// Reads the rest of `lines` on a second thread, in batches, feeding each line to `parser` and
+/// calling `drain` after each; returns the reader once it reached the end.
+fn read_pipelined<R: BufRead + Send>(
+    mut lines: LineReader<R>,
+    parser: &mut Parser,
+    mut drain: impl FnMut(&mut Parser),
+) -> std::io::Result<LineReader<R>> {
+    use std::sync::mpsc;
+    std::thread::scope(|scope| {
+        let (full_tx, full_rx) = mpsc::sync_channel::<std::io::Result<Batch>>(BATCHES_IN_FLIGHT);
+        let (empty_tx, empty_rx) = mpsc::channel::<Batch>();
+        let reader = scope.spawn(move || {
+            loop {
+                let mut batch = empty_rx.try_recv().unwrap_or_default();
+                match batch.fill(&mut lines) {
+                    Ok(true) => {
+                        if full_tx.send(Ok(batch)).is_err() {
+                            break;
+                        }
+                    }
+                    Ok(false) => break,
+                    Err(e) => {
+                        let _ = full_tx.send(Err(e));
+                        break;
+                    }
+                }
+            }
+            lines
+        });
+        for batch in full_rx.iter() {
+            let batch = batch?;
+            for (line, shape) in batch.iter() {
+                parser.feed(line, Some(shape));
+                drain(parser);
+            }
+            // The reader may have finished; its batches are then simply dropped.
+            let _ = empty_tx.send(batch);
+        }
+        Ok(reader.join().expect("the line reader does not panic"))
+    })
+}
+
 /// Parses one file's text from `reader`, calling `sink` with each event as soon as it is known
 /// (in file order except that block-structured events arrive when their block ends).
 ///
 /// Errors: `Empty`, `Utf16`, `Binary` (checked before any event is emitted), `NotRecognised`
 /// (no line of a known shape in the whole file), `Io`.
-pub fn parse_reader<R: BufRead>(
+pub fn parse_reader<R: BufRead + Send>(
     path: &str,
     reader: R,
     limits: ParseLimits,
@@ -1863,12 +1992,24 @@ pub fn parse_reader<R: BufRead>(
 /// [`parse_reader`] as one of several files read together: what WinDbg text said about
 /// addresses (the start IRP's resource lists, the MSI-X table's place) is taken from `ctx` and
 /// added to it, so a `dt` in one file is read as the list an `!irp` in another named.
-pub fn parse_reader_in<R: BufRead>(
+pub fn parse_reader_in<R: BufRead + Send>(
+    path: &str,
+    reader: R,
+    limits: ParseLimits,
+    ctx: &mut WinDbgContext,
+    sink: impl FnMut(Event),
+) -> Result<FileSummary, SourceError> {
+    parse_reader_split(path, reader, limits, ctx, sink, PIPELINE_AFTER_BYTES)
+}
+
+/// [`parse_reader_in`], reading on a second thread past `pipeline_after_bytes`.
+fn parse_reader_split<R: BufRead + Send>(
     path: &str,
     mut reader: R,
     limits: ParseLimits,
     ctx: &mut WinDbgContext,
     mut sink: impl FnMut(Event),
+    pipeline_after_bytes: u64,
 ) -> Result<FileSummary, SourceError> {
     let io = |source| SourceError::Io {
         path: path.to_string(),
@@ -1950,7 +2091,7 @@ pub fn parse_reader_in<R: BufRead>(
         }
     };
     for l in &sniffed {
-        parser.feed(l);
+        parser.feed(l, None);
     }
     drop(sniffed);
     drain(&mut parser, &mut sink);
@@ -1959,9 +2100,17 @@ pub fn parse_reader_in<R: BufRead>(
         text: String::new(),
         truncated: false,
     };
-    while lines.next_line_into(&mut l).map_err(io)? {
-        parser.feed(&l);
+    let mut more = true;
+    while lines.offset() < pipeline_after_bytes {
+        more = lines.next_line_into(&mut l).map_err(io)?;
+        if !more {
+            break;
+        }
+        parser.feed(&l, None);
         drain(&mut parser, &mut sink);
+    }
+    if more {
+        lines = read_pipelined(lines, &mut parser, |p| drain(p, &mut sink)).map_err(io)?;
     }
     parser.finish();
     drain(&mut parser, &mut sink);
@@ -2292,7 +2441,7 @@ fn inf_events(lines: &[&str]) -> Option<Vec<(usize, EventKind)>> {
 
 /// [`parse_reader`] collecting the events of the file's lines into a vector, sorted by line
 /// (the closing `SourceRead` is left out: the summary says the same).
-pub fn parse_to_vec<R: BufRead>(
+pub fn parse_to_vec<R: BufRead + Send>(
     path: &str,
     reader: R,
     limits: ParseLimits,
@@ -2315,5 +2464,52 @@ pub(crate) fn sort_by_line(events: &mut [Event]) {
     });
     for (i, e) in events.iter_mut().enumerate() {
         e.seq = i as u64;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A file read partly on a second thread gives exactly the events, in the same order,
+    /// and the same summary as the same file read on one: every fixture's lines, so blocks
+    /// (lspci, WinDbg, "nobody cared", INF) straddle the batches' boundaries.
+    #[test]
+    fn the_second_thread_changes_nothing_read() {
+        let fixtures = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures");
+        let mut names: Vec<_> = std::fs::read_dir(fixtures)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.is_file())
+            .collect();
+        names.sort();
+        let mut text = String::new();
+        while text.len() < 3 << 19 {
+            for p in &names {
+                text.push_str(&String::from_utf8_lossy(&std::fs::read(p).unwrap()));
+                text.push('\n');
+            }
+        }
+        let read = |after: u64| {
+            let mut events = Vec::new();
+            let summary = parse_reader_split(
+                "mixed.log",
+                text.as_bytes(),
+                ParseLimits::default(),
+                &mut WinDbgContext::default(),
+                |e| events.push(e),
+                after,
+            )
+            .unwrap();
+            (events, summary)
+        };
+        let (one, one_summary) = read(u64::MAX);
+        assert!(one.len() > 10_000, "{} events", one.len());
+        for after in [4096, PIPELINE_AFTER_BYTES] {
+            let (two, two_summary) = read(after);
+            assert_eq!(two_summary, one_summary, "threshold {after}");
+            assert_eq!(two.len(), one.len(), "threshold {after}");
+            assert!(two == one, "threshold {after}: the events differ");
+        }
     }
 }
