@@ -618,3 +618,94 @@ fn which_lines_are_decisive() {
         assert!(!decisive(line), "{line}");
     }
 }
+
+/// A row read again with the same text after its counts reuses what its columns said; a row
+/// whose columns changed between snapshots (a handler added, the line moved to another
+/// controller) is read anew: each event names what its own line says.
+#[test]
+fn a_row_whose_columns_change_between_snapshots_is_read_anew() {
+    let text = "\
+           CPU0       CPU1
+ 11:         10          0   IO-APIC   11-fasteoi   virtio0
+ 24:          5          0   PCI-MSI 49152-edge      virtio0-config
+           CPU0       CPU1
+ 11:         20          0   IO-APIC   11-fasteoi   virtio0, virtio1
+ 24:          6          0   PCI-MSIX-0000:00:05.0   0-edge   virtio0-config
+           CPU0       CPU1
+ 11:         30          0   IO-APIC   11-fasteoi   virtio0, virtio1
+";
+    let (events, _) = parse_to_vec("proc.txt", text.as_bytes(), ParseLimits::default()).unwrap();
+    let rows: Vec<(u64, String, u64, Option<String>, Option<String>)> = events
+        .iter()
+        .filter_map(|e| match &e.kind {
+            EventKind::IrqCount {
+                irq,
+                name,
+                count,
+                chip,
+            } => Some((
+                line_of(e),
+                format!("{irq} {name}"),
+                *count,
+                chip.clone(),
+                e.device.clone(),
+            )),
+            _ => None,
+        })
+        .collect();
+    let s = |v: &str| Some(v.to_string());
+    assert_eq!(
+        rows,
+        [
+            (
+                2,
+                "11 virtio0".into(),
+                10,
+                s("IO-APIC 11-fasteoi"),
+                s("virtio0")
+            ),
+            (
+                3,
+                "24 virtio0-config".into(),
+                5,
+                s("PCI-MSI 49152-edge"),
+                s("00:03.0")
+            ),
+            (
+                5,
+                "11 virtio0, virtio1".into(),
+                20,
+                s("IO-APIC 11-fasteoi"),
+                s("virtio0")
+            ),
+            (
+                5,
+                "11 virtio0, virtio1".into(),
+                20,
+                s("IO-APIC 11-fasteoi"),
+                s("virtio1")
+            ),
+            (
+                6,
+                "24 virtio0-config".into(),
+                6,
+                s("PCI-MSIX-0000:00:05.0 0-edge"),
+                s("00:05.0")
+            ),
+            (
+                8,
+                "11 virtio0, virtio1".into(),
+                30,
+                s("IO-APIC 11-fasteoi"),
+                s("virtio0")
+            ),
+            (
+                8,
+                "11 virtio0, virtio1".into(),
+                30,
+                s("IO-APIC 11-fasteoi"),
+                s("virtio1")
+            ),
+        ]
+    );
+}

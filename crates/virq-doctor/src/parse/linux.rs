@@ -101,7 +101,22 @@ pub fn proc_row(line: &str, cpus: usize) -> Option<ProcRow> {
 /// [`proc_row`] without allocating: the counts are summed and the name located in one pass
 /// over the tokens.
 pub fn proc_row_ref(line: &str, cpus: usize) -> Option<ProcRowRef<'_>> {
-    let head = proc_row_head(line, cpus)?;
+    proc_row_head(line, cpus).map(|head| head.columns())
+}
+
+impl<'a> ProcRowHead<'a> {
+    /// The row after its counts (controller and name columns), as it stands in the line.
+    pub fn tail(&self) -> &'a str {
+        &self.after[self.end..]
+    }
+
+    /// The whole row: the controller and name columns read from the tail.
+    pub fn columns(&self) -> ProcRowRef<'a> {
+        row_columns(self)
+    }
+}
+
+fn row_columns<'a>(head: &ProcRowHead<'a>) -> ProcRowRef<'a> {
     let after = head.after;
     // Byte offset of a token (a subslice of `after`) within `after`.
     let at = |tok: &str| tok.as_ptr() as usize - after.as_ptr() as usize;
@@ -132,12 +147,12 @@ pub fn proc_row_ref(line: &str, cpus: usize) -> Option<ProcRowRef<'_>> {
         Some(start) if start < name_start => after[start..name_start].trim_end(),
         _ => "",
     };
-    Some(ProcRowRef {
+    ProcRowRef {
         irq: head.irq,
         total: head.total,
         name_span,
         chip_span,
-    })
+    }
 }
 
 /// The start of a `/proc/interrupts` row: the IRQ column and the per-CPU counts.

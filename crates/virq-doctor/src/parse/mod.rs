@@ -303,6 +303,44 @@ struct DtBlock {
 /// Lines of a `dt` block kept for quoting (a descriptor's `Type` and `Vector` lines).
 const MAX_DT_QUOTES: usize = 64;
 
+/// What a `/proc/interrupts` row's columns after its counts say, worked out once per text:
+/// a capture repeats every row once per snapshot with only the counts changed.
+#[derive(Debug, Clone)]
+struct ProcRowShape {
+    /// The name mentions virtio (only such rows are kept).
+    kept: bool,
+    name: String,
+    chip: Option<String>,
+    /// A bare `virtioN` handler: virtio_pci's INTx handler, so the IRQ is its line.
+    line_handler: bool,
+    /// The function the controller column names (a message's domain).
+    function: Option<linux::PciFunction>,
+    /// Else each `virtioN` whose handler the row lists.
+    virtio: Vec<String>,
+}
+
+impl ProcRowShape {
+    fn of(row: &linux::ProcRowRef<'_>) -> Self {
+        let name = row.name();
+        ProcRowShape {
+            kept: row.name_contains_ci("virtio"),
+            chip: row.chip(),
+            line_handler: linux::has_line_handler(&name),
+            function: linux::chip_function(row.chip_span()),
+            virtio: linux::virtio_devices(&name)
+                .into_iter()
+                .map(str::to_string)
+                .collect(),
+            name,
+        }
+    }
+}
+
+/// Row shapes remembered per file (a machine has a few hundred IRQs), and the longest row
+/// text after the counts remembered (a real one is a few dozen bytes): at most 256 KiB.
+const MAX_PROC_ROWS: usize = 1024;
+const MAX_PROC_TAIL: usize = 256;
+
 /// The per-file parser state.
 struct Parser {
     limits: ParseLimits,
@@ -320,6 +358,9 @@ struct Parser {
     /// IRQs of virtio functions' INTx lines.
     virtio_irqs: BTreeSet<u32>,
     function_names: Vec<(linux::PciFunction, String)>,
+    /// The `/proc/interrupts` rows naming virtio read so far, by IRQ: the row's text after
+    /// its counts, and its shape.
+    proc_rows: BTreeMap<String, (String, ProcRowShape)>,
     held: Vec<HeldDevice>,
     held_bytes: usize,
     /// The function a shell command named (`lspci -vvv -s 00:04.0 | grep MSI-X`): its output
@@ -379,6 +420,7 @@ impl Parser {
             virtio_bdfs: BTreeSet::new(),
             virtio_irqs: BTreeSet::new(),
             function_names: Vec::new(),
+            proc_rows: BTreeMap::new(),
             held: Vec::new(),
             held_bytes: 0,
             shell_device: None,
@@ -1221,22 +1263,18 @@ impl Parser {
             return true;
         }
         let row = match self.proc_cpus {
-            // A row whose line does not say "virtio" is not kept: knowing it is a row is
-            // enough.
-            Some(cpus) if hits & gate::VIRTIO == 0 => {
-                if linux::proc_row_head(body, cpus).is_none() {
+            Some(cpus) => {
+                let Some(head) = linux::proc_row_head(body, cpus) else {
                     self.proc_cpus = None;
                     return false;
+                };
+                // A row whose line does not say "virtio" is not kept: knowing it is a row is
+                // enough.
+                if hits & gate::VIRTIO != 0 {
+                    self.proc_row_under_header(&head, line, time);
                 }
                 return true;
             }
-            Some(cpus) => match linux::proc_row_ref(body, cpus) {
-                Some(row) => row,
-                None => {
-                    self.proc_cpus = None;
-                    return false;
-                }
-            },
             None if hits & gate::VIRTIO != 0 => match linux::headerless_proc_row(body) {
                 Some(row) => {
                     self.votes.vote(Format::ProcInterrupts);
@@ -1246,38 +1284,61 @@ impl Parser {
             },
             None => return false,
         };
-        // Strings are built only for the rows that are kept.
-        if row.name_contains_ci("virtio") {
-            self.proc_row(row, line, time);
+        let shape = ProcRowShape::of(&row);
+        if shape.kept {
+            self.proc_row(row.irq, row.total, shape, line, time);
         }
         true
+    }
+
+    /// A row under a `CPUn` header, its columns read once per distinct text.
+    fn proc_row_under_header(
+        &mut self,
+        head: &linux::ProcRowHead<'_>,
+        line: &Line,
+        time: Option<u64>,
+    ) {
+        let tail = head.tail();
+        // The same text as last time gives the same shape; only the counts are new.
+        let shape = match self.proc_rows.get(head.irq) {
+            Some((seen, shape)) if seen == tail => shape.clone(),
+            _ => {
+                let shape = ProcRowShape::of(&head.columns());
+                let room =
+                    self.proc_rows.len() < MAX_PROC_ROWS || self.proc_rows.contains_key(head.irq);
+                if room && tail.len() <= MAX_PROC_TAIL {
+                    let entry = (tail.to_string(), shape.clone());
+                    self.proc_rows.insert(head.irq.to_string(), entry);
+                }
+                shape
+            }
+        };
+        if shape.kept {
+            self.proc_row(head.irq, head.total, shape, line, time);
+        }
     }
 
     /// One `IrqCount` per virtio device a row is about: the function its controller column
     /// names (a message's domain), else each `virtioN` whose handler it lists (a shared line
     /// can carry two), so several devices are judged apart.
-    fn proc_row(&mut self, row: linux::ProcRowRef<'_>, line: &Line, time: Option<u64>) {
-        let name = row.name();
-        let chip = row.chip();
-        // A bare `virtioN` handler is virtio_pci's INTx handler: this IRQ is its line.
-        if linux::has_line_handler(&name) {
-            let irq = row.irq.parse::<u32>().ok();
-            self.note_virtio(None, irq);
+    fn proc_row(
+        &mut self,
+        irq: &str,
+        total: u64,
+        shape: ProcRowShape,
+        line: &Line,
+        time: Option<u64>,
+    ) {
+        if shape.line_handler {
+            self.note_virtio(None, irq.parse::<u32>().ok());
         }
-        let function = linux::chip_function(row.chip_span());
-        let devices: Vec<Option<String>> = match function {
+        let devices: Vec<Option<String>> = match shape.function {
             Some(f) => vec![Some(self.function_name(f))],
-            None => {
-                let virtio = linux::virtio_devices(&name);
-                if virtio.is_empty() {
-                    vec![None]
-                } else {
-                    virtio.iter().map(|d| Some((*d).to_string())).collect()
-                }
-            }
+            None if shape.virtio.is_empty() => vec![None],
+            None => shape.virtio.into_iter().map(Some).collect(),
         };
         let last = devices.len() - 1;
-        let (mut name, mut chip) = (Some(name), Some(chip));
+        let (mut name, mut chip) = (Some(shape.name), Some(shape.chip));
         for (i, device) in devices.into_iter().enumerate() {
             // The last (usually the only) event takes the strings, the others copy them.
             let (name, chip) = if i == last {
@@ -1287,9 +1348,9 @@ impl Parser {
             };
             self.emit_for(
                 EventKind::IrqCount {
-                    irq: row.irq.to_string(),
+                    irq: irq.to_string(),
                     name: name.unwrap_or_default(),
-                    count: row.total,
+                    count: total,
                     chip: chip.flatten(),
                 },
                 line,
