@@ -635,7 +635,9 @@ fn a_row_whose_columns_change_between_snapshots_is_read_anew() {
  11:         30          0   IO-APIC   11-fasteoi   virtio0, virtio1
 ";
     let (events, _) = parse_to_vec("proc.txt", text.as_bytes(), ParseLimits::default()).unwrap();
-    let rows: Vec<(u64, String, u64, Option<String>, Option<String>)> = events
+    /// Line, IRQ and name, count, controller, device.
+    type Row = (u64, String, u64, Option<String>, Option<String>);
+    let rows: Vec<Row> = events
         .iter()
         .filter_map(|e| match &e.kind {
             EventKind::IrqCount {
