@@ -538,25 +538,41 @@ pub fn pci_status_word(body: &str) -> Option<u16> {
     word_after(body, "Sts[", "status")
 }
 
+/// The word after `bracket` (`Cmd[`, `Sts[`), else the four-character word after the word
+/// `name` (ASCII case ignored, trailing colons allowed: `Status: 0010`), as whitespace splits
+/// the line. Runs on every line that says "status" or "command", so it finds the candidates
+/// with byte searches instead of splitting the whole line.
 fn word_after(body: &str, bracket: &str, name: &str) -> Option<u16> {
-    if let Some(i) = body.find(bracket) {
-        let rest = &body[i + bracket.len()..];
+    let (stem, open) = bracket.split_at(bracket.len() - 1);
+    debug_assert_eq!(open, "[");
+    if let Some(i) = memchr::memchr_iter(b'[', body.as_bytes()).find(|&i| body[..i].ends_with(stem))
+    {
+        let rest = &body[i + 1..];
         let end = rest.find([':', ']']).unwrap_or(rest.len());
         return parse_number(&rest[..end]).and_then(|v| u16::try_from(v).ok());
     }
-    if !contains_ci(body, name) {
-        return None;
-    }
-    let mut toks = body.split_whitespace();
-    let mut word = toks.next()?;
-    for next in toks {
-        if word.trim_end_matches(':').eq_ignore_ascii_case(name)
-            && next.len() == 4
+    let mut from = 0;
+    while let Some(i) = super::find_ci(body, name, from) {
+        from = i + 1;
+        // A whole word: `name` starts it and only colons follow it.
+        let starts = body[..i]
+            .chars()
+            .next_back()
+            .is_none_or(char::is_whitespace);
+        let after = body[i + name.len()..].trim_start_matches(':');
+        let Some(gap) = after.chars().next() else {
+            continue;
+        };
+        if !starts || !gap.is_whitespace() {
+            continue;
+        }
+        let next = after.trim_start();
+        let next = &next[..next.find(char::is_whitespace).unwrap_or(next.len())];
+        if next.len() == 4
             && let Some(v) = parse_number(next).and_then(|v| u16::try_from(v).ok())
         {
             return Some(v);
         }
-        word = next;
     }
     None
 }
@@ -914,6 +930,38 @@ impl RawConfig {
 
 #[cfg(test)]
 mod tests {
+    /// The byte-search `word_after` against the whitespace-splitting reading it replaced.
+    fn word_after_by_splitting(body: &str, bracket: &str, name: &str) -> Option<u16> {
+        if let Some(i) = body.find(bracket) {
+            let rest = &body[i + bracket.len()..];
+            let end = rest.find([':', ']']).unwrap_or(rest.len());
+            return parse_number(&rest[..end]).and_then(|v| u16::try_from(v).ok());
+        }
+        let toks: Vec<&str> = body.split_whitespace().collect();
+        toks.windows(2).find_map(|w| {
+            let word = w[0].trim_end_matches(':');
+            (word.eq_ignore_ascii_case(name) && w[1].len() == 4)
+                .then(|| parse_number(w[1]))
+                .flatten()
+                .and_then(|v| u16::try_from(v).ok())
+        })
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn word_after_reads_what_splitting_reads(
+            body in r"([ \t\u{a0}:\[\]]|Sts|Cmd|status|STATUS|Status|command|00ff|0x1|0010|xx|é){0,12}",
+        ) {
+            for (bracket, name) in [("Sts[", "status"), ("Cmd[", "command")] {
+                proptest::prop_assert_eq!(
+                    word_after(&body, bracket, name),
+                    word_after_by_splitting(&body, bracket, name),
+                    "{:?}", body
+                );
+            }
+        }
+    }
+
     use super::*;
 
     /// A modern virtio-blk function: BAR0 64-bit at 0xc0000000 (MSI-X table and PBA), one
