@@ -84,6 +84,16 @@ const fn mask(bits: &[u32]) -> u64 {
 pub const CHECKLIST: u64 = mask(&[0, 1, 2, 3, 4, 39, 40]);
 /// Everything the WinDbg `!pci` / resource-list matchers need outside a block.
 pub const WINDBG: u64 = mask(&[5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 36, 43, 44, 45]);
+/// `!pci`'s `Configuration Space` heading.
+pub const CONFIG_SPACE: u64 = mask(&[5]);
+/// The MSI-X capability's name (`msi-x`, `msix`).
+pub const MSIX_WORD: u64 = mask(&[6, 7]);
+/// The PCI Command word (`Cmd[`, `command`).
+pub const PCI_COMMAND: u64 = mask(&[8, 9]);
+/// The PCI Status word (`Sts[`, `status`).
+pub const PCI_STATUS: u64 = mask(&[10, 11]);
+/// A resource list's heading.
+pub const RESOURCE: u64 = mask(&[12]);
 /// WinDbg output read outside its command's block: a `dt` field, the `!irp` heading,
 /// `!pcitree`'s bus and function lines.
 pub const WINDBG_EXT: u64 = mask(&[53, 54, 55, 56]);

@@ -1143,7 +1143,7 @@ impl Parser {
             || self.entry.is_some()
             || self.pci.is_some()
             || self.section == wdev::ResSection::Raw;
-        if (in_block || hits & gate::WINDBG != 0) && self.windbg_line(body, line, time) {
+        if (in_block || hits & gate::WINDBG != 0) && self.windbg_line(body, hits, line, time) {
             return;
         }
         if hits & gate::READ != 0 && hits & gate::VECTORISH != 0 {
@@ -1491,8 +1491,10 @@ impl Parser {
     }
 
     /// WinDbg `!pci` words, raw bytes and capability blocks, and `!devnode` resource lists.
-    fn windbg_line(&mut self, body: &str, line: &Line, time: Option<u64>) -> bool {
-        match wpci::pci_heading(body) {
+    /// `hits` are the body's keywords: a matcher whose keyword the line lacks is not asked.
+    fn windbg_line(&mut self, body: &str, hits: u64, line: &Line, time: Option<u64>) -> bool {
+        let heading = hits & gate::CONFIG_SPACE != 0 || body.trim_start().starts_with("PCI ");
+        match heading.then(|| wpci::pci_heading(body)).flatten() {
             Some(wpci::PciHeading::Function(bdf)) => {
                 self.end_blocks();
                 self.open_pci(Some(bdf));
@@ -1548,7 +1550,7 @@ impl Parser {
                 d.foreign = is_foreign_vendor(vendor);
             }
         }
-        if wpci::is_msix_cap_start(body) {
+        if hits & gate::MSIX_WORD != 0 && wpci::is_msix_cap_start(body) {
             self.end_msix();
             if let Some(dump) = self.pci.as_mut() {
                 dump.msix_at = wpci::line_offset(body).or(dump.msix_at);
@@ -1599,9 +1601,17 @@ impl Parser {
                 return true;
             }
         }
-        if let Some(v) = wpci::pci_command_word(body) {
+        let status = |body| {
+            (hits & gate::PCI_STATUS != 0)
+                .then(|| wpci::pci_status_word(body))
+                .flatten()
+        };
+        let command = (hits & gate::PCI_COMMAND != 0)
+            .then(|| wpci::pci_command_word(body))
+            .flatten();
+        if let Some(v) = command {
             self.emit(EventKind::PciCommand { value: v }, line, time);
-            if let Some(s) = wpci::pci_status_word(body).filter(|s| *s != 0xFFFF) {
+            if let Some(s) = status(body).filter(|s| *s != 0xFFFF) {
                 self.emit(
                     EventKind::IntxStatus {
                         pending: s & 0x0008 != 0,
@@ -1612,7 +1622,7 @@ impl Parser {
             }
             return true;
         }
-        if let Some(s) = wpci::pci_status_word(body) {
+        if let Some(s) = status(body) {
             if s == 0xFFFF {
                 return true;
             }
@@ -1625,7 +1635,10 @@ impl Parser {
             );
             return true;
         }
-        if let Some((mut section, address)) = wdev::resource_list_heading(body) {
+        let heading = (hits & gate::RESOURCE != 0)
+            .then(|| wdev::resource_list_heading(body))
+            .flatten();
+        if let Some((mut section, address)) = heading {
             self.end_entry();
             if section == wdev::ResSection::Unknown {
                 if self.command == "!devnode" {
