@@ -67,6 +67,10 @@ impl Format {
 
 /// Whether a line is the `/proc/interrupts` header: only `CPUn` tokens.
 pub fn cpu_header_columns(line: &str) -> Option<usize> {
+    // Every line is asked: most are turned away by their first word.
+    if !crate::text::trim_start(line).starts_with("CPU") {
+        return None;
+    }
     let mut n = 0;
     for tok in crate::text::words(line) {
         let digits = tok.strip_prefix("CPU")?;
@@ -129,7 +133,7 @@ pub fn classify_gated(raw: &str, body: &str, prefix: &Prefix, keywords: bool) ->
     // lspci's indented lines before the checklist markers: `lspci -v` prints virtio's own
     // capabilities as `Capabilities: [84] Vendor Specific Information: VirtIO: CommonCfg`,
     // whose `VirtIO:` is not a checklist print.
-    let trimmed = raw.trim_start();
+    let trimmed = crate::text::trim_start(raw);
     if raw.starts_with('\t') {
         for key in [
             "Capabilities: [",

@@ -34,7 +34,7 @@ mod trail;
 
 pub use catalogue::{ROWS, Row, STEPS, row};
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 use virq_events::{Event, EventKind, Origin};
@@ -271,12 +271,12 @@ const MAX_SESSIONS: usize = 256;
 #[derive(Default)]
 pub struct Judge {
     streams: Vec<Stream>,
-    names: HashMap<String, usize>,
+    names: BTreeMap<String, usize>,
     order: Vec<String>,
     lost: BTreeMap<String, u64>,
     /// Devices as events name them, and their normalised names (interned: an event costs a
     /// look-up, not an allocation).
-    device_ids: HashMap<String, u32>,
+    device_ids: BTreeMap<String, u32>,
     devices: Vec<String>,
 }
 

@@ -1011,7 +1011,7 @@ impl Parser {
         }
         // A line quoted in a report (`virq check`'s `| INT: ...` proof lines) is not evidence
         // of its own: the line it quotes is. Nor is any line of a report virq printed.
-        let t = body.trim_start();
+        let t = crate::text::trim_start(body);
         if let Some(end) = self.in_report {
             if t.starts_with(end) {
                 self.in_report = None;
@@ -1040,7 +1040,7 @@ impl Parser {
         self.votes
             .add_gated(raw, body, &prefix, hits & gate::CLASSIFY != 0);
         let time = prefix.time_ns;
-        if body.trim().is_empty() {
+        if crate::text::trim_start(body).is_empty() {
             // Older kernels print a blank line inside a "nobody cared" report (before
             // `Call Trace:`); it ends every other block.
             self.end_msix();
@@ -1860,7 +1860,7 @@ fn is_foreign_vendor(vendor: u16) -> bool {
 /// A line between the files of a concatenation: `--- name ---` (as `virq check --logs`
 /// prints to stdout), `==> name <==` (as `head`/`tail` of several files print).
 fn is_file_separator(raw: &str) -> bool {
-    let t = raw.trim_start();
+    let t = crate::text::trim_start(raw);
     if !matches!(t.as_bytes().first(), Some(b'-' | b'=')) {
         return false;
     }
