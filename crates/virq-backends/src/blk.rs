@@ -428,6 +428,11 @@ impl<S: BlockStorage + 'static> VirtioBackend for Block<S> {
         VIRTIO_ID_BLOCK
     }
 
+    /// A disk moves only when the driver posts a request.
+    fn takes_host_input(&self) -> bool {
+        false
+    }
+
     fn device_features(&self) -> u64 {
         let mut features =
             (1 << VIRTIO_BLK_F_SEG_MAX) | (1 << VIRTIO_BLK_F_BLK_SIZE) | (1 << VIRTIO_BLK_F_FLUSH);

@@ -181,6 +181,9 @@ pub struct VirtioPciDevice {
     layout: Layout,
     msix: Option<Msix>,
     backend: Box<dyn VirtioBackend>,
+    /// [`VirtioBackend::takes_host_input`], asked once: false spares every poll a call per
+    /// queue.
+    polls_backend: bool,
     mem: Box<dyn GuestMemory>,
     sink: Arc<dyn InterruptSink>,
     events: Recorder,
@@ -266,6 +269,7 @@ impl VirtioPciDevice {
             caps,
             layout,
             msix,
+            polls_backend: backend.takes_host_input(),
             backend,
             mem: Box::new(mem),
             sink,
