@@ -320,6 +320,12 @@ impl VirtioPciDevice {
 
     /// The address BAR `index` is programmed with.
     pub fn bar_address(&self, index: u8) -> Option<u64> {
+        // A BAR the function decodes now is one of the windows rebuilt after every
+        // configuration write, so a driver that looks its BAR up on each access (a notify)
+        // does not re-read configuration space; configuration space answers the rest.
+        if let Some(&(_, base, _)) = self.windows.iter().find(|w| w.0 == index) {
+            return Some(base);
+        }
         self.config.bar_address(index)
     }
 
