@@ -126,7 +126,7 @@ impl ChainBuffers {
     /// overflow.
     pub(crate) fn last_writable_byte(&self) -> Option<u64> {
         let last = self.writable.last()?;
-        last.addr.checked_add(u64::from(last.len) - 1)
+        last.addr.checked_add(u64::from(last.len).checked_sub(1)?)
     }
 
     /// How many of the `len` writable bytes at `offset` lie in guest RAM before the first
