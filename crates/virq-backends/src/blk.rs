@@ -255,13 +255,15 @@ impl<S: BlockStorage> Block<S> {
             self.counters.no_status += 1;
             return 0;
         }
-        let writable = self.chain.writable_len();
         // The status is the last device-writable byte (5.2.6).
-        if writable == 0 || !self.chain.writable_range_in_ram(mem, writable - 1, 1) {
-            self.counters.no_status += 1;
-            return 0;
-        }
-        let status_offset = writable - 1;
+        let status_addr = match self.chain.last_writable_byte() {
+            Some(addr) if mem.check_range(addr, 1) => addr,
+            _ => {
+                self.counters.no_status += 1;
+                return 0;
+            }
+        };
+        let status_offset = self.chain.writable_len() - 1;
         let outcome = self.execute(mem, status_offset);
         let (status, data_written) = match outcome {
             Outcome::Ok(n) => {
@@ -287,11 +289,7 @@ impl<S: BlockStorage> Block<S> {
             }
         };
         // Checked to be guest RAM above, so this cannot fail; stay defensive anyway.
-        if self
-            .chain
-            .write(mem, status_offset, &[status as u8])
-            .is_err()
-        {
+        if mem.write(status_addr, &[status as u8]).is_err() {
             self.counters.no_status += 1;
             return chain::used_len(data_written);
         }
@@ -426,6 +424,11 @@ impl<S: BlockStorage + 'static> VirtioBackend for Block<S> {
 
     fn device_id(&self) -> u16 {
         VIRTIO_ID_BLOCK
+    }
+
+    /// A disk moves only when the driver posts a request.
+    fn takes_host_input(&self) -> bool {
+        false
     }
 
     fn device_features(&self) -> u64 {

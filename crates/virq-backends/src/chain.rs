@@ -120,14 +120,13 @@ impl ChainBuffers {
         self.writable_len
     }
 
-    /// Whether `len` bytes at `offset` of the writable stream are all guest RAM.
-    pub(crate) fn writable_range_in_ram(&self, mem: &Dma<'_>, offset: u64, len: u64) -> bool {
-        let mut ok = true;
-        let result = for_each_piece(&self.writable, offset, len, |addr, piece| {
-            ok &= mem.check_range(addr, piece as u64);
-            Ok(())
-        });
-        ok && result.is_ok()
+    /// Guest address of the last device-writable byte (where a virtio-blk status goes), when
+    /// the chain has one. Buffers are kept only when non-empty ([`ChainBuffers::load`]), so it
+    /// is the last byte of the last writable buffer; `None` also when that address would
+    /// overflow.
+    pub(crate) fn last_writable_byte(&self) -> Option<u64> {
+        let last = self.writable.last()?;
+        last.addr.checked_add(u64::from(last.len).checked_sub(1)?)
     }
 
     /// How many of the `len` writable bytes at `offset` lie in guest RAM before the first

@@ -132,6 +132,11 @@ impl<E: EntropySource + 'static> VirtioBackend for Rng<E> {
         VIRTIO_ID_ENTROPY
     }
 
+    /// Entropy is handed out only against buffers the driver posts.
+    fn takes_host_input(&self) -> bool {
+        false
+    }
+
     fn device_features(&self) -> u64 {
         0
     }

@@ -59,13 +59,13 @@ impl RegisterAccess for MachineRegs {
     }
 
     fn bar_write(&mut self, bar: u8, offset: u64, width: Width, value: u64) {
-        let Some(base) = self.bar_base(bar) else {
+        // One borrow for the BAR lookup and the write (a notify is on every request's path).
+        let mut m = self.machine.borrow_mut();
+        let Some(base) = m.device(self.slot).and_then(|d| d.bar_address(bar)) else {
             return;
         };
         let n = width.bytes() as usize;
-        self.machine
-            .borrow_mut()
-            .mmio_write(base + offset, &value.to_le_bytes()[..n]);
+        m.mmio_write(base + offset, &value.to_le_bytes()[..n]);
     }
 }
 

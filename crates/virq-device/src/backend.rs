@@ -90,6 +90,14 @@ pub trait VirtioBackend: Send {
     fn has_pending_input(&self, _queue: u16) -> bool {
         false
     }
+
+    /// Whether [`VirtioBackend::has_pending_input`] can ever be true for this backend. A
+    /// device type whose queues only ever move on a guest notify (a disk) answers false, and
+    /// the transport then skips asking each queue every time the platform polls. Asked once,
+    /// when the device is built.
+    fn takes_host_input(&self) -> bool {
+        true
+    }
 }
 
 impl BackendError {

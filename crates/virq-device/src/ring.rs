@@ -169,29 +169,14 @@ impl Descriptor {
     /// Decode the 16 little-endian bytes of a descriptor.
     #[inline(always)]
     pub fn from_bytes(b: [u8; 16]) -> Self {
-        let [
-            a0,
-            a1,
-            a2,
-            a3,
-            a4,
-            a5,
-            a6,
-            a7,
-            l0,
-            l1,
-            l2,
-            l3,
-            f0,
-            f1,
-            n0,
-            n1,
-        ] = b;
+        // One 128-bit little-endian value, split by shifts: two loads instead of a byte
+        // shuffle per field.
+        let v = u128::from_le_bytes(b);
         Descriptor {
-            addr: u64::from_le_bytes([a0, a1, a2, a3, a4, a5, a6, a7]),
-            len: u32::from_le_bytes([l0, l1, l2, l3]),
-            flags: u16::from_le_bytes([f0, f1]),
-            next: u16::from_le_bytes([n0, n1]),
+            addr: v as u64,
+            len: (v >> 64) as u32,
+            flags: (v >> 96) as u16,
+            next: (v >> 112) as u16,
         }
     }
 

@@ -43,7 +43,24 @@ fn thread_number() -> u64 {
 
 /// One event in the ring: `[head, time_ns, a, b]`.
 #[derive(Default)]
-struct Slot([AtomicU64; 4]);
+pub(crate) struct Slot([AtomicU64; 4]);
+
+impl Slot {
+    /// The event a written slot holds, with its time stamp.
+    #[inline(always)]
+    pub(crate) fn event(&self) -> (u64, Packed) {
+        let [head, time_ns, a, b] = &self.0;
+        let words = [
+            head.load(Ordering::Relaxed),
+            a.load(Ordering::Relaxed),
+            b.load(Ordering::Relaxed),
+        ];
+        // Every slot before the write count holds the words of a `Packed` (`try_push`), whose
+        // head is never 0; an event is never skipped here, so none goes uncounted.
+        let p = Packed::from_words(words).expect("a written slot holds a packed event");
+        (time_ns.load(Ordering::Relaxed), p)
+    }
+}
 
 /// A single-producer ring of slots, emptied by whoever holds the log's lock.
 pub(crate) struct Lane {
@@ -111,10 +128,12 @@ impl Lane {
         // Only flushes write `flushed`, one at a time under the log's lock.
         let at = self.flushed.load(Ordering::Relaxed);
         if at != end {
+            // The producer never runs more than the ring ahead of the flushes (`try_push`).
+            let n = end.wrapping_sub(at).min(LANE_SLOTS);
+            let start = at % LANE_SLOTS;
+            let first = n.min(LANE_SLOTS - start);
             absorb(Pending {
-                lane: self,
-                at,
-                end,
+                runs: [&self.slots[start..start + first], &self.slots[..n - first]],
             });
             // Release: the slots were read before the producer may write them again.
             self.flushed.store(end, Ordering::Release);
@@ -122,11 +141,23 @@ impl Lane {
     }
 }
 
-/// The events a flush hands over, oldest first, with their time stamps.
+/// The events a flush hands over, oldest first, with their time stamps: the written slots
+/// not yet flushed, as the two runs of the ring they occupy (the second is empty unless they
+/// wrap), so the log can copy them in bulk.
 pub(crate) struct Pending<'a> {
-    lane: &'a Lane,
-    at: usize,
-    end: usize,
+    runs: [&'a [Slot]; 2],
+}
+
+impl<'a> Pending<'a> {
+    /// How many events there are.
+    pub(crate) fn len(&self) -> usize {
+        self.runs[0].len() + self.runs[1].len()
+    }
+
+    /// The slots, oldest first, in two runs.
+    pub(crate) fn into_runs(self) -> [&'a [Slot]; 2] {
+        self.runs
+    }
 }
 
 impl Iterator for Pending<'_> {
@@ -134,24 +165,16 @@ impl Iterator for Pending<'_> {
 
     #[inline]
     fn next(&mut self) -> Option<(u64, Packed)> {
-        if self.at == self.end {
-            return None;
+        if self.runs[0].is_empty() {
+            self.runs.swap(0, 1);
         }
-        let slot = &self.lane.slots[self.at % LANE_SLOTS].0;
-        self.at = self.at.wrapping_add(1);
-        let head = slot[0].load(Ordering::Relaxed);
-        let time_ns = slot[1].load(Ordering::Relaxed);
-        let a = slot[2].load(Ordering::Relaxed);
-        let b = slot[3].load(Ordering::Relaxed);
-        // Every slot before the write count holds the words of a `Packed` (`try_push`), whose
-        // head is never 0; an event is never skipped here, so none goes uncounted.
-        let p = Packed::from_words([head, a, b]).expect("a written slot holds a packed event");
-        Some((time_ns, p))
+        let (slot, rest) = self.runs[0].split_first()?;
+        self.runs[0] = rest;
+        Some(slot.event())
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {
-        let n = self.end.wrapping_sub(self.at);
-        (n, Some(n))
+        (self.len(), Some(self.len()))
     }
 }
 

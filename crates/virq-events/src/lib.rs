@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use std::sync::{Mutex, OnceLock};
 
 use compact::Packed;
-use lane::{Lane, Pending};
+use lane::{Lane, Pending, Slot};
 
 /// `VIRTIO_PCI_MSI_NO_VECTOR`: "no vector assigned" in `msix_config` / `queue_msix_vector`.
 pub use virq_spec::NO_VECTOR;
@@ -585,18 +585,19 @@ impl LogInner {
 
     /// [`LogInner::store`] of every event a lane flush hands over, in order, with the
     /// capacity and numbering bookkeeping done once for all of them.
-    fn store_all(&mut self, capacity: Option<usize>, mut events: Pending<'_>) {
+    fn store_all(&mut self, capacity: Option<usize>, events: Pending<'_>) {
         let first = self.next_seq;
         let before = self.events.len();
+        let n = events.len();
         let room = capacity.map_or(usize::MAX, |cap| cap.saturating_sub(before));
-        for (time_ns, p) in events.by_ref().take(room) {
-            self.events.push(Stored {
-                time_ns,
-                rec: Rec::Packed(p),
-            });
+        let mut left = n.min(room);
+        for run in events.into_runs() {
+            let take = left.min(run.len());
+            self.events.extend_from_slots(&run[..take]);
+            left -= take;
         }
         let kept = self.events.len() - before;
-        let dropped = events.count();
+        let dropped = n - kept;
         if before == 0 && kept > 0 {
             self.first_seq = first;
         }
@@ -629,13 +630,43 @@ impl Chunks {
 
     #[cold]
     fn push_to_new_chunk(&mut self, e: Stored) {
-        let cap = self
-            .chunks
-            .last()
-            .map_or(Self::FIRST, |c| (c.capacity() * 2).min(Self::MAX));
-        let mut chunk = Vec::with_capacity(cap);
+        let mut chunk = Vec::with_capacity(self.next_capacity());
         chunk.push(e);
         self.chunks.push(chunk);
+    }
+
+    /// The size of the chunk after the last one.
+    fn next_capacity(&self) -> usize {
+        self.chunks
+            .last()
+            .map_or(Self::FIRST, |c| (c.capacity() * 2).min(Self::MAX))
+    }
+
+    /// Append the events of lane slots, in order: a copy per chunk with room, without a
+    /// capacity check per event.
+    fn extend_from_slots(&mut self, mut slots: &[Slot]) {
+        while !slots.is_empty() {
+            let room = match self.chunks.last() {
+                Some(c) => c.capacity() - c.len(),
+                None => 0,
+            };
+            if room == 0 {
+                self.chunks.push(Vec::with_capacity(self.next_capacity()));
+                continue;
+            }
+            let (now, later) = slots.split_at(room.min(slots.len()));
+            if let Some(chunk) = self.chunks.last_mut() {
+                chunk.extend(now.iter().map(|slot| {
+                    let (time_ns, p) = slot.event();
+                    Stored {
+                        time_ns,
+                        rec: Rec::Packed(p),
+                    }
+                }));
+            }
+            self.len += now.len();
+            slots = later;
+        }
     }
 
     fn len(&self) -> usize {

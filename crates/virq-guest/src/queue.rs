@@ -125,6 +125,7 @@ struct InFlight {
 
 /// `struct virtq_desc` (virtio 1.2, 2.7.5) as the 16 little-endian bytes the table holds, so a
 /// descriptor is one write to guest RAM.
+#[inline]
 fn descriptor(addr: u64, len: u32, flags: u16, next: u16) -> [u8; 16] {
     let mut d = [0u8; 16];
     d[..8].copy_from_slice(&addr.to_le_bytes());
@@ -265,6 +266,18 @@ impl SplitQueue {
         self.rings.used + 4 + 8 * u64::from(self.size)
     }
 
+    /// Ring position of free-running index `idx` (`idx % size`): a mask for the power-of-two
+    /// sizes a split ring has (virtio 1.2, 2.7), a division only for a size the device should
+    /// not have offered.
+    #[inline]
+    fn ring_slot(&self, idx: u16) -> u16 {
+        if self.size.is_power_of_two() {
+            idx & (self.size - 1)
+        } else {
+            idx % self.size
+        }
+    }
+
     /// Put a chain on the descriptor table and publish its head in the avail ring.
     /// Device-readable buffers must come before device-writable ones.
     pub fn add<M: GuestRam + ?Sized>(
@@ -322,7 +335,7 @@ impl SplitQueue {
             }
         }
         self.num_free -= bufs.len() as u16;
-        let slot = self.rings.avail + 4 + 2 * u64::from(self.avail_idx % self.size);
+        let slot = self.rings.avail + 4 + 2 * u64::from(self.ring_slot(self.avail_idx));
         ram.write_u16(slot, head)?;
         // The device must see the descriptors and the ring entry before the new index.
         fence(Ordering::Release);
@@ -385,23 +398,23 @@ impl SplitQueue {
     fn take_used<M: GuestRam + ?Sized>(&mut self, ram: &mut M) -> Result<UsedElem, QueueError> {
         // Entries are read only after the index that covers them.
         fence(Ordering::Acquire);
-        let at = self.rings.used + 4 + 8 * u64::from(self.last_used % self.size);
+        let at = self.rings.used + 4 + 8 * u64::from(self.ring_slot(self.last_used));
         // `struct virtq_used_elem { le32 id; le32 len; }`, read in one access.
         let mut elem = [0u8; 8];
         ram.read(at, &mut elem)?;
         let [i0, i1, i2, i3, l0, l1, l2, l3] = elem;
         let id = u32::from_le_bytes([i0, i1, i2, i3]);
         let len = u32::from_le_bytes([l0, l1, l2, l3]);
-        let bad = QueueError::BadUsedId {
+        let bad = || QueueError::BadUsedId {
             queue: self.index,
             id,
         };
-        let slot = usize::try_from(id).map_err(|_| bad.clone())?;
+        let slot = usize::try_from(id).map_err(|_| bad())?;
         let flight = self
             .in_flight
             .get_mut(slot)
             .and_then(Option::take)
-            .ok_or(bad)?;
+            .ok_or_else(bad)?;
         self.next[usize::from(flight.tail)] = self.free_head;
         self.free_head = id as u16;
         self.num_free += flight.count;

@@ -120,8 +120,10 @@ impl LocalApic {
     }
 
     /// Whether any vector is requested (IRR not empty), deliverable now or not.
+    #[inline]
     pub fn has_requests(&self) -> bool {
-        self.irr.0 != [0; 4]
+        let [a, b, c, d] = self.irr.0;
+        a | b | c | d != 0
     }
 }
 

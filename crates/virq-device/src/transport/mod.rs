@@ -181,6 +181,9 @@ pub struct VirtioPciDevice {
     layout: Layout,
     msix: Option<Msix>,
     backend: Box<dyn VirtioBackend>,
+    /// [`VirtioBackend::takes_host_input`], asked once: false spares every poll a call per
+    /// queue.
+    polls_backend: bool,
     mem: Box<dyn GuestMemory>,
     sink: Arc<dyn InterruptSink>,
     events: Recorder,
@@ -266,6 +269,7 @@ impl VirtioPciDevice {
             caps,
             layout,
             msix,
+            polls_backend: backend.takes_host_input(),
             backend,
             mem: Box::new(mem),
             sink,
@@ -316,6 +320,12 @@ impl VirtioPciDevice {
 
     /// The address BAR `index` is programmed with.
     pub fn bar_address(&self, index: u8) -> Option<u64> {
+        // A BAR the function decodes now is one of the windows rebuilt after every
+        // configuration write, so a driver that looks its BAR up on each access (a notify)
+        // does not re-read configuration space; configuration space answers the rest.
+        if let Some(&(_, base, _)) = self.windows.iter().find(|w| w.0 == index) {
+            return Some(base);
+        }
         self.config.bar_address(index)
     }
 

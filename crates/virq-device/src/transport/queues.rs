@@ -82,7 +82,11 @@ impl VirtioPciDevice {
     }
 
     /// Process every ready queue that has host input waiting.
+    #[inline]
     pub fn poll_backend(&mut self) {
+        if !self.polls_backend {
+            return;
+        }
         for q in 0..self.queues.len() as u16 {
             if self.backend.has_pending_input(q) {
                 self.process_queue(q);
