@@ -2545,6 +2545,40 @@ pub(crate) fn sort_by_line(events: &mut [Event]) {
 mod tests {
     use super::*;
 
+    /// A read that fails on the second thread fails the file, with the reader's error, as
+    /// one on the caller's thread does.
+    #[test]
+    fn a_read_error_on_the_second_thread_is_the_files_error() {
+        struct FailsAfter(u64);
+        impl std::io::Read for FailsAfter {
+            fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+                if self.0 == 0 {
+                    return Err(std::io::Error::other("disk gone"));
+                }
+                let line = b"00000001\t0.5\tvirqblk: DPC drained 3 used buffers\n";
+                let n = buf.len().min(line.len()).min(self.0 as usize);
+                buf[..n].copy_from_slice(&line[..n]);
+                self.0 -= n as u64;
+                Ok(n)
+            }
+        }
+        for after in [0, u64::MAX] {
+            let err = parse_reader_split(
+                "gone.log",
+                std::io::BufReader::new(FailsAfter(3 << 20)),
+                ParseLimits::default(),
+                &mut WinDbgContext::default(),
+                |_| {},
+                after,
+            )
+            .unwrap_err();
+            assert!(
+                matches!(&err, SourceError::Io { path, source } if path == "gone.log" && source.to_string() == "disk gone"),
+                "threshold {after}: {err:?}"
+            );
+        }
+    }
+
     /// A file read partly on a second thread gives exactly the events, in the same order,
     /// and the same summary as the same file read on one: every fixture's lines, so blocks
     /// (lspci, WinDbg, "nobody cared", INF) straddle the batches' boundaries.
