@@ -130,6 +130,14 @@ pub enum SnapshotError {
         /// The table size.
         entries: usize,
     },
+    /// A Pending Bit is set although its message could be sent now (MSI-X Enable and Bus
+    /// Master Enable set, function and entry unmasked): the device sends such a message at
+    /// once (PCI 3.0, 6.8.2.10), so restoring it would hold an interrupt nothing ever delivers.
+    #[error("MSI-X entry {entry} is unmasked and deliverable, but its Pending Bit is set")]
+    DeliverablePending {
+        /// The entry.
+        entry: u16,
+    },
     #[error(
         "negotiated features {accepted:#x} (FEATURES_OK set) are not a subset of the offered \
          {offered:#x} including VERSION_1"
@@ -255,6 +263,7 @@ impl VirtioPciDevice {
             (None, None) => 0,
             (Some(s), Some(d)) if s.table.len() == d.table.len() => {
                 check_pba(s)?;
+                self.check_deliverable_pending(s, &snap.config_space)?;
                 d.table_size()
             }
             (s, d) => {
@@ -369,6 +378,29 @@ impl VirtioPciDevice {
         // function's interrupt state; catalogue row 19).
         self.update_intx();
         Ok(())
+    }
+}
+
+impl VirtioPciDevice {
+    /// A Pending Bit the restored function would hold although it can send: MSI-X Enable,
+    /// Function Mask and Bus Master Enable as the snapshot's registers say (restore derives
+    /// them from there, not from the snapshot's copies).
+    fn check_deliverable_pending(&self, m: &Msix, config: &[u8]) -> Result<(), SnapshotError> {
+        let Some(c) = self.caps.msix_control() else {
+            return Ok(());
+        };
+        let control = u16::from_le_bytes([config[c], config[c + 1]]);
+        let command = u16::from_le_bytes([config[pci::COMMAND], config[pci::COMMAND + 1]]);
+        let sends = control & msix::CONTROL_ENABLE != 0
+            && control & msix::CONTROL_FUNCTION_MASK == 0
+            && command & pci::COMMAND_BUS_MASTER != 0;
+        match m
+            .pending_entries()
+            .find(|&e| !m.table[usize::from(e)].masked())
+        {
+            Some(entry) if sends => Err(SnapshotError::DeliverablePending { entry }),
+            _ => Ok(()),
+        }
     }
 }
 
