@@ -232,7 +232,62 @@ pub fn config_bar() -> Vec<(String, Vec<u8>)> {
     ops.push(w(COMMON + 0x3A, 2, 1));
     ops.push(r(COMMON + 0x3A, 2));
     seeds.push(("queue_reset_and_vectors".to_string(), encode_ops(1, &ops)));
+
+    // Hostile restores: a snapshot edited so each of restore's refusals is met once, then
+    // edits a device could have made itself (accepted), from a device mid-flight (MSI-X on,
+    // entry 1 masked with its Pending Bit set, a chain in flight).
+    let mut ops = bring_up(true, 0);
+    ops.push(w(TABLE + 16 + 12, 4, 1));
+    ops.extend(push(0));
+    ops.push(kick());
+    let at = |i: u64| i << 48;
+    let queue = |sub: u64, v: u64| edit(17, (sub << 40) | v);
+    for edits in [
+        vec![edit(0, 0)],                             // QueueCount
+        vec![edit(0, 1)],                             // QueueCount (one more)
+        vec![edit(1, 200)],                           // ConfigSpaceLength
+        vec![edit(2, at(0) | 0x12)],                  // ReadOnlyConfig: Vendor ID
+        vec![edit(3, 0)],                             // MsixTableSize: MSI-X gone
+        vec![edit(3, 2 | 5 << 8)],                    // MsixTableSize: 5 entries
+        vec![edit(4, at(1) | 1)],                     // PbaShape: a second word
+        vec![edit(4, at(0) | 1 << 40)],               // PbaShape: a bit past the table
+        vec![edit(9, 1)],                             // Features: no VERSION_1
+        vec![edit(12, 0x04)],                         // DeviceStatus: DRIVER_OK alone
+        vec![edit(15, 0x80)],                         // IsrStatus
+        vec![edit(10, 50)],                           // Vector: msix_config
+        vec![queue(9, 50)],                           // Vector: queue 0
+        vec![queue(0, 64)],                           // QueueMaxSize
+        vec![queue(1, 3)],                            // QueueSize
+        vec![queue(6, 0x1001)],                       // QueueRings: misaligned table
+        vec![queue(6, 0xFFFF_0000)],                  // QueueRings: outside RAM
+        vec![edit(18, 0)],                            // the backend refuses
+        vec![edit(19, at(0) | 0x78 << 8)],            // not JSON any more
+        vec![],                                       // accepted as taken
+        vec![edit(16, 1), edit(6, 0)],                // line and MSI-X copies follow registers
+        vec![edit(5, (1 << 40) | 0x2000)],            // entry data rewritten
+        vec![queue(3, 1), queue(13, 1), edit(11, 1)], // indices, no signalled_used
+        vec![edit(14, 7), edit(7, 1), edit(8, 1), edit(13, 9)],
+        vec![edit(5, at(1) | 2 << 40)], // entry 1 unmasked, its Pending Bit set
+    ] {
+        ops.push(Op::Restore(edits));
+    }
+    ops.push(w(TABLE + 16 + 12, 4, 0));
+    ops.extend(push(1));
+    ops.push(kick());
+    seeds.push(("hostile_restores".to_string(), encode_ops(0, &ops)));
+
+    // INTx: a restore that claims the line is up without an ISR bit, and one with an ISR bit.
+    let mut ops = bring_up(false, 0);
+    ops.push(Op::Restore(vec![edit(16, 1)]));
+    ops.push(Op::Restore(vec![edit(15, 1)]));
+    ops.push(Op::Restore(vec![edit(15, 2), edit(16, 0)]));
+    ops.push(r(ISR, 1));
+    seeds.push(("hostile_restores_intx".to_string(), encode_ops(0, &ops)));
     seeds
+}
+
+fn edit(field: u8, value: u64) -> crate::transport::Edit {
+    crate::transport::Edit { field, value }
 }
 
 fn encode_rings(setup: &Setup, steps: &[Step]) -> Vec<u8> {

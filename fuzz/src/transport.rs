@@ -16,7 +16,8 @@
 
 use virq_device::testing::{NullBackend, RecordingSink, Rig, layouts};
 use virq_device::{
-    DeviceSnapshot, GuestMemory, NO_VECTOR, TransportOptions, VecMemory, VirtioPciDevice,
+    DeviceError, DeviceSnapshot, GuestMemory, NO_VECTOR, TransportOptions, VecMemory,
+    VirtioPciDevice,
 };
 
 use crate::cursor::{Cursor, Enc, width, width_code};
@@ -67,6 +68,143 @@ pub enum Op {
     /// 0 config change, 1 process queue (h >> 3), 2 poll backend, 3 reset,
     /// 4 snapshot -> JSON -> restore into a fresh device, 5 read ISR.
     Host(u8),
+    /// A snapshot of the device, edited (a snapshot from elsewhere is hostile input), restored
+    /// into a fresh device: refused with a typed error and nothing changed, or accepted and
+    /// carried on with. Encoded as a host byte `h % 6 == 4` with `h >= 0x80`.
+    Restore(Vec<Edit>),
+}
+
+/// One edit of a snapshot before a hostile restore: `field` picks what (see
+/// [`Edit::apply`]), `value` what it becomes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Edit {
+    pub field: u8,
+    pub value: u64,
+}
+
+/// The host byte an [`Op::Restore`] is encoded with.
+const RESTORE_HOST: u8 = 0x82;
+/// Most edits one hostile restore makes.
+const MAX_EDITS: u8 = 8;
+
+impl Edit {
+    /// Edit `snap` (a [`DeviceSnapshot`] as its JSON value, so the edit can also break what
+    /// the type would not let a Rust caller build). Edits reach every field: queue count,
+    /// configuration bytes, the MSI-X table and PBA, every register, every queue's fields, the
+    /// backend's state, and the JSON text itself.
+    pub fn apply(&self, snap: &mut serde_json::Value) {
+        use serde_json::{Value, json};
+        let v = self.value;
+        let small = |n: usize| if n == 0 { 0 } else { (v >> 48) as usize % n };
+        match self.field % 20 {
+            0 => {
+                let q = snap["queues"].as_array_mut().expect("queues");
+                if v & 1 == 0 {
+                    q.pop();
+                } else if let Some(last) = q.last().cloned() {
+                    q.push(last);
+                }
+            }
+            1 => {
+                let c = snap["config_space"].as_array_mut().expect("config_space");
+                c.resize(v as usize % 300, json!(0));
+            }
+            2 => {
+                let c = snap["config_space"].as_array_mut().expect("config_space");
+                let n = c.len();
+                if n > 0 {
+                    c[small(n)] = json!(v as u8);
+                }
+            }
+            3 => match v % 3 {
+                0 => snap["msix"] = Value::Null,
+                _ => {
+                    if let Some(t) = snap["msix"]["table"].as_array_mut() {
+                        let n = (v >> 8) as usize % 70;
+                        t.resize(n, json!({"address": 0, "data": 0, "vector_control": 1}));
+                    }
+                }
+            },
+            4 => {
+                if let Some(p) = snap["msix"]["pba"].as_array_mut() {
+                    let i = small(p.len() + 1);
+                    if i == p.len() {
+                        p.push(json!(v & 0xFFFF));
+                    } else {
+                        p[i] = json!(v & 0xFFFF_FFFF_FFFF);
+                    }
+                }
+            }
+            5 => {
+                if let Some(t) = snap["msix"]["table"].as_array_mut()
+                    && !t.is_empty()
+                {
+                    let i = small(t.len());
+                    let key =
+                        ["address", "data", "vector_control"][usize::from((v >> 40) as u8 % 3)];
+                    t[i][key] = json!(v & 0xFFFF_FFFF);
+                }
+            }
+            6 => {
+                if snap["msix"].is_object() {
+                    snap["msix"]["enabled"] = json!(v & 1 != 0);
+                    snap["msix"]["function_masked"] = json!(v & 2 != 0);
+                    snap["msix"]["bus_master"] = json!(v & 4 != 0);
+                }
+            }
+            7 => snap["device_feature_select"] = json!(v as u32),
+            8 => snap["driver_feature_select"] = json!(v as u32),
+            9 => snap["driver_features"] = json!(v),
+            10 => snap["msix_config"] = json!(v as u16),
+            11 => snap["config_msix_pending"] = json!(v & 1 != 0),
+            12 => snap["device_status"] = json!(v as u8),
+            13 => snap["config_generation"] = json!(v as u8),
+            14 => snap["queue_select"] = json!(v as u16),
+            15 => snap["isr_status"] = json!(v as u8),
+            16 => snap["line"] = json!(v & 1 != 0),
+            17 => {
+                let q = snap["queues"].as_array_mut().expect("queues");
+                if q.is_empty() {
+                    return;
+                }
+                let i = small(q.len());
+                let q = &mut q[i];
+                let (b, w16, w64) = (v & 1 != 0, json!(v as u16), json!(v & 0xFFFF_FFFF));
+                match (v >> 40) as u8 % 14 {
+                    0 => q["max_size"] = w16,
+                    1 => q["size"] = w16,
+                    2 => q["ready"] = json!(b),
+                    3 => q["next_avail"] = w16,
+                    4 => q["next_used"] = w16,
+                    5 => q["event_idx_enabled"] = json!(b),
+                    6 => q["desc_table"] = w64,
+                    7 => q["avail_ring"] = w64,
+                    8 => q["used_ring"] = w64,
+                    9 => q["msix_vector"] = w16,
+                    10 => q["reset_pending"] = json!(b),
+                    11 => q["msix_pending"] = json!(b),
+                    12 => q["notify_deferred"] = json!(b),
+                    _ => q["signalled_used"] = if b { Value::Null } else { w16 },
+                }
+            }
+            18 => {
+                snap["backend"] = match v % 4 {
+                    0 => Value::Null,
+                    1 => json!(v >> 2),
+                    2 => json!({"completed": v >> 2}),
+                    _ => json!({"completed": "many"}),
+                }
+            }
+            _ => {
+                // A byte of the JSON text: what parses is restored, what does not is refused by
+                // serde before the device sees it.
+                let mut text = serde_json::to_vec(snap).expect("a value serialises");
+                let n = text.len();
+                text[small(n)] = (v >> 8) as u8;
+                *snap = serde_json::from_slice(&text).unwrap_or(Value::Null);
+            }
+        }
+    }
 }
 
 impl Op {
@@ -109,7 +247,20 @@ impl Op {
                     data: c.bytes(n).to_vec(),
                 }
             }
-            _ => Op::Host(c.u8()),
+            _ => match c.u8() {
+                h if h % 6 == 4 && h >= 0x80 => {
+                    let n = c.u8() % (MAX_EDITS + 1);
+                    Op::Restore(
+                        (0..n)
+                            .map(|_| Edit {
+                                field: c.u8(),
+                                value: c.u64(),
+                            })
+                            .collect(),
+                    )
+                }
+                h => Op::Host(h),
+            },
         }
     }
 
@@ -139,7 +290,18 @@ impl Op {
                 assert!(data.len() < 256);
                 e.u8(6).u32(*addr).u8(data.len() as u8).bytes(data)
             }
-            Op::Host(h) => e.u8(7).u8(*h),
+            Op::Host(h) => {
+                assert!(h % 6 != 4 || *h < 0x80, "host byte {h} encodes a restore");
+                e.u8(7).u8(*h)
+            }
+            Op::Restore(edits) => {
+                assert!(edits.len() <= MAX_EDITS as usize);
+                e.u8(7).u8(RESTORE_HOST).u8(edits.len() as u8);
+                for edit in edits {
+                    e.u8(edit.field).u64(edit.value);
+                }
+                e
+            }
         };
     }
 }
@@ -252,6 +414,12 @@ impl Harness {
                     dev.bar_read(isr.bar, isr.offset, &mut buf[..1]);
                 }
             },
+            Op::Restore(edits) => {
+                // The backend's count comes from the snapshot: no chain count to bound.
+                self.hostile_restore(edits);
+                self.check();
+                return;
+            }
         }
         let done = self.completed().saturating_sub(before);
         assert!(
@@ -268,11 +436,7 @@ impl Harness {
         let json = serde_json::to_string(&snap).expect("snapshot serialises");
         let back: DeviceSnapshot = serde_json::from_str(&json).expect("snapshot deserialises");
         assert_eq!(back, snap, "JSON round trip changed the snapshot");
-        let mut fresh = Rig::on_memory(
-            Box::new(NullBackend::new(self.queues)),
-            self.rig.options(),
-            self.rig.mem.clone(),
-        );
+        let mut fresh = self.fresh_rig();
         fresh
             .dev
             .restore(&back)
@@ -286,6 +450,79 @@ impl Harness {
         assert!(fresh.sink.messages().is_empty(), "restore sent a message");
         self.rig = fresh;
         self.msgs_seen = 0;
+    }
+
+    /// Restore an edited snapshot into a fresh device. Refused: the error is typed
+    /// (`DeviceError::Snapshot` or the backend's refusal) and the fresh device is exactly as
+    /// it was built. Accepted: the device carries on from it (the interrupt invariants are
+    /// checked after this step like after any other), its snapshot restores into another
+    /// fresh device unchanged, and the transport registers are the snapshot's.
+    fn hostile_restore(&mut self, edits: &[Edit]) {
+        let mut value = serde_json::to_value(self.rig.dev.snapshot()).expect("serialises");
+        for e in edits {
+            e.apply(&mut value);
+        }
+        let Ok(snap) = serde_json::from_value::<DeviceSnapshot>(value) else {
+            return;
+        };
+        let mut fresh = self.fresh_rig();
+        let built = fresh.dev.snapshot();
+        match fresh.dev.restore(&snap) {
+            Err(e) => {
+                assert!(
+                    matches!(e, DeviceError::Snapshot(_) | DeviceError::Backend(_)),
+                    "restore refused with {e:?}"
+                );
+                assert!(!e.to_string().is_empty());
+                assert_eq!(
+                    fresh.dev.snapshot(),
+                    built,
+                    "a refused restore changed the device ({e})"
+                );
+                assert!(!fresh.sink.line() && fresh.sink.messages().is_empty());
+                assert!(
+                    fresh.dev.validate_snapshot(&snap).is_err()
+                        || matches!(e, DeviceError::Backend(_))
+                );
+            }
+            Ok(()) => {
+                let dev = &fresh.dev;
+                // Status bit 3 is not stored: it reads the function's interrupt state.
+                let mut cfg = dev.config_bytes();
+                cfg[6] &= !0x08;
+                let mut want = snap.config_space.clone();
+                want[6] &= !0x08;
+                assert_eq!(cfg[..], want[..], "configuration space");
+                assert_eq!(
+                    (dev.device_status(), dev.isr_status(), dev.msix_config()),
+                    (snap.device_status, snap.isr_status, snap.msix_config),
+                    "registers"
+                );
+                assert_eq!(dev.driver_features(), snap.driver_features);
+                assert_eq!(dev.config_generation(), snap.config_generation);
+                for (q, s) in snap.queues.iter().enumerate() {
+                    assert_eq!(dev.queue_msix_vector(q as u16), Some(s.msix_vector));
+                }
+                assert!(fresh.sink.messages().is_empty(), "restore sent a message");
+                let again = fresh.dev.snapshot();
+                let mut other = self.fresh_rig();
+                other
+                    .dev
+                    .restore(&again)
+                    .expect("a restored device's own snapshot restores");
+                assert_eq!(other.dev.snapshot(), again, "restore is not idempotent");
+                self.rig = fresh;
+                self.msgs_seen = 0;
+            }
+        }
+    }
+
+    fn fresh_rig(&self) -> Rig {
+        Rig::on_memory(
+            Box::new(NullBackend::new(self.queues)),
+            self.rig.options(),
+            self.rig.mem.clone(),
+        )
     }
 
     pub fn check(&mut self) {
