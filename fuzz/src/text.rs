@@ -76,6 +76,48 @@ pub fn run_doctor(data: &[u8]) {
     let _ = report.render_text();
     let _ = report.render_html();
     let _ = report.to_json();
+    check_gate(&String::from_utf8_lossy(data));
+}
+
+/// Most lines of one input the gate checks look at (each line costs 58 substring searches).
+const GATE_LINES: usize = 256;
+
+/// The keyword gate (`virq_doctor::gate`) lets the parser skip matchers, so it must be exact:
+/// on every line, bit `i` of `hits` is set exactly when `PATTERNS[i]` occurs (ASCII case
+/// ignored), and format detection gated by it classifies every line, and so the whole text,
+/// as the ungated detection does.
+fn check_gate(text: &str) {
+    use virq_doctor::detect::{Votes, classify_gated, classify_line};
+    use virq_doctor::gate::{self, PATTERNS};
+    use virq_doctor::text::{contains_ci, strip_prefixes};
+    let (mut gated, mut stripped) = (Votes::default(), Votes::default());
+    for raw in text.lines().take(GATE_LINES) {
+        let (body, prefix) = strip_prefixes(raw);
+        let hits = gate::hits(body);
+        for (i, p) in PATTERNS.iter().enumerate() {
+            assert_eq!(
+                hits & 1 << i != 0,
+                contains_ci(body, p),
+                "gate bit {i} ({p:?}) on {body:?}"
+            );
+        }
+        let keywords = hits & gate::CLASSIFY != 0;
+        assert_eq!(
+            classify_gated(raw, body, &prefix, keywords),
+            classify_line(raw),
+            "gated detection of {raw:?}"
+        );
+        gated.add_gated(raw, body, &prefix, keywords);
+        stripped.add_stripped(raw, body, &prefix);
+    }
+    let head: String = text
+        .lines()
+        .take(GATE_LINES)
+        .flat_map(|l| [l, "\n"])
+        .collect();
+    let whole = virq_doctor::Format::detect(&head);
+    assert_eq!(gated.winner(), whole, "gated votes");
+    assert_eq!(stripped.winner(), whole, "votes on stripped lines");
 }
 
 /// Most events one `judge` input may hand the judge.
@@ -157,5 +199,117 @@ pub fn run_win_text(data: &[u8]) {
     for line in text.lines().take(4096) {
         let _ = virq_win7::windbg::parse_devnode_state(line);
         let _ = virq_win7::dbgprint::parse_line(line);
+        if let Some(cmd) = virq_win7::windbg::prompt_command(line) {
+            let _ = virq_win7::windbg::Command::parse(cmd);
+        }
+    }
+    windbg_round_trips(&text);
+}
+
+/// The WinDbg readers' whole-text forms (`virq_win7::windbg::*::parse_*`) on arbitrary text,
+/// and what they read handed to the writer beside each reader and read again: whatever a
+/// reader accepts, its writer prints in a form the reader reads back unchanged (`!pcitree`
+/// functions, `!dd`/`!dq` lines, `dt` resource descriptors), the MSI-X memory reader places
+/// every entry it completes inside the table it was given, and `!irp` locations name their
+/// lists only for a start IRP.
+fn windbg_round_trips(text: &str) {
+    use virq_win7::windbg::{dd, devnode, dt, irp, pcitree};
+    for (bus, f) in pcitree::parse_pcitree(text).into_iter().take(16) {
+        let again = pcitree::parse_pcitree(&pcitree::render_pcitree(bus, 0, &[f.clone()]));
+        assert_eq!(again, [(bus, f)], "!pcitree round trip");
+    }
+
+    // `!dd`/`!dq` lines: the writer's rows read back as the same values; the first line's
+    // address is taken as an MSI-X table of up to 16 entries (PBA right after it).
+    let mut memory: Option<dd::MsixMemoryReader> = None;
+    for line in text.lines().take(4096) {
+        let Some((address, values, unit)) = dd::parse_line(line) else {
+            continue;
+        };
+        assert!(matches!(unit, 4 | 8) && !values.is_empty() && values.len() <= 16);
+        if address < 1 << 62 {
+            let printed = if unit == 4 {
+                let dwords: Vec<u32> = values.iter().map(|&v| v as u32).collect();
+                assert!(values.iter().all(|&v| v <= u64::from(u32::MAX)));
+                dd::render_dd(address, &dwords)
+            } else {
+                dd::render_dq(address, &values)
+            };
+            let mut back = Vec::new();
+            for (i, l) in printed.lines().skip(1).enumerate() {
+                let (a, v, u) = dd::parse_line(l).expect("a printed row reads");
+                assert_eq!((a, u), (address + 16 * i as u64, unit), "{l:?}");
+                back.extend(v);
+            }
+            assert_eq!(
+                back,
+                values,
+                "!d{} round trip",
+                if unit == 4 { 'd' } else { 'q' }
+            );
+        }
+        let loc = memory
+            .get_or_insert_with(|| {
+                let entries = (address as u16 & 0xF) + 1;
+                dd::MsixMemoryReader::new(dd::MsixLocation {
+                    table: address & !0xF,
+                    entries,
+                    pba: (address & !0xF).wrapping_add(u64::from(entries) * 16),
+                })
+            })
+            .location();
+        let reader = memory.as_mut().expect("set above");
+        for e in reader.feed(address, &values, unit) {
+            match e {
+                virq_events::EventKind::MsixEntry { entry, .. }
+                | virq_events::EventKind::PendingSet { entry } => {
+                    assert!(entry < loc.entries, "entry {entry} of {}", loc.entries)
+                }
+                other => panic!("the MSI-X memory reader made {other:?}"),
+            }
+        }
+    }
+
+    for c in irp::parse_irps(text).into_iter().take(16) {
+        if let Some((raw, translated)) = c.start_device_lists() {
+            assert_eq!((raw, translated), (c.args[0], c.args[1]));
+            assert_eq!(
+                (c.location.major, c.location.minor),
+                (irp::IRP_MJ_PNP, irp::IRP_MN_START_DEVICE)
+            );
+        }
+    }
+
+    // `dt` descriptors: one the reader makes a descriptor of, printed as a one-descriptor list
+    // and read again, is the same descriptor.
+    for item in dt::parse_dt(text).into_iter().take(64) {
+        let dt::DtItem::Descriptor(d) = item else {
+            continue;
+        };
+        for raw in [true, false] {
+            let _ = d.to_event(raw);
+            let _ = d.quote_tag(raw);
+            let Some(desc) = d.to_descriptor(raw) else {
+                continue;
+            };
+            let printed = dt::render_resource_list(0xFFFF_F8A0_0189_C4B0, &[desc]);
+            let back: Vec<_> = dt::parse_dt(&printed)
+                .into_iter()
+                .filter_map(|i| match i {
+                    dt::DtItem::Descriptor(d) => d.to_descriptor(raw),
+                    _ => None,
+                })
+                .collect();
+            assert_eq!(back, [desc], "dt round trip of {d:?}");
+        }
+    }
+
+    for (_, _, events) in devnode::parse_resource_lists(text).into_iter().take(16) {
+        for e in events {
+            assert!(
+                matches!(e, virq_events::EventKind::ResourceAssigned { .. }),
+                "a resource list made {e:?}"
+            );
+        }
     }
 }
