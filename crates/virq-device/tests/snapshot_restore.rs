@@ -175,6 +175,29 @@ fn refuses_a_pending_bit_the_function_would_have_sent() {
     Rig::new(2).dev.restore(&snap).unwrap();
 }
 
+/// PCI 3.0, 6.2.2: a notification waits only while Bus Master Enable is clear, and is served
+/// the moment it is set; a snapshot of a live device with Bus Master Enable set and a
+/// notification still waiting would keep the driver's buffers waiting for good. With Bus
+/// Master Enable clear the same notification restores, and setting it serves the queue. Found
+/// by the `config_bar` fuzz target's hostile restores.
+#[test]
+fn refuses_a_notification_waiting_for_bus_master_enable_while_it_is_set() {
+    let (_, mut snap) = live();
+    assert_ne!(snap.config_space[4] & 0x04, 0);
+    snap.queues[1].notify_deferred = true;
+    assert!(matches!(
+        refused(&snap),
+        SnapshotError::DeferredNotify { queue: 1 }
+    ));
+
+    snap.config_space[4] &= !0x04;
+    let mut fresh = Rig::new(2);
+    fresh.dev.restore(&snap).unwrap();
+    assert_eq!(fresh.dev.deferred_queues().collect::<Vec<_>>(), [1]);
+    fresh.set_command(u16::from(snap.config_space[4]) | 0x04);
+    assert_eq!(fresh.dev.deferred_queues().count(), 0);
+}
+
 /// virtio 1.2, 2.2.1 and 3.1.1: with FEATURES_OK set the driver's features are a subset of the
 /// offered ones and include VERSION_1.
 #[test]

@@ -167,6 +167,14 @@ pub enum SnapshotError {
         /// The MSI-X table size.
         table_size: u16,
     },
+    /// A live queue's notification waits for Bus Master Enable although it is set: the device
+    /// serves such a notification the moment Bus Master Enable is set (PCI 3.0, 6.2.2), so
+    /// restoring it would keep the driver's buffers waiting for good.
+    #[error("queue {queue}: a notification waits for Bus Master Enable, which is set")]
+    DeferredNotify {
+        /// The queue index.
+        queue: u16,
+    },
     /// A queue's maximum size differs from the device's.
     #[error("queue {queue}: maximum size {snapshot} in the snapshot, {device} in the device")]
     QueueMaxSize {
@@ -290,6 +298,13 @@ impl VirtioPciDevice {
         if snap.isr_status & !(ISR_QUEUE | ISR_CONFIG) != 0 {
             return Err(SnapshotError::IsrStatus(snap.isr_status));
         }
+        let command = u16::from_le_bytes([
+            snap.config_space[pci::COMMAND],
+            snap.config_space[pci::COMMAND + 1],
+        ]);
+        let live = snap.device_status & (status::DRIVER_OK | status::DEVICE_NEEDS_RESET)
+            == status::DRIVER_OK;
+        let serves = live && command & pci::COMMAND_BUS_MASTER != 0;
         let vector_ok = |v: u16| v == NO_VECTOR || v < table_size;
         if !vector_ok(snap.msix_config) {
             return Err(SnapshotError::Vector {
@@ -306,6 +321,9 @@ impl VirtioPciDevice {
                     vector: q.msix_vector,
                     table_size,
                 });
+            }
+            if serves && q.notify_deferred {
+                return Err(SnapshotError::DeferredNotify { queue });
             }
             let max = slot.queue.max_size();
             if q.max_size != max {
