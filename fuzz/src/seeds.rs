@@ -268,6 +268,7 @@ pub fn config_bar() -> Vec<(String, Vec<u8>)> {
         vec![queue(3, 1), queue(13, 1), edit(11, 1)], // indices, no signalled_used
         vec![edit(14, 7), edit(7, 1), edit(8, 1), edit(13, 9)],
         vec![edit(5, at(1) | 2 << 40)], // entry 1 unmasked, its Pending Bit set
+        vec![queue(12, 1)],             // a notification waiting, Bus Master on
     ] {
         ops.push(Op::Restore(edits));
     }

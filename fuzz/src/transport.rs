@@ -527,6 +527,60 @@ impl Harness {
 
     pub fn check(&mut self) {
         check_interrupts(&self.rig.dev, &self.rig.sink, &mut self.msgs_seen);
+        self.check_host_view();
+    }
+
+    /// What the host-side API says agrees with the registers the guest sees: BAR addresses
+    /// with the BAR registers, Bus Master Enable with Command bit 2, the offered features
+    /// include VERSION_1 and hold every accepted one once FEATURES_OK is set,
+    /// `config_generation` with the common configuration's register, and no notification
+    /// waits for Bus Master Enable while it is set (it would wait for good).
+    fn check_host_view(&mut self) {
+        let dev = &self.rig.dev;
+        let cfg = dev.config_bytes();
+        let dword = |o: usize| u32::from_le_bytes([cfg[o], cfg[o + 1], cfg[o + 2], cfg[o + 3]]);
+        for bar in dev.bar_defs() {
+            let o = 0x10 + 4 * usize::from(bar.index);
+            let lo = u64::from(dword(o) & !0xF);
+            let want = if matches!(bar.kind, virq_device::pci::BarKind::Memory64 { .. }) {
+                lo | u64::from(dword(o + 4)) << 32
+            } else {
+                lo
+            };
+            assert_eq!(dev.bar_address(bar.index), Some(want), "BAR {}", bar.index);
+        }
+        let command = u16::from_le_bytes([cfg[4], cfg[5]]);
+        assert_eq!(
+            dev.bus_master_enabled(),
+            command & 4 != 0,
+            "Bus Master Enable"
+        );
+        let live = dev.device_status()
+            & (virq_device::status::DRIVER_OK | virq_device::status::DEVICE_NEEDS_RESET)
+            == virq_device::status::DRIVER_OK;
+        if dev.bus_master_enabled() && live {
+            let waiting: Vec<u16> = dev.deferred_queues().collect();
+            assert!(
+                waiting.is_empty(),
+                "queues {waiting:?} wait for Bus Master Enable, which is set"
+            );
+        }
+        let offered = dev.device_features();
+        assert!(offered & virq_device::features::VERSION_1 != 0);
+        if dev.device_status() & virq_device::status::FEATURES_OK != 0 {
+            assert_eq!(
+                dev.driver_features() & !offered,
+                0,
+                "accepted features not offered"
+            );
+        }
+        assert!(format!("{dev:?}").contains(&format!("device_status: {}", dev.device_status())));
+        // Reading config_generation has no side effect (virtio 1.2, 4.1.4.3).
+        let common = self.rig.options().layout.common;
+        let mut generation = [0u8];
+        let dev = &mut self.rig.dev;
+        dev.bar_read(common.bar, common.offset + 0x15, &mut generation);
+        assert_eq!(generation[0], dev.config_generation(), "config_generation");
     }
 }
 
