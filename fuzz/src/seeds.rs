@@ -277,6 +277,28 @@ pub fn config_bar() -> Vec<(String, Vec<u8>)> {
     ops.push(kick());
     seeds.push(("hostile_restores".to_string(), encode_ops(0, &ops)));
 
+    // Layouts from the input (shape bit 7): the default layout spelled out, brought up with
+    // MSI-X and a chain completed; then layouts the device refuses (BAR 1, a misaligned table,
+    // overlapping regions, a 3 multiplier, no queues).
+    let default_layout = [0, 0, 0, 0, 1, 0, 0, 2, 0, 0, 3, 0, 0, 1, 0, 1, 8, 1u8];
+    let mut bytes = vec![0x80];
+    bytes.extend(default_layout);
+    let mut ops = bring_up(true, 0);
+    ops.extend(push(0));
+    ops.push(kick());
+    bytes.extend(&encode_ops(0, &ops)[1..]);
+    seeds.push(("layout_from_input".to_string(), bytes));
+    for (i, (at, value)) in [(0, 0x81), (14, 0x10), (4, 0), (12, 6), (17, 0)]
+        .into_iter()
+        .enumerate()
+    {
+        let mut bytes = vec![0x80];
+        let mut layout = default_layout;
+        layout[at] = value;
+        bytes.extend(layout);
+        seeds.push((format!("layout_refused_{i}"), bytes));
+    }
+
     // INTx: a restore that claims the line is up without an ISR bit, and one with an ISR bit.
     let mut ops = bring_up(false, 0);
     ops.push(Op::Restore(vec![edit(16, 1)]));

@@ -308,7 +308,8 @@ impl Op {
 
 /// The device shape an input starts with: bits 0-1 queues - 1, bits 2-3 the MSI-X table
 /// size option, bits 4-6 the BAR layout (an index into `testing::layouts()`, modulo their
-/// number; 0, the default layout, for every seed written before layouts were fuzzed).
+/// number; 0, the default layout, for every seed written before layouts were fuzzed); bit 7
+/// set, a layout and queue count read from the input instead (`decode_layout`).
 pub fn decode_shape(b: u8) -> TransportOptions {
     let table = match (b >> 2) & 3 {
         0 => None,
@@ -651,10 +652,77 @@ pub fn check_interrupts(dev: &VirtioPciDevice, sink: &RecordingSink, msgs_seen: 
     }
 }
 
+/// A BAR layout and queue count from the input (shape bit 7): region BARs, offsets and
+/// lengths, the notify multiplier and the MSI-X table and PBA placement, legal or not. The
+/// device must refuse what its layout rules refuse with the same typed error, refuse no
+/// queues, and otherwise build (the input then runs on it).
+fn decode_layout(
+    c: &mut Cursor<'_>,
+    mut options: TransportOptions,
+) -> Option<(u16, TransportOptions)> {
+    use virq_device::layout::Region;
+    let bar = |b: u8| if b & 0x80 != 0 { b & 7 } else { (b % 3) * 2 };
+    let offset = |f: u8| {
+        u64::from(f & 0x0F) * 0x1000
+            + if f & 0x10 != 0 { 4 } else { 0 }
+            + if f & 0x20 != 0 { 1 << 32 } else { 0 }
+    };
+    const LENGTHS: [u64; 9] = [0x1000, 0x800, 0x40, 0x3C, 0x10, 2, 1, 0, 1 << 33];
+    let region = |c: &mut Cursor<'_>| {
+        let (b, f, l) = (c.u8(), c.u8(), c.u8());
+        Region::new(bar(b), offset(f), LENGTHS[usize::from(l) % LENGTHS.len()])
+    };
+    let l = &mut options.layout;
+    l.common = region(c);
+    l.notify = region(c);
+    l.isr = region(c);
+    l.device = region(c);
+    l.notify_off_multiplier = [4, 0, 2, 8, 16, 1, 3, 4096][usize::from(c.u8() % 8)];
+    l.msix_table_bar = bar(c.u8());
+    l.msix_table_offset = offset(c.u8());
+    l.msix_pba_bar = bar(c.u8());
+    l.msix_pba_offset = offset(c.u8());
+    let queues = u16::from(c.u8() % 5);
+    let table_size = options
+        .msix_table_size
+        .unwrap_or(queues.saturating_add(1))
+        .max(1);
+    let built = VirtioPciDevice::new(
+        Box::new(NullBackend::new(queues)),
+        VecMemory::new(16),
+        std::sync::Arc::new(RecordingSink::new()),
+        options,
+    );
+    match built {
+        Err(DeviceError::NoQueues) => {
+            assert_eq!(queues, 0);
+            None
+        }
+        Err(DeviceError::Layout(e)) => {
+            assert_eq!(Err(e), options.layout.validate(queues, table_size));
+            None
+        }
+        Err(e) => panic!("a device refused with {e:?}"),
+        Ok(_) => {
+            assert!(queues > 0);
+            assert_eq!(options.layout.validate(queues, table_size), Ok(()));
+            Some((queues, options))
+        }
+    }
+}
+
 pub fn run(data: &[u8]) {
     let mut c = Cursor::new(data);
     let shape = c.u8();
-    let mut h = Harness::new(decode_queues(shape), decode_shape(shape));
+    let (queues, options) = if shape & 0x80 != 0 {
+        match decode_layout(&mut c, decode_shape(shape)) {
+            Some(built) => built,
+            None => return,
+        }
+    } else {
+        (decode_queues(shape), decode_shape(shape))
+    };
+    let mut h = Harness::new(queues, options);
     for _ in 0..MAX_OPS {
         if c.is_empty() {
             break;
