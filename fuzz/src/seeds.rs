@@ -567,8 +567,154 @@ write 0xfffffffffffffff0 32 0x00
         let mut b = vec![device];
         b.extend_from_slice(session.as_bytes());
         out.push((format!("session_{device}"), b));
+        let mut b = vec![device];
+        b.extend_from_slice(serve_driver(device).as_bytes());
+        out.push((format!("driver_{device}"), b));
     }
     out
+}
+
+/// A driver's whole conversation with `virq serve` (device 0 blk, 1 rng, 2 console): BARs and
+/// Command through 0xcf8/0xcfc, the MSI-X table (entry 2 aimed at guest RAM), MSI-X Enable,
+/// the virtio status dance, queue 0 on rings in the session's 64 KiB of RAM, one request
+/// (a blk read, an rng or console receive buffer) with `DMA` lines on, then the ISR, a
+/// configuration change, a masked entry's Pending Bit, Bus Master Enable off and on around a
+/// notify, `IRQ msi` lines off, the events; then after `virq_reset` the same over INTx.
+fn serve_driver(device: u8) -> String {
+    const BAR0: u64 = 0xC000_0000;
+    const BAR2: u64 = 0xC001_0000;
+    const DESC: u64 = 0x4000;
+    const AVAIL: u64 = 0x5000;
+    const USED: u64 = 0x6000;
+    let cfg = |off: u16| format!("outl 0xcf8 {:#x}\n", 0x8000_0800u32 | u32::from(off));
+    let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
+    let desc = |i: u64, addr: u64, len: u32, flags: u16, next: u16| {
+        let mut b = addr.to_le_bytes().to_vec();
+        b.extend(len.to_le_bytes());
+        b.extend(flags.to_le_bytes());
+        b.extend(next.to_le_bytes());
+        format!("write {:#x} 16 0x{}\n", DESC + 16 * i, hex(&b))
+    };
+    // The request: virtio-blk reads sector 0 (header, data, status); rng and console get one
+    // writable buffer.
+    let chain = if device == 0 {
+        let header = [0u8; 16];
+        format!(
+            "write 0x8000 16 0x{}\n{}{}{}",
+            hex(&header),
+            desc(0, 0x8000, 16, 1, 1),
+            desc(1, 0x8200, 512, 3, 2),
+            desc(2, 0x8400, 1, 2, 0)
+        )
+    } else {
+        desc(0, 0x8000, 64, 2, 0)
+    };
+    let avail = |idx: u16| {
+        format!(
+            "write {:#x} 4 0x0000{}\nwrite {:#x} 2 0x{}\n",
+            AVAIL,
+            hex(&idx.to_le_bytes()),
+            AVAIL + 2 + 2 * u64::from(idx),
+            "0000"
+        )
+    };
+    let (_, msix_cap) = caps();
+    let bring_up = |msix: bool| {
+        let mut t = String::new();
+        t += &cfg(0x10);
+        t += &format!("outl 0xcfc {BAR0:#x}\n");
+        t += &cfg(0x14);
+        t += "outl 0xcfc 0x0\n";
+        t += &cfg(0x18);
+        t += &format!("outl 0xcfc {BAR2:#x}\n");
+        t += &cfg(0x1C);
+        t += "outl 0xcfc 0x0\n";
+        t += &cfg(0x04);
+        t += "outw 0xcfc 0x6\n";
+        if msix {
+            for i in 0..3u64 {
+                let e = BAR2 + 16 * i;
+                let target = if i == 1 {
+                    0x9000
+                } else {
+                    0xFEE0_0000 | i << 12
+                };
+                t += &format!("writel {e:#x} {target:#x}\nwritel {:#x} 0x0\n", e + 4);
+                t += &format!(
+                    "writel {:#x} {:#x}\nwritel {:#x} 0x0\n",
+                    e + 8,
+                    0x4030 + i,
+                    e + 12
+                );
+            }
+            t += &cfg(msix_cap & !3);
+            t += "outl 0xcfc 0x80000011\n";
+        }
+        for status in [0, 1, 3] {
+            t += &format!("writeb {:#x} {status:#x}\n", BAR0 + 0x14);
+        }
+        t += &format!("writel {:#x} 0x1\nwritel {:#x} 0x1\n", BAR0 + 8, BAR0 + 0xC);
+        t += &format!("writeb {:#x} 0xb\nreadb {:#x}\n", BAR0 + 0x14, BAR0 + 0x14);
+        let (config_vector, queue_vector) = if msix { (0, 1) } else { (0xFFFF, 0xFFFF) };
+        t += &format!("writew {:#x} {config_vector:#x}\n", BAR0 + 0x10);
+        t += &format!(
+            "writew {:#x} 0x0\nwritew {:#x} 0x10\n",
+            BAR0 + 0x16,
+            BAR0 + 0x18
+        );
+        t += &format!(
+            "writeq {:#x} {DESC:#x}\nwriteq {:#x} {AVAIL:#x}\nwriteq {:#x} {USED:#x}\n",
+            BAR0 + 0x20,
+            BAR0 + 0x28,
+            BAR0 + 0x30
+        );
+        t += &format!("writew {:#x} {queue_vector:#x}\n", BAR0 + 0x1A);
+        t += &format!(
+            "writew {:#x} 0x1\nwriteb {:#x} 0xf\n",
+            BAR0 + 0x1C,
+            BAR0 + 0x14
+        );
+        t
+    };
+    let kick = format!("writew {:#x} 0x0\n", BAR0 + 0x1000);
+    let mut t = String::from("virq_dma_lines on\n");
+    t += &bring_up(true);
+    t += &chain;
+    t += &avail(1);
+    t += &kick;
+    t += &format!("read {USED:#x} 16\nreadb {:#x}\n", BAR0 + 0x2000);
+    t += "virq_config_change\n";
+    // Entry 1 masked: the next completion waits in the PBA until the unmask.
+    t += &format!("writel {:#x} 0x1\n", BAR2 + 16 + 12);
+    t += &avail(2);
+    t += &kick;
+    t += &format!(
+        "readq {:#x}\nwritel {:#x} 0x0\n",
+        BAR2 + 0x8000,
+        BAR2 + 16 + 12
+    );
+    // Bus Master Enable off: the notify waits for it.
+    t += &cfg(0x04);
+    t += "outw 0xcfc 0x2\n";
+    t += &avail(3);
+    t += &kick;
+    t += "outw 0xcfc 0x6\n";
+    t += "virq_msi_lines off\n";
+    t += &avail(4);
+    t += &kick;
+    t += "virq_msi_lines on\nvirq_events 0\nvirq_reset\n";
+    t += &bring_up(false);
+    t += &chain;
+    t += &avail(1);
+    t += &kick;
+    t += &format!("readb {:#x}\n", BAR0 + 0x2000);
+    t += &cfg(0x04);
+    t += "outw 0xcfc 0x406\nvirq_config_change\noutw 0xcfc 0x6\n";
+    t += &format!(
+        "readb {:#x}\nvirq_dma_lines off\nvirq_dma_lines maybe\n",
+        BAR0 + 0x2000
+    );
+    t
 }
 
 /// Seeds for `ring`: (name, bytes).

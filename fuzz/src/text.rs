@@ -6,11 +6,19 @@ use virq_serve::{DeviceKind, ServeOptions, Session, parse_request};
 /// Most request lines one input may send.
 const MAX_LINES: usize = 64;
 
-/// `virq serve`: the request parser on the whole input as one line, then a session (1 MiB of
+/// Guest RAM of a `serve_request` session: small, so that comparing it around each request
+/// stays cheap.
+const SERVE_RAM: usize = 64 * 1024;
+
+/// `virq serve`: the request parser on the whole input as one line, then a session (64 KiB of
 /// RAM, a small disk) answering each line. Every line of the answer must be one of the
-/// protocol's (`OK`, `FAIL`, `IRQ`, a JSON event), every request gets exactly one `OK` or `FAIL`, and
-/// nothing panics.
+/// protocol's (`OK`, `FAIL`, `IRQ`, `DMA`, a JSON event), every request gets exactly one `OK`
+/// or `FAIL`, and with `virq_dma_lines on` every byte of guest RAM the device changed while
+/// serving a request lies in a `DMA` range of that request's answer, each range inside RAM
+/// (docs/serve-protocol.md, "DMA lines"). Requests that write RAM themselves (`write`,
+/// `memset`, sized writes to RAM, `virq_reset`) are left out of that comparison.
 pub fn run_serve(data: &[u8]) {
+    use virq_serve::Request;
     let _ = parse_request(data);
     let Some((&first, rest)) = data.split_first() else {
         return;
@@ -22,26 +30,54 @@ pub fn run_serve(data: &[u8]) {
     };
     let options = ServeOptions {
         device,
-        ram_bytes: 1 << 20,
+        ram_bytes: SERVE_RAM as u64,
         disk_bytes: 64 * 512,
         ..ServeOptions::default()
     };
     let mut session = Session::new(&options).expect("valid options");
     let mut out = Vec::new();
+    let (mut before, mut after) = (vec![0u8; SERVE_RAM], vec![0u8; SERVE_RAM]);
+    let mut dma_lines = false;
     for line in rest.split(|&b| b == b'\n').take(MAX_LINES) {
         out.clear();
         let blank = virq_serve::parse::is_blank(line);
         if line.len() > virq_serve::MAX_LINE_LEN {
             continue;
         }
+        let request = parse_request(line);
+        let client_writes = match &request {
+            Ok(Request::BulkWrite { .. } | Request::Memset { .. } | Request::Reset) => true,
+            Ok(Request::MemWrite { addr, .. }) => *addr < SERVE_RAM as u64,
+            _ => false,
+        };
+        let compare = dma_lines && !client_writes;
+        if compare {
+            session.ram().read(0, &mut before).expect("RAM reads");
+        }
         session
             .handle_line(line, &mut out)
             .expect("a Vec never fails");
         let text = String::from_utf8(out.clone()).expect("replies are UTF-8");
         let mut replies = 0;
+        let mut ranges = Vec::new();
         for l in text.lines() {
-            // IRQ lines come before the reply; `virq_events` prints one JSON event a line.
+            // IRQ and DMA lines come before the reply; `virq_events` prints one JSON event a line.
             if l.starts_with("IRQ ") || l.starts_with('{') {
+                continue;
+            }
+            if let Some(dma) = l.strip_prefix("DMA ") {
+                assert!(dma_lines, "a DMA line while they are off: {l:?}");
+                let hex = |s: Option<&str>| {
+                    u64::from_str_radix(s.and_then(|s| s.strip_prefix("0x")).expect("hex"), 16)
+                        .expect("hex")
+                };
+                let mut f = dma.split(' ');
+                let (addr, len) = (hex(f.next()), hex(f.next()));
+                assert!(
+                    len > 0 && addr.checked_add(len).is_some_and(|e| e <= SERVE_RAM as u64),
+                    "DMA range outside RAM: {l:?}"
+                );
+                ranges.push((addr, len));
                 continue;
             }
             assert!(
@@ -55,6 +91,22 @@ pub fn run_serve(data: &[u8]) {
             usize::from(!blank),
             "replies to {line:?}: {text:?}"
         );
+        if compare {
+            session.ram().read(0, &mut after).expect("RAM reads");
+            for (i, (b, a)) in before.iter().zip(&after).enumerate() {
+                let i = i as u64;
+                assert!(
+                    b == a
+                        || ranges
+                            .iter()
+                            .any(|&(addr, len)| (addr..addr + len).contains(&i)),
+                    "the device changed RAM at {i:#x} without a DMA line ({line:?}: {text:?})"
+                );
+            }
+        }
+        if let (Ok(Request::DmaLines(on)), true) = (&request, text.ends_with("OK\n")) {
+            dma_lines = *on;
+        }
     }
 }
 
