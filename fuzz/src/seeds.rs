@@ -420,6 +420,39 @@ pub fn rings() -> Vec<(&'static str, String, Vec<u8>)> {
         &setup(true, 4),
         &blk_request(0, 1 << 40, 512, WRITE),
     );
+    // The same requests with a file-backed twin that must behave as the memory disk does:
+    // a write then a read of it back, a flush, beyond the end; and on a read-only disk.
+    let twin = |read_only: bool| Setup {
+        file_twin: true,
+        read_only,
+        ..setup(true, 4)
+    };
+    let mut write_read = blk_request(1, 2, 512, 0);
+    write_read.push(Step::Ram {
+        addr: DATA_BASE as u16 + 0x10,
+        data: b"virq".to_vec(),
+    });
+    write_read.extend(blk_request(1, 3, 512, 0));
+    write_read.extend(blk_request(0, 2, 1024, WRITE));
+    write_read.extend(blk_request(4, 0, 0, 0));
+    write_read.extend(blk_request(0, 1 << 40, 512, WRITE));
+    add("queues_blk", "file_twin", &twin(false), &write_read);
+    add(
+        "queues_blk",
+        "file_twin_read_only",
+        &twin(true),
+        &write_read,
+    );
+    add(
+        "queues_blk",
+        "read_only_write",
+        &Setup {
+            read_only: true,
+            ..setup(false, 4)
+        },
+        &blk_request(1, 2, 512, 0),
+    );
+
     // Two 4 GiB - 1 writable buffers: lengths that sum past 4 GiB.
     let mut steps = blk_request(0, 0, 512, WRITE);
     steps.insert(3, desc(0, 1, DATA_BASE + 0x100, u32::MAX, NEXT | WRITE, 3));
@@ -826,6 +859,17 @@ pub fn ring() -> Vec<(String, Vec<u8>)> {
             ],
         ),
     ));
+    // Every seed again with the device reaching RAM through a memory without a flat region
+    // (header flag bit 2).
+    let no_flat: Vec<(String, Vec<u8>)> = out
+        .iter()
+        .map(|(name, bytes)| {
+            let mut b = bytes.clone();
+            b[0] |= 4;
+            (format!("{name}_no_flat"), b)
+        })
+        .collect();
+    out.extend(no_flat);
     out
 }
 
