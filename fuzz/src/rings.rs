@@ -156,7 +156,9 @@ pub enum Step {
     /// Host-side polling (console input).
     Poll,
     /// 0 read ISR, 1 function mask, 2 function unmask, 3 mask entry, 4 unmask entry,
-    /// 5 queue_reset, 6 config change, 7 avail.flags / used_event.
+    /// 5 queue_reset, 6 config change, 7 avail.flags / used_event, 8 write byte `arg >> 8` at
+    /// device-configuration offset `arg & 0x3F` (virtio-console's `emerg_wr` at 8), 9 read
+    /// the device configuration at offset `arg & 0x3F`, width 1 << (arg >> 8 & 3).
     Misc {
         what: u8,
         arg: u16,
@@ -295,6 +297,15 @@ fn backend(kind: Kind, setup: &Setup, file: bool) -> Box<dyn VirtioBackend> {
         Kind::Console => {
             let mut c = Console::new(ConsoleConfig::default());
             c.push_input(&setup.console_input);
+            // Lines handed to the embedder never hold a newline nor pass MAX_LINE bytes.
+            c.set_line_callback(Box::new(|line: &[u8]| {
+                assert!(
+                    line.len() <= virq_backends::console::MAX_LINE,
+                    "{} bytes",
+                    line.len()
+                );
+                assert!(!line.contains(&b'\n'), "a newline inside a line");
+            }));
             Box::new(c)
         }
     }
@@ -442,18 +453,18 @@ impl Driver {
                 self.bring_up();
             }
             Step::Poll => self.rig.dev.poll_backend(),
-            Step::Misc { what, arg } => match what % 8 {
+            Step::Misc { what, arg } => match what % 10 {
                 0 => self.rig.dev.bar_read(0, 0x2000, &mut buf),
                 1 | 2 => {
                     if let Some(cap) = self.msix_cap {
-                        let ctl: u16 = if what % 8 == 1 { 0xC000 } else { 0x8000 };
+                        let ctl: u16 = if what % 10 == 1 { 0xC000 } else { 0x8000 };
                         self.rig.dev.config_write(cap + 2, &ctl.to_le_bytes());
                     }
                 }
                 3 | 4 => {
                     let n = self.rig.dev.msix().map_or(1, |m| m.table_size());
                     let e = (*arg % n) as u64 * 16;
-                    let masked = (what % 8 == 3) as u32;
+                    let masked = (what % 10 == 3) as u32;
                     self.rig.dev.bar_write(2, e + 12, &masked.to_le_bytes());
                 }
                 5 => {
@@ -462,6 +473,19 @@ impl Driver {
                     self.common_write(common::QUEUE_RESET, &1u16.to_le_bytes());
                 }
                 6 => self.rig.dev.config_changed(),
+                8 | 9 => {
+                    let device = self.rig.options().layout.device;
+                    let off = device.offset + u64::from(arg & 0x3F);
+                    if what % 10 == 8 {
+                        self.rig.dev.bar_write(device.bar, off, &[(arg >> 8) as u8]);
+                    } else {
+                        let width = 1usize << (arg >> 8 & 3);
+                        let before = self.rig.dev.config_generation();
+                        let mut value = [0u8; 8];
+                        self.rig.dev.bar_read(device.bar, off, &mut value[..width]);
+                        assert_eq!(self.rig.dev.config_generation(), before);
+                    }
+                }
                 _ => {
                     let ring = Self::live_ring(&self.rig.mem, &before, self.queue_of(*arg as u8));
                     let _ = ring.try_set_avail_flags(arg >> 8 & 1);
@@ -472,7 +496,7 @@ impl Driver {
         let after = self.rig.dev.snapshot();
         let resets = match step {
             Step::Reset => true,
-            Step::Misc { what, .. } => what % 8 == 5,
+            Step::Misc { what, .. } => what % 10 == 5,
             _ => false,
         };
         if !resets && before.device_status & status::DRIVER_OK != 0 {

@@ -566,6 +566,41 @@ pub fn rings() -> Vec<(&'static str, String, Vec<u8>)> {
     ];
     add("queues_console", "rx_tx", &console, &steps);
     add("queues_console", "tx_intx", &setup(false, 4), &steps[4..]);
+    // The device configuration: every field read at each width, emerg_wr written (output
+    // before and after DRIVER_OK, a newline ending the line), and a transmit buffer with a
+    // line longer than the line callback keeps.
+    let mut config: Vec<Step> = (0..12u16)
+        .flat_map(|off| {
+            (0..4u16).map(move |w| Step::Misc {
+                what: 9,
+                arg: off | w << 8,
+            })
+        })
+        .collect();
+    for &b in b"emerg\n" {
+        config.push(Step::Misc {
+            what: 8,
+            arg: 8 | u16::from(b) << 8,
+        });
+    }
+    config.push(Step::Ram {
+        addr: DATA_BASE as u16 + 0x1000,
+        data: vec![b'x'; 255],
+    });
+    for i in 0..20u16 {
+        config.push(desc(1, i, DATA_BASE + 0x1000, 255, NEXT, i + 1));
+    }
+    config.push(desc(1, 20, DATA_BASE + 0x200, 4, 0, 0));
+    config.push(Step::Avail { queue: 1, head: 0 });
+    config.push(Step::Kick { queue: 1 });
+    add(
+        "queues_console",
+        "config_and_long_line",
+        &setup(true, 5),
+        &config,
+    );
+    add("queues_blk", "config", &setup(true, 4), &config[..48]);
+    add("queues_rng", "config", &setup(true, 4), &config[..48]);
     out
 }
 
