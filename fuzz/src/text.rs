@@ -193,9 +193,24 @@ pub fn run_judge(data: &[u8]) {
         let _ = s.overall();
     }
     let _ = judgement.broken_rows();
+    // Every event reads as one line in a report: a file line quoted, a run's event in words.
     for e in &events {
-        let _ = virq_judge::describe::quote(e);
+        let quoted = virq_judge::describe::quote(e);
+        assert!(!quoted.contains('\n'), "a quote of two lines: {quoted:?}");
+        if matches!(e.origin, virq_events::Origin::Run) {
+            assert!(!quoted.is_empty(), "no words for {:?}", e.kind);
+        }
+        let _ = virq_judge::describe::location(e);
     }
+    // Evidence lost at a source is reported by that source's subjects, and changes nothing
+    // else of the judgement.
+    let mut lossy = virq_judge::Judge::new();
+    lossy.note_lost("fuzz", "lines cut", 1);
+    for e in &events {
+        lossy.observe(e);
+    }
+    let lossy = lossy.finish();
+    assert_eq!(lossy.subjects.len(), judgement.subjects.len());
     // The same events grouped by source, each source in first-seen order.
     let key = |e: &virq_events::Event| match &e.origin {
         virq_events::Origin::File { path, .. } => Some(path.clone()),
