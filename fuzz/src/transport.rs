@@ -82,6 +82,14 @@ pub struct Edit {
     pub value: u64,
 }
 
+/// The array `key` of a snapshot's MSI-X state, when there is one.
+fn msix_part<'a>(
+    snap: &'a mut serde_json::Value,
+    key: &str,
+) -> Option<&'a mut Vec<serde_json::Value>> {
+    snap.get_mut("msix")?.get_mut(key)?.as_array_mut()
+}
+
 /// The host byte an [`Op::Restore`] is encoded with.
 const RESTORE_HOST: u8 = 0x82;
 /// Most edits one hostile restore makes.
@@ -96,9 +104,16 @@ impl Edit {
         use serde_json::{Value, json};
         let v = self.value;
         let small = |n: usize| if n == 0 { 0 } else { (v >> 48) as usize % n };
+        // An earlier edit of the JSON text may have left anything: only an object is edited
+        // field by field (and indexing anything else would panic in serde_json).
+        if !snap.is_object() {
+            return;
+        }
         match self.field % 20 {
             0 => {
-                let q = snap["queues"].as_array_mut().expect("queues");
+                let Some(q) = snap["queues"].as_array_mut() else {
+                    return;
+                };
                 if v & 1 == 0 {
                     q.pop();
                 } else if let Some(last) = q.last().cloned() {
@@ -106,27 +121,29 @@ impl Edit {
                 }
             }
             1 => {
-                let c = snap["config_space"].as_array_mut().expect("config_space");
-                c.resize(v as usize % 300, json!(0));
+                if let Some(c) = snap["config_space"].as_array_mut() {
+                    c.resize(v as usize % 300, json!(0));
+                }
             }
             2 => {
-                let c = snap["config_space"].as_array_mut().expect("config_space");
-                let n = c.len();
-                if n > 0 {
+                if let Some(c) = snap["config_space"].as_array_mut()
+                    && !c.is_empty()
+                {
+                    let n = c.len();
                     c[small(n)] = json!(v as u8);
                 }
             }
             3 => match v % 3 {
                 0 => snap["msix"] = Value::Null,
                 _ => {
-                    if let Some(t) = snap["msix"]["table"].as_array_mut() {
+                    if let Some(t) = msix_part(snap, "table") {
                         let n = (v >> 8) as usize % 70;
                         t.resize(n, json!({"address": 0, "data": 0, "vector_control": 1}));
                     }
                 }
             },
             4 => {
-                if let Some(p) = snap["msix"]["pba"].as_array_mut() {
+                if let Some(p) = msix_part(snap, "pba") {
                     let i = small(p.len() + 1);
                     if i == p.len() {
                         p.push(json!(v & 0xFFFF));
@@ -136,13 +153,15 @@ impl Edit {
                 }
             }
             5 => {
-                if let Some(t) = snap["msix"]["table"].as_array_mut()
+                if let Some(t) = msix_part(snap, "table")
                     && !t.is_empty()
                 {
                     let i = small(t.len());
                     let key =
                         ["address", "data", "vector_control"][usize::from((v >> 40) as u8 % 3)];
-                    t[i][key] = json!(v & 0xFFFF_FFFF);
+                    if t[i].is_object() {
+                        t[i][key] = json!(v & 0xFFFF_FFFF);
+                    }
                 }
             }
             6 => {
@@ -163,12 +182,17 @@ impl Edit {
             15 => snap["isr_status"] = json!(v as u8),
             16 => snap["line"] = json!(v & 1 != 0),
             17 => {
-                let q = snap["queues"].as_array_mut().expect("queues");
+                let Some(q) = snap["queues"].as_array_mut() else {
+                    return;
+                };
                 if q.is_empty() {
                     return;
                 }
                 let i = small(q.len());
                 let q = &mut q[i];
+                if !q.is_object() {
+                    return;
+                }
                 let (b, w16, w64) = (v & 1 != 0, json!(v as u16), json!(v & 0xFFFF_FFFF));
                 match (v >> 40) as u8 % 14 {
                     0 => q["max_size"] = w16,
