@@ -282,7 +282,8 @@ pub fn run_win_text(data: &[u8]) {
 fn windbg_round_trips(text: &str) {
     use virq_win7::windbg::{dd, devnode, dt, irp, pcitree};
     for (bus, f) in pcitree::parse_pcitree(text).into_iter().take(16) {
-        let again = pcitree::parse_pcitree(&pcitree::render_pcitree(bus, 0, &[f.clone()]));
+        let again =
+            pcitree::parse_pcitree(&pcitree::render_pcitree(bus, 0, std::slice::from_ref(&f)));
         assert_eq!(again, [(bus, f)], "!pcitree round trip");
     }
 
