@@ -9,7 +9,7 @@
 function writer(name) {
     if (name ~ /dbgprint::(DbgPrint|DbgViewCapture|DbgViewStyle|DebugPrintFilter)/) return 1
     if (name ~ /KernelObjects>::for_start/) return 1
-    return name ~ /::(render_[a-z_]+|format_[a-z_]+|fmt_ptr|fmt_ptr_plain|descriptor_bytes|descriptor_fields|value_text|v|four|line|large|rd16|rd32|rd64|r8|r16|r32|field|vendor_name|flag_names|base_class_name|sub_class_name|ptr_or_null|stack_location|flags_text|share_name|list_heading|interrupt_flag_names|class_description)(::|$)/
+    return name ~ /::(render_[a-z0-9_]+|format_[a-z0-9_]+|fmt_ptr|fmt_ptr_plain|descriptor_bytes|descriptor_fields|value_text|v|four|line|large|rd16|rd32|rd64|r8|r16|r32|field|vendor_name|flag_names|base_class_name|sub_class_name|ptr_or_null|stack_location|flags_text|share_name|list_heading|interrupt_flag_names|class_description)(::|$)/
 }
 
 /^File '/ {

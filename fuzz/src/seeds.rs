@@ -958,6 +958,38 @@ pub fn judge() -> Vec<(String, Vec<u8>)> {
     out
 }
 
+/// An `!pci` dump in virq's earlier layout, whose decoded MSI-X block lists the table entry by
+/// entry (`Entry[n] Address:... Data:... Masked:... Pending:...`): no fixture has it.
+const PCI_MSIX_ENTRY_LINES: &str = "\
+0: kd> !pci 100 0 4 0
+
+PCI Configuration Space (Segment:0000 Bus:00 Device:04 Function:00)
+Common Header:
+    00: VendorID       1af4      Red Hat, Inc.
+    02: DeviceID       1042
+    04: Command        0406      MemSpaceEn BusInitiate InterruptDis
+    06: Status         0010      CapList
+    10: BAR0           c0000004
+    14: BAR1           00000000
+    18: BAR2           c0010004
+    1c: BAR3           00000000
+    34: CapPtr         98
+    98: CapID          11        MSI-X Capability
+        MessageControl 8002  TableSize:3 FunctionMask:0 Enable:1
+        Entry[0]  Address:00000000fee00000 Data:000000b1 Masked:0 Pending:0
+        Entry[1]  Address:00000000fee01000 Data:000000c1 Masked:1 Pending:1
+        Entry[2]  Address:00000000fee00000 Data:000000d1 Masked:no Pending:off
+";
+
+/// Seeds for `doctor_parse` beside the doctor's fixtures (which `scripts/fuzz.sh` passes as
+/// they are): formats no fixture has.
+pub fn doctor_parse() -> Vec<(String, Vec<u8>)> {
+    vec![(
+        "pci_msix_entry_lines.txt".to_string(),
+        PCI_MSIX_ENTRY_LINES.as_bytes().to_vec(),
+    )]
+}
+
 /// Seeds for `win_text` beside the doctor's fixtures: the sample INF the Windows 7 model
 /// installs from, and the driver's power prints (log format line 12) as the model writes them
 /// and as a capture shows them (DbgView columns, a driver's prefix, KMDF's state names), which
@@ -973,6 +1005,10 @@ pub fn win_text() -> Vec<(String, Vec<u8>)> {
         "VIRTIO: EvtDeviceD0Entry previousstate=D0Final,".to_string(),
     ];
     vec![
+        (
+            "pci_msix_entry_lines.txt".to_string(),
+            PCI_MSIX_ENTRY_LINES.as_bytes().to_vec(),
+        ),
         (
             "virtio_blk_sample.inf".to_string(),
             virq_win7::VIRTIO_BLK_SAMPLE_INF.as_bytes().to_vec(),

@@ -262,15 +262,54 @@ pub fn run_win_text(data: &[u8]) {
         }
     }
     let _ = virq_win7::InfPolicy::from_inf(&text, "Install", virq_win7::InfArch::Amd64);
-    let _ = virq_win7::parse_pci_dump(&text);
+    check_pci_dump(data, &text);
     for line in text.lines().take(4096) {
         let _ = virq_win7::windbg::parse_devnode_state(line);
         let _ = virq_win7::dbgprint::parse_line(line);
+        // A table line of virq's earlier `!pci` layout reads back from its canonical form.
+        if let Some((entry, address, data, masked, pending)) =
+            virq_win7::windbg::pci::msix_entry_line(line)
+        {
+            let canonical = format!(
+                "Entry[{entry}] Address:{address:016x} Data:{data:08x} Masked:{} Pending:{}",
+                u8::from(masked),
+                u8::from(pending)
+            );
+            assert_eq!(
+                virq_win7::windbg::pci::msix_entry_line(&canonical),
+                Some((entry, address, data, masked, pending)),
+                "{line:?}"
+            );
+        }
         if let Some(cmd) = virq_win7::windbg::prompt_command(line) {
             let _ = virq_win7::windbg::Command::parse(cmd);
         }
     }
     windbg_round_trips(&text);
+}
+
+/// An `!pci` dump read whole: the MSI-X capability's decoded bits are its Message Control's,
+/// and the table and PBA it places sit at their BAR plus offset; the raw configuration bytes
+/// (the input's first 256 bytes) give a location only with a table of 1 to 2048 entries.
+fn check_pci_dump(data: &[u8], text: &str) {
+    use virq_win7::windbg::pci;
+    let s = virq_win7::parse_pci_dump(text);
+    if let Some(m) = s.msix {
+        assert_eq!(m.enabled(), m.control & 0x8000 != 0);
+        assert_eq!(m.function_masked(), m.control & 0x4000 != 0);
+        assert_eq!(m.table_size(), (m.control & 0x7FF) + 1);
+        if let Some(loc) = s.msix_location() {
+            assert_eq!(loc.entries, m.table_size());
+            let at = |bir, off: u32| s.bar_address(bir)?.checked_add(u64::from(off));
+            assert_eq!(Some(loc.table), at(m.table_bir, m.table_offset));
+            assert_eq!(Some(loc.pba), at(m.pba_bir, m.pba_offset));
+        }
+    }
+    if let Some(config) = data.first_chunk::<256>()
+        && let Some(loc) = pci::msix_location(config)
+    {
+        assert!((1..=2048).contains(&loc.entries), "{} entries", loc.entries);
+    }
 }
 
 /// The WinDbg readers' whole-text forms (`virq_win7::windbg::*::parse_*`) on arbitrary text,
