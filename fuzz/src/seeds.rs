@@ -984,10 +984,18 @@ Common Header:
 /// Seeds for `doctor_parse` beside the doctor's fixtures (which `scripts/fuzz.sh` passes as
 /// they are): formats no fixture has.
 pub fn doctor_parse() -> Vec<(String, Vec<u8>)> {
-    vec![(
-        "pci_msix_entry_lines.txt".to_string(),
-        PCI_MSIX_ENTRY_LINES.as_bytes().to_vec(),
-    )]
+    // A kernel log whose second line passes the harness's 4096-byte line limit.
+    let mut long = b"[    1.000000] virtio_pci 0000:00:04.0: enabling device\n".to_vec();
+    long.extend(b"[    1.100000] virtio_pci 0000:00:04.0: ");
+    long.extend(std::iter::repeat_n(b'x', 5000));
+    long.extend(b"\n[    1.200000] virtio_blk virtio0: 1/0/0 default/read/poll queues\n");
+    vec![
+        (
+            "pci_msix_entry_lines.txt".to_string(),
+            PCI_MSIX_ENTRY_LINES.as_bytes().to_vec(),
+        ),
+        ("line_past_the_limit.log".to_string(), long),
+    ]
 }
 
 /// Seeds for `win_text` beside the doctor's fixtures: the sample INF the Windows 7 model
