@@ -8,7 +8,9 @@
 //! ISR bits 0 and 1 only (4.1.4.5), vectors below the table size or NO_VECTOR (4.1.5.1.2.1),
 //! queue sizes a power of two up to the maximum (2.7, 4.1.4.3.2), enabled rings aligned and in
 //! RAM (2.7.2), read-only configuration bits of this very function (PCI 3.0, 6.2), an MSI-X
-//! table and PBA of its size (PCI 3.0, 6.8.2).
+//! table and PBA of its size (PCI 3.0, 6.8.2), no Pending Bit on an entry the function would
+//! have sent at once (6.8.2.10), no notification waiting for a Bus Master Enable that is set
+//! (6.2.2).
 
 use virq_device::testing::*;
 use virq_device::{DeviceError, DeviceSnapshot, SnapshotError, TransportOptions, features, status};
