@@ -106,8 +106,11 @@ fuzz_targets() {
         fi
         # Minimise the corpus with the seeds: what the seeds already reach is not kept twice.
         rm -rf "$min" && mkdir -p "$min"
+        # Inputs that crash while merging go with the fuzzing's crash inputs, not into the
+        # current directory.
         nice -n "$niceness" "$bin_dir/$t" -merge=1 "$min" "$corpus" "${seeds[@]}" \
-            -max_len="$(max_len "$t")" -timeout=10 -rss_limit_mb=2048 >"$work/$t.merge.log" 2>&1
+            -max_len="$(max_len "$t")" -timeout=10 -rss_limit_mb=2048 \
+            -artifact_prefix="$artifacts/" >"$work/$t.merge.log" 2>&1
         # Inputs that are seeds verbatim are not corpus.
         for s in "${seeds[@]}"; do
             find "$s" -type f -exec sha1sum {} + 2>/dev/null
