@@ -6,8 +6,10 @@
 # AddressSanitizer build, debug assertions on:
 #   1. fuzz for SECONDS_PER_TARGET from the scratch corpus ($FUZZ_WORK/corpus/TARGET, which
 #      grows from one campaign to the next), the kept corpus (fuzz/corpus/TARGET), the
-#      generated seeds (fuzz/seeds/TARGET), the regression inputs (fuzz/regressions/TARGET-*)
-#      and, for the text targets, the doctor's test fixtures;
+#      generated seeds (fuzz/seeds/TARGET), the regression inputs (fuzz/regressions/TARGET-*),
+#      for the text targets the doctor's test fixtures, and for judge, doctor_parse and
+#      win_text what the simulated machine writes in every mode and fault
+#      (scripts/fuzz-check-seeds.sh, into $FUZZ_WORK/check; FUZZ_CHECK_SEEDS=0 skips it);
 #   2. minimise what it found together with the kept corpus (libFuzzer -merge=1, what
 #      `cargo fuzz cmin` runs) into $FUZZ_WORK/min/TARGET, minus inputs that are seeds verbatim;
 #   3. with FUZZ_KEEP=1, replace fuzz/corpus/TARGET with that minimised corpus. fuzz/corpus is
@@ -16,7 +18,8 @@
 # (`cargo fuzz coverage`) runs its minimised corpus, seeds and regressions, the profiles are
 # merged and `llvm-cov report` (the nightly's llvm-tools) gives the figures per file
 # ($FUZZ_WORK/coverage/files.txt), per crate and per surface (scripts/fuzz-coverage-surfaces.awk,
-# $FUZZ_WORK/coverage/summary.txt); `llvm-cov show` writes the annotated sources with the
+# $FUZZ_WORK/coverage/summary.txt), the Windows text readers function by function
+# (scripts/fuzz-coverage-readers.awk, $FUZZ_WORK/coverage/readers.txt); `llvm-cov show` writes the annotated sources with the
 # missed lines to $FUZZ_WORK/coverage/show.txt. FUZZ_COVERAGE=only measures the corpus of the
 # last campaign in $FUZZ_WORK without fuzzing.
 #
@@ -58,6 +61,13 @@ fi
 
 mkdir -p "$work"
 check_regression_names || exit 1
+# Seeds from the simulated machine (events and user files of every fault and mode) into
+# $work/check, unless FUZZ_CHECK_SEEDS=0; kept_inputs hands them to judge, doctor_parse and
+# win_text.
+if [ "${FUZZ_CHECK_SEEDS:-1}" != 0 ] && ! CARGO_TARGET_DIR="$target_dir" scripts/fuzz-check-seeds.sh "$work/check"; then
+    echo "fuzz-campaign: scripts/fuzz-check-seeds.sh failed" >&2
+    exit 1
+fi
 status=0
 # Fuzz, minimise and (FUZZ_KEEP=1) keep, target by target.
 fuzz_targets() {
@@ -96,8 +106,11 @@ fuzz_targets() {
         fi
         # Minimise the corpus with the seeds: what the seeds already reach is not kept twice.
         rm -rf "$min" && mkdir -p "$min"
+        # Inputs that crash while merging go with the fuzzing's crash inputs, not into the
+        # current directory.
         nice -n "$niceness" "$bin_dir/$t" -merge=1 "$min" "$corpus" "${seeds[@]}" \
-            -max_len="$(max_len "$t")" -timeout=10 -rss_limit_mb=2048 >"$work/$t.merge.log" 2>&1
+            -max_len="$(max_len "$t")" -timeout=10 -rss_limit_mb=2048 \
+            -artifact_prefix="$artifacts/" >"$work/$t.merge.log" 2>&1
         # Inputs that are seeds verbatim are not corpus.
         for s in "${seeds[@]}"; do
             find "$s" -type f -exec sha1sum {} + 2>/dev/null
@@ -158,11 +171,15 @@ done
 "$llvm_bin/llvm-cov" show "${obj_args[@]}" -instr-profile="$cov_dir/all.profdata" \
     --ignore-filename-regex='(/\.cargo/|/rustc/|/\.rustup/|/fuzz/|/src/testing/)' \
     -show-line-counts -format=text >"$cov_dir/show.txt"
-# windbg.rs and dbgprint.rs hold the Windows model's writers beside the readers: their
-# readers are measured per function (docs/reliability.md sums the reader functions).
+# The Windows text readers share their files with the Windows model's writers: they are
+# measured per function (scripts/fuzz-coverage-readers.awk sums the reader functions per file).
+demangler=$(command -v llvm-cxxfilt || command -v c++filt || echo cat)
 "$llvm_bin/llvm-cov" report --show-functions "${obj_args[@]}" \
-    -instr-profile="$cov_dir/all.profdata" "$PWD/crates/virq-win7/src/windbg.rs" \
-    "$PWD/crates/virq-win7/src/dbgprint.rs" >"$cov_dir/functions-win7.txt"
+    -instr-profile="$cov_dir/all.profdata" "$PWD"/crates/virq-win7/src/windbg/*.rs \
+    "$PWD/crates/virq-win7/src/dbgprint.rs" "$PWD/crates/virq-win7/src/inf.rs" \
+    | "$demangler" >"$cov_dir/functions-win7.txt"
+awk -f scripts/fuzz-coverage-readers.awk "$cov_dir/functions-win7.txt" >"$cov_dir/readers.txt"
 awk -f scripts/fuzz-coverage-surfaces.awk "$cov_dir/files.txt" | tee "$cov_dir/summary.txt"
-echo "fuzz-campaign: per-file figures in $cov_dir/files.txt"
+sed -n '1,/^$/p' "$cov_dir/readers.txt"
+echo "fuzz-campaign: per-file figures in $cov_dir/files.txt, the readers' functions in $cov_dir/readers.txt"
 exit $status

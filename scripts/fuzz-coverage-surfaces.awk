@@ -14,7 +14,7 @@ function surface(f) {
     if (f ~ /virq-serve\/src\/engine\.rs$/) return "serve: session engine (engine.rs)"
     if (f ~ /virq-doctor\/src\/(parse\/[a-z]+\.rs|detect\.rs|lines\.rs|gate\.rs)$/) return "doctor: readers (parse/*, detect, lines, gate)"
     if (f ~ /virq-judge\/src\//) return "judge (virq-judge)"
-    if (f ~ /virq-win7\/src\/(inf|windbg|dbgprint)\.rs$/) return "win7: inf.rs, windbg.rs, dbgprint.rs (whole files)"
+    if (f ~ /virq-win7\/src\/(inf|dbgprint|windbg\/[a-z]+)\.rs$/) return "win7: inf, dbgprint, windbg/* (whole files)"
     return ""
 }
 
@@ -24,6 +24,11 @@ $1 ~ /\.rs$/ && NF >= 10 {
     if (crate !~ /^virq/) next
     cl[crate] += lines; cm[crate] += missed; cr[crate] += regions; crm[crate] += rmissed
     s = surface(f)
+    if (s ~ /^(doctor|device: transport)/) {
+        short = f; sub(/^.*crates\//, "", short)
+        fl[short] = lines; fm[short] = missed; fr[short] = regions; frm[short] = rmissed
+        files[++nfiles] = short
+    }
     if (s != "") {
         sl[s] += lines; sm[s] += missed; sr[s] += regions; srm[s] += rmissed
         if (!(s in seen)) { seen[s] = 1; order[++ns] = s }
@@ -51,4 +56,8 @@ END {
     header("surface")
     for (i = 2; i <= ns; i++) { v = order[i]; for (j = i - 1; j >= 1 && order[j] > v; j--) order[j + 1] = order[j]; order[j + 1] = v }
     for (i = 1; i <= ns; i++) row(order[i], sl[order[i]], sm[order[i]], sr[order[i]], srm[order[i]])
+    # Each file of the surfaces that must be covered file by file, not only in sum.
+    printf "\n"
+    header("file (doctor readers, device transport)")
+    for (i = 1; i <= nfiles; i++) row(files[i], fl[files[i]], fm[files[i]], fr[files[i]], frm[files[i]])
 }

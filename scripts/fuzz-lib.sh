@@ -5,7 +5,8 @@
 all_targets=$(find fuzz/fuzz_targets -name '*.rs' -printf '%f\n' | sed 's/\.rs$//' | sort | tr '\n' ' ')
 
 # The directories of committed inputs target $1 must run clean on, one a line: its generated
-# seeds (fuzz/seeds/TARGET), for the text targets the doctor's test fixtures, and its
+# seeds (fuzz/seeds/TARGET), for the text targets the doctor's test fixtures, the seeds
+# scripts/fuzz-check-seeds.sh wrote into $2/check/TARGET if it ran, and its
 # regression inputs fuzz/regressions/TARGET-* (copied into $2/regressions/TARGET, since
 # libFuzzer takes directories).
 kept_inputs() {
@@ -14,6 +15,8 @@ kept_inputs() {
     case $t in
         doctor_parse | win_text) echo "crates/virq-doctor/tests/fixtures" ;;
     esac
+    # What the simulated machine writes, when scripts/fuzz-check-seeds.sh has run (campaigns).
+    [ -d "$2/check/$t" ] && echo "$2/check/$t"
     rm -rf "$reg" && mkdir -p "$reg"
     if compgen -G "fuzz/regressions/$t-*" >/dev/null; then
         cp fuzz/regressions/"$t"-* "$reg"/

@@ -1,5 +1,5 @@
 //! Write the seed corpus: `cargo run --manifest-path fuzz/Cargo.toml --example gen_seeds [DIR]`
-//! (default `seeds/` beside this crate). The doctor's seeds are its test fixtures, which
+//! (default `seeds/` beside this crate). The doctor's seeds are mainly its test fixtures, which
 //! `scripts/fuzz.sh` passes directly (to `doctor_parse` and `win_text`); `judge` gets their
 //! events as JSON lines.
 
@@ -25,6 +25,9 @@ fn main() {
     }
     for (name, bytes) in virq_fuzz::seeds::judge() {
         files.push(("judge".into(), name, bytes));
+    }
+    for (name, bytes) in virq_fuzz::seeds::doctor_parse() {
+        files.push(("doctor_parse".into(), name, bytes));
     }
     for (name, bytes) in virq_fuzz::seeds::win_text() {
         files.push(("win_text".into(), name, bytes));

@@ -35,6 +35,36 @@ pub struct Header {
     pub event_idx: bool,
     /// Ring addresses from the input (`raw`) instead of [`CANONICAL`].
     pub raw: Option<RingAddrs>,
+    /// The device reaches RAM through a memory that offers no flat region (the path a VMM's
+    /// own memory type, or `virq serve`'s recording one, takes).
+    pub no_flat: bool,
+}
+
+/// Guest RAM without a flat region: every access goes through the `GuestMemory` calls.
+struct NoFlat<'a>(&'a VecMemory);
+
+impl GuestMemory for NoFlat<'_> {
+    fn read(&self, addr: u64, buf: &mut [u8]) -> Result<(), virq_device::MemoryError> {
+        self.0.read(addr, buf)
+    }
+    fn write(&self, addr: u64, data: &[u8]) -> Result<(), virq_device::MemoryError> {
+        self.0.write(addr, data)
+    }
+    fn check_range(&self, addr: u64, len: u64) -> bool {
+        self.0.check_range(addr, len)
+    }
+    fn load_u16(&self, addr: u64) -> Result<u16, virq_device::MemoryError> {
+        self.0.load_u16(addr)
+    }
+    fn load_acquire_u16(&self, addr: u64) -> Result<u16, virq_device::MemoryError> {
+        self.0.load_acquire_u16(addr)
+    }
+    fn store_u16(&self, addr: u64, value: u16) -> Result<(), virq_device::MemoryError> {
+        self.0.store_u16(addr, value)
+    }
+    fn store_release_u16(&self, addr: u64, value: u16) -> Result<(), virq_device::MemoryError> {
+        self.0.store_release_u16(addr, value)
+    }
 }
 
 impl Header {
@@ -50,11 +80,13 @@ impl Header {
             size_log2,
             event_idx: flags & 1 != 0,
             raw,
+            no_flat: flags & 4 != 0,
         }
     }
 
     pub fn encode(&self, e: &mut Enc) {
-        let flags = self.event_idx as u8 | (self.raw.is_some() as u8) << 1;
+        let flags =
+            self.event_idx as u8 | (self.raw.is_some() as u8) << 1 | (self.no_flat as u8) << 2;
         e.u8(flags).u8(self.size_log2);
         if let Some(a) = self.raw {
             e.u32(a.desc as u32).u32(a.avail as u32).u32(a.used as u32);
@@ -182,7 +214,10 @@ pub fn run(data: &[u8]) {
     let header = Header::decode(&mut c);
     let size = 1u16 << header.size_log2.min(8);
     let addrs = header.raw.unwrap_or(CANONICAL);
-    let mem = VecMemory::new(RAM_SIZE);
+    let ram = VecMemory::new(RAM_SIZE);
+    let no_flat = NoFlat(&ram);
+    // The driver's half writes `ram` directly; the device's half sees `mem`.
+    let mem: &dyn GuestMemory = if header.no_flat { &no_flat } else { &ram };
     let mut q = SplitQueue::new(256).expect("256 is a queue size");
     q.set_size(size).expect("a power of two up to 256");
     q.set_address(RingPart::DescriptorTable, addrs.desc);
@@ -190,11 +225,11 @@ pub fn run(data: &[u8]) {
     q.set_address(RingPart::UsedRing, addrs.used);
     q.set_event_idx(header.event_idx);
     // The transport only ever runs a queue that passed validation (2.7.2): so does this.
-    if q.validate(&mem).is_err() {
+    if q.validate(mem).is_err() {
         return;
     }
     q.set_ready(true);
-    let mut ring = Ring::at(&mem, 0, size, addrs);
+    let mut ring = Ring::at(&ram, 0, size, addrs);
     let mut popped: Vec<u16> = Vec::new();
     for _ in 0..MAX_OPS {
         if c.is_empty() {
@@ -226,7 +261,7 @@ pub fn run(data: &[u8]) {
                 let _ = mem.write(u64::from(*addr), data);
             }
             Op::Pop { n } => {
-                let mut vq = Virtqueue::new(&mut q, Dma::new(&mem));
+                let mut vq = Virtqueue::new(&mut q, Dma::new(mem));
                 for _ in 0..*n {
                     let before = vq.state().next_avail();
                     let avail = mem.read_u16(addrs.avail + 2).expect("in RAM");
@@ -254,7 +289,7 @@ pub fn run(data: &[u8]) {
             }
             Op::Used { which, len } => {
                 let head = popped.get(usize::from(*which)).copied().unwrap_or(*which);
-                let mut vq = Virtqueue::new(&mut q, Dma::new(&mem));
+                let mut vq = Virtqueue::new(&mut q, Dma::new(mem));
                 let before = vq.state().next_used();
                 if vq.add_used(head, *len).is_ok() {
                     let next = vq.state().next_used();
@@ -268,14 +303,14 @@ pub fn run(data: &[u8]) {
                 }
             }
             Op::Enable => {
-                let mut vq = Virtqueue::new(&mut q, Dma::new(&mem));
+                let mut vq = Virtqueue::new(&mut q, Dma::new(mem));
                 if vq.enable_notification().is_ok() && header.event_idx {
                     let next = vq.state().next_avail();
                     assert_eq!(ring.avail_event(), next, "avail_event");
                 }
             }
             Op::Decide => {
-                let mut vq = Virtqueue::new(&mut q, Dma::new(&mem));
+                let mut vq = Virtqueue::new(&mut q, Dma::new(mem));
                 let _ = vq.used_notification();
             }
             Op::Suppress { flags, used_event } => {

@@ -16,7 +16,7 @@
 use std::sync::Arc;
 
 use virq_backends::{
-    Block, BlockConfig, Console, ConsoleConfig, MemoryStorage, Rng, SeededEntropy,
+    Block, BlockConfig, Console, ConsoleConfig, FileStorage, MemoryStorage, Rng, SeededEntropy,
 };
 use virq_device::ring::Descriptor;
 use virq_device::testing::{RecordingSink, Rig, Ring, RingAddrs};
@@ -51,6 +51,11 @@ pub struct Setup {
     pub skip_enable_q0: bool,
     /// Never set DRIVER_OK.
     pub no_driver_ok: bool,
+    /// virtio-blk: also run every step on a twin whose disk is a file (`FileStorage`), which
+    /// must do exactly what the in-memory disk does.
+    pub file_twin: bool,
+    /// virtio-blk: the disk is read-only (both twins).
+    pub read_only: bool,
     /// Per queue: (size, desc, avail, used); used only when `raw`.
     pub queues: Vec<(u16, u64, u64, u64)>,
     /// Queue size when not `raw` (log2, clamped to 8).
@@ -71,6 +76,8 @@ impl Setup {
             raw: flags & 8 != 0,
             skip_enable_q0: flags & 16 != 0,
             no_driver_ok: flags & 32 != 0,
+            file_twin: flags & 64 != 0,
+            read_only: flags & 128 != 0,
             size_log2: c.u8(),
             ..Setup::default()
         };
@@ -90,7 +97,9 @@ impl Setup {
             | (self.indirect as u8) << 2
             | (self.raw as u8) << 3
             | (self.skip_enable_q0 as u8) << 4
-            | (self.no_driver_ok as u8) << 5;
+            | (self.no_driver_ok as u8) << 5
+            | (self.file_twin as u8) << 6
+            | (self.read_only as u8) << 7;
         e.u8(flags).u8(self.size_log2);
         if self.raw {
             assert_eq!(self.queues.len(), Self::NUM_RAW_QUEUES);
@@ -147,7 +156,9 @@ pub enum Step {
     /// Host-side polling (console input).
     Poll,
     /// 0 read ISR, 1 function mask, 2 function unmask, 3 mask entry, 4 unmask entry,
-    /// 5 queue_reset, 6 config change, 7 avail.flags / used_event.
+    /// 5 queue_reset, 6 config change, 7 avail.flags / used_event, 8 write byte `arg >> 8` at
+    /// device-configuration offset `arg & 0x3F` (virtio-console's `emerg_wr` at 8), 9 read
+    /// the device configuration at offset `arg & 0x3F`, width 1 << (arg >> 8 & 3).
     Misc {
         what: u8,
         arg: u16,
@@ -230,15 +241,55 @@ pub enum Kind {
     Console,
 }
 
-fn backend(kind: Kind, setup: &Setup) -> Box<dyn VirtioBackend> {
+/// The disk size of the virtio-blk targets.
+const DISK_BYTES: u64 = 64 * 512;
+
+/// The file behind the file-backed twin: one per process (in /dev/shm where there is one, so
+/// that a flush costs no disk write), emptied and sized again for every input.
+fn disk_file() -> std::fs::File {
+    use std::sync::OnceLock;
+    static FILE: OnceLock<std::fs::File> = OnceLock::new();
+    let file = FILE.get_or_init(|| {
+        let dir = std::path::Path::new("/dev/shm");
+        let dir = if dir.is_dir() {
+            dir.to_path_buf()
+        } else {
+            std::env::temp_dir()
+        };
+        let path = dir.join(format!("virq-fuzz-disk-{}", std::process::id()));
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&path)
+            .expect("a scratch file for the file-backed disk");
+        // Unlinked at once: the open file lives as long as the process.
+        let _ = std::fs::remove_file(&path);
+        file
+    });
+    file.set_len(0).expect("truncate the scratch disk");
+    file.set_len(DISK_BYTES).expect("size the scratch disk");
+    file.try_clone().expect("a handle on the scratch disk")
+}
+
+fn backend(kind: Kind, setup: &Setup, file: bool) -> Box<dyn VirtioBackend> {
+    let config = BlockConfig {
+        num_queues: 2,
+        ..BlockConfig::default()
+    };
     match kind {
+        Kind::Blk if file => Box::new(
+            Block::new(
+                FileStorage::from_file(disk_file(), setup.read_only).expect("a file disk"),
+                config,
+            )
+            .unwrap(),
+        ),
         Kind::Blk => Box::new(
             Block::new(
-                MemoryStorage::new(64 * 512),
-                BlockConfig {
-                    num_queues: 2,
-                    ..BlockConfig::default()
-                },
+                MemoryStorage::new(DISK_BYTES as usize).read_only(setup.read_only),
+                config,
             )
             .unwrap(),
         ),
@@ -246,6 +297,15 @@ fn backend(kind: Kind, setup: &Setup) -> Box<dyn VirtioBackend> {
         Kind::Console => {
             let mut c = Console::new(ConsoleConfig::default());
             c.push_input(&setup.console_input);
+            // Lines handed to the embedder never hold a newline nor pass MAX_LINE bytes.
+            c.set_line_callback(Box::new(|line: &[u8]| {
+                assert!(
+                    line.len() <= virq_backends::console::MAX_LINE,
+                    "{} bytes",
+                    line.len()
+                );
+                assert!(!line.contains(&b'\n'), "a newline inside a line");
+            }));
             Box::new(c)
         }
     }
@@ -262,8 +322,13 @@ pub struct Driver {
 
 impl Driver {
     pub fn new(kind: Kind, setup: Setup) -> Driver {
+        Self::with_disk(kind, setup, false)
+    }
+
+    /// A driver whose virtio-blk disk is a file (`file`) or memory.
+    pub fn with_disk(kind: Kind, setup: Setup, file: bool) -> Driver {
         let rig = Rig::build(
-            backend(kind, &setup),
+            backend(kind, &setup, file),
             TransportOptions::default(),
             VecMemory::new(RAM_SIZE),
             Arc::new(RecordingSink::new()),
@@ -388,18 +453,18 @@ impl Driver {
                 self.bring_up();
             }
             Step::Poll => self.rig.dev.poll_backend(),
-            Step::Misc { what, arg } => match what % 8 {
+            Step::Misc { what, arg } => match what % 10 {
                 0 => self.rig.dev.bar_read(0, 0x2000, &mut buf),
                 1 | 2 => {
                     if let Some(cap) = self.msix_cap {
-                        let ctl: u16 = if what % 8 == 1 { 0xC000 } else { 0x8000 };
+                        let ctl: u16 = if what % 10 == 1 { 0xC000 } else { 0x8000 };
                         self.rig.dev.config_write(cap + 2, &ctl.to_le_bytes());
                     }
                 }
                 3 | 4 => {
                     let n = self.rig.dev.msix().map_or(1, |m| m.table_size());
                     let e = (*arg % n) as u64 * 16;
-                    let masked = (what % 8 == 3) as u32;
+                    let masked = (what % 10 == 3) as u32;
                     self.rig.dev.bar_write(2, e + 12, &masked.to_le_bytes());
                 }
                 5 => {
@@ -408,6 +473,19 @@ impl Driver {
                     self.common_write(common::QUEUE_RESET, &1u16.to_le_bytes());
                 }
                 6 => self.rig.dev.config_changed(),
+                8 | 9 => {
+                    let device = self.rig.options().layout.device;
+                    let off = device.offset + u64::from(arg & 0x3F);
+                    if what % 10 == 8 {
+                        self.rig.dev.bar_write(device.bar, off, &[(arg >> 8) as u8]);
+                    } else {
+                        let width = 1usize << (arg >> 8 & 3);
+                        let before = self.rig.dev.config_generation();
+                        let mut value = [0u8; 8];
+                        self.rig.dev.bar_read(device.bar, off, &mut value[..width]);
+                        assert_eq!(self.rig.dev.config_generation(), before);
+                    }
+                }
                 _ => {
                     let ring = Self::live_ring(&self.rig.mem, &before, self.queue_of(*arg as u8));
                     let _ = ring.try_set_avail_flags(arg >> 8 & 1);
@@ -418,7 +496,7 @@ impl Driver {
         let after = self.rig.dev.snapshot();
         let resets = match step {
             Step::Reset => true,
-            Step::Misc { what, .. } => what % 8 == 5,
+            Step::Misc { what, .. } => what % 10 == 5,
             _ => false,
         };
         if !resets && before.device_status & status::DRIVER_OK != 0 {
@@ -455,15 +533,31 @@ impl Driver {
 pub fn run(kind: Kind, data: &[u8]) {
     let mut c = Cursor::new(data);
     let setup = Setup::decode(&mut c);
+    let twin = matches!(kind, Kind::Blk) && setup.file_twin;
+    let mut file = twin.then(|| Driver::with_disk(kind, setup.clone(), true));
     let mut d = Driver::new(kind, setup);
-    check_interrupts(&d.rig.dev, &d.rig.sink, &mut d.msgs_seen);
-    d.last = Some(d.rig.dev.snapshot());
+    for d in std::iter::once(&mut d).chain(file.as_mut()) {
+        check_interrupts(&d.rig.dev, &d.rig.sink, &mut d.msgs_seen);
+        d.last = Some(d.rig.dev.snapshot());
+    }
     for _ in 0..MAX_OPS {
         if c.is_empty() {
             break;
         }
         let step = Step::decode(&mut c);
         d.step(&step);
+        if let Some(f) = file.as_mut() {
+            f.step(&step);
+            // A file disk and a memory disk are the same disk to the device and the guest.
+            assert_eq!(
+                f.rig.mem.to_vec(),
+                d.rig.mem.to_vec(),
+                "guest RAM after {step:?}"
+            );
+            assert_eq!(f.rig.sink.messages(), d.rig.sink.messages(), "messages");
+            assert_eq!(f.rig.sink.line(), d.rig.sink.line(), "INTx");
+            assert_eq!(f.rig.dev.snapshot(), d.rig.dev.snapshot(), "device state");
+        }
     }
 }
 

@@ -232,7 +232,85 @@ pub fn config_bar() -> Vec<(String, Vec<u8>)> {
     ops.push(w(COMMON + 0x3A, 2, 1));
     ops.push(r(COMMON + 0x3A, 2));
     seeds.push(("queue_reset_and_vectors".to_string(), encode_ops(1, &ops)));
+
+    // Hostile restores: a snapshot edited so each of restore's refusals is met once, then
+    // edits a device could have made itself (accepted), from a device mid-flight (MSI-X on,
+    // entry 1 masked with its Pending Bit set, a chain in flight).
+    let mut ops = bring_up(true, 0);
+    ops.push(w(TABLE + 16 + 12, 4, 1));
+    ops.extend(push(0));
+    ops.push(kick());
+    let at = |i: u64| i << 48;
+    let queue = |sub: u64, v: u64| edit(17, (sub << 40) | v);
+    for edits in [
+        vec![edit(0, 0)],                             // QueueCount
+        vec![edit(0, 1)],                             // QueueCount (one more)
+        vec![edit(1, 200)],                           // ConfigSpaceLength
+        vec![edit(2, at(0) | 0x12)],                  // ReadOnlyConfig: Vendor ID
+        vec![edit(3, 0)],                             // MsixTableSize: MSI-X gone
+        vec![edit(3, 2 | 5 << 8)],                    // MsixTableSize: 5 entries
+        vec![edit(4, at(1) | 1)],                     // PbaShape: a second word
+        vec![edit(4, at(0) | 1 << 40)],               // PbaShape: a bit past the table
+        vec![edit(9, 1)],                             // Features: no VERSION_1
+        vec![edit(12, 0x04)],                         // DeviceStatus: DRIVER_OK alone
+        vec![edit(15, 0x80)],                         // IsrStatus
+        vec![edit(10, 50)],                           // Vector: msix_config
+        vec![queue(9, 50)],                           // Vector: queue 0
+        vec![queue(0, 64)],                           // QueueMaxSize
+        vec![queue(1, 3)],                            // QueueSize
+        vec![queue(6, 0x1001)],                       // QueueRings: misaligned table
+        vec![queue(6, 0xFFFF_0000)],                  // QueueRings: outside RAM
+        vec![edit(18, 0)],                            // the backend refuses
+        vec![edit(19, at(0) | 0x78 << 8)],            // not JSON any more
+        vec![],                                       // accepted as taken
+        vec![edit(16, 1), edit(6, 0)],                // line and MSI-X copies follow registers
+        vec![edit(5, (1 << 40) | 0x2000)],            // entry data rewritten
+        vec![queue(3, 1), queue(13, 1), edit(11, 1)], // indices, no signalled_used
+        vec![edit(14, 7), edit(7, 1), edit(8, 1), edit(13, 9)],
+        vec![edit(5, at(1) | 2 << 40)], // entry 1 unmasked, its Pending Bit set
+        vec![queue(12, 1)],             // a notification waiting, Bus Master on
+    ] {
+        ops.push(Op::Restore(edits));
+    }
+    ops.push(w(TABLE + 16 + 12, 4, 0));
+    ops.extend(push(1));
+    ops.push(kick());
+    seeds.push(("hostile_restores".to_string(), encode_ops(0, &ops)));
+
+    // Layouts from the input (shape bit 7): the default layout spelled out, brought up with
+    // MSI-X and a chain completed; then layouts the device refuses (BAR 1, a misaligned table,
+    // overlapping regions, a 3 multiplier, no queues).
+    let default_layout = [0, 0, 0, 0, 1, 0, 0, 2, 0, 0, 3, 0, 0, 1, 0, 1, 8, 1u8];
+    let mut bytes = vec![0x80];
+    bytes.extend(default_layout);
+    let mut ops = bring_up(true, 0);
+    ops.extend(push(0));
+    ops.push(kick());
+    bytes.extend(&encode_ops(0, &ops)[1..]);
+    seeds.push(("layout_from_input".to_string(), bytes));
+    for (i, (at, value)) in [(0, 0x81), (14, 0x10), (4, 0), (12, 6), (17, 0)]
+        .into_iter()
+        .enumerate()
+    {
+        let mut bytes = vec![0x80];
+        let mut layout = default_layout;
+        layout[at] = value;
+        bytes.extend(layout);
+        seeds.push((format!("layout_refused_{i}"), bytes));
+    }
+
+    // INTx: a restore that claims the line is up without an ISR bit, and one with an ISR bit.
+    let mut ops = bring_up(false, 0);
+    ops.push(Op::Restore(vec![edit(16, 1)]));
+    ops.push(Op::Restore(vec![edit(15, 1)]));
+    ops.push(Op::Restore(vec![edit(15, 2), edit(16, 0)]));
+    ops.push(r(ISR, 1));
+    seeds.push(("hostile_restores_intx".to_string(), encode_ops(0, &ops)));
     seeds
+}
+
+fn edit(field: u8, value: u64) -> crate::transport::Edit {
+    crate::transport::Edit { field, value }
 }
 
 fn encode_rings(setup: &Setup, steps: &[Step]) -> Vec<u8> {
@@ -342,6 +420,39 @@ pub fn rings() -> Vec<(&'static str, String, Vec<u8>)> {
         &setup(true, 4),
         &blk_request(0, 1 << 40, 512, WRITE),
     );
+    // The same requests with a file-backed twin that must behave as the memory disk does:
+    // a write then a read of it back, a flush, beyond the end; and on a read-only disk.
+    let twin = |read_only: bool| Setup {
+        file_twin: true,
+        read_only,
+        ..setup(true, 4)
+    };
+    let mut write_read = blk_request(1, 2, 512, 0);
+    write_read.push(Step::Ram {
+        addr: DATA_BASE as u16 + 0x10,
+        data: b"virq".to_vec(),
+    });
+    write_read.extend(blk_request(1, 3, 512, 0));
+    write_read.extend(blk_request(0, 2, 1024, WRITE));
+    write_read.extend(blk_request(4, 0, 0, 0));
+    write_read.extend(blk_request(0, 1 << 40, 512, WRITE));
+    add("queues_blk", "file_twin", &twin(false), &write_read);
+    add(
+        "queues_blk",
+        "file_twin_read_only",
+        &twin(true),
+        &write_read,
+    );
+    add(
+        "queues_blk",
+        "read_only_write",
+        &Setup {
+            read_only: true,
+            ..setup(false, 4)
+        },
+        &blk_request(1, 2, 512, 0),
+    );
+
     // Two 4 GiB - 1 writable buffers: lengths that sum past 4 GiB.
     let mut steps = blk_request(0, 0, 512, WRITE);
     steps.insert(3, desc(0, 1, DATA_BASE + 0x100, u32::MAX, NEXT | WRITE, 3));
@@ -455,6 +566,41 @@ pub fn rings() -> Vec<(&'static str, String, Vec<u8>)> {
     ];
     add("queues_console", "rx_tx", &console, &steps);
     add("queues_console", "tx_intx", &setup(false, 4), &steps[4..]);
+    // The device configuration: every field read at each width, emerg_wr written (output
+    // before and after DRIVER_OK, a newline ending the line), and a transmit buffer with a
+    // line longer than the line callback keeps.
+    let mut config: Vec<Step> = (0..12u16)
+        .flat_map(|off| {
+            (0..4u16).map(move |w| Step::Misc {
+                what: 9,
+                arg: off | w << 8,
+            })
+        })
+        .collect();
+    for &b in b"emerg\n" {
+        config.push(Step::Misc {
+            what: 8,
+            arg: 8 | u16::from(b) << 8,
+        });
+    }
+    config.push(Step::Ram {
+        addr: DATA_BASE as u16 + 0x1000,
+        data: vec![b'x'; 255],
+    });
+    for i in 0..20u16 {
+        config.push(desc(1, i, DATA_BASE + 0x1000, 255, NEXT, i + 1));
+    }
+    config.push(desc(1, 20, DATA_BASE + 0x200, 4, 0, 0));
+    config.push(Step::Avail { queue: 1, head: 0 });
+    config.push(Step::Kick { queue: 1 });
+    add(
+        "queues_console",
+        "config_and_long_line",
+        &setup(true, 5),
+        &config,
+    );
+    add("queues_blk", "config", &setup(true, 4), &config[..48]);
+    add("queues_rng", "config", &setup(true, 4), &config[..48]);
     out
 }
 
@@ -489,8 +635,154 @@ write 0xfffffffffffffff0 32 0x00
         let mut b = vec![device];
         b.extend_from_slice(session.as_bytes());
         out.push((format!("session_{device}"), b));
+        let mut b = vec![device];
+        b.extend_from_slice(serve_driver(device).as_bytes());
+        out.push((format!("driver_{device}"), b));
     }
     out
+}
+
+/// A driver's whole conversation with `virq serve` (device 0 blk, 1 rng, 2 console): BARs and
+/// Command through 0xcf8/0xcfc, the MSI-X table (entry 2 aimed at guest RAM), MSI-X Enable,
+/// the virtio status dance, queue 0 on rings in the session's 64 KiB of RAM, one request
+/// (a blk read, an rng or console receive buffer) with `DMA` lines on, then the ISR, a
+/// configuration change, a masked entry's Pending Bit, Bus Master Enable off and on around a
+/// notify, `IRQ msi` lines off, the events; then after `virq_reset` the same over INTx.
+fn serve_driver(device: u8) -> String {
+    const BAR0: u64 = 0xC000_0000;
+    const BAR2: u64 = 0xC001_0000;
+    const DESC: u64 = 0x4000;
+    const AVAIL: u64 = 0x5000;
+    const USED: u64 = 0x6000;
+    let cfg = |off: u16| format!("outl 0xcf8 {:#x}\n", 0x8000_0800u32 | u32::from(off));
+    let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
+    let desc = |i: u64, addr: u64, len: u32, flags: u16, next: u16| {
+        let mut b = addr.to_le_bytes().to_vec();
+        b.extend(len.to_le_bytes());
+        b.extend(flags.to_le_bytes());
+        b.extend(next.to_le_bytes());
+        format!("write {:#x} 16 0x{}\n", DESC + 16 * i, hex(&b))
+    };
+    // The request: virtio-blk reads sector 0 (header, data, status); rng and console get one
+    // writable buffer.
+    let chain = if device == 0 {
+        let header = [0u8; 16];
+        format!(
+            "write 0x8000 16 0x{}\n{}{}{}",
+            hex(&header),
+            desc(0, 0x8000, 16, 1, 1),
+            desc(1, 0x8200, 512, 3, 2),
+            desc(2, 0x8400, 1, 2, 0)
+        )
+    } else {
+        desc(0, 0x8000, 64, 2, 0)
+    };
+    let avail = |idx: u16| {
+        format!(
+            "write {:#x} 4 0x0000{}\nwrite {:#x} 2 0x{}\n",
+            AVAIL,
+            hex(&idx.to_le_bytes()),
+            AVAIL + 2 + 2 * u64::from(idx),
+            "0000"
+        )
+    };
+    let (_, msix_cap) = caps();
+    let bring_up = |msix: bool| {
+        let mut t = String::new();
+        t += &cfg(0x10);
+        t += &format!("outl 0xcfc {BAR0:#x}\n");
+        t += &cfg(0x14);
+        t += "outl 0xcfc 0x0\n";
+        t += &cfg(0x18);
+        t += &format!("outl 0xcfc {BAR2:#x}\n");
+        t += &cfg(0x1C);
+        t += "outl 0xcfc 0x0\n";
+        t += &cfg(0x04);
+        t += "outw 0xcfc 0x6\n";
+        if msix {
+            for i in 0..3u64 {
+                let e = BAR2 + 16 * i;
+                let target = if i == 1 {
+                    0x9000
+                } else {
+                    0xFEE0_0000 | i << 12
+                };
+                t += &format!("writel {e:#x} {target:#x}\nwritel {:#x} 0x0\n", e + 4);
+                t += &format!(
+                    "writel {:#x} {:#x}\nwritel {:#x} 0x0\n",
+                    e + 8,
+                    0x4030 + i,
+                    e + 12
+                );
+            }
+            t += &cfg(msix_cap & !3);
+            t += "outl 0xcfc 0x80000011\n";
+        }
+        for status in [0, 1, 3] {
+            t += &format!("writeb {:#x} {status:#x}\n", BAR0 + 0x14);
+        }
+        t += &format!("writel {:#x} 0x1\nwritel {:#x} 0x1\n", BAR0 + 8, BAR0 + 0xC);
+        t += &format!("writeb {:#x} 0xb\nreadb {:#x}\n", BAR0 + 0x14, BAR0 + 0x14);
+        let (config_vector, queue_vector) = if msix { (0, 1) } else { (0xFFFF, 0xFFFF) };
+        t += &format!("writew {:#x} {config_vector:#x}\n", BAR0 + 0x10);
+        t += &format!(
+            "writew {:#x} 0x0\nwritew {:#x} 0x10\n",
+            BAR0 + 0x16,
+            BAR0 + 0x18
+        );
+        t += &format!(
+            "writeq {:#x} {DESC:#x}\nwriteq {:#x} {AVAIL:#x}\nwriteq {:#x} {USED:#x}\n",
+            BAR0 + 0x20,
+            BAR0 + 0x28,
+            BAR0 + 0x30
+        );
+        t += &format!("writew {:#x} {queue_vector:#x}\n", BAR0 + 0x1A);
+        t += &format!(
+            "writew {:#x} 0x1\nwriteb {:#x} 0xf\n",
+            BAR0 + 0x1C,
+            BAR0 + 0x14
+        );
+        t
+    };
+    let kick = format!("writew {:#x} 0x0\n", BAR0 + 0x1000);
+    let mut t = String::from("virq_dma_lines on\n");
+    t += &bring_up(true);
+    t += &chain;
+    t += &avail(1);
+    t += &kick;
+    t += &format!("read {USED:#x} 16\nreadb {:#x}\n", BAR0 + 0x2000);
+    t += "virq_config_change\n";
+    // Entry 1 masked: the next completion waits in the PBA until the unmask.
+    t += &format!("writel {:#x} 0x1\n", BAR2 + 16 + 12);
+    t += &avail(2);
+    t += &kick;
+    t += &format!(
+        "readq {:#x}\nwritel {:#x} 0x0\n",
+        BAR2 + 0x8000,
+        BAR2 + 16 + 12
+    );
+    // Bus Master Enable off: the notify waits for it.
+    t += &cfg(0x04);
+    t += "outw 0xcfc 0x2\n";
+    t += &avail(3);
+    t += &kick;
+    t += "outw 0xcfc 0x6\n";
+    t += "virq_msi_lines off\n";
+    t += &avail(4);
+    t += &kick;
+    t += "virq_msi_lines on\nvirq_events 0\nvirq_reset\n";
+    t += &bring_up(false);
+    t += &chain;
+    t += &avail(1);
+    t += &kick;
+    t += &format!("readb {:#x}\n", BAR0 + 0x2000);
+    t += &cfg(0x04);
+    t += "outw 0xcfc 0x406\nvirq_config_change\noutw 0xcfc 0x6\n";
+    t += &format!(
+        "readb {:#x}\nvirq_dma_lines off\nvirq_dma_lines maybe\n",
+        BAR0 + 0x2000
+    );
+    t
 }
 
 /// Seeds for `ring`: (name, bytes).
@@ -602,6 +894,17 @@ pub fn ring() -> Vec<(String, Vec<u8>)> {
             ],
         ),
     ));
+    // Every seed again with the device reaching RAM through a memory without a flat region
+    // (header flag bit 2).
+    let no_flat: Vec<(String, Vec<u8>)> = out
+        .iter()
+        .map(|(name, bytes)| {
+            let mut b = bytes.clone();
+            b[0] |= 4;
+            (format!("{name}_no_flat"), b)
+        })
+        .collect();
+    out.extend(no_flat);
     out
 }
 
@@ -655,6 +958,46 @@ pub fn judge() -> Vec<(String, Vec<u8>)> {
     out
 }
 
+/// An `!pci` dump in virq's earlier layout, whose decoded MSI-X block lists the table entry by
+/// entry (`Entry[n] Address:... Data:... Masked:... Pending:...`): no fixture has it.
+const PCI_MSIX_ENTRY_LINES: &str = "\
+0: kd> !pci 100 0 4 0
+
+PCI Configuration Space (Segment:0000 Bus:00 Device:04 Function:00)
+Common Header:
+    00: VendorID       1af4      Red Hat, Inc.
+    02: DeviceID       1042
+    04: Command        0406      MemSpaceEn BusInitiate InterruptDis
+    06: Status         0010      CapList
+    10: BAR0           c0000004
+    14: BAR1           00000000
+    18: BAR2           c0010004
+    1c: BAR3           00000000
+    34: CapPtr         98
+    98: CapID          11        MSI-X Capability
+        MessageControl 8002  TableSize:3 FunctionMask:0 Enable:1
+        Entry[0]  Address:00000000fee00000 Data:000000b1 Masked:0 Pending:0
+        Entry[1]  Address:00000000fee01000 Data:000000c1 Masked:1 Pending:1
+        Entry[2]  Address:00000000fee00000 Data:000000d1 Masked:no Pending:off
+";
+
+/// Seeds for `doctor_parse` beside the doctor's fixtures (which `scripts/fuzz.sh` passes as
+/// they are): formats no fixture has.
+pub fn doctor_parse() -> Vec<(String, Vec<u8>)> {
+    // A kernel log whose second line passes the harness's 4096-byte line limit.
+    let mut long = b"[    1.000000] virtio_pci 0000:00:04.0: enabling device\n".to_vec();
+    long.extend(b"[    1.100000] virtio_pci 0000:00:04.0: ");
+    long.extend(std::iter::repeat_n(b'x', 5000));
+    long.extend(b"\n[    1.200000] virtio_blk virtio0: 1/0/0 default/read/poll queues\n");
+    vec![
+        (
+            "pci_msix_entry_lines.txt".to_string(),
+            PCI_MSIX_ENTRY_LINES.as_bytes().to_vec(),
+        ),
+        ("line_past_the_limit.log".to_string(), long),
+    ]
+}
+
 /// Seeds for `win_text` beside the doctor's fixtures: the sample INF the Windows 7 model
 /// installs from, and the driver's power prints (log format line 12) as the model writes them
 /// and as a capture shows them (DbgView columns, a driver's prefix, KMDF's state names), which
@@ -670,6 +1013,10 @@ pub fn win_text() -> Vec<(String, Vec<u8>)> {
         "VIRTIO: EvtDeviceD0Entry previousstate=D0Final,".to_string(),
     ];
     vec![
+        (
+            "pci_msix_entry_lines.txt".to_string(),
+            PCI_MSIX_ENTRY_LINES.as_bytes().to_vec(),
+        ),
         (
             "virtio_blk_sample.inf".to_string(),
             virq_win7::VIRTIO_BLK_SAMPLE_INF.as_bytes().to_vec(),

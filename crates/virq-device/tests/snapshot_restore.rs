@@ -8,7 +8,9 @@
 //! ISR bits 0 and 1 only (4.1.4.5), vectors below the table size or NO_VECTOR (4.1.5.1.2.1),
 //! queue sizes a power of two up to the maximum (2.7, 4.1.4.3.2), enabled rings aligned and in
 //! RAM (2.7.2), read-only configuration bits of this very function (PCI 3.0, 6.2), an MSI-X
-//! table and PBA of its size (PCI 3.0, 6.8.2).
+//! table and PBA of its size (PCI 3.0, 6.8.2), no Pending Bit on an entry the function would
+//! have sent at once (6.8.2.10), no notification waiting for a Bus Master Enable that is set
+//! (6.2.2).
 
 use virq_device::testing::*;
 use virq_device::{DeviceError, DeviceSnapshot, SnapshotError, TransportOptions, features, status};
@@ -138,6 +140,64 @@ fn refuses_a_pba_that_does_not_match_the_table() {
     let (_, mut snap) = live();
     snap.msix.as_mut().unwrap().pba.push(0);
     assert!(matches!(refused(&snap), SnapshotError::PbaShape { .. }));
+}
+
+/// PCI 3.0, 6.8.2.10: a function that may send (MSI-X Enable and Bus Master Enable set,
+/// Function Mask clear) sends a message on an unmasked entry at once, so it never holds that
+/// entry's Pending Bit; restoring one would keep an interrupt nothing delivers. With the entry
+/// masked the same bit is a message waiting for the unmask, restored and then delivered. Found
+/// by the `config_bar` fuzz target's hostile restores.
+#[test]
+fn refuses_a_pending_bit_the_function_would_have_sent() {
+    let (_, mut snap) = live();
+    let m = snap.msix.as_mut().unwrap();
+    assert!(m.enabled && !m.function_masked && m.bus_master && !m.table[1].masked());
+    m.pba[0] |= 1 << 1;
+    assert!(matches!(
+        refused(&snap),
+        SnapshotError::DeliverablePending { entry: 1 }
+    ));
+
+    snap.msix.as_mut().unwrap().table[1].vector_control = 1;
+    let mut fresh = Rig::new(2);
+    fresh.dev.restore(&snap).unwrap();
+    assert!(fresh.dev.msix().unwrap().is_pending(1));
+    assert!(fresh.sink.messages().is_empty());
+    fresh.mask_entry(1, false);
+    assert_eq!(fresh.sink.messages(), vec![msg(1)]);
+    assert!(!fresh.dev.msix().unwrap().is_pending(1));
+
+    // Function Mask set in the snapshot's Message Control: the bit may wait, whatever the
+    // entry's mask.
+    let (mut r, _) = live();
+    let cap = r.msix_cap().unwrap() as usize;
+    let mut snap = r.dev.snapshot();
+    snap.config_space[cap + 3] |= 0x40;
+    snap.msix.as_mut().unwrap().pba[0] |= 1 << 1;
+    Rig::new(2).dev.restore(&snap).unwrap();
+}
+
+/// PCI 3.0, 6.2.2: a notification waits only while Bus Master Enable is clear, and is served
+/// the moment it is set; a snapshot of a live device with Bus Master Enable set and a
+/// notification still waiting would keep the driver's buffers waiting for good. With Bus
+/// Master Enable clear the same notification restores, and setting it serves the queue. Found
+/// by the `config_bar` fuzz target's hostile restores.
+#[test]
+fn refuses_a_notification_waiting_for_bus_master_enable_while_it_is_set() {
+    let (_, mut snap) = live();
+    assert_ne!(snap.config_space[4] & 0x04, 0);
+    snap.queues[1].notify_deferred = true;
+    assert!(matches!(
+        refused(&snap),
+        SnapshotError::DeferredNotify { queue: 1 }
+    ));
+
+    snap.config_space[4] &= !0x04;
+    let mut fresh = Rig::new(2);
+    fresh.dev.restore(&snap).unwrap();
+    assert_eq!(fresh.dev.deferred_queues().collect::<Vec<_>>(), [1]);
+    fresh.set_command(u16::from(snap.config_space[4]) | 0x04);
+    assert_eq!(fresh.dev.deferred_queues().count(), 0);
 }
 
 /// virtio 1.2, 2.2.1 and 3.1.1: with FEATURES_OK set the driver's features are a subset of the

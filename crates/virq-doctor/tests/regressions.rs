@@ -26,3 +26,52 @@ fn inf_sniffer_survives_a_multibyte_character_at_byte_nine() {
     assert_eq!(summary.format, virq_doctor::Format::Inf);
     assert!(events.is_empty(), "{events:?}");
 }
+
+/// The events of the fuzzer's input `name` (every one of them reads as WinDbg output).
+fn windbg_events(name: &str, input: &[u8]) -> Vec<virq_events::Event> {
+    let (events, summary) = parse_to_vec(name, Cursor::new(input), ParseLimits::default()).unwrap();
+    assert_eq!(summary.format, virq_doctor::Format::WinDbg);
+    events
+}
+
+/// `doctor_parse` and `win_text` found it: an `!dd` row at the top of the address space after
+/// a `!dd` of the MSI-X table made the memory reader add past 2^64 and panic. The row names no
+/// table entry; the dump before it still reads.
+#[test]
+fn an_msix_memory_row_past_the_top_of_the_address_space() {
+    let crash = include_bytes!("../../../fuzz/regressions/doctor_parse-dd-row-past-top-of-memory");
+    let events = windbg_events("crash.txt", crash);
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e.kind, virq_events::EventKind::MsixCapabilitySeen { .. })),
+        "{events:?}"
+    );
+    assert!(
+        !events
+            .iter()
+            .any(|e| matches!(e.kind, virq_events::EventKind::MsixEntry { .. })),
+        "{events:?}"
+    );
+}
+
+/// A `!pci` dump whose 64-bit BAR sits at the top of the address space, with the PBA offset
+/// past 2^64: placing the table and PBA added past 2^64 and panicked. No location is noted,
+/// so the `!dd` after it names no entry; the dump itself still reads.
+#[test]
+fn an_msix_bar_at_the_top_of_the_address_space() {
+    let crash = include_bytes!("../../../fuzz/regressions/doctor_parse-pci-bar-at-top-of-memory");
+    let events = windbg_events("crash.txt", crash);
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e.kind, virq_events::EventKind::MsixCapabilitySeen { .. })),
+        "{events:?}"
+    );
+    assert!(
+        !events
+            .iter()
+            .any(|e| matches!(e.kind, virq_events::EventKind::MsixEntry { .. })),
+        "{events:?}"
+    );
+}

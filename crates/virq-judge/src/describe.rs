@@ -14,10 +14,17 @@ pub fn location(e: &Event) -> String {
     }
 }
 
-/// The quoted text of a file line, or a sentence for a run's event.
+/// The quoted text of a file line, or a sentence for a run's event. Always one line: a
+/// line break or other control character in the text (an event file's `text` may hold any)
+/// becomes a space, so a quote cannot add lines to a report.
 pub fn quote(e: &Event) -> String {
     match &e.origin {
-        Origin::File { text, .. } => text.trim().replace('\t', "  "),
+        Origin::File { text, .. } => text
+            .trim()
+            .replace('\t', "  ")
+            .chars()
+            .map(|c| if c.is_control() { ' ' } else { c })
+            .collect(),
         Origin::Run => describe(&e.kind),
     }
 }

@@ -130,6 +130,14 @@ pub enum SnapshotError {
         /// The table size.
         entries: usize,
     },
+    /// A Pending Bit is set although its message could be sent now (MSI-X Enable and Bus
+    /// Master Enable set, function and entry unmasked): the device sends such a message at
+    /// once (PCI 3.0, 6.8.2.10), so restoring it would hold an interrupt nothing ever delivers.
+    #[error("MSI-X entry {entry} is unmasked and deliverable, but its Pending Bit is set")]
+    DeliverablePending {
+        /// The entry.
+        entry: u16,
+    },
     #[error(
         "negotiated features {accepted:#x} (FEATURES_OK set) are not a subset of the offered \
          {offered:#x} including VERSION_1"
@@ -158,6 +166,14 @@ pub enum SnapshotError {
         vector: u16,
         /// The MSI-X table size.
         table_size: u16,
+    },
+    /// A live queue's notification waits for Bus Master Enable although it is set: the device
+    /// serves such a notification the moment Bus Master Enable is set (PCI 3.0, 6.2.2), so
+    /// restoring it would keep the driver's buffers waiting for good.
+    #[error("queue {queue}: a notification waits for Bus Master Enable, which is set")]
+    DeferredNotify {
+        /// The queue index.
+        queue: u16,
     },
     /// A queue's maximum size differs from the device's.
     #[error("queue {queue}: maximum size {snapshot} in the snapshot, {device} in the device")]
@@ -255,6 +271,7 @@ impl VirtioPciDevice {
             (None, None) => 0,
             (Some(s), Some(d)) if s.table.len() == d.table.len() => {
                 check_pba(s)?;
+                self.check_deliverable_pending(s, &snap.config_space)?;
                 d.table_size()
             }
             (s, d) => {
@@ -281,6 +298,13 @@ impl VirtioPciDevice {
         if snap.isr_status & !(ISR_QUEUE | ISR_CONFIG) != 0 {
             return Err(SnapshotError::IsrStatus(snap.isr_status));
         }
+        let command = u16::from_le_bytes([
+            snap.config_space[pci::COMMAND],
+            snap.config_space[pci::COMMAND + 1],
+        ]);
+        let live = snap.device_status & (status::DRIVER_OK | status::DEVICE_NEEDS_RESET)
+            == status::DRIVER_OK;
+        let serves = live && command & pci::COMMAND_BUS_MASTER != 0;
         let vector_ok = |v: u16| v == NO_VECTOR || v < table_size;
         if !vector_ok(snap.msix_config) {
             return Err(SnapshotError::Vector {
@@ -297,6 +321,9 @@ impl VirtioPciDevice {
                     vector: q.msix_vector,
                     table_size,
                 });
+            }
+            if serves && q.notify_deferred {
+                return Err(SnapshotError::DeferredNotify { queue });
             }
             let max = slot.queue.max_size();
             if q.max_size != max {
@@ -369,6 +396,29 @@ impl VirtioPciDevice {
         // function's interrupt state; catalogue row 19).
         self.update_intx();
         Ok(())
+    }
+}
+
+impl VirtioPciDevice {
+    /// A Pending Bit the restored function would hold although it can send: MSI-X Enable,
+    /// Function Mask and Bus Master Enable as the snapshot's registers say (restore derives
+    /// them from there, not from the snapshot's copies).
+    fn check_deliverable_pending(&self, m: &Msix, config: &[u8]) -> Result<(), SnapshotError> {
+        let Some(c) = self.caps.msix_control() else {
+            return Ok(());
+        };
+        let control = u16::from_le_bytes([config[c], config[c + 1]]);
+        let command = u16::from_le_bytes([config[pci::COMMAND], config[pci::COMMAND + 1]]);
+        let sends = control & msix::CONTROL_ENABLE != 0
+            && control & msix::CONTROL_FUNCTION_MASK == 0
+            && command & pci::COMMAND_BUS_MASTER != 0;
+        match m
+            .pending_entries()
+            .find(|&e| !m.table[usize::from(e)].masked())
+        {
+            Some(entry) if sends => Err(SnapshotError::DeliverablePending { entry }),
+            _ => Ok(()),
+        }
     }
 }
 

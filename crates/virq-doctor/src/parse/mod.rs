@@ -677,16 +677,18 @@ impl Parser {
         // Where the table and PBA are, for an `!dd` of them later.
         if let Some(m) = cap_at.and_then(|at| d.raw.msix_cap(at)) {
             let bars = d.raw.bars();
-            if let (Some(t), Some(p)) = (
-                wpci::bar_address(&bars, m.table_bir),
-                wpci::bar_address(&bars, m.pba_bir),
-            ) {
+            // A BAR at the top of the address space (user text) puts no table past 2^64.
+            let at =
+                |bir, offset: u32| wpci::bar_address(&bars, bir)?.checked_add(u64::from(offset));
+            if let (Some(table), Some(pba)) =
+                (at(m.table_bir, m.table_offset), at(m.pba_bir, m.pba_offset))
+            {
                 self.ctx.note_msix(
                     d.device.clone(),
                     windbg::dd::MsixLocation {
-                        table: t + u64::from(m.table_offset),
+                        table,
                         entries: m.table_size(),
-                        pba: p + u64::from(m.pba_offset),
+                        pba,
                     },
                 );
             }

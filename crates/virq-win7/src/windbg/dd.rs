@@ -53,11 +53,13 @@ impl MsixLocation {
     }
 
     fn table_end(&self) -> u64 {
-        self.table + u64::from(self.entries) * MSIX_ENTRY_SIZE
+        self.table
+            .saturating_add(u64::from(self.entries) * MSIX_ENTRY_SIZE)
     }
 
     fn pba_end(&self) -> u64 {
-        self.pba + u64::from(self.entries).div_ceil(64) * 8
+        self.pba
+            .saturating_add(u64::from(self.entries).div_ceil(64) * 8)
     }
 }
 
@@ -154,10 +156,14 @@ impl MsixMemoryReader {
         let mut out = Vec::new();
         let mut dwords: Vec<(u64, u32)> = Vec::with_capacity(values.len() * 2);
         for (i, v) in values.iter().enumerate() {
-            let at = address + i as u64 * u64::from(unit);
+            // A row near the top of the address space names no table past 2^64.
+            let Some(at) = address.checked_add(i as u64 * u64::from(unit)) else {
+                break;
+            };
             if unit == 8 {
                 dwords.push((at, *v as u32));
-                dwords.push((at + 4, (*v >> 32) as u32));
+                let Some(high) = at.checked_add(4) else { break };
+                dwords.push((high, (*v >> 32) as u32));
             } else {
                 dwords.push((at, *v as u32));
             }
@@ -285,5 +291,35 @@ mod tests {
         );
         assert_eq!(parse_line("# not memory"), None);
         assert_eq!(parse_line("#c0003000 fee0100c 0000"), None);
+    }
+
+    /// A row (user text) at the top of the address space: the values past 2^64 are no
+    /// memory, those below still count; a table that would end past 2^64 ends there. Found by
+    /// the `win_text` fuzz target (an overflow panic in `feed`).
+    #[test]
+    fn rows_and_tables_at_the_top_of_the_address_space() {
+        let l = MsixLocation {
+            table: u64::MAX - 31,
+            entries: 1,
+            pba: u64::MAX - 7,
+        };
+        let mut r = MsixMemoryReader::new(l);
+        let (a, v, u) =
+            parse_line("#ffffffffffffffe0 fee00000 00000000 00000041 00000000").unwrap();
+        assert_eq!(
+            r.feed(a, &v, u),
+            [EventKind::MsixEntry {
+                entry: 0,
+                address: 0xFEE0_0000,
+                data: 0x41,
+                masked: false
+            }]
+        );
+        let (a, v, u) =
+            parse_line("#fffffffffffffff8 00000000`00000001 00000000`00000002").unwrap();
+        assert_eq!(r.feed(a, &v, u), [EventKind::PendingSet { entry: 0 }]);
+        let (a, v, u) = parse_line("#fffffffffffffffc 00000001 00000001").unwrap();
+        assert!(r.feed(a, &v, u).is_empty());
+        assert!(l.contains(u64::MAX - 1) && !l.contains(0));
     }
 }

@@ -394,9 +394,13 @@ impl PciDumpSummary {
     pub fn msix_location(&self) -> Option<super::dd::MsixLocation> {
         let m = self.msix?;
         Some(super::dd::MsixLocation {
-            table: self.bar_address(m.table_bir)? + u64::from(m.table_offset),
+            table: self
+                .bar_address(m.table_bir)?
+                .checked_add(u64::from(m.table_offset))?,
             entries: m.table_size(),
-            pba: self.bar_address(m.pba_bir)? + u64::from(m.pba_offset),
+            pba: self
+                .bar_address(m.pba_bir)?
+                .checked_add(u64::from(m.pba_offset))?,
         })
     }
 }
@@ -411,9 +415,9 @@ pub fn msix_location(config: &[u8; 256]) -> Option<super::dd::MsixLocation> {
     let m = raw.msix_cap(cap)?;
     let bars = raw.bars();
     Some(super::dd::MsixLocation {
-        table: bar_address(&bars, m.table_bir)? + u64::from(m.table_offset),
+        table: bar_address(&bars, m.table_bir)?.checked_add(u64::from(m.table_offset))?,
         entries: m.table_size(),
-        pba: bar_address(&bars, m.pba_bir)? + u64::from(m.pba_offset),
+        pba: bar_address(&bars, m.pba_bir)?.checked_add(u64::from(m.pba_offset))?,
     })
 }
 
@@ -1068,6 +1072,20 @@ mod tests {
             assert_eq!(loc.pba, 0x1_C000_3800);
             assert_eq!(loc.entries, (control & 0x7FF) + 1);
         }
+    }
+
+    /// A 64-bit BAR at the top of the address space whose table offset would carry past 2^64
+    /// (a dump from user text): no location rather than an overflow. Found with the `win_text`
+    /// fuzz target's MSI-X memory checks.
+    #[test]
+    fn a_table_past_the_top_of_the_address_space_has_no_location() {
+        let mut c = config(0x8004, 0x0006, 0x0010);
+        c[0x10..0x14].copy_from_slice(&0xFFFF_F00Cu32.to_le_bytes());
+        c[0x14..0x18].copy_from_slice(&u32::MAX.to_le_bytes());
+        let s = parse_pci_dump(&dump(&c));
+        assert_eq!(s.bar_address(0), Some(0xFFFF_FFFF_FFFF_F000));
+        assert_eq!(s.msix_location(), None);
+        assert_eq!(msix_location(&c), None);
     }
 
     #[test]
