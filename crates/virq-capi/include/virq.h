@@ -150,6 +150,11 @@ enum virq_status
     // Restore refused: the device type's own state does not fit (another disk size, for
     // example).
     VIRQ_STATUS_SNAPSHOT_BACKEND = 26,
+    // Restore refused: a Pending Bit is set on an entry whose message could be sent now
+    // (MSI-X and Bus Master enabled, nothing masked), an interrupt nothing would deliver.
+    VIRQ_STATUS_SNAPSHOT_DELIVERABLE_PENDING = 27,
+    // Restore refused: a queue's notification waits for Bus Master Enable, which is set.
+    VIRQ_STATUS_SNAPSHOT_DEFERRED_NOTIFY = 28,
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L

@@ -182,6 +182,11 @@ pub enum VirqStatus {
     /// Restore refused: the device type's own state does not fit (another disk size, for
     /// example).
     SnapshotBackend = 26,
+    /// Restore refused: a Pending Bit is set on an entry whose message could be sent now
+    /// (MSI-X and Bus Master enabled, nothing masked), an interrupt nothing would deliver.
+    SnapshotDeliverablePending = 27,
+    /// Restore refused: a queue's notification waits for Bus Master Enable, which is set.
+    SnapshotDeferredNotify = 28,
 }
 
 /// Where an MSI-X message goes: the device performs a DWORD write of `data` to `address`
@@ -599,6 +604,14 @@ fn status_text(status: i32) -> &'static CStr {
         (
             S::SnapshotBackend,
             c"VIRQ_STATUS_SNAPSHOT_BACKEND: the device type's state does not fit",
+        ),
+        (
+            S::SnapshotDeliverablePending,
+            c"VIRQ_STATUS_SNAPSHOT_DELIVERABLE_PENDING: a Pending Bit whose message could be sent",
+        ),
+        (
+            S::SnapshotDeferredNotify,
+            c"VIRQ_STATUS_SNAPSHOT_DEFERRED_NOTIFY: a notification waiting on a set Bus Master Enable",
         ),
     ];
     all.iter()
@@ -1246,6 +1259,8 @@ fn restore_refusal(e: DeviceError) -> Refusal {
             E::QueueMaxSize { .. } => S::SnapshotQueueMaxSize,
             E::QueueSize { .. } => S::SnapshotQueueSize,
             E::QueueRings { .. } => S::SnapshotQueueRings,
+            E::DeliverablePending { .. } => S::SnapshotDeliverablePending,
+            E::DeferredNotify { .. } => S::SnapshotDeferredNotify,
         },
         DeviceError::Backend(_) => S::SnapshotBackend,
         DeviceError::Layout(_) | DeviceError::QueueSize { .. } | DeviceError::NoQueues => {

@@ -130,13 +130,13 @@ fn create_refuses_what_it_cannot_build_and_says_why() {
 
 #[test]
 fn every_status_has_a_name_and_unknown_codes_say_so() {
-    for code in 0..=VirqStatus::SnapshotBackend as i32 {
+    for code in 0..=VirqStatus::SnapshotDeferredNotify as i32 {
         let text = strerror(code);
         assert!(text.starts_with("VIRQ_STATUS_"), "{code}: {text}");
     }
     assert!(strerror(VirqStatus::BadWidth as i32).starts_with("VIRQ_STATUS_BAD_WIDTH:"));
     assert_eq!(strerror(-1), "unknown virq_status");
-    assert_eq!(strerror(27), "unknown virq_status");
+    assert_eq!(strerror(29), "unknown virq_status");
     assert_eq!(virq_abi_version(), VIRQ_ABI_VERSION);
 }
 
@@ -404,6 +404,14 @@ fn snapshot_reports_its_size_and_restores_into_a_twin_but_not_a_stranger() {
         (
             edit(&|d| d["backend"] = serde_json::json!({"device": "nonsense"})),
             VirqStatus::SnapshotBackend,
+        ),
+        (
+            edit(&|d| d["queues"][0]["notify_deferred"] = true.into()),
+            VirqStatus::SnapshotDeferredNotify,
+        ),
+        (
+            edit(&|d| d["msix"]["pba"][0] = 2.into()),
+            VirqStatus::SnapshotDeliverablePending,
         ),
     ] {
         assert_eq!(restore(&fresh, &text), status, "{}", last_error());
