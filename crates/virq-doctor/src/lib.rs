@@ -13,7 +13,10 @@
 //! with `-nn`, `-k`, `-D` or cut by `grep -A`; dmesg in every stamp style and journalctl, with
 //! each boot a start of its own. Every event names the function it is about when the text does.
 //!
-//! Judging is the one judge's ([`virq_judge`]); this crate reads the formats.
+//! Judging is the one judge's ([`virq_judge`]); this crate reads the formats. Files stream
+//! through in bounded memory; past a file's first MiB a second thread reads the lines and
+//! works out what depends on each line alone (prefixes, keyword hits) while the caller's
+//! thread parses and judges, so readers passed to [`Doctor::read`] are `Send`.
 //!
 //! ```no_run
 //! let result = virq_doctor::diagnose(&["capture.log", "pci.txt"]);
