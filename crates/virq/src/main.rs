@@ -2,6 +2,7 @@
 
 #![forbid(unsafe_code)]
 
+use std::io::Write;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
@@ -155,15 +156,39 @@ struct CheckArgs {
     json: bool,
 }
 
+/// `print!` that hands a write error back: `virq faults | head` closes the pipe early, which
+/// must end the command quietly (see `main`), not panic.
+macro_rules! out {
+    ($($arg:tt)*) => {
+        write!(std::io::stdout().lock(), $($arg)*)?
+    };
+}
+
+/// `println!` that hands a write error back (see `out!`).
+macro_rules! outln {
+    ($($arg:tt)*) => {
+        writeln!(std::io::stdout().lock(), $($arg)*)?
+    };
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(cli) {
         Ok(code) => code,
+        // The reader went away (`| head`): what it wanted was printed, as with any Unix tool.
+        Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("virq: {e:#}");
             ExitCode::from(2)
         }
     }
+}
+
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
 }
 
 fn run(cli: Cli) -> Result<ExitCode> {
@@ -176,7 +201,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let mut faults = Fault::ALL.to_vec();
             faults.sort_by_key(|f| (f.is_device(), f.catalogue_row()));
             for f in faults {
-                println!(
+                outln!(
                     "{:<36} failure catalogue row {:>2}{}",
                     f.name(),
                     f.catalogue_row(),
@@ -286,12 +311,12 @@ fn check(args: CheckArgs) -> Result<ExitCode> {
         None => false,
     };
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        outln!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         if print_logs {
             for m in &report.modes {
                 for (name, text) in m.logs.texts() {
-                    println!(
+                    outln!(
                         "--- {} {name} ---\n{}",
                         m.mode.name(),
                         text.replace("\r\n", "\n")
@@ -299,7 +324,7 @@ fn check(args: CheckArgs) -> Result<ExitCode> {
                 }
             }
         }
-        print!("{}", virq_check::render_text(&report));
+        out!("{}", virq_check::render_text(&report));
     }
     Ok(if report.all_hold() {
         ExitCode::SUCCESS
@@ -359,7 +384,12 @@ fn doctor(args: DoctorArgs) -> Result<ExitCode> {
     let show = args.events;
     let mut doctor = virq_doctor::Doctor::new().watch(move |e| {
         if show {
-            println!("{}", serde_json::to_string(e).expect("events serialise"));
+            // A closed pipe is noticed (and ends the command quietly) at the report's print.
+            let _ = writeln!(
+                std::io::stdout().lock(),
+                "{}",
+                serde_json::to_string(e).expect("events serialise")
+            );
         }
     });
     let mut errors = Vec::new();
@@ -380,9 +410,9 @@ fn doctor(args: DoctorArgs) -> Result<ExitCode> {
             .with_context(|| format!("cannot write the HTML report to {}", path.display()))?;
     }
     if args.json {
-        println!("{}", report.to_json());
+        outln!("{}", report.to_json());
     } else {
-        print!("{}", report.render_text());
+        out!("{}", report.render_text());
     }
     Ok(ExitCode::from(report.exit_code() as u8))
 }
@@ -513,34 +543,34 @@ fn check_linux_kvm(args: &CheckArgs) -> Result<ExitCode> {
             .zip(&verdicts)
             .map(|(r, v)| serde_json::json!({ "run": r, "workload": v.workload, "judgement": v.judgement, "holds": v.holds() }))
             .collect();
-        println!("{}", serde_json::to_string_pretty(&out)?);
+        outln!("{}", serde_json::to_string_pretty(&out)?);
     } else {
         for (r, v) in runs.iter().zip(&verdicts) {
-            println!("{}", r.summary());
+            outln!("{}", r.summary());
             for w in &v.workload {
-                println!(
+                outln!(
                     "  [{}] workload: {}",
                     if w.done { " OK " } else { "FAIL" },
                     w.what
                 );
             }
             for s in &v.judgement.subjects {
-                println!("  -- {} --", s.heading());
+                outln!("  -- {} --", s.heading());
                 let mut text = String::new();
                 for (i, a) in s.steps.iter().enumerate() {
                     virq_check::render_answer_text(&mut text, a, i as u8 + 1);
                 }
                 for line in text.lines() {
-                    println!("  {line}");
+                    outln!("  {line}");
                 }
                 let rows = s.broken_rows();
                 if !rows.is_empty() {
-                    println!("  failure catalogue rows: {rows:?}");
+                    outln!("  failure catalogue rows: {rows:?}");
                 }
             }
-            println!();
+            outln!();
         }
-        println!(
+        outln!(
             "verdict: {}",
             if holds {
                 "no link is broken in any mode, and every workload ran"

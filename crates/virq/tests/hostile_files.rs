@@ -1,7 +1,7 @@
 //! Hostile files on the command line: `virq check --inf PATH` and `virq doctor FILE...` given
 //! missing, empty, binary, truncated, huge or wrongly encoded files. A file virq cannot use
 //! gets exactly one line on stderr naming it and exit code 2; one it can use, however odd,
-//! gets an answer; nothing panics.
+//! gets an answer; nothing panics, not even when the reader of its output goes away early.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -243,4 +243,39 @@ fn doctor_reads_truncated_huge_and_latin1_captures() {
     let out = virq(&["doctor", &p, &missing]);
     assert_refused(&out, &missing, "no such file");
     std::fs::remove_dir_all(&d).unwrap();
+}
+
+/// `virq faults | head -1`, `virq doctor big.log | less` then quit: the reader closes the pipe
+/// before virq has printed everything. virq must end quietly with success, like `cat`, instead
+/// of panicking with "failed printing to stdout". The pipe's read end is closed before virq
+/// starts, so its first write fails every time.
+#[test]
+fn a_reader_that_closes_the_pipe_early_ends_virq_quietly() {
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../virq-doctor/tests/fixtures")
+        .canonicalize()
+        .unwrap();
+    let log = std::fs::read_dir(&fixture)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|x| x == "log"))
+        .expect("a DbgView fixture");
+    let log = log.to_str().unwrap();
+    for args in [
+        &["faults"][..],
+        &["check", "--mode", "intx"],
+        &["doctor", log],
+        &["doctor", "--events", log],
+    ] {
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let out = Command::new(VIRQ)
+            .args(args)
+            .stdout(writer)
+            .output()
+            .expect("virq runs");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "virq {args:?}: {stderr}");
+        assert_eq!(stderr, "", "virq {args:?} says nothing on stderr");
+    }
 }
