@@ -28,17 +28,26 @@ pub(crate) const LANE_SLOTS: usize = 256;
 
 /// This thread's number for lane ownership: never 0, never reused (unlike a thread's
 /// address), so "the owner is me" cannot be true of two live threads.
+#[inline(always)]
 fn thread_number() -> u64 {
-    static NEXT: AtomicU64 = AtomicU64::new(1);
-    thread_local! {
-        static NUMBER: Cell<u64> = const { Cell::new(0) };
+    match NUMBER.with(Cell::get) {
+        0 => first_thread_number(),
+        n => n,
     }
-    NUMBER.with(|n| {
-        if n.get() == 0 {
-            n.set(NEXT.fetch_add(1, Ordering::Relaxed));
-        }
-        n.get()
-    })
+}
+
+thread_local! {
+    static NUMBER: Cell<u64> = const { Cell::new(0) };
+}
+
+/// A thread's first [`thread_number`]: once per thread, out of the append's way.
+#[cold]
+#[inline(never)]
+fn first_thread_number() -> u64 {
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    NUMBER.with(|c| c.set(n));
+    n
 }
 
 /// One event in the ring: `[head, time_ns, a, b]`.
@@ -84,7 +93,7 @@ impl Lane {
     }
 
     /// Whether this thread is the lane's producer (the first thread to ask becomes it).
-    #[inline]
+    #[inline(always)]
     fn owned_here(&self) -> bool {
         let me = thread_number();
         match self.owner.load(Ordering::Relaxed) {
@@ -98,7 +107,7 @@ impl Lane {
 
     /// Append without a lock. Gives the event back when this thread is not the producer or
     /// the ring is full: the caller then takes the log's lock and stores it there.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn try_push(&self, time_ns: u64, p: Packed) -> Result<(), Packed> {
         if !self.owned_here() {
             return Err(p);

@@ -52,6 +52,10 @@ impl Clock for VirtualClock {
     fn now_ns(&self) -> u64 {
         self.0.load(Ordering::Relaxed)
     }
+
+    fn counter(&self) -> Option<Arc<AtomicU64>> {
+        Some(self.0.clone())
+    }
 }
 
 /// Costs charged to the virtual clock.
