@@ -61,6 +61,7 @@ impl ChainBuffers {
     /// chain longer than its table (forbidden by virtio 1.2, 2.7.5.3.1 for indirect tables and
     /// impossible for direct ones), more than `max_descriptors` descriptors, a NEXT pointing
     /// at an unreadable descriptor or past 2^32 - 1 bytes all leave it incomplete.
+    #[inline(always)]
     pub(crate) fn load(&mut self, chain: Chain<'_>, max_descriptors: u16) {
         self.readable.clear();
         self.writable.clear();

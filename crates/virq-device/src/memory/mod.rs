@@ -18,7 +18,7 @@ mod vm;
 
 use thiserror::Error;
 
-pub use flat::{FlatRegion, VecMemory};
+pub use flat::{FlatRegion, FlatWindow, VecMemory};
 
 /// Why a guest-memory access failed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Error)]
@@ -209,6 +209,13 @@ impl<'a> Dma<'a> {
     /// The memory behind the view.
     pub fn memory(&self) -> &'a dyn GuestMemory {
         self.mem
+    }
+
+    /// `len` bytes at `addr` as a [`FlatWindow`] of the flat region, when there is one and it
+    /// holds them all (see [`FlatRegion::window`]).
+    #[inline]
+    pub fn window(&self, addr: u64, len: u64) -> Option<FlatWindow<'a>> {
+        self.flat.as_ref()?.window(addr, len)
     }
 
     /// See [`GuestMemory::read`].
