@@ -255,9 +255,10 @@ impl<S: BlockStorage> Block<S> {
             self.counters.no_status += 1;
             return 0;
         }
-        // The status is the last device-writable byte (5.2.6).
+        // The status is the last device-writable byte (5.2.6); when every buffer was found in
+        // guest RAM while loading, so was it.
         let status_addr = match self.chain.last_writable_byte() {
-            Some(addr) if mem.check_range(addr, 1) => addr,
+            Some(addr) if self.chain.all_in_ram() || mem.check_range(addr, 1) => addr,
             _ => {
                 self.counters.no_status += 1;
                 return 0;

@@ -614,6 +614,7 @@ impl<'a> Virtqueue<'a> {
     /// meanwhile. With EVENT_IDX the device publishes `avail_event` = how far it got
     /// (2.7.10); otherwise it clears `used.flags`. The full fence orders that store before
     /// the re-read of `avail.idx`, so a buffer made available in between is never missed.
+    #[inline(always)]
     pub fn enable_notification(&mut self) -> Result<bool, RingError> {
         let s = &*self.state;
         let next_avail = s.next_avail;
@@ -635,7 +636,7 @@ impl<'a> Virtqueue<'a> {
     /// suppression field (`used_event` or `avail.flags`) from being satisfied before that
     /// store is visible, else a driver that re-enables interrupts and then checks `used.idx`
     /// could miss the entry while the device misses its new `used_event`.
-    #[inline]
+    #[inline(always)]
     pub fn used_notification(&mut self) -> Result<UsedNotification, RingError> {
         fence(Ordering::SeqCst);
         if self.state.event_idx {
@@ -717,6 +718,9 @@ impl<'a> DescriptorChain<'a> {
         self.mem
     }
 
+    // Inlined, like `enter_indirect`: an out-of-line `&mut self` call would keep the whole
+    // walk's state in memory instead of registers.
+    #[inline(always)]
     fn fail(&mut self, e: ChainError) -> Option<Result<Descriptor, ChainError>> {
         self.done = true;
         Some(Err(e))
@@ -724,6 +728,7 @@ impl<'a> DescriptorChain<'a> {
 
     /// Continue in the indirect table `desc` points at (2.7.5.3): it replaces the rest of the
     /// chain, so the NEXT flag of `desc` itself is not followed.
+    #[inline(always)]
     fn enter_indirect(&mut self, desc: &Descriptor) -> Result<(), ChainError> {
         if self.indirect {
             return Err(ChainError::NestedIndirect);
