@@ -32,6 +32,6 @@ impl VirtioPciDevice {
             return;
         }
         self.events.emit_with(|| EventKind::QueueNotify { queue });
-        self.process_queue(queue);
+        self.serve_queue(queue);
     }
 }
