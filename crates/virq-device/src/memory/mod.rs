@@ -10,7 +10,9 @@
 //!
 //! Devices do not call the trait directly on the hot path: they take a [`Dma`] view for one
 //! pass over a queue, which uses the memory's [`FlatRegion`] (when it is one flat region, the
-//! common case) without a dynamic call per access.
+//! common case) without a dynamic call per access. The split ring goes one step further: it
+//! checks its three areas against the region once per pass and then reaches them through
+//! [`FlatWindow`]s, where an access compares an offset with the area's length.
 
 mod flat;
 #[cfg(feature = "vm-memory")]
