@@ -255,9 +255,10 @@ impl<S: BlockStorage> Block<S> {
             self.counters.no_status += 1;
             return 0;
         }
-        // The status is the last device-writable byte (5.2.6).
+        // The status is the last device-writable byte (5.2.6); when every buffer was found in
+        // guest RAM while loading, so was it.
         let status_addr = match self.chain.last_writable_byte() {
-            Some(addr) if mem.check_range(addr, 1) => addr,
+            Some(addr) if self.chain.all_in_ram() || mem.check_range(addr, 1) => addr,
             _ => {
                 self.counters.no_status += 1;
                 return 0;
@@ -305,14 +306,13 @@ impl<S: BlockStorage> Block<S> {
         if !self.chain.all_in_ram() {
             return Outcome::IoErr(IoErr::BadBuffer, 0);
         }
-        let mut header = [0u8; HEADER_LEN as usize];
-        if self.chain.read(mem, 0, &mut header).is_err() {
+        let Ok(header) = self.chain.read_array::<{ HEADER_LEN as usize }>(mem, 0) else {
             return Outcome::IoErr(IoErr::BadBuffer, 0);
-        }
-        let request_type = u32::from_le_bytes([header[0], header[1], header[2], header[3]]);
-        let mut sector_bytes = [0u8; 8];
-        sector_bytes.copy_from_slice(&header[8..16]);
-        let sector = u64::from_le_bytes(sector_bytes);
+        };
+        // One little-endian 128-bit value: type in bits 0..32, sector in bits 64..128.
+        let header = u128::from_le_bytes(header);
+        let request_type = header as u32;
+        let sector = (header >> 64) as u64;
 
         match request_type {
             VIRTIO_BLK_T_IN => {

@@ -61,6 +61,7 @@ impl ChainBuffers {
     /// chain longer than its table (forbidden by virtio 1.2, 2.7.5.3.1 for indirect tables and
     /// impossible for direct ones), more than `max_descriptors` descriptors, a NEXT pointing
     /// at an unreadable descriptor or past 2^32 - 1 bytes all leave it incomplete.
+    #[inline(always)]
     pub(crate) fn load(&mut self, chain: Chain<'_>, max_descriptors: u16) {
         self.readable.clear();
         self.writable.clear();
@@ -146,13 +147,43 @@ impl ChainBuffers {
         good
     }
 
+    /// `N` device-readable bytes starting at `offset` (a request header): one guest read when
+    /// the first buffer holds them all, as it does for every driver that puts the header in a
+    /// descriptor of its own.
+    #[inline]
+    pub(crate) fn read_array<const N: usize>(
+        &self,
+        mem: &Dma<'_>,
+        offset: u64,
+    ) -> Result<[u8; N], ChainIoError> {
+        if let Some(addr) = first_segment_piece(&self.readable, offset, N) {
+            return mem
+                .read_array::<N>(addr)
+                .map_err(|_| ChainIoError::OutsideGuestRam);
+        }
+        let mut buf = [0u8; N];
+        self.read_pieces(mem, offset, &mut buf)?;
+        Ok(buf)
+    }
+
     /// Copy device-readable bytes starting at `offset` into `buf`.
+    #[inline]
     pub(crate) fn read(
         &self,
         mem: &Dma<'_>,
         offset: u64,
         buf: &mut [u8],
     ) -> Result<(), ChainIoError> {
+        if let Some(addr) = first_segment_piece(&self.readable, offset, buf.len()) {
+            return mem
+                .read(addr, buf)
+                .map_err(|_| ChainIoError::OutsideGuestRam);
+        }
+        self.read_pieces(mem, offset, buf)
+    }
+
+    /// [`ChainBuffers::read`] across buffers.
+    fn read_pieces(&self, mem: &Dma<'_>, offset: u64, buf: &mut [u8]) -> Result<(), ChainIoError> {
         let mut done = 0usize;
         for_each_piece(&self.readable, offset, buf.len() as u64, |addr, piece| {
             mem.read(addr, &mut buf[done..done + piece])
@@ -163,12 +194,23 @@ impl ChainBuffers {
     }
 
     /// Copy `data` into the device-writable bytes starting at `offset`.
+    #[inline]
     pub(crate) fn write(
         &self,
         mem: &Dma<'_>,
         offset: u64,
         data: &[u8],
     ) -> Result<(), ChainIoError> {
+        if let Some(addr) = first_segment_piece(&self.writable, offset, data.len()) {
+            return mem
+                .write(addr, data)
+                .map_err(|_| ChainIoError::OutsideGuestRam);
+        }
+        self.write_pieces(mem, offset, data)
+    }
+
+    /// [`ChainBuffers::write`] across buffers.
+    fn write_pieces(&self, mem: &Dma<'_>, offset: u64, data: &[u8]) -> Result<(), ChainIoError> {
         let mut done = 0usize;
         for_each_piece(&self.writable, offset, data.len() as u64, |addr, piece| {
             mem.write(addr, &data[done..done + piece])
@@ -177,6 +219,18 @@ impl ChainBuffers {
             Ok(())
         })
     }
+}
+
+/// The guest address of `len` bytes at `offset` of a segment stream when the first segment
+/// holds all of them: the one-copy case of [`for_each_piece`], with the same result.
+#[inline(always)]
+fn first_segment_piece(segments: &[Segment], offset: u64, len: usize) -> Option<u64> {
+    let first = segments.first()?;
+    let end = offset.checked_add(len as u64)?;
+    if end > u64::from(first.len) {
+        return None;
+    }
+    first.addr.checked_add(offset)
 }
 
 /// Visit the guest pieces covering `len` bytes at `offset` of a segment stream, in order.

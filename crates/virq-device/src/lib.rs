@@ -89,7 +89,7 @@ mod transport;
 
 pub use backend::{BackendError, Processed, VirtioBackend};
 pub use layout::{Layout, LayoutError, Region};
-pub use memory::{Dma, FlatRegion, GuestMemory, MemoryError, VecMemory};
+pub use memory::{Dma, FlatRegion, FlatWindow, GuestMemory, MemoryError, VecMemory};
 pub use ring::{DescriptorChain, SplitQueue, Virtqueue};
 #[cfg(feature = "fault-injection")]
 pub use transport::DeviceFaults;

@@ -27,7 +27,7 @@ use virq_spec::ring::{
     VRING_DESC_F_NEXT, VRING_DESC_F_WRITE, avail_ring_len, desc_table_len, used_ring_len,
 };
 
-use crate::memory::{Dma, GuestMemory, MemoryError};
+use crate::memory::{Dma, FlatWindow, GuestMemory, MemoryError};
 
 /// The three areas of a split virtqueue.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -169,9 +169,13 @@ impl Descriptor {
     /// Decode the 16 little-endian bytes of a descriptor.
     #[inline(always)]
     pub fn from_bytes(b: [u8; 16]) -> Self {
-        // One 128-bit little-endian value, split by shifts: two loads instead of a byte
-        // shuffle per field.
-        let v = u128::from_le_bytes(b);
+        Self::from_le_value(u128::from_le_bytes(b))
+    }
+
+    /// Split the descriptor read as one 128-bit little-endian value: two loads and shifts
+    /// instead of a byte shuffle per field.
+    #[inline(always)]
+    fn from_le_value(v: u128) -> Self {
         Descriptor {
             addr: v as u64,
             len: (v >> 64) as u32,
@@ -407,15 +411,46 @@ pub struct Virtqueue<'a> {
     mem: Dma<'a>,
     /// `avail.idx` as last read in this pass, so a batch costs one acquire load.
     seen_avail: Option<u16>,
+    /// The three ring areas, when guest memory is one flat region holding all of them.
+    rings: Option<RingWindows<'a>>,
+}
+
+/// The ring areas of a queue checked once per pass against the flat region, so each ring
+/// access compares an offset with the area's length instead of translating a guest address.
+/// Anything outside them (or any memory without a flat region) takes the [`Dma`] path, which
+/// decides exactly as before.
+#[derive(Clone, Copy, Debug)]
+struct RingWindows<'a> {
+    desc: FlatWindow<'a>,
+    avail: FlatWindow<'a>,
+    used: FlatWindow<'a>,
+}
+
+impl<'a> RingWindows<'a> {
+    #[inline]
+    fn new(state: &SplitQueue, mem: &Dma<'a>) -> Option<Self> {
+        if !state.ready {
+            return None;
+        }
+        let size = state.size;
+        Some(RingWindows {
+            desc: mem.window(state.desc_table, desc_table_len(size))?,
+            avail: mem.window(state.avail_ring, avail_ring_len(size))?,
+            used: mem.window(state.used_ring, used_ring_len(size))?,
+        })
+    }
 }
 
 impl<'a> Virtqueue<'a> {
     /// The queue `state` over guest memory `mem`, for one round of processing.
+    #[inline]
     pub fn new(state: &'a mut SplitQueue, mem: Dma<'a>) -> Self {
+        let rings = RingWindows::new(state, &mem);
         Virtqueue {
             state,
             mem,
             seen_avail: None,
+            rings,
         }
     }
 
@@ -446,6 +481,46 @@ impl<'a> Virtqueue<'a> {
         })
     }
 
+    /// The 16-bit field at `offset` in the available ring (`flags`, `idx`, `used_event`),
+    /// loaded atomically with `order` (`Relaxed` or `Acquire`).
+    #[inline(always)]
+    fn avail_load(&self, offset: u64, order: Ordering) -> Result<u16, RingError> {
+        if let Some(r) = &self.rings
+            && let Some(v) = r.avail.load_u16(offset as usize, order)
+        {
+            return Ok(v);
+        }
+        let addr = Self::at(RingPart::AvailRing, self.state.avail_ring, offset)?;
+        match order {
+            Ordering::Acquire => self.mem.load_acquire_u16(addr),
+            _ => self.mem.load_u16(addr),
+        }
+        .map_err(|source| RingError::Memory {
+            part: RingPart::AvailRing,
+            source,
+        })
+    }
+
+    /// Store the 16-bit field at `offset` in the used ring (`flags`, `idx`, `avail_event`)
+    /// atomically with `order` (`Relaxed` or `Release`).
+    #[inline(always)]
+    fn used_store(&self, offset: u64, value: u16, order: Ordering) -> Result<(), RingError> {
+        if let Some(r) = &self.rings
+            && r.used.store_u16(offset as usize, value, order)
+        {
+            return Ok(());
+        }
+        let addr = Self::at(RingPart::UsedRing, self.state.used_ring, offset)?;
+        match order {
+            Ordering::Release => self.mem.store_release_u16(addr, value),
+            _ => self.mem.store_u16(addr, value),
+        }
+        .map_err(|source| RingError::Memory {
+            part: RingPart::UsedRing,
+            source,
+        })
+    }
+
     /// The next available chain, or `None` when the driver has made nothing new available
     /// (or the queue is not ready). An available index more than the queue size ahead, or an
     /// available ring that cannot be read, is a corrupt ring (2.7.13.3, 2.1.2).
@@ -459,17 +534,12 @@ impl<'a> Virtqueue<'a> {
         let avail_idx = match self.seen_avail {
             Some(seen) if seen != next => seen,
             _ => {
-                let idx = self
-                    .mem
-                    .load_acquire_u16(Self::at(RingPart::AvailRing, s.avail_ring, 2)?)
-                    .map_err(|source| RingError::Memory {
-                        part: RingPart::AvailRing,
-                        source,
-                    })?;
+                let idx = self.avail_load(2, Ordering::Acquire)?;
                 self.seen_avail = Some(idx);
                 idx
             }
         };
+        let s = &*self.state;
         let pending = avail_idx.wrapping_sub(next);
         if pending == 0 {
             return Ok(None);
@@ -484,25 +554,30 @@ impl<'a> Virtqueue<'a> {
         // The size is a power of two, so the slot is a mask; the entry was written before the
         // index the acquire load above saw.
         let slot = u64::from(next & (s.size - 1));
-        let entry = Self::at(
-            RingPart::AvailRing,
-            s.avail_ring,
-            AVAIL_HEADER + AVAIL_ELEM_SIZE * slot,
-        )?;
-        let head = self
-            .mem
-            .read_array::<2>(entry)
-            .map(u16::from_le_bytes)
-            .map_err(|source| RingError::Memory {
-                part: RingPart::AvailRing,
-                source,
-            })?;
+        let entry_offset = AVAIL_HEADER + AVAIL_ELEM_SIZE * slot;
+        let window_entry = self
+            .rings
+            .and_then(|r| r.avail.read_array::<2>(entry_offset as usize));
+        let head = match window_entry {
+            Some(b) => u16::from_le_bytes(b),
+            None => {
+                let entry = Self::at(RingPart::AvailRing, s.avail_ring, entry_offset)?;
+                self.mem
+                    .read_array::<2>(entry)
+                    .map(u16::from_le_bytes)
+                    .map_err(|source| RingError::Memory {
+                        part: RingPart::AvailRing,
+                        source,
+                    })?
+            }
+        };
         self.state.next_avail = next.wrapping_add(1);
         Ok(Some(DescriptorChain::new(
             self.mem,
             self.state.desc_table,
             self.state.size,
             head,
+            self.rings.map(|r| r.desc),
         )))
     }
 
@@ -515,58 +590,44 @@ impl<'a> Virtqueue<'a> {
             return Err(RingError::UsedHead { head, size: s.size });
         }
         let slot = u64::from(s.next_used & (s.size - 1));
-        let at = Self::at(
-            RingPart::UsedRing,
-            s.used_ring,
-            USED_HEADER + USED_ELEM_SIZE * slot,
-        )?;
-        let idx_at = Self::at(RingPart::UsedRing, s.used_ring, 2)?;
-        let mut elem = [0u8; 8];
-        elem[..4].copy_from_slice(&u32::from(head).to_le_bytes());
-        elem[4..].copy_from_slice(&len.to_le_bytes());
-        let used = |source| RingError::Memory {
-            part: RingPart::UsedRing,
-            source,
-        };
-        self.mem.write(at, &elem).map_err(used)?;
+        let elem_offset = USED_HEADER + USED_ELEM_SIZE * slot;
+        let elem = (u64::from(len) << 32 | u64::from(head)).to_le_bytes();
+        let in_window = self
+            .rings
+            .is_some_and(|r| r.used.write(elem_offset as usize, &elem));
+        if !in_window {
+            let at = Self::at(RingPart::UsedRing, s.used_ring, elem_offset)?;
+            Self::at(RingPart::UsedRing, s.used_ring, 2)?;
+            self.mem
+                .write(at, &elem)
+                .map_err(|source| RingError::Memory {
+                    part: RingPart::UsedRing,
+                    source,
+                })?;
+        }
         s.next_used = s.next_used.wrapping_add(1);
-        self.mem
-            .store_release_u16(idx_at, s.next_used)
-            .map_err(used)
+        let next_used = s.next_used;
+        self.used_store(2, next_used, Ordering::Release)
     }
 
     /// Ask the driver for notifications again and say whether it made buffers available
     /// meanwhile. With EVENT_IDX the device publishes `avail_event` = how far it got
     /// (2.7.10); otherwise it clears `used.flags`. The full fence orders that store before
     /// the re-read of `avail.idx`, so a buffer made available in between is never missed.
+    #[inline(always)]
     pub fn enable_notification(&mut self) -> Result<bool, RingError> {
         let s = &*self.state;
-        let used = |source| RingError::Memory {
-            part: RingPart::UsedRing,
-            source,
-        };
+        let next_avail = s.next_avail;
         if s.event_idx {
-            let avail_event = Self::at(
-                RingPart::UsedRing,
-                s.used_ring,
-                USED_HEADER + USED_ELEM_SIZE * u64::from(s.size),
-            )?;
-            self.mem
-                .store_u16(avail_event, s.next_avail)
-                .map_err(used)?;
+            let avail_event = USED_HEADER + USED_ELEM_SIZE * u64::from(s.size);
+            self.used_store(avail_event, next_avail, Ordering::Relaxed)?;
         } else {
-            self.mem.store_u16(s.used_ring, 0).map_err(used)?;
+            self.used_store(0, 0, Ordering::Relaxed)?;
         }
         fence(Ordering::SeqCst);
-        let idx = self
-            .mem
-            .load_u16(Self::at(RingPart::AvailRing, s.avail_ring, 2)?)
-            .map_err(|source| RingError::Memory {
-                part: RingPart::AvailRing,
-                source,
-            })?;
+        let idx = self.avail_load(2, Ordering::Relaxed)?;
         self.seen_avail = None;
-        Ok(idx != s.next_avail)
+        Ok(idx != next_avail)
     }
 
     /// The used-buffer interrupt decision after publishing (virtio 1.2, 2.7.7.2 and 2.7.10).
@@ -575,21 +636,13 @@ impl<'a> Virtqueue<'a> {
     /// suppression field (`used_event` or `avail.flags`) from being satisfied before that
     /// store is visible, else a driver that re-enables interrupts and then checks `used.idx`
     /// could miss the entry while the device misses its new `used_event`.
-    #[inline]
+    #[inline(always)]
     pub fn used_notification(&mut self) -> Result<UsedNotification, RingError> {
         fence(Ordering::SeqCst);
-        let s = &mut *self.state;
-        let avail = |source| RingError::Memory {
-            part: RingPart::AvailRing,
-            source,
-        };
-        if s.event_idx {
-            let used_event_at = Self::at(
-                RingPart::AvailRing,
-                s.avail_ring,
-                AVAIL_HEADER + AVAIL_ELEM_SIZE * u64::from(s.size),
-            )?;
-            let used_event = self.mem.load_u16(used_event_at).map_err(avail)?;
+        if self.state.event_idx {
+            let used_event_at = AVAIL_HEADER + AVAIL_ELEM_SIZE * u64::from(self.state.size);
+            let used_event = self.avail_load(used_event_at, Ordering::Relaxed)?;
+            let s = &mut *self.state;
             let new = s.next_used;
             let old = s.signalled_used;
             s.signalled_used = new;
@@ -603,7 +656,7 @@ impl<'a> Virtqueue<'a> {
                 },
             );
         }
-        let flags = self.mem.load_u16(s.avail_ring).map_err(avail)?;
+        let flags = self.avail_load(0, Ordering::Relaxed)?;
         Ok(if flags & VRING_AVAIL_F_NO_INTERRUPT != 0 {
             UsedNotification::SuppressedByFlag
         } else {
@@ -623,13 +676,22 @@ pub struct DescriptorChain<'a> {
     next: u16,
     /// Descriptors the current table may still yield: a walk longer than the table is a loop.
     ttl: u16,
+    /// The current table as a flat window, when guest memory holds all of it in its flat region.
+    window: Option<FlatWindow<'a>>,
     indirect: bool,
     bytes: u32,
     done: bool,
 }
 
 impl<'a> DescriptorChain<'a> {
-    fn new(mem: Dma<'a>, table: u64, table_size: u16, head: u16) -> Self {
+    #[inline]
+    fn new(
+        mem: Dma<'a>,
+        table: u64,
+        table_size: u16,
+        head: u16,
+        window: Option<FlatWindow<'a>>,
+    ) -> Self {
         DescriptorChain {
             mem,
             head,
@@ -637,6 +699,7 @@ impl<'a> DescriptorChain<'a> {
             table_size,
             next: head,
             ttl: table_size,
+            window,
             indirect: false,
             bytes: 0,
             done: false,
@@ -655,6 +718,9 @@ impl<'a> DescriptorChain<'a> {
         self.mem
     }
 
+    // Inlined, like `enter_indirect`: an out-of-line `&mut self` call would keep the whole
+    // walk's state in memory instead of registers.
+    #[inline(always)]
     fn fail(&mut self, e: ChainError) -> Option<Result<Descriptor, ChainError>> {
         self.done = true;
         Some(Err(e))
@@ -662,6 +728,7 @@ impl<'a> DescriptorChain<'a> {
 
     /// Continue in the indirect table `desc` points at (2.7.5.3): it replaces the rest of the
     /// chain, so the NEXT flag of `desc` itself is not followed.
+    #[inline(always)]
     fn enter_indirect(&mut self, desc: &Descriptor) -> Result<(), ChainError> {
         if self.indirect {
             return Err(ChainError::NestedIndirect);
@@ -672,6 +739,7 @@ impl<'a> DescriptorChain<'a> {
         }
         let entries = (len / DESC_SIZE as u32) as u16;
         self.table = desc.addr;
+        self.window = self.mem.window(desc.addr, u64::from(len));
         self.table_size = entries;
         self.next = 0;
         self.ttl = entries;
@@ -699,12 +767,19 @@ impl Iterator for DescriptorChain<'_> {
                 return self.fail(ChainError::IndexOutOfRange { index, size });
             }
             let offset = u64::from(index) * DESC_SIZE;
-            let read = match self.table.checked_add(offset) {
-                Some(addr) => self.mem.read_array::<16>(addr).map_err(|e| (addr, e)),
-                None => Err((self.table, MemoryError::range(self.table, 16))),
+            let read = match self.window.and_then(|w| w.read_u128(offset as usize)) {
+                Some(v) => Ok(v),
+                None => match self.table.checked_add(offset) {
+                    Some(addr) => self
+                        .mem
+                        .read_array::<16>(addr)
+                        .map(u128::from_le_bytes)
+                        .map_err(|e| (addr, e)),
+                    None => Err((self.table, MemoryError::range(self.table, 16))),
+                },
             };
             let desc = match read {
-                Ok(b) => Descriptor::from_bytes(b),
+                Ok(v) => Descriptor::from_le_value(v),
                 Err((addr, source)) => {
                     return self.fail(ChainError::Unreadable {
                         index,
@@ -896,6 +971,100 @@ mod tests {
             vq.used_notification().unwrap(),
             UsedNotification::SuppressedByFlag
         );
+    }
+
+    /// A memory without a flat region: every ring access takes the [`Dma`] path.
+    struct NotFlat(VecMemory);
+
+    impl GuestMemory for NotFlat {
+        fn read(&self, addr: u64, buf: &mut [u8]) -> Result<(), MemoryError> {
+            self.0.read(addr, buf)
+        }
+        fn write(&self, addr: u64, data: &[u8]) -> Result<(), MemoryError> {
+            self.0.write(addr, data)
+        }
+        fn check_range(&self, addr: u64, len: u64) -> bool {
+            self.0.check_range(addr, len)
+        }
+        fn load_u16(&self, addr: u64) -> Result<u16, MemoryError> {
+            self.0.load_u16(addr)
+        }
+        fn load_acquire_u16(&self, addr: u64) -> Result<u16, MemoryError> {
+            self.0.load_acquire_u16(addr)
+        }
+        fn store_u16(&self, addr: u64, value: u16) -> Result<(), MemoryError> {
+            self.0.store_u16(addr, value)
+        }
+        fn store_release_u16(&self, addr: u64, value: u16) -> Result<(), MemoryError> {
+            self.0.store_release_u16(addr, value)
+        }
+    }
+
+    /// virtio 1.2, 2.7.5, 2.7.8 and 2.7.10: the ring windows of a flat memory and the plain
+    /// guest-memory path agree on chains, used entries, `avail_event` and the interrupt
+    /// decision, and a descriptor table that runs past the end of RAM still yields what lies
+    /// inside it, then an unreadable descriptor.
+    #[test]
+    fn flat_windows_and_the_memory_path_decide_alike() {
+        let run = |mem: &dyn GuestMemory, ram: &VecMemory| {
+            let mut q = queue(ram, 4);
+            q.set_event_idx(true);
+            let mut drv = driver(ram, 4);
+            desc(ram, DESC, 0, 0x8000, 16, VRING_DESC_F_NEXT, 1);
+            desc(ram, DESC, 1, 0x9000, 8, VRING_DESC_F_WRITE, 0);
+            drv.make_available(0);
+            ram.write_u16(AVAIL + 4 + 2 * 4, 0).unwrap();
+            let mut vq = Virtqueue::new(&mut q, Dma::new(mem));
+            let chain = vq.pop().unwrap().unwrap();
+            let got: Vec<_> = chain.map(|d| d.map(|d| (d.addr, d.len, d.flags))).collect();
+            vq.add_used(0, 8).unwrap();
+            let notify = vq.used_notification().unwrap();
+            let more = vq.enable_notification().unwrap();
+            let used = (
+                ram.read_u16(USED + 2).unwrap(),
+                ram.read_u64(USED + 4).unwrap(),
+                ram.read_u16(USED + 4 + 8 * 4).unwrap(),
+            );
+            // A table of 4 entries whose last two lie past the end of RAM (0x10000).
+            let mut q = queue(ram, 4);
+            q.set_address(RingPart::DescriptorTable, 0x10000 - 32);
+            desc(ram, 0x10000 - 32, 0, 0x8000, 1, VRING_DESC_F_NEXT, 1);
+            desc(ram, 0x10000 - 32, 1, 0x8000, 1, VRING_DESC_F_NEXT, 2);
+            let mut drv = driver(ram, 4);
+            drv.make_available(0);
+            let mut vq = Virtqueue::new(&mut q, Dma::new(mem));
+            let cut: Vec<_> = vq
+                .pop()
+                .unwrap()
+                .unwrap()
+                .map(|d| d.map(|d| d.addr))
+                .collect();
+            (got, notify, more, used, cut)
+        };
+        let flat = VecMemory::new(0x10000);
+        let plain = VecMemory::new(0x10000);
+        let a = run(&flat, &flat);
+        let b = run(&NotFlat(plain.clone()), &plain);
+        assert_eq!(a, b);
+        assert_eq!(
+            a.0,
+            vec![
+                Ok((0x8000, 16, VRING_DESC_F_NEXT)),
+                Ok((0x9000, 8, VRING_DESC_F_WRITE))
+            ]
+        );
+        assert_eq!((a.1, a.2), (UsedNotification::Send, false));
+        assert_eq!(a.3, (1, 8 << 32, 1));
+        assert_eq!(a.4.len(), 3);
+        assert_eq!(&a.4[..2], &[Ok(0x8000), Ok(0x8000)]);
+        assert!(matches!(
+            a.4[2],
+            Err(ChainError::Unreadable {
+                index: 2,
+                addr: 0x10000,
+                ..
+            })
+        ));
     }
 
     /// virtio 1.2, 2.7.2: alignment and placement are checked before the queue is used.

@@ -80,7 +80,9 @@ impl<'a> FlatRegion<'a> {
         }
         let off = addr.checked_sub(self.start)?;
         let off = usize::try_from(off).ok()?;
-        (off <= self.len && len <= self.len - off).then_some(off)
+        // Room after `off`, then the length: two compare-and-branch pairs.
+        let room = self.len.checked_sub(off)?;
+        (len <= room).then_some(off)
     }
 
     /// Whether the region holds all of `[addr, addr + len)`.
@@ -191,6 +193,136 @@ impl<'a> FlatRegion<'a> {
             Ok(())
         } else {
             Err(atomic_error(self, addr))
+        }
+    }
+}
+
+impl<'a> FlatRegion<'a> {
+    /// The `len` bytes at `addr` as a [`FlatWindow`], when the region holds all of them: the
+    /// range is checked once, and an access inside the window costs one comparison after that.
+    #[inline]
+    pub fn window(&self, addr: u64, len: u64) -> Option<FlatWindow<'a>> {
+        let len = usize::try_from(len).ok()?;
+        let off = self.offset(addr, len)?;
+        // SAFETY: pointer arithmetic only: `offset` proved `off + len <= self.len` (or `len`
+        // is 0 and `off` is 0), so the result stays inside the buffer or one past its end.
+        let host = unsafe { self.host.add(off) };
+        Some(FlatWindow {
+            host,
+            len,
+            _memory: PhantomData,
+        })
+    }
+}
+
+/// A range of a [`FlatRegion`] already known to be guest RAM (a ring area or a descriptor
+/// table for one pass over a queue). Accesses take an offset into the window and are still
+/// bounds-checked, against the window's length only.
+#[derive(Clone, Copy)]
+pub struct FlatWindow<'a> {
+    host: NonNull<u8>,
+    len: usize,
+    _memory: PhantomData<&'a ()>,
+}
+
+impl std::fmt::Debug for FlatWindow<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FlatWindow")
+            .field("len", &format_args!("{:#x}", self.len))
+            .finish_non_exhaustive()
+    }
+}
+
+impl<'a> FlatWindow<'a> {
+    /// Size of the window in bytes.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// The window holds no byte.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Host pointer to `n` bytes at `off`, when the window holds them.
+    #[inline(always)]
+    fn at(&self, off: usize, n: usize) -> Option<*mut u8> {
+        if off > self.len.checked_sub(n)? {
+            return None;
+        }
+        // SAFETY: pointer arithmetic only: `off + n <= self.len`, inside the window, which
+        // lies inside the region's buffer (`FlatRegion::window`).
+        Some(unsafe { self.host.as_ptr().add(off) })
+    }
+
+    /// `N` bytes at `off`, or `None` past the end of the window.
+    #[inline(always)]
+    pub fn read_array<const N: usize>(&self, off: usize) -> Option<[u8; N]> {
+        let p = self.at(off, N)?;
+        // SAFETY: `p..p + N` lies inside the buffer the region's contract keeps valid for 'a;
+        // `[u8; N]` has alignment 1, and `read_unaligned` creates no reference to guest RAM.
+        Some(unsafe { p.cast::<[u8; N]>().read_unaligned() })
+    }
+
+    /// The 16 bytes at `off` as one little-endian value (a descriptor), or `None` past the
+    /// end of the window.
+    #[inline(always)]
+    pub fn read_u128(&self, off: usize) -> Option<u128> {
+        let p = self.at(off, 16)?;
+        // SAFETY: as for `read_array`: 16 bytes inside the buffer valid for 'a, read without
+        // alignment and without a reference.
+        Some(u128::from_le(unsafe { p.cast::<u128>().read_unaligned() }))
+    }
+
+    /// Copy `data` to `off`; false past the end of the window.
+    #[inline(always)]
+    pub fn write(&self, off: usize, data: &[u8]) -> bool {
+        let Some(p) = self.at(off, data.len()) else {
+            return false;
+        };
+        // SAFETY: `p..p + data.len()` lies inside the writable buffer valid for 'a; `data` is a
+        // Rust slice and cannot overlap guest RAM (nobody holds references to it).
+        unsafe { copy(data.as_ptr(), p, data.len()) };
+        true
+    }
+
+    /// The 16-bit atomic at `off`, when the window holds it and it is 2-byte aligned.
+    #[inline(always)]
+    fn atomic_u16(&self, off: usize) -> Option<&'a AtomicU16> {
+        let p = self.at(off, 2)?;
+        if (p as usize) % std::mem::align_of::<AtomicU16>() != 0 {
+            return None;
+        }
+        // SAFETY: `p` is aligned for `AtomicU16` and valid for reads and writes for 'a, and by
+        // the region's contract only ever accessed through raw pointers or atomics.
+        Some(unsafe { AtomicU16::from_ptr(p.cast::<u16>()) })
+    }
+
+    /// Atomic little-endian 16-bit load (`Relaxed` or `Acquire`, as
+    /// [`FlatRegion::load_u16`]); `None` past the end or misaligned.
+    #[inline(always)]
+    pub fn load_u16(&self, off: usize, order: Ordering) -> Option<u16> {
+        let order = match order {
+            Ordering::Acquire | Ordering::SeqCst => order,
+            _ => Ordering::Relaxed,
+        };
+        self.atomic_u16(off).map(|a| u16::from_le(a.load(order)))
+    }
+
+    /// Atomic little-endian 16-bit store (`Relaxed` or `Release`, as
+    /// [`FlatRegion::store_u16`]); false past the end or misaligned.
+    #[inline(always)]
+    pub fn store_u16(&self, off: usize, value: u16, order: Ordering) -> bool {
+        let order = match order {
+            Ordering::Release | Ordering::SeqCst => order,
+            _ => Ordering::Relaxed,
+        };
+        match self.atomic_u16(off) {
+            Some(a) => {
+                a.store(value.to_le(), order);
+                true
+            }
+            None => false,
         }
     }
 }
@@ -417,6 +549,32 @@ mod tests {
         assert!(a.write(0x1014, &[0, 0]).is_err());
         assert!(!a.check_range(0x1000, 22));
         assert!(a.check_range(0x1000, 21));
+    }
+
+    #[test]
+    fn a_window_is_checked_once_and_refuses_what_lies_past_it() {
+        let m = VecMemory::from_vec(0x1000, (0u8..32).collect());
+        let r = m.region();
+        assert!(r.window(0x1010, 17).is_none(), "one byte past the region");
+        assert!(r.window(0xFFF, 2).is_none(), "below the region");
+        let w = r.window(0x1010, 16).unwrap();
+        assert_eq!(w.len(), 16);
+        assert_eq!(w.read_array::<2>(0), Some([16, 17]));
+        assert_eq!(w.read_array::<2>(15), None);
+        assert_eq!(
+            w.read_u128(0),
+            Some(u128::from_le_bytes(std::array::from_fn(|i| 16 + i as u8)))
+        );
+        assert_eq!(w.read_u128(1), None);
+        assert!(w.store_u16(14, 0xBEEF, Ordering::Release));
+        assert_eq!(w.load_u16(14, Ordering::Acquire), Some(0xBEEF));
+        assert_eq!(m.read_u16(0x101E).unwrap(), 0xBEEF);
+        assert!(!w.store_u16(15, 1, Ordering::Relaxed), "misaligned");
+        assert_eq!(w.load_u16(16, Ordering::Relaxed), None, "past the window");
+        assert!(w.write(12, &[9, 9]));
+        assert!(!w.write(15, &[9, 9]));
+        assert_eq!(m.to_vec()[28..30], [9, 9]);
+        assert_eq!(m.to_vec()[31], 0xBE, "the refused write touched nothing");
     }
 
     #[test]

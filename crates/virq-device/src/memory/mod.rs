@@ -10,7 +10,9 @@
 //!
 //! Devices do not call the trait directly on the hot path: they take a [`Dma`] view for one
 //! pass over a queue, which uses the memory's [`FlatRegion`] (when it is one flat region, the
-//! common case) without a dynamic call per access.
+//! common case) without a dynamic call per access. The split ring goes one step further: it
+//! checks its three areas against the region once per pass and then reaches them through
+//! [`FlatWindow`]s, where an access compares an offset with the area's length.
 
 mod flat;
 #[cfg(feature = "vm-memory")]
@@ -18,7 +20,7 @@ mod vm;
 
 use thiserror::Error;
 
-pub use flat::{FlatRegion, VecMemory};
+pub use flat::{FlatRegion, FlatWindow, VecMemory};
 
 /// Why a guest-memory access failed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Error)]
@@ -209,6 +211,13 @@ impl<'a> Dma<'a> {
     /// The memory behind the view.
     pub fn memory(&self) -> &'a dyn GuestMemory {
         self.mem
+    }
+
+    /// `len` bytes at `addr` as a [`FlatWindow`] of the flat region, when there is one and it
+    /// holds them all (see [`FlatRegion::window`]).
+    #[inline]
+    pub fn window(&self, addr: u64, len: u64) -> Option<FlatWindow<'a>> {
+        self.flat.as_ref()?.window(addr, len)
     }
 
     /// See [`GuestMemory::read`].

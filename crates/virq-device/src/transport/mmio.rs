@@ -66,7 +66,7 @@ impl VirtioPciDevice {
         }
     }
 
-    #[inline]
+    #[inline(always)]
     fn target(&self, bar: u8, offset: u64, len: usize) -> Option<Target> {
         let l = &self.layout;
         if let Some(o) = l.notify.contains(bar, offset, len) {

@@ -6,14 +6,11 @@ use super::VirtioPciDevice;
 
 impl VirtioPciDevice {
     pub(super) fn notify_write(&mut self, offset: u64, data: &[u8]) {
-        if !matches!(data.len(), 2 | 4) {
-            return;
-        }
-        let value = u32::from_le_bytes({
-            let mut b = [0u8; 4];
-            b[..data.len()].copy_from_slice(data);
-            b
-        });
+        let value = match *data {
+            [a, b] => u32::from(u16::from_le_bytes([a, b])),
+            [a, b, c, d] => u32::from_le_bytes([a, b, c, d]),
+            _ => return,
+        };
         // With a multiplier each queue has its own address; with 0 they share one and the
         // written value names the queue (virtio 1.2, 4.1.4.4 and 4.1.5.2).
         let m = self.layout.notify_off_multiplier as u64;
@@ -35,6 +32,6 @@ impl VirtioPciDevice {
             return;
         }
         self.events.emit_with(|| EventKind::QueueNotify { queue });
-        self.process_queue(queue);
+        self.serve_queue(queue);
     }
 }
