@@ -6,9 +6,8 @@
 //! bytes through its own pointers, as a guest's CPUs do with RAM a VMM shares with a device.
 
 use std::ptr::NonNull;
-use std::sync::atomic::Ordering;
 
-use virq_device::{FlatRegion, GuestMemory, MemoryError};
+use virq_device::FlatRegion;
 
 use crate::VIRQ_RAM_ALIGN as RAM_ALIGN;
 
@@ -64,53 +63,12 @@ impl HostRam {
     }
 }
 
-impl GuestMemory for HostRam {
-    #[inline]
-    fn read(&self, addr: u64, buf: &mut [u8]) -> Result<(), MemoryError> {
-        self.region().read(addr, buf)
-    }
-
-    #[inline]
-    fn write(&self, addr: u64, data: &[u8]) -> Result<(), MemoryError> {
-        self.region().write(addr, data)
-    }
-
-    #[inline]
-    fn check_range(&self, addr: u64, len: u64) -> bool {
-        self.region().contains(addr, len)
-    }
-
-    #[inline]
-    fn load_u16(&self, addr: u64) -> Result<u16, MemoryError> {
-        self.region().checked_load_u16(addr, Ordering::Relaxed)
-    }
-
-    #[inline]
-    fn load_acquire_u16(&self, addr: u64) -> Result<u16, MemoryError> {
-        self.region().checked_load_u16(addr, Ordering::Acquire)
-    }
-
-    #[inline]
-    fn store_u16(&self, addr: u64, value: u16) -> Result<(), MemoryError> {
-        self.region()
-            .checked_store_u16(addr, value, Ordering::Relaxed)
-    }
-
-    #[inline]
-    fn store_release_u16(&self, addr: u64, value: u16) -> Result<(), MemoryError> {
-        self.region()
-            .checked_store_u16(addr, value, Ordering::Release)
-    }
-
-    #[inline]
-    fn flat_region(&self) -> Option<FlatRegion<'_>> {
-        Some(self.region())
-    }
-}
+virq_device::flat_guest_memory!(HostRam);
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use virq_device::{GuestMemory, MemoryError};
 
     /// `len` bytes at byte `offset` of `buf` as guest RAM from `start`.
     fn ram_in(buf: &mut [u64], offset: usize, len: usize, start: u64) -> Result<HostRam, RamError> {

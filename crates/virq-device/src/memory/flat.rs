@@ -15,7 +15,7 @@ use std::ptr::NonNull;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU16, Ordering};
 
-use super::{GuestMemory, MemoryError};
+use super::MemoryError;
 
 /// A contiguous range of guest-physical addresses backed by one host buffer.
 #[derive(Clone, Copy)]
@@ -488,53 +488,12 @@ impl VecMemory {
     }
 }
 
-impl GuestMemory for VecMemory {
-    #[inline]
-    fn read(&self, addr: u64, buf: &mut [u8]) -> Result<(), MemoryError> {
-        self.region().read(addr, buf)
-    }
-
-    #[inline]
-    fn write(&self, addr: u64, data: &[u8]) -> Result<(), MemoryError> {
-        self.region().write(addr, data)
-    }
-
-    #[inline]
-    fn check_range(&self, addr: u64, len: u64) -> bool {
-        self.region().contains(addr, len)
-    }
-
-    #[inline]
-    fn load_u16(&self, addr: u64) -> Result<u16, MemoryError> {
-        self.region().checked_load_u16(addr, Ordering::Relaxed)
-    }
-
-    #[inline]
-    fn load_acquire_u16(&self, addr: u64) -> Result<u16, MemoryError> {
-        self.region().checked_load_u16(addr, Ordering::Acquire)
-    }
-
-    #[inline]
-    fn store_u16(&self, addr: u64, value: u16) -> Result<(), MemoryError> {
-        self.region()
-            .checked_store_u16(addr, value, Ordering::Relaxed)
-    }
-
-    #[inline]
-    fn store_release_u16(&self, addr: u64, value: u16) -> Result<(), MemoryError> {
-        self.region()
-            .checked_store_u16(addr, value, Ordering::Release)
-    }
-
-    #[inline]
-    fn flat_region(&self) -> Option<FlatRegion<'_>> {
-        Some(self.region())
-    }
-}
+crate::flat_guest_memory!(VecMemory);
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::memory::GuestMemory;
 
     #[test]
     fn clones_share_bytes_and_from_vec_keeps_contents_at_its_base() {

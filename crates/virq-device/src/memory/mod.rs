@@ -123,59 +123,96 @@ pub trait GuestMemory: Send + Sync {
     }
 }
 
-impl<M: GuestMemory + ?Sized> GuestMemory for std::sync::Arc<M> {
-    fn read(&self, addr: u64, buf: &mut [u8]) -> Result<(), MemoryError> {
-        (**self).read(addr, buf)
-    }
-    fn write(&self, addr: u64, data: &[u8]) -> Result<(), MemoryError> {
-        (**self).write(addr, data)
-    }
-    fn check_range(&self, addr: u64, len: u64) -> bool {
-        (**self).check_range(addr, len)
-    }
-    fn load_u16(&self, addr: u64) -> Result<u16, MemoryError> {
-        (**self).load_u16(addr)
-    }
-    fn load_acquire_u16(&self, addr: u64) -> Result<u16, MemoryError> {
-        (**self).load_acquire_u16(addr)
-    }
-    fn store_u16(&self, addr: u64, value: u16) -> Result<(), MemoryError> {
-        (**self).store_u16(addr, value)
-    }
-    fn store_release_u16(&self, addr: u64, value: u16) -> Result<(), MemoryError> {
-        (**self).store_release_u16(addr, value)
-    }
-    fn flat_region(&self) -> Option<FlatRegion<'_>> {
-        (**self).flat_region()
-    }
+/// [`GuestMemory`] for a handle to a memory (`Arc<M>`, `&M`): every access is the memory's.
+macro_rules! forward_guest_memory {
+    ($($handle:tt)*) => {
+        impl<M: GuestMemory + ?Sized> GuestMemory for $($handle)* {
+            fn read(&self, addr: u64, buf: &mut [u8]) -> Result<(), MemoryError> {
+                (**self).read(addr, buf)
+            }
+            fn write(&self, addr: u64, data: &[u8]) -> Result<(), MemoryError> {
+                (**self).write(addr, data)
+            }
+            fn check_range(&self, addr: u64, len: u64) -> bool {
+                (**self).check_range(addr, len)
+            }
+            fn load_u16(&self, addr: u64) -> Result<u16, MemoryError> {
+                (**self).load_u16(addr)
+            }
+            fn load_acquire_u16(&self, addr: u64) -> Result<u16, MemoryError> {
+                (**self).load_acquire_u16(addr)
+            }
+            fn store_u16(&self, addr: u64, value: u16) -> Result<(), MemoryError> {
+                (**self).store_u16(addr, value)
+            }
+            fn store_release_u16(&self, addr: u64, value: u16) -> Result<(), MemoryError> {
+                (**self).store_release_u16(addr, value)
+            }
+            fn flat_region(&self) -> Option<FlatRegion<'_>> {
+                (**self).flat_region()
+            }
+        }
+    };
 }
 
-/// A borrowed memory is the memory (drivers in tests and fuzz targets hold `&dyn GuestMemory`).
-impl<M: GuestMemory + ?Sized> GuestMemory for &M {
-    fn read(&self, addr: u64, buf: &mut [u8]) -> Result<(), MemoryError> {
-        (**self).read(addr, buf)
-    }
-    fn write(&self, addr: u64, data: &[u8]) -> Result<(), MemoryError> {
-        (**self).write(addr, data)
-    }
-    fn check_range(&self, addr: u64, len: u64) -> bool {
-        (**self).check_range(addr, len)
-    }
-    fn load_u16(&self, addr: u64) -> Result<u16, MemoryError> {
-        (**self).load_u16(addr)
-    }
-    fn load_acquire_u16(&self, addr: u64) -> Result<u16, MemoryError> {
-        (**self).load_acquire_u16(addr)
-    }
-    fn store_u16(&self, addr: u64, value: u16) -> Result<(), MemoryError> {
-        (**self).store_u16(addr, value)
-    }
-    fn store_release_u16(&self, addr: u64, value: u16) -> Result<(), MemoryError> {
-        (**self).store_release_u16(addr, value)
-    }
-    fn flat_region(&self) -> Option<FlatRegion<'_>> {
-        (**self).flat_region()
-    }
+forward_guest_memory!(std::sync::Arc<M>);
+// A borrowed memory is the memory (drivers in tests and fuzz targets hold `&dyn GuestMemory`).
+forward_guest_memory!(&M);
+
+/// Implements [`GuestMemory`] for a type that is one flat region of guest RAM, given as its
+/// inherent method `fn region(&self) -> FlatRegion<'_>`: every access is the region's
+/// bounds-checked copy or atomic, and [`GuestMemory::flat_region`] hands the region out so the
+/// device's fast path is taken. [`VecMemory`] is built this way, and so is the C API's memory
+/// over a caller's buffer.
+#[macro_export]
+macro_rules! flat_guest_memory {
+    ($ty:ty) => {
+        impl $crate::GuestMemory for $ty {
+            #[inline]
+            fn read(&self, addr: u64, buf: &mut [u8]) -> Result<(), $crate::MemoryError> {
+                self.region().read(addr, buf)
+            }
+
+            #[inline]
+            fn write(&self, addr: u64, data: &[u8]) -> Result<(), $crate::MemoryError> {
+                self.region().write(addr, data)
+            }
+
+            #[inline]
+            fn check_range(&self, addr: u64, len: u64) -> bool {
+                self.region().contains(addr, len)
+            }
+
+            #[inline]
+            fn load_u16(&self, addr: u64) -> Result<u16, $crate::MemoryError> {
+                self.region()
+                    .checked_load_u16(addr, ::std::sync::atomic::Ordering::Relaxed)
+            }
+
+            #[inline]
+            fn load_acquire_u16(&self, addr: u64) -> Result<u16, $crate::MemoryError> {
+                self.region()
+                    .checked_load_u16(addr, ::std::sync::atomic::Ordering::Acquire)
+            }
+
+            #[inline]
+            fn store_u16(&self, addr: u64, value: u16) -> Result<(), $crate::MemoryError> {
+                self.region()
+                    .checked_store_u16(addr, value, ::std::sync::atomic::Ordering::Relaxed)
+            }
+
+            #[inline]
+            fn store_release_u16(&self, addr: u64, value: u16) -> Result<(), $crate::MemoryError> {
+                self.region()
+                    .checked_store_u16(addr, value, ::std::sync::atomic::Ordering::Release)
+            }
+
+            #[inline]
+            fn flat_region(&self) -> Option<$crate::FlatRegion<'_>> {
+                Some(self.region())
+            }
+        }
+    };
 }
 
 /// The device's window on guest memory for one pass of work: device-initiated memory access.
