@@ -72,17 +72,22 @@ impl Posted {
         self.0[usize::from(vector / 64)].fetch_or(1 << (vector % 64), Ordering::Release);
     }
 
-    /// Move every posted vector into `lapic`'s IRR.
-    #[inline]
-    fn latch_into(&self, lapic: &mut LocalApic) {
+    /// Whether any vector is posted and not latched yet: four loads and no write.
+    #[inline(always)]
+    fn any(&self) -> bool {
         let [w0, w1, w2, w3] = &self.0;
-        // Nothing posted, the common case when the CPU looks: four loads and one branch.
-        if w0.load(Ordering::Relaxed)
+        w0.load(Ordering::Relaxed)
             | w1.load(Ordering::Relaxed)
             | w2.load(Ordering::Relaxed)
             | w3.load(Ordering::Relaxed)
-            == 0
-        {
+            != 0
+    }
+
+    /// Move every posted vector into `lapic`'s IRR.
+    #[inline]
+    fn latch_into(&self, lapic: &mut LocalApic) {
+        // Nothing posted, the common case when the CPU looks: four loads and one branch.
+        if !self.any() {
             return;
         }
         for (w, word) in self.0.iter().enumerate() {
@@ -106,6 +111,9 @@ impl Posted {
 struct Controllers {
     /// Per local APIC (APIC ID = index).
     posted: Box<[Posted]>,
+    /// Set after a vector is posted to any of them, cleared when the CPU side latches: the
+    /// CPU's "nothing new" is one load however many local APICs there are.
+    sent: AtomicBool,
     /// Level-triggered lines and their redirection entries.
     ioapic: Mutex<IoApic>,
     /// Whether some IOAPIC entry has remote IRR set, so an EOI of an edge-triggered vector
@@ -126,6 +134,7 @@ impl Controllers {
     fn new(cpus: usize) -> Self {
         Controllers {
             posted: (0..cpus).map(|_| Posted::default()).collect(),
+            sent: AtomicBool::new(false),
             ioapic: Mutex::new(IoApic::default()),
             remote_irr: AtomicBool::new(false),
             stray_msi: AtomicU64::new(0),
@@ -139,6 +148,8 @@ impl Controllers {
         match self.posted.get(cpu) {
             Some(p) if LocalApic::accepts(vector) => {
                 p.post(vector);
+                // Release: the posted bit is visible to a CPU that sees the flag.
+                self.sent.store(true, Ordering::Release);
                 true
             }
             _ => false,
@@ -238,6 +249,15 @@ pub struct Machine {
     next_mmio: u64,
     /// Interrupts delivered over the machine's life.
     delivered: u64,
+    /// Some local APIC has a vector in IRR (latched but not taken, e.g. held back by the
+    /// priority of one in service). IRR changes only in [`Machine::take_requested`], which
+    /// brings this up to date.
+    requested: bool,
+    /// Some plugged device's backend takes host-side input
+    /// ([`VirtioBackend::takes_host_input`](virq_device::VirtioBackend::takes_host_input),
+    /// asked once when it is plugged, as the device asks it once when it is built): only then
+    /// does the CPU poll backends each time it looks for an interrupt.
+    polls_backends: bool,
 }
 
 impl std::fmt::Debug for Machine {
@@ -276,6 +296,8 @@ impl Machine {
             events,
             next_mmio: MMIO_BASE,
             delivered: 0,
+            requested: false,
+            polls_backends: false,
         })
     }
 
@@ -321,7 +343,10 @@ impl Machine {
     /// Its events go to the machine's log.
     pub fn plug(&mut self, mut device: VirtioPciDevice) -> Result<u8, MachineError> {
         device.set_event_sink(self.events.clone());
-        Ok(self.pci.plug(device)?)
+        let polls = device.backend().takes_host_input();
+        let slot = self.pci.plug(device)?;
+        self.polls_backends |= polls;
+        Ok(slot)
     }
 
     /// The next free slot number (32 when the bus is full).
@@ -453,28 +478,40 @@ impl Machine {
     /// The CPU takes the highest deliverable interrupt, if any: host-side backend input is
     /// polled first, the clock advances and the interrupt is recorded. Returns None when
     /// nothing is deliverable.
+    ///
+    /// Most looks find nothing (the CPU looks again after every EOI and every DPC round), so
+    /// that answer is inline and takes a few loads; taking an interrupt is out of line.
+    #[inline]
     pub fn take_interrupt(&mut self) -> Option<u8> {
+        if self.polls_backends {
+            self.poll_backends();
+        }
+        if !self.any_requested() {
+            return None;
+        }
+        self.take_requested()
+    }
+
+    /// Serve host-side input waiting at every present device's backend.
+    fn poll_backends(&mut self) {
         for (_, device) in self.pci.present_mut() {
             device.poll_backend();
         }
-        // Vectors devices posted join IRR here, when the CPU looks (no lock: with nothing
-        // posted, four loads per CPU).
-        let mut taken = None;
-        for (cpu, (lapic, posted)) in self
-            .lapics
-            .iter_mut()
-            .zip(self.controllers.posted.iter())
-            .enumerate()
-        {
-            posted.latch_into(lapic);
-            if !lapic.has_requests() {
-                continue;
-            }
-            if let Some(v) = lapic.acknowledge() {
-                taken = Some((cpu, v));
-                break;
-            }
-        }
+    }
+
+    /// Whether some CPU has a vector posted or requested (deliverable now or not).
+    #[inline(always)]
+    fn any_requested(&self) -> bool {
+        self.requested || self.controllers.sent.load(Ordering::Relaxed)
+    }
+
+    /// [`Machine::take_interrupt`] once something is posted or requested.
+    fn take_requested(&mut self) -> Option<u8> {
+        // Acquire: the latches below cannot move above the clear, so a vector posted after
+        // one of them sets the flag again and is latched at the next look.
+        self.controllers.sent.swap(false, Ordering::Acquire);
+        let taken = self.latch_and_acknowledge();
+        self.requested = self.lapics.iter().any(LocalApic::has_requests);
         let (cpu, vector) = taken?;
         self.in_service.push(cpu);
         self.delivered += 1;
@@ -483,7 +520,23 @@ impl Machine {
         Some(vector)
     }
 
+    /// Latch what devices posted into every IRR (the flag was cleared, so nothing may stay
+    /// posted), then the first CPU with a deliverable vector acknowledges it (IRR -> ISR).
+    #[inline(always)]
+    fn latch_and_acknowledge(&mut self) -> Option<(usize, u8)> {
+        let posted = &self.controllers.posted;
+        for (lapic, posted) in self.lapics.iter_mut().zip(posted.iter()) {
+            posted.latch_into(lapic);
+        }
+        self.lapics
+            .iter_mut()
+            .enumerate()
+            .filter(|(_, lapic)| lapic.has_requests())
+            .find_map(|(cpu, lapic)| Some((cpu, lapic.acknowledge()?)))
+    }
+
     /// End of interrupt for the vector in service; level pins still asserted re-deliver.
+    #[inline]
     pub fn eoi(&mut self) {
         let Some(cpu) = self.in_service.pop() else {
             return;
@@ -493,10 +546,15 @@ impl Machine {
         };
         // The EOI is broadcast to the IOAPIC, where only an entry with remote IRR set can
         // act on it: none, for the edge-triggered vectors every MSI uses.
-        if !self.controllers.remote_irr.load(Ordering::Acquire) {
-            return;
+        if self.controllers.remote_irr.load(Ordering::Acquire) {
+            self.ioapic_eoi(v);
         }
-        // Every re-sent level interrupt goes to the destination its redirection entry names.
+    }
+
+    /// The IOAPIC's part of an EOI of `v`: every re-sent level interrupt goes to the
+    /// destination its redirection entry names.
+    #[cold]
+    fn ioapic_eoi(&mut self, v: u8) {
         let again: Vec<(u8, u8)> = self.controllers.with_ioapic(|io| {
             io.eoi(v)
                 .into_iter()
@@ -664,6 +722,103 @@ mod tests {
         sink.msi(msi_to(0xFF), 0x42);
         assert_eq!(m.take_interrupt(), Some(0x42));
         assert_eq!(m.stray_msi(), 4);
+    }
+
+    #[test]
+    fn a_vector_held_back_by_priority_is_taken_after_the_eoi() {
+        // Intel SDM vol. 3, 11.8.3: a request whose priority class is not above the one in
+        // service waits in IRR; it is not lost when the CPU finds nothing deliverable.
+        let mut m = Machine::new(1 << 20).unwrap();
+        let sink = m.interrupt_sink_for_slot(m.next_slot());
+        sink.msi(msi_to(0), 0x61);
+        assert_eq!(m.take_interrupt(), Some(0x61));
+        sink.msi(msi_to(0), 0x62);
+        assert_eq!(m.take_interrupt(), None, "same class as the one in service");
+        assert_eq!(m.take_interrupt(), None, "still held, nothing new posted");
+        m.eoi();
+        assert_eq!(m.take_interrupt(), Some(0x62));
+        m.eoi();
+        assert_eq!(m.take_interrupt(), None);
+        assert_eq!(m.interrupts_delivered(), 2);
+    }
+
+    /// A [`NullBackend`] that counts how often the transport asks it for host-side input.
+    struct Asked {
+        inner: NullBackend,
+        host_input: bool,
+        asked: Arc<AtomicU64>,
+    }
+
+    impl virq_device::VirtioBackend for Asked {
+        fn name(&self) -> &'static str {
+            "asked"
+        }
+        fn device_id(&self) -> u16 {
+            self.inner.device_id()
+        }
+        fn device_features(&self) -> u64 {
+            0
+        }
+        fn num_queues(&self) -> u16 {
+            self.inner.num_queues()
+        }
+        fn config_len(&self) -> usize {
+            self.inner.config_len()
+        }
+        fn read_config(&self, offset: u64, data: &mut [u8]) {
+            self.inner.read_config(offset, data)
+        }
+        fn reset(&mut self) {
+            self.inner.reset()
+        }
+        fn process_queue(
+            &mut self,
+            queue_index: u16,
+            queue: &mut virq_device::ring::Virtqueue<'_>,
+        ) -> Result<virq_device::Processed, virq_device::BackendError> {
+            self.inner.process_queue(queue_index, queue)
+        }
+        fn snapshot(&self) -> serde_json::Value {
+            self.inner.snapshot()
+        }
+        fn restore(&mut self, state: &serde_json::Value) -> Result<(), virq_device::BackendError> {
+            self.inner.restore(state)
+        }
+        fn has_pending_input(&self, _queue: u16) -> bool {
+            self.asked.fetch_add(1, Ordering::Relaxed);
+            false
+        }
+        fn takes_host_input(&self) -> bool {
+            self.host_input
+        }
+    }
+
+    #[test]
+    fn backends_are_polled_at_every_look_only_when_they_take_host_input() {
+        for host_input in [true, false] {
+            let mut m = Machine::new(1 << 20).unwrap();
+            let slot = m.next_slot();
+            let asked = Arc::new(AtomicU64::new(0));
+            let backend = Asked {
+                inner: NullBackend::new(2),
+                host_input,
+                asked: asked.clone(),
+            };
+            let dev = VirtioPciDevice::new(
+                Box::new(backend),
+                m.ram().clone(),
+                m.interrupt_sink_for_slot(slot),
+                TransportOptions::default(),
+            )
+            .unwrap();
+            m.plug(dev).unwrap();
+            for _ in 0..3 {
+                assert_eq!(m.take_interrupt(), None);
+            }
+            // Two queues asked at each of the three looks, or never.
+            let expected = if host_input { 6 } else { 0 };
+            assert_eq!(asked.load(Ordering::Relaxed), expected, "{host_input}");
+        }
     }
 }
 
