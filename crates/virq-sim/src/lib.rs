@@ -253,6 +253,10 @@ pub struct Machine {
     /// priority of one in service). IRR changes only in [`Machine::take_requested`], which
     /// brings this up to date.
     requested: bool,
+    /// Bumped by everything that can move, hide or re-point a BAR: configuration writes (by
+    /// port or direct), plugging, firmware assignment, surprise removal, and handing a device
+    /// out mutably. A driver adapter that resolved a BAR address may keep it while this stays.
+    decode_epoch: u64,
     /// Some plugged device's backend takes host-side input
     /// ([`VirtioBackend::takes_host_input`](virq_device::VirtioBackend::takes_host_input),
     /// asked once when it is plugged, as the device asks it once when it is built): only then
@@ -297,6 +301,7 @@ impl Machine {
             next_mmio: MMIO_BASE,
             delivered: 0,
             requested: false,
+            decode_epoch: 0,
             polls_backends: false,
         })
     }
@@ -345,6 +350,7 @@ impl Machine {
         device.set_event_sink(self.events.clone());
         let polls = device.backend().takes_host_input();
         let slot = self.pci.plug(device)?;
+        self.decode_epoch += 1;
         self.polls_backends |= polls;
         Ok(slot)
     }
@@ -362,13 +368,28 @@ impl Machine {
 
     /// The device plugged in `slot`, for host-side actions (config changes, faults).
     pub fn device_mut(&mut self, slot: u8) -> Option<&mut VirtioPciDevice> {
+        self.decode_epoch += 1;
         self.pci.device_mut(slot)
+    }
+
+    /// Changes whenever a BAR may have moved or stopped decoding (see
+    /// [`Machine::bar_address`]); equal values mean every BAR address resolved in between
+    /// still holds.
+    #[inline]
+    pub fn decode_epoch(&self) -> u64 {
+        self.decode_epoch
+    }
+
+    /// Where BAR `bar` of the function in `slot` decodes now, if it exists.
+    pub fn bar_address(&self, slot: u8, bar: u8) -> Option<u64> {
+        self.pci.device(slot)?.bar_address(bar)
     }
 
     /// Pull the device in `slot` out of the bus without warning (catalogue row 12): from now
     /// on its configuration space and BARs read all ones and its INTx pin is released. An
     /// interrupt the CPU already latched is still delivered, as on hardware.
     pub fn surprise_remove(&mut self, slot: u8) {
+        self.decode_epoch += 1;
         if self.pci.surprise_remove(slot) {
             let pin = Self::intx_pin(slot);
             // Lowering a line sends nothing.
@@ -389,6 +410,7 @@ impl Machine {
     /// Port output of 1, 2 or 4 bytes.
     pub fn port_write(&mut self, port: u16, data: &[u8]) {
         self.clock.advance(CONFIG_ACCESS_NS);
+        self.decode_epoch += 1;
         self.pci.port_write(port, data);
     }
 
@@ -401,6 +423,7 @@ impl Machine {
     /// A configuration write addressed by bus/device/function; writes to absent functions are
     /// dropped.
     pub fn config_write(&mut self, bus: u8, dev: u8, func: u8, offset: u16, data: &[u8]) {
+        self.decode_epoch += 1;
         self.pci.config_write(bus, dev, func, offset, data);
     }
 
@@ -428,6 +451,7 @@ impl Machine {
     /// decoding and bus mastering. Each configuration access costs virtual time.
     pub fn firmware_assign_resources(&mut self) -> Result<(), MachineError> {
         let clock = self.clock.clone();
+        self.decode_epoch += 1;
         self.next_mmio = self.pci.assign_resources(
             self.next_mmio..MMIO_LIMIT,
             |slot| Self::intx_pin(slot) as u8,
