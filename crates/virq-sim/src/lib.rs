@@ -94,12 +94,7 @@ impl Posted {
             if word.load(Ordering::Relaxed) == 0 {
                 continue;
             }
-            let mut bits = word.swap(0, Ordering::Acquire);
-            while bits != 0 {
-                let bit = bits.trailing_zeros();
-                bits &= bits - 1;
-                lapic.accept((w * 64) as u8 + bit as u8);
-            }
+            lapic.accept_word(w, word.swap(0, Ordering::Acquire));
         }
     }
 }
@@ -534,29 +529,25 @@ impl Machine {
         // Acquire: the latches below cannot move above the clear, so a vector posted after
         // one of them sets the flag again and is latched at the next look.
         self.controllers.sent.swap(false, Ordering::Acquire);
-        let taken = self.latch_and_acknowledge();
-        self.requested = self.lapics.iter().any(LocalApic::has_requests);
+        // Every posted vector joins IRR (nothing may stay posted once the flag is clear); the
+        // first CPU with a deliverable vector acknowledges it (IRR -> ISR).
+        let mut taken = None;
+        let mut requested = false;
+        let posted = &self.controllers.posted;
+        for (cpu, (lapic, posted)) in self.lapics.iter_mut().zip(posted.iter()).enumerate() {
+            posted.latch_into(lapic);
+            if taken.is_none() && lapic.has_requests() {
+                taken = lapic.acknowledge().map(|v| (cpu, v));
+            }
+            requested |= lapic.has_requests();
+        }
+        self.requested = requested;
         let (cpu, vector) = taken?;
         self.in_service.push(cpu);
         self.delivered += 1;
         self.clock.advance(INTERRUPT_NS);
         self.events.emit(EventKind::CpuInterrupt { vector });
         Some(vector)
-    }
-
-    /// Latch what devices posted into every IRR (the flag was cleared, so nothing may stay
-    /// posted), then the first CPU with a deliverable vector acknowledges it (IRR -> ISR).
-    #[inline(always)]
-    fn latch_and_acknowledge(&mut self) -> Option<(usize, u8)> {
-        let posted = &self.controllers.posted;
-        for (lapic, posted) in self.lapics.iter_mut().zip(posted.iter()) {
-            posted.latch_into(lapic);
-        }
-        self.lapics
-            .iter_mut()
-            .enumerate()
-            .filter(|(_, lapic)| lapic.has_requests())
-            .find_map(|(cpu, lapic)| Some((cpu, lapic.acknowledge()?)))
     }
 
     /// End of interrupt for the vector in service; level pins still asserted re-deliver.
