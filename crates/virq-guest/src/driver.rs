@@ -962,6 +962,7 @@ impl<R: RegisterAccess, M: GuestRam, P: PlatformHooks> VirtioPciDriver<R, M, P> 
 
     /// The message ISR for `message_id` (KMDF's MessageID). Message 0 is a message like any
     /// other (row 9); IDs beyond the grant are refused, not indexed (row 8).
+    #[inline]
     pub fn isr_message(&mut self, message_id: u32) -> bool {
         // Checklist 5.4 counts every ISR entry for a mapped message, claimed or not, so the
         // counters show a message that fires but is refused (row 9).
