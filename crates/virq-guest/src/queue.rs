@@ -370,6 +370,7 @@ impl SplitQueue {
     }
 
     /// Whether the used ring holds entries not yet collected.
+    #[inline(always)]
     pub fn has_used<M: GuestRam + ?Sized>(&self, ram: &mut M) -> Result<bool, QueueError> {
         Ok(ram.read_u16(self.rings.used + 2)? != self.last_used)
     }
@@ -387,6 +388,7 @@ impl SplitQueue {
     }
 
     /// `used.idx`, refused when it claims more new entries than the ring holds.
+    #[inline(always)]
     fn used_idx<M: GuestRam + ?Sized>(&self, ram: &mut M) -> Result<u16, QueueError> {
         let now = ram.read_u16(self.rings.used + 2)?;
         if now.wrapping_sub(self.last_used) > self.size {
@@ -401,6 +403,7 @@ impl SplitQueue {
     }
 
     /// Take the used entry at `last_used`, which a `used.idx` just read covers.
+    #[inline(always)]
     fn take_used<M: GuestRam + ?Sized>(&mut self, ram: &mut M) -> Result<UsedElem, QueueError> {
         // Entries are read only after the index that covers them.
         fence(Ordering::Acquire);
@@ -451,6 +454,7 @@ impl SplitQueue {
     /// Ask for an interrupt on the next used entry (`flags = 0`, or `used_event = last seen`).
     /// Returns true when entries arrived meanwhile, so the caller must drain again rather than
     /// wait for an interrupt that may already have been suppressed.
+    #[inline(always)]
     pub fn enable_interrupts<M: GuestRam + ?Sized>(
         &mut self,
         ram: &mut M,
@@ -469,6 +473,7 @@ impl SplitQueue {
     /// nothing arrived in between (virtio 1.2, 2.7.14): with EVENT_IDX a `used_event` left
     /// behind `used.idx` would suppress every later interrupt, so the drain never stops short.
     /// With interrupts off the suppression is re-applied instead and the drain stops.
+    #[inline]
     pub fn drain<M: GuestRam + ?Sized>(
         &mut self,
         ram: &mut M,
