@@ -14,16 +14,39 @@ use virq_sim::{CONFIG_ADDRESS_PORT, CONFIG_DATA_PORT, Machine};
 pub struct MachineRegs {
     machine: Rc<RefCell<Machine>>,
     slot: u8,
+    /// The BAR resolved last: (the machine's decode epoch then, BAR index, address). A
+    /// driver's accesses mostly go to one BAR (a notify per request), and its address holds
+    /// until the epoch moves, as a mapped BAR holds until resources change.
+    last_bar: Option<(u64, u8, Option<u64>)>,
 }
 
 impl MachineRegs {
     /// Configuration cycles (0xCF8/0xCFC) and BAR accesses to 00:`slot`.0 of `machine`.
     pub fn new(machine: Rc<RefCell<Machine>>, slot: u8) -> Self {
-        MachineRegs { machine, slot }
+        MachineRegs {
+            machine,
+            slot,
+            last_bar: None,
+        }
     }
 
-    fn bar_base(&self, bar: u8) -> Option<u64> {
-        self.machine.borrow().device(self.slot)?.bar_address(bar)
+    /// Where `bar` decodes now on `m` (the machine this adapter borrowed).
+    #[inline]
+    fn bar_base(
+        last_bar: &mut Option<(u64, u8, Option<u64>)>,
+        m: &Machine,
+        slot: u8,
+        bar: u8,
+    ) -> Option<u64> {
+        let epoch = m.decode_epoch();
+        match *last_bar {
+            Some((e, b, base)) if e == epoch && b == bar => base,
+            _ => {
+                let base = m.bar_address(slot, bar);
+                *last_bar = Some((epoch, bar, base));
+                base
+            }
+        }
     }
 }
 
@@ -47,21 +70,20 @@ impl RegisterAccess for MachineRegs {
     }
 
     fn bar_read(&mut self, bar: u8, offset: u64, width: Width) -> u64 {
-        let Some(base) = self.bar_base(bar) else {
+        let mut m = self.machine.borrow_mut();
+        let Some(base) = Self::bar_base(&mut self.last_bar, &m, self.slot, bar) else {
             return u64::MAX;
         };
         let mut b = [0u8; 8];
         let n = width.bytes() as usize;
-        self.machine
-            .borrow_mut()
-            .mmio_read(base + offset, &mut b[..n]);
+        m.mmio_read(base + offset, &mut b[..n]);
         u64::from_le_bytes(b)
     }
 
     fn bar_write(&mut self, bar: u8, offset: u64, width: Width, value: u64) {
         // One borrow for the BAR lookup and the write (a notify is on every request's path).
         let mut m = self.machine.borrow_mut();
-        let Some(base) = m.device(self.slot).and_then(|d| d.bar_address(bar)) else {
+        let Some(base) = Self::bar_base(&mut self.last_bar, &m, self.slot, bar) else {
             return;
         };
         let n = width.bytes() as usize;
@@ -89,5 +111,54 @@ impl GuestRam for MachineRam {
             gpa,
             len: data.len() as u64,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use virq_backends::{Block, BlockConfig, MemoryStorage};
+    use virq_device::{TransportOptions, VirtioPciDevice};
+
+    /// `num_queues` in the common configuration structure at the start of BAR 0 (virtio 1.2,
+    /// 4.1.4.3).
+    const NUM_QUEUES: u64 = 0x12;
+    const BAR0: u16 = 0x10;
+    const COMMAND: u16 = 0x04;
+
+    #[test]
+    fn bar_accesses_follow_a_bar_moved_or_disabled_behind_the_adapters_back() {
+        let mut m = Machine::new(1 << 20).unwrap();
+        let slot = m.next_slot();
+        let blk = Block::new(MemoryStorage::new(4096), BlockConfig::default()).unwrap();
+        let dev = VirtioPciDevice::new(
+            Box::new(blk),
+            m.ram().clone(),
+            m.interrupt_sink_for_slot(slot),
+            TransportOptions::default(),
+        )
+        .unwrap();
+        m.plug(dev).unwrap();
+        m.firmware_assign_resources().unwrap();
+        let old = m.bar_address(slot, 0).unwrap();
+        let m = Rc::new(RefCell::new(m));
+        let mut regs = MachineRegs::new(m.clone(), slot);
+        assert_eq!(regs.bar_read(0, NUM_QUEUES, Width::U16), 1);
+
+        // The OS moves BAR 0 (PCI 3.0, 6.2.5.1) with its own configuration cycles.
+        let new = old + 0x1000_0000;
+        m.borrow_mut().cfg_write32(slot, BAR0, new as u32);
+        assert_eq!(m.borrow().bar_address(slot, 0), Some(new));
+        assert_eq!(regs.bar_read(0, NUM_QUEUES, Width::U16), 1);
+        let mut at_old = [0u8; 2];
+        m.borrow_mut().mmio_read(old + NUM_QUEUES, &mut at_old);
+        assert_eq!(at_old, [0xFF; 2], "nothing decodes the old address");
+
+        // Memory Space Enable cleared: the function decodes nothing, reads are all ones.
+        let command = m.borrow_mut().cfg_read32(slot, COMMAND);
+        m.borrow_mut().cfg_write32(slot, COMMAND, command & !0x2);
+        assert_eq!(regs.bar_read(0, NUM_QUEUES, Width::U16), 0xFFFF);
+        m.borrow_mut().cfg_write32(slot, COMMAND, command);
+        assert_eq!(regs.bar_read(0, NUM_QUEUES, Width::U16), 1);
     }
 }

@@ -962,6 +962,7 @@ impl<R: RegisterAccess, M: GuestRam, P: PlatformHooks> VirtioPciDriver<R, M, P> 
 
     /// The message ISR for `message_id` (KMDF's MessageID). Message 0 is a message like any
     /// other (row 9); IDs beyond the grant are refused, not indexed (row 8).
+    #[inline]
     pub fn isr_message(&mut self, message_id: u32) -> bool {
         // Checklist 5.4 counts every ISR entry for a mapped message, claimed or not, so the
         // counters show a message that fires but is refused (row 9).
@@ -1029,62 +1030,56 @@ impl<R: RegisterAccess, M: GuestRam, P: PlatformHooks> VirtioPciDriver<R, M, P> 
         message_id: Option<u32>,
         completions: &mut Vec<UsedElem>,
     ) -> Result<bool, DriverError> {
-        /// Which queues a DPC drains.
-        #[derive(Clone, Copy)]
-        enum Drain {
-            None,
-            All,
-            RoutedTo(MessageNumber),
-        }
         let start = completions.len();
-        let mut config_changed = false;
-        let drain = match message_id {
+        let config_changed = match message_id {
             None => {
                 // Every queue, whatever the ISR recorded: a completion can be waiting without
                 // ISR bit 0 (it arrived while the queue's interrupts were off, or before a
                 // reset of the recorded state), and draining an empty ring costs one read.
                 let pending = std::mem::take(&mut self.pending_intx);
-                config_changed = pending & ISR_CONFIG != 0;
-                Drain::All
+                let config_changed = pending & ISR_CONFIG != 0;
+                if config_changed {
+                    self.config_generation = self.cc().config_generation();
+                }
+                for q in &mut self.queues {
+                    q.drain(&mut self.ram, completions)?;
+                }
+                self.counters.intx.dpc += 1;
+                config_changed
             }
             Some(m) => {
-                if m as usize >= self.counters.messages.len() {
+                let Some(slot) = usize::try_from(m)
+                    .ok()
+                    .filter(|&i| i < self.counters.messages.len())
+                else {
                     return Ok(false);
-                }
+                };
                 let message = MessageNumber(m as u16);
-                match self.plan.as_ref().map(|plan| plan.config == Some(message)) {
-                    Some(is_config) => {
-                        if is_config {
-                            let now = self.cc().config_generation();
-                            config_changed = now != self.config_generation;
+                let mut config_changed = false;
+                // Without a plan in force nothing is routed to any message.
+                if let Some(plan) = &self.plan {
+                    if plan.config == Some(message) {
+                        let mut cc = CommonCfg::new(&mut self.regs, self.caps.common);
+                        let now = cc.config_generation();
+                        config_changed = now != self.config_generation;
+                        if config_changed {
+                            self.config_generation = cc.config_generation();
                         }
-                        Drain::RoutedTo(message)
                     }
-                    None => Drain::None,
+                    // The queues routed to this message, in queue order.
+                    for (q, routed) in plan.queues.iter().enumerate() {
+                        if *routed != Some(message) {
+                            continue;
+                        }
+                        if let Some(queue) = self.queues.get_mut(q) {
+                            queue.drain(&mut self.ram, completions)?;
+                        }
+                    }
                 }
+                self.counters.messages[slot].dpc += 1;
+                config_changed
             }
         };
-        if config_changed {
-            self.config_generation = self.cc().config_generation();
-        }
-        for q in 0..self.queues.len() {
-            let routed = match drain {
-                Drain::None => break,
-                Drain::All => true,
-                Drain::RoutedTo(message) => self
-                    .plan
-                    .as_ref()
-                    .is_some_and(|plan| plan.queues.get(q) == Some(&Some(message))),
-            };
-            if !routed {
-                continue;
-            }
-            self.queues[q].drain(&mut self.ram, completions)?;
-        }
-        match message_id {
-            None => self.counters.intx.dpc += 1,
-            Some(m) => self.counters.messages[m as usize].dpc += 1,
-        }
         self.emit_hot(|| EventKind::DpcRan {
             message_id,
             completions: (completions.len() - start) as u32,

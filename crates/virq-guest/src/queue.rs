@@ -278,6 +278,25 @@ impl SplitQueue {
         }
     }
 
+    /// Descriptor `id` for buffer `b`, with `flags` besides its direction, pointing at `next`.
+    #[inline(always)]
+    fn write_descriptor<M: GuestRam + ?Sized>(
+        &self,
+        ram: &mut M,
+        id: u16,
+        b: &Buffer,
+        flags: u16,
+        next: u16,
+    ) -> Result<(), RamError> {
+        let write = if b.device_writes {
+            VRING_DESC_F_WRITE
+        } else {
+            0
+        };
+        let at = self.rings.desc + 16 * u64::from(id);
+        ram.write(at, &descriptor(b.addr, b.len, flags | write, next))
+    }
+
     /// Put a chain on the descriptor table and publish its head in the avail ring.
     /// Device-readable buffers must come before device-writable ones.
     pub fn add<M: GuestRam + ?Sized>(
@@ -287,9 +306,10 @@ impl SplitQueue {
         token: u64,
     ) -> Result<u16, QueueError> {
         let queue = self.index;
-        if bufs.is_empty() {
+        // Every buffer but the last links to the next free descriptor.
+        let Some((last, linked)) = bufs.split_last() else {
             return Err(QueueError::EmptyChain { queue });
-        }
+        };
         if bufs.len() > usize::from(self.num_free) {
             return Err(QueueError::QueueFull {
                 queue,
@@ -308,32 +328,18 @@ impl SplitQueue {
         }
         let head = self.free_head;
         let mut id = head;
-        for (i, b) in bufs.iter().enumerate() {
-            let last = i + 1 == bufs.len();
-            let mut flags = 0;
-            if !last {
-                flags |= VRING_DESC_F_NEXT;
-            }
-            if b.device_writes {
-                flags |= VRING_DESC_F_WRITE;
-            }
+        for b in linked {
             let next = self.next[usize::from(id)];
-            let at = self.rings.desc + 16 * u64::from(id);
-            ram.write(
-                at,
-                &descriptor(b.addr, b.len, flags, if last { 0 } else { next }),
-            )?;
-            if last {
-                self.free_head = next;
-                self.in_flight[usize::from(head)] = Some(InFlight {
-                    token,
-                    tail: id,
-                    count: bufs.len() as u16,
-                });
-            } else {
-                id = next;
-            }
+            self.write_descriptor(ram, id, b, VRING_DESC_F_NEXT, next)?;
+            id = next;
         }
+        self.write_descriptor(ram, id, last, 0, 0)?;
+        self.free_head = self.next[usize::from(id)];
+        self.in_flight[usize::from(head)] = Some(InFlight {
+            token,
+            tail: id,
+            count: bufs.len() as u16,
+        });
         self.num_free -= bufs.len() as u16;
         let slot = self.rings.avail + 4 + 2 * u64::from(self.ring_slot(self.avail_idx));
         ram.write_u16(slot, head)?;
@@ -364,6 +370,7 @@ impl SplitQueue {
     }
 
     /// Whether the used ring holds entries not yet collected.
+    #[inline(always)]
     pub fn has_used<M: GuestRam + ?Sized>(&self, ram: &mut M) -> Result<bool, QueueError> {
         Ok(ram.read_u16(self.rings.used + 2)? != self.last_used)
     }
@@ -381,6 +388,7 @@ impl SplitQueue {
     }
 
     /// `used.idx`, refused when it claims more new entries than the ring holds.
+    #[inline(always)]
     fn used_idx<M: GuestRam + ?Sized>(&self, ram: &mut M) -> Result<u16, QueueError> {
         let now = ram.read_u16(self.rings.used + 2)?;
         if now.wrapping_sub(self.last_used) > self.size {
@@ -395,6 +403,7 @@ impl SplitQueue {
     }
 
     /// Take the used entry at `last_used`, which a `used.idx` just read covers.
+    #[inline(always)]
     fn take_used<M: GuestRam + ?Sized>(&mut self, ram: &mut M) -> Result<UsedElem, QueueError> {
         // Entries are read only after the index that covers them.
         fence(Ordering::Acquire);
@@ -445,6 +454,7 @@ impl SplitQueue {
     /// Ask for an interrupt on the next used entry (`flags = 0`, or `used_event = last seen`).
     /// Returns true when entries arrived meanwhile, so the caller must drain again rather than
     /// wait for an interrupt that may already have been suppressed.
+    #[inline(always)]
     pub fn enable_interrupts<M: GuestRam + ?Sized>(
         &mut self,
         ram: &mut M,
@@ -463,6 +473,7 @@ impl SplitQueue {
     /// nothing arrived in between (virtio 1.2, 2.7.14): with EVENT_IDX a `used_event` left
     /// behind `used.idx` would suppress every later interrupt, so the drain never stops short.
     /// With interrupts off the suppression is re-applied instead and the drain stops.
+    #[inline]
     pub fn drain<M: GuestRam + ?Sized>(
         &mut self,
         ram: &mut M,

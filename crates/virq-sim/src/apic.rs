@@ -89,6 +89,17 @@ impl LocalApic {
         true
     }
 
+    /// Latch every vector whose bit is set in `bits`, word `word` of a 256-bit vector bitmap
+    /// (vectors `64 * word ..`): [`LocalApic::accept`] for each at once, so 0-15 are dropped.
+    #[inline]
+    pub fn accept_word(&mut self, word: usize, bits: u64) {
+        // Vectors 0-15 are the low 16 bits of word 0.
+        let legal = if word == 0 { !0xFFFF } else { !0 };
+        if let Some(w) = self.irr.0.get_mut(word) {
+            *w |= bits & legal;
+        }
+    }
+
     /// The vector the CPU would take now: the highest requested whose priority class is above
     /// the class of the highest in service.
     pub fn deliverable(&self) -> Option<u8> {
@@ -252,6 +263,36 @@ mod tests {
         io.set_level(16, false);
         assert_eq!(io.eoi(0x71), Vec::<u8>::new());
         assert!(!io.entries[16].remote_irr);
+    }
+
+    #[test]
+    fn a_word_of_vectors_is_latched_like_one_accept_each() {
+        let mut by_word = LocalApic::default();
+        let mut one_by_one = LocalApic::default();
+        for (w, bits) in [(0usize, 0x8000_0000_0001_FFFFu64), (2, 1 << 49 | 1 << 3)] {
+            by_word.accept_word(w, bits);
+            for bit in 0..64 {
+                if bits & 1 << bit != 0 {
+                    one_by_one.accept((w * 64 + bit) as u8);
+                }
+            }
+        }
+        assert_eq!(by_word, one_by_one);
+        // 0-15 dropped; 16 and 63 kept; 0xB1 (2 * 64 + 49) is the highest.
+        assert_eq!(by_word.acknowledge(), Some(0xB1));
+        assert_eq!(
+            by_word.acknowledge(),
+            None,
+            "0x83 is a lower class than 0xB1"
+        );
+        by_word.eoi();
+        assert_eq!(by_word.acknowledge(), Some(0x83));
+        by_word.eoi();
+        assert_eq!(by_word.acknowledge(), Some(63));
+        by_word.eoi();
+        assert_eq!(by_word.acknowledge(), Some(16));
+        by_word.eoi();
+        assert!(!by_word.has_requests());
     }
 
     #[test]

@@ -76,29 +76,29 @@ impl Posted {
         self.0[usize::from(vector / 64)].fetch_or(1 << (vector % 64), Ordering::Release);
     }
 
-    /// Move every posted vector into `lapic`'s IRR.
-    #[inline]
-    fn latch_into(&self, lapic: &mut LocalApic) {
+    /// Whether any vector is posted and not latched yet: four loads and no write.
+    #[inline(always)]
+    fn any(&self) -> bool {
         let [w0, w1, w2, w3] = &self.0;
-        // Nothing posted, the common case when the CPU looks: four loads and one branch.
-        if w0.load(Ordering::Relaxed)
+        w0.load(Ordering::Relaxed)
             | w1.load(Ordering::Relaxed)
             | w2.load(Ordering::Relaxed)
             | w3.load(Ordering::Relaxed)
-            == 0
-        {
+            != 0
+    }
+
+    /// Move every posted vector into `lapic`'s IRR.
+    #[inline]
+    fn latch_into(&self, lapic: &mut LocalApic) {
+        // Nothing posted, the common case when the CPU looks: four loads and one branch.
+        if !self.any() {
             return;
         }
         for (w, word) in self.0.iter().enumerate() {
             if word.load(Ordering::Relaxed) == 0 {
                 continue;
             }
-            let mut bits = word.swap(0, Ordering::Acquire);
-            while bits != 0 {
-                let bit = bits.trailing_zeros();
-                bits &= bits - 1;
-                lapic.accept((w * 64) as u8 + bit as u8);
-            }
+            lapic.accept_word(w, word.swap(0, Ordering::Acquire));
         }
     }
 }
@@ -242,6 +242,19 @@ pub struct Machine {
     next_mmio: u64,
     /// Interrupts delivered over the machine's life.
     delivered: u64,
+    /// Some local APIC has a vector in IRR (latched but not taken, e.g. held back by the
+    /// priority of one in service). IRR changes only in [`Machine::take_requested`], which
+    /// brings this up to date.
+    requested: bool,
+    /// Bumped by everything that can move, hide or re-point a BAR: configuration writes (by
+    /// port or direct), plugging, firmware assignment, surprise removal, and handing a device
+    /// out mutably. A driver adapter that resolved a BAR address may keep it while this stays.
+    decode_epoch: u64,
+    /// Some plugged device's backend takes host-side input
+    /// ([`VirtioBackend::takes_host_input`](virq_device::VirtioBackend::takes_host_input),
+    /// asked once when it is plugged, as the device asks it once when it is built): only then
+    /// does the CPU poll backends each time it looks for an interrupt.
+    polls_backends: bool,
 }
 
 impl std::fmt::Debug for Machine {
@@ -280,6 +293,9 @@ impl Machine {
             events,
             next_mmio: MMIO_BASE,
             delivered: 0,
+            requested: false,
+            decode_epoch: 0,
+            polls_backends: false,
         })
     }
 
@@ -325,7 +341,11 @@ impl Machine {
     /// Its events go to the machine's log.
     pub fn plug(&mut self, mut device: VirtioPciDevice) -> Result<u8, MachineError> {
         device.set_event_sink(self.events.clone());
-        Ok(self.pci.plug(device)?)
+        let polls = device.backend().takes_host_input();
+        let slot = self.pci.plug(device)?;
+        self.decode_epoch += 1;
+        self.polls_backends |= polls;
+        Ok(slot)
     }
 
     /// The next free slot number (32 when the bus is full).
@@ -341,13 +361,28 @@ impl Machine {
 
     /// The device plugged in `slot`, for host-side actions (config changes, faults).
     pub fn device_mut(&mut self, slot: u8) -> Option<&mut VirtioPciDevice> {
+        self.decode_epoch += 1;
         self.pci.device_mut(slot)
+    }
+
+    /// Changes whenever a BAR may have moved or stopped decoding (see
+    /// [`Machine::bar_address`]); equal values mean every BAR address resolved in between
+    /// still holds.
+    #[inline]
+    pub fn decode_epoch(&self) -> u64 {
+        self.decode_epoch
+    }
+
+    /// Where BAR `bar` of the function in `slot` decodes now, if it exists.
+    pub fn bar_address(&self, slot: u8, bar: u8) -> Option<u64> {
+        self.pci.device(slot)?.bar_address(bar)
     }
 
     /// Pull the device in `slot` out of the bus without warning (catalogue row 12): from now
     /// on its configuration space and BARs read all ones and its INTx pin is released. An
     /// interrupt the CPU already latched is still delivered, as on hardware.
     pub fn surprise_remove(&mut self, slot: u8) {
+        self.decode_epoch += 1;
         if self.pci.surprise_remove(slot) {
             let pin = Self::intx_pin(slot);
             // Lowering a line sends nothing.
@@ -368,6 +403,7 @@ impl Machine {
     /// Port output of 1, 2 or 4 bytes.
     pub fn port_write(&mut self, port: u16, data: &[u8]) {
         self.clock.advance(CONFIG_ACCESS_NS);
+        self.decode_epoch += 1;
         self.pci.port_write(port, data);
     }
 
@@ -380,6 +416,7 @@ impl Machine {
     /// A configuration write addressed by bus/device/function; writes to absent functions are
     /// dropped.
     pub fn config_write(&mut self, bus: u8, dev: u8, func: u8, offset: u16, data: &[u8]) {
+        self.decode_epoch += 1;
         self.pci.config_write(bus, dev, func, offset, data);
     }
 
@@ -407,6 +444,7 @@ impl Machine {
     /// decoding and bus mastering. Each configuration access costs virtual time.
     pub fn firmware_assign_resources(&mut self) -> Result<(), MachineError> {
         let clock = self.clock.clone();
+        self.decode_epoch += 1;
         self.next_mmio = self.pci.assign_resources(
             self.next_mmio..MMIO_LIMIT,
             |slot| Self::intx_pin(slot) as u8,
@@ -457,28 +495,51 @@ impl Machine {
     /// The CPU takes the highest deliverable interrupt, if any: host-side backend input is
     /// polled first, the clock advances and the interrupt is recorded. Returns None when
     /// nothing is deliverable.
+    ///
+    /// Most looks find nothing (the CPU looks again after every EOI and every DPC round), so
+    /// that answer is inline and takes a few loads; taking an interrupt is out of line.
+    #[inline]
     pub fn take_interrupt(&mut self) -> Option<u8> {
+        if self.polls_backends {
+            self.poll_backends();
+        }
+        if !self.any_requested() {
+            return None;
+        }
+        self.take_requested()
+    }
+
+    /// Serve host-side input waiting at every present device's backend.
+    fn poll_backends(&mut self) {
         for (_, device) in self.pci.present_mut() {
             device.poll_backend();
         }
-        // Vectors devices posted join IRR here, when the CPU looks (no lock: with nothing
-        // posted, four loads per CPU).
+    }
+
+    /// Whether some CPU has a vector posted or requested (deliverable now or not): plain
+    /// loads, four per CPU. (A machine-wide "something was posted" flag would make this one
+    /// load, but clearing it safely against concurrent posts takes a locked instruction on
+    /// every interrupt taken, which costs more time than the loads.)
+    #[inline(always)]
+    fn any_requested(&self) -> bool {
+        self.requested || self.controllers.posted.iter().any(Posted::any)
+    }
+
+    /// [`Machine::take_interrupt`] once something is posted or requested.
+    fn take_requested(&mut self) -> Option<u8> {
+        // Every posted vector joins IRR; the first CPU with a deliverable vector acknowledges
+        // it (IRR -> ISR).
         let mut taken = None;
-        for (cpu, (lapic, posted)) in self
-            .lapics
-            .iter_mut()
-            .zip(self.controllers.posted.iter())
-            .enumerate()
-        {
+        let mut requested = false;
+        let posted = &self.controllers.posted;
+        for (cpu, (lapic, posted)) in self.lapics.iter_mut().zip(posted.iter()).enumerate() {
             posted.latch_into(lapic);
-            if !lapic.has_requests() {
-                continue;
+            if taken.is_none() && lapic.has_requests() {
+                taken = lapic.acknowledge().map(|v| (cpu, v));
             }
-            if let Some(v) = lapic.acknowledge() {
-                taken = Some((cpu, v));
-                break;
-            }
+            requested |= lapic.has_requests();
         }
+        self.requested = requested;
         let (cpu, vector) = taken?;
         self.in_service.push(cpu);
         self.delivered += 1;
@@ -488,6 +549,7 @@ impl Machine {
     }
 
     /// End of interrupt for the vector in service; level pins still asserted re-deliver.
+    #[inline]
     pub fn eoi(&mut self) {
         let Some(cpu) = self.in_service.pop() else {
             return;
@@ -497,10 +559,15 @@ impl Machine {
         };
         // The EOI is broadcast to the IOAPIC, where only an entry with remote IRR set can
         // act on it: none, for the edge-triggered vectors every MSI uses.
-        if !self.controllers.remote_irr.load(Ordering::Acquire) {
-            return;
+        if self.controllers.remote_irr.load(Ordering::Acquire) {
+            self.ioapic_eoi(v);
         }
-        // Every re-sent level interrupt goes to the destination its redirection entry names.
+    }
+
+    /// The IOAPIC's part of an EOI of `v`: every re-sent level interrupt goes to the
+    /// destination its redirection entry names.
+    #[cold]
+    fn ioapic_eoi(&mut self, v: u8) {
         let again: Vec<(u8, u8)> = self.controllers.with_ioapic(|io| {
             io.eoi(v)
                 .into_iter()
@@ -668,6 +735,103 @@ mod tests {
         sink.msi(msi_to(0xFF), 0x42);
         assert_eq!(m.take_interrupt(), Some(0x42));
         assert_eq!(m.stray_msi(), 4);
+    }
+
+    #[test]
+    fn a_vector_held_back_by_priority_is_taken_after_the_eoi() {
+        // Intel SDM vol. 3, 11.8.3: a request whose priority class is not above the one in
+        // service waits in IRR; it is not lost when the CPU finds nothing deliverable.
+        let mut m = Machine::new(1 << 20).unwrap();
+        let sink = m.interrupt_sink_for_slot(m.next_slot());
+        sink.msi(msi_to(0), 0x61);
+        assert_eq!(m.take_interrupt(), Some(0x61));
+        sink.msi(msi_to(0), 0x62);
+        assert_eq!(m.take_interrupt(), None, "same class as the one in service");
+        assert_eq!(m.take_interrupt(), None, "still held, nothing new posted");
+        m.eoi();
+        assert_eq!(m.take_interrupt(), Some(0x62));
+        m.eoi();
+        assert_eq!(m.take_interrupt(), None);
+        assert_eq!(m.interrupts_delivered(), 2);
+    }
+
+    /// A [`NullBackend`] that counts how often the transport asks it for host-side input.
+    struct Asked {
+        inner: NullBackend,
+        host_input: bool,
+        asked: Arc<AtomicU64>,
+    }
+
+    impl virq_device::VirtioBackend for Asked {
+        fn name(&self) -> &'static str {
+            "asked"
+        }
+        fn device_id(&self) -> u16 {
+            self.inner.device_id()
+        }
+        fn device_features(&self) -> u64 {
+            0
+        }
+        fn num_queues(&self) -> u16 {
+            self.inner.num_queues()
+        }
+        fn config_len(&self) -> usize {
+            self.inner.config_len()
+        }
+        fn read_config(&self, offset: u64, data: &mut [u8]) {
+            self.inner.read_config(offset, data)
+        }
+        fn reset(&mut self) {
+            self.inner.reset()
+        }
+        fn process_queue(
+            &mut self,
+            queue_index: u16,
+            queue: &mut virq_device::ring::Virtqueue<'_>,
+        ) -> Result<virq_device::Processed, virq_device::BackendError> {
+            self.inner.process_queue(queue_index, queue)
+        }
+        fn snapshot(&self) -> serde_json::Value {
+            self.inner.snapshot()
+        }
+        fn restore(&mut self, state: &serde_json::Value) -> Result<(), virq_device::BackendError> {
+            self.inner.restore(state)
+        }
+        fn has_pending_input(&self, _queue: u16) -> bool {
+            self.asked.fetch_add(1, Ordering::Relaxed);
+            false
+        }
+        fn takes_host_input(&self) -> bool {
+            self.host_input
+        }
+    }
+
+    #[test]
+    fn backends_are_polled_at_every_look_only_when_they_take_host_input() {
+        for host_input in [true, false] {
+            let mut m = Machine::new(1 << 20).unwrap();
+            let slot = m.next_slot();
+            let asked = Arc::new(AtomicU64::new(0));
+            let backend = Asked {
+                inner: NullBackend::new(2),
+                host_input,
+                asked: asked.clone(),
+            };
+            let dev = VirtioPciDevice::new(
+                Box::new(backend),
+                m.ram().clone(),
+                m.interrupt_sink_for_slot(slot),
+                TransportOptions::default(),
+            )
+            .unwrap();
+            m.plug(dev).unwrap();
+            for _ in 0..3 {
+                assert_eq!(m.take_interrupt(), None);
+            }
+            // Two queues asked at each of the three looks, or never.
+            let expected = if host_input { 6 } else { 0 };
+            assert_eq!(asked.load(Ordering::Relaxed), expected, "{host_input}");
+        }
     }
 }
 

@@ -359,6 +359,7 @@ impl WdfInterrupts {
     /// Which object an interrupt on `vector` runs, with the `MessageID` its ISR receives
     /// (the object's `MessageNumber`; `None` for the line, whose ISR gets ID 0 with
     /// `MessageSignaled = 0`). Nothing while disconnected.
+    #[inline]
     pub fn dispatch(&self, vector: u32) -> Option<(WdfInterruptId, Option<MessageNumber>)> {
         if !self.connected {
             return None;
