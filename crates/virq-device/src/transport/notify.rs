@@ -16,17 +16,13 @@ impl VirtioPciDevice {
         let m = self.layout.notify_off_multiplier as u64;
         let queue = if m == 0 {
             value as u16
-        } else if m.is_power_of_two() {
-            // What the layout validates (an even power of two): a mask and a shift instead of
-            // a 64-bit division on every notify.
+        } else {
+            // The device's layout passed `Layout::validate` when it was built, which admits
+            // only 0 or an even power of two: a mask and a shift, not a division per notify.
             if offset & (m - 1) != 0 {
                 return;
             }
             (offset >> m.trailing_zeros()) as u16
-        } else if offset % m == 0 {
-            (offset / m) as u16
-        } else {
-            return;
         };
         if queue as usize >= self.queues.len() {
             return;
