@@ -25,7 +25,7 @@
 //! | MSI-X table, PBA, masks, delivery on unmask | `src/msix.rs` |
 //! | configuration bytes and write masks | `src/pci.rs` |
 //! | split virtqueue: descriptor walk, indirect tables, used ring | `src/ring.rs` |
-//! | guest memory: the trait, `VecMemory`, the flat fast path, vm-memory | `src/memory/` |
+//! | guest memory: the trait, `VecMemory`, the flat fast path, vm-memory; [`flat_guest_memory!`] for your own one-buffer RAM | `src/memory/` |
 //! | snapshot, validation, restore | `src/transport/snapshot.rs` |
 //! | catalogue faults (feature `fault-injection`) | `src/transport/faults.rs` |
 //! | PCI root: mechanism #1, host bridge, firmware BAR assignment | `src/pci_root.rs` |
