@@ -174,7 +174,7 @@ impl<'a> FlatRegion<'a> {
     }
 
     /// [`load_u16`](Self::load_u16) with the refusal as a [`MemoryError`] (misaligned or out
-    /// of range), as [`GuestMemory`] reports it: every flat memory's atomics in one place.
+    /// of range), as [`GuestMemory`](super::GuestMemory) reports it: every flat memory's atomics in one place.
     #[inline(always)]
     pub fn checked_load_u16(&self, addr: u64, order: Ordering) -> Result<u16, MemoryError> {
         self.load_u16(addr, order)
