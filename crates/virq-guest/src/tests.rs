@@ -59,8 +59,9 @@ impl RigBuilder {
         self
     }
 
-    fn faults(mut self, faults: DriverFaults) -> Self {
-        self.faults = faults;
+    /// Switches on the driver faults `switch_on` sets; every other fault stays off.
+    fn faults(mut self, switch_on: impl FnOnce(&mut DriverFaults)) -> Self {
+        switch_on(&mut self.faults);
         self
     }
 
@@ -648,7 +649,7 @@ fn queue_size_is_shrunk_to_a_power_of_two_and_errors_are_named() {
 
 // ---- failure catalogue rows reproduced by DriverFaults -----------------------------------
 
-fn faulty(queues: u16, table: u16, messages: u16, faults: DriverFaults) -> Rig {
+fn faulty(queues: u16, table: u16, messages: u16, faults: impl FnOnce(&mut DriverFaults)) -> Rig {
     RigBuilder::new(queues, table, messages)
         .faults(faults)
         .build()
@@ -656,10 +657,7 @@ fn faulty(queues: u16, table: u16, messages: u16, faults: DriverFaults) -> Rig {
 
 #[test]
 fn row_1_skipping_isr_status_read_storms() {
-    let faults = DriverFaults {
-        skip_isr_status_read: true,
-        ..DriverFaults::default()
-    };
+    let faults = |f: &mut DriverFaults| f.skip_isr_status_read = true;
     let mut r = RigBuilder::new(1, 2, 0).faults(faults).running();
     r.submit_read_completed(0, 1);
     let (runs, _) = service_line(&mut r, 1000);
@@ -681,10 +679,7 @@ fn row_1_skipping_isr_status_read_storms() {
 
 #[test]
 fn row_2_vectors_programmed_before_reset_read_0xffff_while_running() {
-    let faults = DriverFaults {
-        program_vectors_before_reset: true,
-        ..DriverFaults::default()
-    };
+    let faults = |f: &mut DriverFaults| f.program_vectors_before_reset = true;
     let mut r = RigBuilder::new(2, 3, 3).faults(faults).running();
     let h = r.dev.st().history.clone();
     let last_reset = rposition(&h, |o| *o == FakeOp::Reset).unwrap();
@@ -715,10 +710,7 @@ fn row_2_vectors_programmed_before_reset_read_0xffff_while_running() {
 /// a reset leaves every selector at VIRTIO_MSI_NO_VECTOR).
 #[test]
 fn row_27_vectors_only_at_first_start_are_lost_across_a_resume() {
-    let faults = DriverFaults {
-        skip_vectors_on_resume: true,
-        ..DriverFaults::default()
-    };
+    let faults = |f: &mut DriverFaults| f.skip_vectors_on_resume = true;
     let mut r = RigBuilder::new(2, 3, 3).faults(faults).running();
     assert_eq!(vectors(&r.dev), (0, vec![1, 2]));
     r.drv.quiesce().unwrap();
@@ -738,10 +730,7 @@ fn row_27_vectors_only_at_first_start_are_lost_across_a_resume() {
 
 #[test]
 fn row_3_apic_vector_written_instead_of_message_number() {
-    let faults = DriverFaults {
-        write_apic_vector_instead_of_message_number: true,
-        ..DriverFaults::default()
-    };
+    let faults = |f: &mut DriverFaults| f.write_apic_vector_instead_of_message_number = true;
     let mut r = RigBuilder::new(2, 3, 3)
         .faults(faults)
         .config(|c| c.grant = InterruptGrant::messages(3).with_apic_vectors(vec![0xE1, 0x93, 0xA2]))
@@ -775,10 +764,7 @@ fn row_3_apic_vector_written_instead_of_message_number() {
 
 #[test]
 fn row_4_assuming_per_queue_vectors_loses_queue_interrupts() {
-    let faults = DriverFaults {
-        assume_per_queue_vectors: true,
-        ..DriverFaults::default()
-    };
+    let faults = |f: &mut DriverFaults| f.assume_per_queue_vectors = true;
     // The device's table has 3 entries but the OS granted only 2 messages.
     let mut r = RigBuilder::new(2, 3, 2).faults(faults).running();
     assert_eq!(vectors(&r.dev), (0, vec![1, 2]));
@@ -808,10 +794,7 @@ fn row_4_assuming_per_queue_vectors_loses_queue_interrupts() {
 
 #[test]
 fn row_5_config_vector_left_unset_misses_config_changes() {
-    let faults = DriverFaults {
-        leave_config_vector_unset: true,
-        ..DriverFaults::default()
-    };
+    let faults = |f: &mut DriverFaults| f.leave_config_vector_unset = true;
     let mut r = RigBuilder::new(2, 3, 3).faults(faults).running();
     assert_eq!(vectors(&r.dev), (NO_VECTOR, vec![1, 2]));
     r.dev.config_change();
@@ -832,10 +815,7 @@ fn row_8_message_id_is_bound_checked() {
     assert!(!r.drv.isr_message(3));
     assert!(!r.drv.isr_message(u32::MAX));
     assert_eq!(r.drv.counters().unmapped_message_ids, 2);
-    let faults = DriverFaults {
-        skip_message_id_bound_check: true,
-        ..DriverFaults::default()
-    };
+    let faults = |f: &mut DriverFaults| f.skip_message_id_bound_check = true;
     let mut r = RigBuilder::new(2, 3, 3).faults(faults).running();
     let crashed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| r.drv.isr_message(3)));
     assert!(crashed.is_err(), "unchecked index crashes");
@@ -845,10 +825,7 @@ fn row_8_message_id_is_bound_checked() {
 fn row_9_message_0_is_a_real_message() {
     let mut r = running(2, 3, 1);
     assert!(r.drv.isr_message(0));
-    let faults = DriverFaults {
-        message_zero_means_not_message: true,
-        ..DriverFaults::default()
-    };
+    let faults = |f: &mut DriverFaults| f.message_zero_means_not_message = true;
     let mut r = RigBuilder::new(2, 3, 1).faults(faults).running();
     r.submit_read_completed(0, 1);
     assert!(deliver_messages(&mut r, 1).is_empty());
@@ -865,10 +842,7 @@ fn row_9_message_0_is_a_real_message() {
 
 #[test]
 fn row_10_queue_enabled_before_vectors_verified() {
-    let faults = DriverFaults {
-        enable_queues_before_vectors_verified: true,
-        ..DriverFaults::default()
-    };
+    let faults = |f: &mut DriverFaults| f.enable_queues_before_vectors_verified = true;
     let r = RigBuilder::new(2, 3, 3)
         .faults(faults)
         .device(|st| st.refuse_vectors_from = Some(1))
@@ -906,10 +880,7 @@ fn row_10_queue_enabled_before_vectors_verified() {
 
 #[test]
 fn row_11_not_mine_without_reading_starves_the_shared_line() {
-    let faults = DriverFaults {
-        return_not_mine_without_reading_isr: true,
-        ..DriverFaults::default()
-    };
+    let faults = |f: &mut DriverFaults| f.return_not_mine_without_reading_isr = true;
     let mut r = RigBuilder::new(1, 2, 0).faults(faults).running();
     r.submit_read_completed(0, 1);
     let (runs, done) = service_line(&mut r, 50);
@@ -932,10 +903,7 @@ fn row_12_surprise_removal_all_ones_is_not_ours() {
         Err(DriverError::DeviceGone { status: 0xFF })
     ));
 
-    let faults = DriverFaults {
-        treat_all_ones_isr_as_ours: true,
-        ..DriverFaults::default()
-    };
+    let faults = |f: &mut DriverFaults| f.treat_all_ones_isr_as_ours = true;
     let mut r = RigBuilder::new(1, 2, 0).faults(faults).running();
     r.dev.st().removed = true;
     assert!(r.drv.isr_intx(), "phantom interrupt claimed");
