@@ -720,13 +720,7 @@ fn queue_addresses_written_as_32_bit_halves_or_64_bit() {
 /// set the device also sends a configuration change notification (ISR bit 1, msix_config).
 #[test]
 fn queue_enable_with_rings_outside_ram_sets_needs_reset_and_notifies() {
-    let mut r = Rig::new(2);
-    r.bring_up(&Setup {
-        queues: Some(vec![0]),
-        ..Setup::msix()
-    });
-    r.sink.take_messages();
-    r.select_queue(1);
+    let mut r = Rig::setting_up_last_queue(2);
     r.wr(COMMON + cc::QUEUE_DESC, 8, 0x1_0000_0000);
     r.set_common16(cc::QUEUE_ENABLE, 1);
     assert_eq!(r.common16(cc::QUEUE_ENABLE), 0);

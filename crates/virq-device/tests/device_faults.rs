@@ -11,10 +11,19 @@ use virq_device::DeviceFaults;
 use virq_device::testing::*;
 use virq_events::{EventKind, InterruptCause, NO_VECTOR};
 
-fn rig_with(queues: u16, faults: DeviceFaults) -> Rig {
+/// A rig whose device has the faults `switch_on` sets, every other fault off.
+fn rig_with(queues: u16, switch_on: impl FnOnce(&mut DeviceFaults)) -> Rig {
+    let mut faults = DeviceFaults::default();
+    switch_on(&mut faults);
     let mut r = Rig::new(queues);
     r.dev.set_faults(faults);
     r
+}
+
+/// The driver makes one buffer available on `queue` and notifies; the device uses it.
+fn use_one_buffer(r: &mut Rig, rings: &mut [Ring], queue: u16) {
+    rings[usize::from(queue)].push();
+    r.kick(queue);
 }
 
 /// Row 29 with the fault on: with Command bit 2 clear the device still reads the ring and
@@ -23,13 +32,7 @@ fn rig_with(queues: u16, faults: DeviceFaults) -> Rig {
 /// InterruptSuppressed (BusMasterDisabled), PendingSet.
 #[test]
 fn fault_row29_uses_the_rings_while_bus_master_is_off() {
-    let mut r = rig_with(
-        1,
-        DeviceFaults {
-            dma_while_bus_master_disabled: true,
-            ..Default::default()
-        },
-    );
+    let mut r = rig_with(1, |f| f.dma_while_bus_master_disabled = true);
     let mut rings = r.bring_up(&Setup::msix());
     r.sink.take_messages();
     let cmd = r.command();
@@ -65,16 +68,12 @@ fn fault_row29_uses_the_rings_while_bus_master_is_off() {
 /// after the queue is moved to another vector.
 #[test]
 fn fault_row30_delivers_a_stale_pending_message_after_reset_and_reroute() {
-    let faults = DeviceFaults {
-        keep_stale_pending_bits: true,
-        ..Default::default()
-    };
+    let faults = |f: &mut DeviceFaults| f.keep_stale_pending_bits = true;
     let mut r = rig_with(1, faults);
     let mut rings = r.bring_up(&Setup::msix());
     r.sink.take_messages();
     r.mask_entry(1, true);
-    rings[0].push();
-    r.kick(0);
+    use_one_buffer(&mut r, &mut rings, 0);
     r.set_device_status(0);
     assert_eq!(r.pba(0), 0b10, "the Pending Bit survived the reset");
     assert_eq!(
@@ -100,8 +99,7 @@ fn fault_row30_delivers_a_stale_pending_message_after_reset_and_reroute() {
     let mut rings = r.bring_up(&Setup::msix());
     r.sink.take_messages();
     r.mask_entry(1, true);
-    rings[0].push();
-    r.kick(0);
+    use_one_buffer(&mut r, &mut rings, 0);
     r.set_queue_vector(0, 0);
     assert_eq!(r.pba(0), 0b10, "the Pending Bit survived the re-route");
     r.mask_entry(1, false);
@@ -111,16 +109,9 @@ fn fault_row30_delivers_a_stale_pending_message_after_reset_and_reroute() {
 /// Row 14 with the fault on: MSI-X is enabled and still the pin goes high.
 #[test]
 fn fault_row14_raises_intx_while_msix_is_enabled() {
-    let mut r = rig_with(
-        1,
-        DeviceFaults {
-            intx_while_msix_enabled: true,
-            ..Default::default()
-        },
-    );
+    let mut r = rig_with(1, |f| f.intx_while_msix_enabled = true);
     let mut rings = r.bring_up(&Setup::msix());
-    rings[0].push();
-    r.kick(0);
+    use_one_buffer(&mut r, &mut rings, 0);
     assert!(r.dev.msix_enabled());
     assert!(
         r.sink.line(),
@@ -132,18 +123,11 @@ fn fault_row14_raises_intx_while_msix_is_enabled() {
 /// Row 15 with the fault on: a masked entry still gets its message, no PBA bit.
 #[test]
 fn fault_row15_sends_messages_through_a_masked_entry() {
-    let mut r = rig_with(
-        1,
-        DeviceFaults {
-            ignore_msix_masks: true,
-            ..Default::default()
-        },
-    );
+    let mut r = rig_with(1, |f| f.ignore_msix_masks = true);
     let mut rings = r.bring_up(&Setup::msix());
     r.mask_entry(1, true);
     r.sink.take_messages();
-    rings[0].push();
-    r.kick(0);
+    use_one_buffer(&mut r, &mut rings, 0);
     assert_eq!(r.sink.messages(), vec![msg(1)]);
     assert_eq!(r.pba(0), 0);
 }
@@ -152,13 +136,7 @@ fn fault_row15_sends_messages_through_a_masked_entry() {
 /// 16-bit write still works.
 #[test]
 fn fault_row16_ignores_a_dword_write_of_message_control() {
-    let mut r = rig_with(
-        1,
-        DeviceFaults {
-            ignore_dword_msix_control_write: true,
-            ..Default::default()
-        },
-    );
+    let mut r = rig_with(1, |f| f.ignore_dword_msix_control_write = true);
     r.map_bars();
     let cap = r.msix_cap().expect("MSI-X capability");
     let dword = r.cfg32(cap);
@@ -172,13 +150,7 @@ fn fault_row16_ignores_a_dword_write_of_message_control() {
 /// Row 17 with the fault on: the selectors survive a reset instead of reading 0xFFFF.
 #[test]
 fn fault_row17_keeps_vectors_across_reset() {
-    let mut r = rig_with(
-        2,
-        DeviceFaults {
-            keep_vectors_across_reset: true,
-            ..Default::default()
-        },
-    );
+    let mut r = rig_with(2, |f| f.keep_vectors_across_reset = true);
     r.bring_up(&Setup::msix());
     assert_eq!(r.msix_config(), 0);
     r.set_device_status(0);
@@ -190,35 +162,21 @@ fn fault_row17_keeps_vectors_across_reset() {
 /// stays silent.
 #[test]
 fn fault_row18_accepts_an_out_of_range_vector() {
-    let mut r = rig_with(
-        1,
-        DeviceFaults {
-            accept_out_of_range_vectors: true,
-            ..Default::default()
-        },
-    );
+    let mut r = rig_with(1, |f| f.accept_out_of_range_vectors = true);
     let mut rings = r.bring_up(&Setup::msix());
     r.set_queue_vector(0, 0xE1);
     assert_eq!(r.queue_vector(0), 0xE1, "the driver believes routing works");
     r.sink.take_messages();
-    rings[0].push();
-    r.kick(0);
+    use_one_buffer(&mut r, &mut rings, 0);
     assert!(r.sink.messages().is_empty(), "but no message is ever sent");
 }
 
 /// Row 19 with the fault on: a reset with the line high leaves it high with ISR status 0.
 #[test]
 fn fault_row19_leaves_intx_asserted_across_reset() {
-    let mut r = rig_with(
-        1,
-        DeviceFaults {
-            intx_stays_high_on_reset: true,
-            ..Default::default()
-        },
-    );
+    let mut r = rig_with(1, |f| f.intx_stays_high_on_reset = true);
     let mut rings = r.bring_up(&Setup::intx());
-    rings[0].push();
-    r.kick(0);
+    use_one_buffer(&mut r, &mut rings, 0);
     assert!(r.sink.line());
     r.set_device_status(0);
     assert!(r.sink.line(), "line high after reset");
@@ -229,18 +187,11 @@ fn fault_row19_leaves_intx_asserted_across_reset() {
 /// Row 20 with the fault on: Command bit 10 does not gate the pin and Status bit 3 lies.
 #[test]
 fn fault_row20_ignores_interrupt_disable() {
-    let mut r = rig_with(
-        1,
-        DeviceFaults {
-            ignore_interrupt_disable: true,
-            ..Default::default()
-        },
-    );
+    let mut r = rig_with(1, |f| f.ignore_interrupt_disable = true);
     let mut rings = r.bring_up(&Setup::intx());
     let cmd = r.command();
     r.set_command(cmd | CMD_INTX_DISABLE);
-    rings[0].push();
-    r.kick(0);
+    use_one_buffer(&mut r, &mut rings, 0);
     assert!(r.sink.line(), "line high while Command bit 10 = 1");
     assert!(
         !r.status_int(),
@@ -251,16 +202,9 @@ fn fault_row20_ignores_interrupt_disable() {
 /// Row 22 with the fault on: two ISR reads both return the cause and the line stays high.
 #[test]
 fn fault_row22_isr_read_does_not_clear() {
-    let mut r = rig_with(
-        1,
-        DeviceFaults {
-            isr_not_cleared_on_read: true,
-            ..Default::default()
-        },
-    );
+    let mut r = rig_with(1, |f| f.isr_not_cleared_on_read = true);
     let mut rings = r.bring_up(&Setup::intx());
-    rings[0].push();
-    r.kick(0);
+    use_one_buffer(&mut r, &mut rings, 0);
     assert_eq!(r.isr(), 1);
     assert_eq!(r.isr(), 1);
     assert!(r.sink.line());

@@ -31,24 +31,43 @@ fn needs_reset_events(r: &Rig) -> usize {
     r.count(|e| matches!(e, EventKind::NeedsReset { .. }))
 }
 
-/// A device with one queue brought up with MSI-X (config -> entry 0, queue 0 -> entry 1) and
-/// the 16 descriptors of its ring written; no chain is available yet.
-fn msix_rig() -> (Rig, Ring) {
-    let mut r = Rig::new(1);
-    let ring = r.bring_up(&Setup::msix()).remove(0);
+/// Every descriptor of `ring` describes [`BUF`], device-writable; no chain is available yet.
+fn describe_buf_everywhere(ring: &Ring) {
     for i in 0..ring.size {
         ring.set_desc(i, BUF, 0x100, WRITE, 0);
     }
+}
+
+/// A device with one queue brought up by `setup`, the 16 descriptors of its ring written.
+fn one_queue_rig(setup: &Setup) -> (Rig, Ring) {
+    let mut r = Rig::new(1);
+    let ring = r.bring_up(setup).remove(0);
+    describe_buf_everywhere(&ring);
     (r, ring)
 }
 
+/// One queue with MSI-X: config -> entry 0, queue 0 -> entry 1.
+fn msix_rig() -> (Rig, Ring) {
+    one_queue_rig(&Setup::msix())
+}
+
 fn intx_rig() -> (Rig, Ring) {
-    let mut r = Rig::new(1);
-    let ring = r.bring_up(&Setup::intx()).remove(0);
-    for i in 0..ring.size {
-        ring.set_desc(i, BUF, 0x100, WRITE, 0);
-    }
-    (r, ring)
+    one_queue_rig(&Setup::intx())
+}
+
+/// virtio 1.2, 4.1.4.3 and 2.1.2: the selected queue's rings are unusable, so enabling it
+/// fails: queue_enable reads back 0, DEVICE_NEEDS_RESET is set and, the driver being live,
+/// one configuration change message goes out on msix_config's entry 0.
+#[track_caller]
+fn assert_queue_enable_refused_with_needs_reset(r: &mut Rig) {
+    r.set_common16(cc::QUEUE_ENABLE, 1);
+    assert_eq!(r.common16(cc::QUEUE_ENABLE), 0, "queue_enable read-back");
+    assert!(needs_reset(r), "DEVICE_NEEDS_RESET");
+    assert_eq!(
+        r.sink.take_messages(),
+        vec![msg(0)],
+        "one configuration change message"
+    );
 }
 
 // ------------------------------------------------------------------------ corrupt rings
@@ -119,9 +138,7 @@ fn one_notify_completes_at_most_the_queue_size() {
 fn avail_index_wrap_is_served() {
     let mut r = Rig::new(1);
     let mut ring = r.setup(&Setup::msix()).remove(0);
-    for i in 0..ring.size {
-        ring.set_desc(i, BUF, 0x100, WRITE, 0);
-    }
+    describe_buf_everywhere(&ring);
     // Start both sides just before the wrap: the driver's idx and the used idx it expects.
     let snap = {
         let mut s = r.dev.snapshot();
@@ -183,36 +200,18 @@ fn queue_size_zero_or_not_a_power_of_two_is_refused() {
 /// live, one configuration change message goes out.
 #[test]
 fn enabling_a_queue_with_a_misaligned_ring_sets_needs_reset() {
-    let mut r = Rig::new(2);
-    r.bring_up(&Setup {
-        queues: Some(vec![0]),
-        ..Setup::msix()
-    });
-    r.sink.take_messages();
-    r.select_queue(1);
+    let mut r = Rig::setting_up_last_queue(2);
     r.wr(COMMON + cc::QUEUE_DESC, 8, 0x2_0008);
-    r.set_common16(cc::QUEUE_ENABLE, 1);
-    assert_eq!(r.common16(cc::QUEUE_ENABLE), 0);
-    assert!(needs_reset(&mut r));
-    assert_eq!(r.sink.take_messages(), vec![msg(0)]);
+    assert_queue_enable_refused_with_needs_reset(&mut r);
 }
 
 /// A used ring that starts in RAM but straddles its end is as unusable as one outside it.
 #[test]
 fn ring_straddling_the_end_of_ram_sets_needs_reset() {
-    let mut r = Rig::new(2);
-    r.bring_up(&Setup {
-        queues: Some(vec![0]),
-        ..Setup::msix()
-    });
-    r.sink.take_messages();
-    r.select_queue(1);
+    let mut r = Rig::setting_up_last_queue(2);
     // 16 used elements need 6 + 8 * 16 bytes; start 64 bytes before the end.
     r.wr(COMMON + cc::QUEUE_DEVICE, 8, RAM_SIZE - 64);
-    r.set_common16(cc::QUEUE_ENABLE, 1);
-    assert_eq!(r.common16(cc::QUEUE_ENABLE), 0);
-    assert!(needs_reset(&mut r));
-    assert_eq!(r.sink.take_messages(), vec![msg(0)]);
+    assert_queue_enable_refused_with_needs_reset(&mut r);
     assert_eq!(
         r.count(|e| matches!(e, EventKind::NeedsReset { queue: Some(1) })),
         1
@@ -225,21 +224,12 @@ fn ring_straddling_the_end_of_ram_sets_needs_reset() {
 /// unusable ring: queue_enable 0, DEVICE_NEEDS_RESET, one configuration change message.
 #[test]
 fn enabling_a_queue_with_unset_addresses_sets_needs_reset() {
-    let mut r = Rig::new(2);
-    r.bring_up(&Setup {
-        queues: Some(vec![0]),
-        ..Setup::msix()
-    });
-    r.sink.take_messages();
     // Queue 1 is sized but its three ring addresses are back at their reset value, 0.
-    r.select_queue(1);
+    let mut r = Rig::setting_up_last_queue(2);
     for field in [cc::QUEUE_DESC, cc::QUEUE_DRIVER, cc::QUEUE_DEVICE] {
         r.wr(COMMON + field, 8, 0);
     }
-    r.set_common16(cc::QUEUE_ENABLE, 1);
-    assert_eq!(r.common16(cc::QUEUE_ENABLE), 0);
-    assert!(needs_reset(&mut r));
-    assert_eq!(r.sink.take_messages(), vec![msg(0)]);
+    assert_queue_enable_refused_with_needs_reset(&mut r);
 }
 
 /// virtio 1.2, 4.1.4.4: a notify for a queue that is not enabled does nothing: no chain is
@@ -254,9 +244,7 @@ fn notify_on_a_disabled_or_missing_queue_is_ignored() {
         ..Setup::msix()
     });
     r.sink.take_messages();
-    for i in 0..rings[0].size {
-        rings[0].set_desc(i, BUF, 0x100, WRITE, 0);
-    }
+    describe_buf_everywhere(&rings[0]);
     rings[0].publish(&[0, 1, 2]);
     r.kick(0);
     r.kick_width(0, 4);
@@ -380,9 +368,7 @@ fn msix_entry_rewritten_under_function_mask_sends_once_on_unmask() {
 fn queue_vector_rewritten_while_a_message_is_pending() {
     let mut r = Rig::new(2);
     let mut rings = r.bring_up(&Setup::msix());
-    for i in 0..rings[0].size {
-        rings[0].set_desc(i, BUF, 0x100, WRITE, 0);
-    }
+    describe_buf_everywhere(&rings[0]);
     r.sink.take_messages();
     r.mask_entry(1, true);
     rings[0].publish(&[0]);

@@ -1,13 +1,38 @@
 //! Parsers: what each format turns into, and how unreadable inputs are reported.
 
+mod common;
+
+use common::*;
 use std::path::PathBuf;
-use virq_doctor::{Format, LoadError, ParseLimits, SourceError, diagnose, exit_code, parse_to_vec};
+use virq_doctor::{
+    FileSummary, Format, LoadError, ParseLimits, SourceError, diagnose, exit_code, parse_to_vec,
+};
 use virq_events::{Event, EventKind, InterruptMode, Origin, Selector};
 
-fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(name)
+/// The fixture `name` parsed as a file called `shown_as`, read through a buffered reader as
+/// the doctor reads a file from disk.
+#[track_caller]
+fn parse_fixture(shown_as: &str, name: &str) -> (Vec<Event>, FileSummary) {
+    let file = match std::fs::File::open(fixture(name)) {
+        Ok(file) => file,
+        Err(e) => panic!("{name}: {e}"),
+    };
+    match parse_to_vec(
+        shown_as,
+        std::io::BufReader::new(file),
+        ParseLimits::default(),
+    ) {
+        Ok(parsed) => parsed,
+        Err(e) => panic!("{name}: {e}"),
+    }
+}
+
+/// Each event with the line it came from.
+fn numbered(events: &[Event]) -> Vec<(u64, EventKind)> {
+    events
+        .iter()
+        .map(|e| (line_of(e), e.kind.clone()))
+        .collect()
 }
 
 fn parse(text: &str) -> Vec<Event> {
@@ -44,13 +69,6 @@ fn every_file_says_what_it_was_and_how_long() {
     );
 }
 
-fn line_of(e: &Event) -> u64 {
-    match &e.origin {
-        Origin::File { line, .. } => *line,
-        Origin::Run => 0,
-    }
-}
-
 fn scratch(name: &str, bytes: &[u8]) -> PathBuf {
     let p = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("virq-doctor-{name}"));
     std::fs::write(&p, bytes).unwrap();
@@ -59,14 +77,7 @@ fn scratch(name: &str, bytes: &[u8]) -> PathBuf {
 
 #[test]
 fn crlf_dbgview_columns_give_times_and_line_numbers() {
-    let (events, summary) = parse_to_vec(
-        "storm.log",
-        std::fs::File::open(fixture("intx-storm.log"))
-            .map(std::io::BufReader::new)
-            .unwrap(),
-        ParseLimits::default(),
-    )
-    .unwrap();
+    let (events, summary) = parse_fixture("storm.log", "intx-storm.log");
     assert_eq!(summary.format, Format::DbgView);
     assert_eq!(summary.lines, 13);
     let first = &events[0];
@@ -106,10 +117,7 @@ fn real_driver_wordings_become_vector_writes() {
          viostor: config vector 0 readback 0\n\
          viostor: something unrelated\n",
     );
-    let kinds: Vec<_> = events
-        .iter()
-        .map(|e| (line_of(e), e.kind.clone()))
-        .collect();
+    let kinds = numbered(&events);
     assert_eq!(
         kinds,
         vec![
@@ -141,30 +149,15 @@ fn real_driver_wordings_become_vector_writes() {
 
 #[test]
 fn windbg_pci_and_devnode_dumps() {
-    let (events, summary) = parse_to_vec(
-        "pci.txt",
-        std::io::BufReader::new(std::fs::File::open(fixture("windbg-pci-good.txt")).unwrap()),
-        ParseLimits::default(),
-    )
-    .unwrap();
+    let (events, summary) = parse_fixture("pci.txt", "windbg-pci-good.txt");
     assert_eq!(summary.format, Format::WinDbg);
-    let shown: Vec<_> = events
-        .iter()
-        .map(|e| (line_of(e), e.kind.clone()))
-        .collect();
+    let shown = numbered(&events);
     assert_eq!(
         shown,
         vec![
             (8, EventKind::PciCommand { value: 0x0507 }),
             (9, EventKind::IntxStatus { pending: false }),
-            (
-                19,
-                EventKind::MsixCapabilitySeen {
-                    enabled: true,
-                    function_masked: false,
-                    table_size: 3
-                }
-            ),
+            (19, msix_enabled_unmasked(3)),
             (29, EventKind::DeviceStarted),
             (
                 36,
@@ -210,11 +203,7 @@ fn legacy_pci_line_and_message_control_word() {
         vec![
             EventKind::PciCommand { value: 0x0403 },
             EventKind::IntxStatus { pending: true },
-            EventKind::MsixCapabilitySeen {
-                enabled: true,
-                function_masked: false,
-                table_size: 3
-            },
+            msix_enabled_unmasked(3),
         ]
     );
     assert_eq!(line_of(&events[2]), 4);
@@ -223,48 +212,28 @@ fn legacy_pci_line_and_message_control_word() {
 
 #[test]
 fn lspci_keeps_only_virtio_functions() {
-    let (events, summary) = parse_to_vec(
-        "lspci.txt",
-        std::io::BufReader::new(std::fs::File::open(fixture("lspci-vvv.txt")).unwrap()),
-        ParseLimits::default(),
-    )
-    .unwrap();
+    let (events, summary) = parse_fixture("lspci.txt", "lspci-vvv.txt");
     assert_eq!(summary.format, Format::Lspci);
     assert!(
         events
             .iter()
             .all(|e| e.device.as_deref() == Some("00:04.0"))
     );
-    let shown: Vec<_> = events
-        .iter()
-        .map(|e| (line_of(e), e.kind.clone()))
-        .collect();
+    let shown = numbered(&events);
     assert_eq!(
         shown,
         vec![
             (14, EventKind::PciCommand { value: 0x0507 }),
             (15, EventKind::IntxStatus { pending: false }),
             (17, EventKind::IntxRouted { pin: 1, irq: 10 }),
-            (
-                20,
-                EventKind::MsixCapabilitySeen {
-                    enabled: true,
-                    function_masked: false,
-                    table_size: 2
-                }
-            ),
+            (20, msix_enabled_unmasked(2)),
         ]
     );
 }
 
 #[test]
 fn proc_interrupts_two_snapshots_keep_virtio_rows() {
-    let (events, summary) = parse_to_vec(
-        "pi.txt",
-        std::io::BufReader::new(std::fs::File::open(fixture("proc-interrupts-pair.txt")).unwrap()),
-        ParseLimits::default(),
-    )
-    .unwrap();
+    let (events, summary) = parse_fixture("pi.txt", "proc-interrupts-pair.txt");
     assert_eq!(summary.format, Format::ProcInterrupts);
     assert_eq!(events.len(), 10);
     let req: Vec<(u64, u64)> = events

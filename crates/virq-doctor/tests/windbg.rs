@@ -8,14 +8,7 @@ mod common;
 use common::*;
 use std::io::Cursor;
 use virq_doctor::{Doctor, Format, ParseLimits, Verdict, parse_to_vec};
-use virq_events::{Event, EventKind, InterruptMode, Origin};
-
-fn line_of(e: &Event) -> u64 {
-    match &e.origin {
-        Origin::File { line, .. } => *line,
-        Origin::Run => 0,
-    }
-}
+use virq_events::{Event, EventKind};
 
 fn resources(events: &[Event]) -> Vec<(u64, EventKind)> {
     events
@@ -23,30 +16,6 @@ fn resources(events: &[Event]) -> Vec<(u64, EventKind)> {
         .filter(|e| matches!(e.kind, EventKind::ResourceAssigned { .. }))
         .map(|e| (line_of(e), e.kind.clone()))
         .collect()
-}
-
-fn message(level: u32, vector: u32, message_count: u32, raw: bool) -> EventKind {
-    EventKind::ResourceAssigned {
-        mode: InterruptMode::Message,
-        message_count,
-        level,
-        vector,
-        affinity: 0xf,
-        flags: 3,
-        raw,
-    }
-}
-
-fn line_interrupt(level: u32, vector: u32, raw: bool) -> EventKind {
-    EventKind::ResourceAssigned {
-        mode: InterruptMode::Intx,
-        message_count: 0,
-        level,
-        vector,
-        affinity: 0xf,
-        flags: 0,
-        raw,
-    }
 }
 
 /// A session at `IRP_MN_START_DEVICE`: `!irp @rdx` names `AllocatedResources` and
@@ -164,8 +133,8 @@ fn a_line_interrupt_from_the_two_lists() {
         \x20        +0x004 Vector           : 0x81\n\
         \x20        +0x008 Affinity         : 0xf\n";
     let want = [
-        (9, line_interrupt(0x11, 0x11, true)),
-        (19, line_interrupt(8, 0x81, false)),
+        (9, line_interrupt(0x11, 0x11, 0xf, true)),
+        (19, line_interrupt(8, 0x81, 0xf, false)),
     ];
     let events = parse_to_vec("dt.txt", dt.as_bytes(), ParseLimits::default())
         .unwrap()
@@ -236,12 +205,7 @@ fn the_msix_table_from_dd_after_pci() {
         ]
     );
     // The capability itself, from the raw Message Control word (8002: Enable, 3 entries).
-    assert!(events.iter().any(|e| e.kind
-        == EventKind::MsixCapabilitySeen {
-            enabled: true,
-            function_masked: false,
-            table_size: 3
-        }));
+    assert!(events.iter().any(|e| e.kind == msix_enabled_unmasked(3)));
 }
 
 /// `!pcitree` is WinDbg output: read as such, with no evidence of its own.

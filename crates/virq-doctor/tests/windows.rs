@@ -7,8 +7,8 @@ mod common;
 
 use common::*;
 use std::io::Cursor;
-use virq_doctor::{Doctor, Format, ParseLimits, Report, Verdict, parse_to_vec};
-use virq_events::{Event, EventKind, InterruptMode, Origin, Selector};
+use virq_doctor::{Answer, Doctor, Format, ParseLimits, Report, Verdict, parse_to_vec};
+use virq_events::{Event, EventKind, InterruptMode, Selector};
 
 fn events_of(name: &str) -> Vec<Event> {
     let bytes = std::fs::read(fixture(name)).unwrap();
@@ -17,11 +17,11 @@ fn events_of(name: &str) -> Vec<Event> {
         .0
 }
 
-fn line_of(e: &Event) -> u64 {
-    match &e.origin {
-        Origin::File { line, .. } => *line,
-        Origin::Run => 0,
-    }
+/// The events of `text` read as a file named `name`.
+fn events_in(name: &str, text: &str) -> Vec<Event> {
+    parse_to_vec(name, text.as_bytes(), ParseLimits::default())
+        .unwrap_or_else(|e| panic!("{e}"))
+        .0
 }
 
 /// (line, kind) of every event that is not a free-text line.
@@ -40,16 +40,14 @@ fn report_bytes(name: &str, bytes: &[u8]) -> Report {
     d.finish()
 }
 
-fn message(vector: u32, level: u32, raw: bool, message_count: u32) -> EventKind {
-    EventKind::ResourceAssigned {
-        mode: InterruptMode::Message,
-        message_count,
-        level,
-        vector,
-        affinity: 0xf,
-        flags: 3,
-        raw,
-    }
+/// The answer's finding names `words` (a grant's size, a mode) in so many words.
+#[track_caller]
+fn assert_finding_names(answer: &Answer, words: &str) {
+    assert!(
+        answer.finding.contains(words),
+        "finding {:?} does not name {words:?}",
+        answer.finding
+    );
 }
 
 // ---- DbgView ------------------------------------------------------------------------------
@@ -114,6 +112,30 @@ struct Style {
     crlf: bool,
 }
 
+impl Style {
+    /// DbgView's own column: seconds since the capture started, read back to the nanosecond.
+    fn elapsed(name: &'static str, line: fn(u64, &str, &str) -> String, crlf: bool) -> Self {
+        Style {
+            name,
+            line,
+            time: elapsed,
+            expect: |ms| Some(ms * 1_000_000),
+            crlf,
+        }
+    }
+
+    /// A 12-hour clock with AM/PM and whole seconds, saved with CRLF.
+    fn clock12(name: &'static str, line: fn(u64, &str, &str) -> String) -> Self {
+        Style {
+            name,
+            line,
+            time: clock12,
+            expect: |ms| Some(clock_ns(ms / 1000 * 1000)),
+            crlf: true,
+        }
+    }
+}
+
 fn clock_ns(ms: u64) -> u64 {
     ((22 * 3600 + 35 * 60 + 40) * 1000 + ms) * 1_000_000
 }
@@ -151,34 +173,22 @@ fn every_way_dbgview_text_is_saved_or_pasted_gives_the_same_verdict() {
     };
     assert_eq!(reference.0, [2], "the bare capture is row 2");
     let styles = [
-        Style {
-            name: "saved: tabs, elapsed, zero-padded, CRLF",
-            line: |seq, time, text| format!("{seq:08}\t{time}\t{text}"),
-            time: elapsed,
-            expect: |ms| Some(ms * 1_000_000),
-            crlf: true,
-        },
-        Style {
-            name: "pasted: spaces, elapsed, LF",
-            line: |seq, time, text| format!("{seq}   {time}   {text}"),
-            time: elapsed,
-            expect: |ms| Some(ms * 1_000_000),
-            crlf: false,
-        },
-        Style {
-            name: "tabs, 12-hour clock",
-            line: |seq, time, text| format!("{seq}\t{time}\t{text}"),
-            time: clock12,
-            expect: |ms| Some(clock_ns(ms / 1000 * 1000)),
-            crlf: true,
-        },
-        Style {
-            name: "pasted: spaces, 12-hour clock",
-            line: |seq, time, text| format!("{seq:05} {time}  {text}"),
-            time: clock12,
-            expect: |ms| Some(clock_ns(ms / 1000 * 1000)),
-            crlf: true,
-        },
+        Style::elapsed(
+            "saved: tabs, elapsed, zero-padded, CRLF",
+            |seq, time, text| format!("{seq:08}\t{time}\t{text}"),
+            true,
+        ),
+        Style::elapsed(
+            "pasted: spaces, elapsed, LF",
+            |seq, time, text| format!("{seq}   {time}   {text}"),
+            false,
+        ),
+        Style::clock12("tabs, 12-hour clock", |seq, time, text| {
+            format!("{seq}\t{time}\t{text}")
+        }),
+        Style::clock12("pasted: spaces, 12-hour clock", |seq, time, text| {
+            format!("{seq:05} {time}  {text}")
+        }),
         Style {
             name: "spaces, 24-hour clock with milliseconds",
             line: |seq, time, text| format!("{seq}  {time}  {text}"),
@@ -195,13 +205,11 @@ fn every_way_dbgview_text_is_saved_or_pasted_gives_the_same_verdict() {
             expect: |ms| Some(clock_ns(ms)),
             crlf: false,
         },
-        Style {
-            name: "no-break spaces, and a byte-order mark before the first line",
-            line: |seq, time, text| format!("{seq}\u{a0}{time}\u{a0}{text}"),
-            time: elapsed,
-            expect: |ms| Some(ms * 1_000_000),
-            crlf: true,
-        },
+        Style::elapsed(
+            "no-break spaces, and a byte-order mark before the first line",
+            |seq, time, text| format!("{seq}\u{a0}{time}\u{a0}{text}"),
+            true,
+        ),
         Style {
             name: "no columns",
             line: |_, _, text| text.to_string(),
@@ -235,9 +243,7 @@ fn every_way_dbgview_text_is_saved_or_pasted_gives_the_same_verdict() {
             style.name,
             r.render_text()
         );
-        let events = parse_to_vec("inline.log", out.as_bytes(), ParseLimits::default())
-            .unwrap()
-            .0;
+        let events = events_in("inline.log", &out);
         for e in &events {
             let ms = (line_of(e) - 1) * 1250 + 7;
             assert_eq!(e.time_ns, (style.expect)(ms), "{}: {e:?}", style.name);
@@ -398,15 +404,7 @@ fn a_windbg_session_with_pci_devnode_and_idt() {
                 EventKind::IntxStatus { pending: false },
                 Some("00:04.0")
             ),
-            (
-                42,
-                EventKind::MsixCapabilitySeen {
-                    enabled: true,
-                    function_masked: false,
-                    table_size: 5
-                },
-                Some("00:04.0")
-            ),
+            (42, msix_enabled_unmasked(5), Some("00:04.0")),
         ]
     );
     let resources: Vec<(u64, EventKind)> = structured(&events)
@@ -416,12 +414,12 @@ fn a_windbg_session_with_pci_devnode_and_idt() {
     assert_eq!(
         resources,
         [
-            (72, message(0xffff_fffe, 0, true, 1)),
-            (75, message(0xffff_fffd, 0, true, 1)),
-            (78, message(0xffff_fffc, 0, true, 1)),
-            (91, message(0x81, 0, false, 0)),
-            (94, message(0x91, 0, false, 0)),
-            (97, message(0xa1, 0, false, 0)),
+            (72, message(0, 0xffff_fffe, 1, true)),
+            (75, message(0, 0xffff_fffd, 1, true)),
+            (78, message(0, 0xffff_fffc, 1, true)),
+            (91, message(0, 0x81, 0, false)),
+            (94, message(0, 0x91, 0, false)),
+            (97, message(0, 0xa1, 0, false)),
         ]
     );
     // The ISRs WinDbg lists for the device's vectors stay quotable.
@@ -443,11 +441,7 @@ fn a_windbg_session_with_pci_devnode_and_idt() {
         "{:?}",
         s.step(2).verdict
     );
-    assert!(
-        s.step(2).finding.contains("3 message"),
-        "{}",
-        s.step(2).finding
-    );
+    assert_finding_names(s.step(2), "3 message");
     assert_eq!(s.step(4).verdict, Verdict::Holds, "{}", r.render_text());
     assert_eq!(lines_in(s.step(4), name)[0], 42);
     assert!(rows(s).is_empty(), "{}", r.render_text());
@@ -465,37 +459,13 @@ fn the_raw_message_control_word_decides_over_the_decoded_line() {
         \x20   9a: MsgCtrl        TableSize:4 FuncMask:0 MSIXEnable:1\n\
         Device Private:\n\
         \x20   90: 00000000 00000000 80040011 00000001\n";
-    let events = parse_to_vec("pci.txt", text.as_bytes(), ParseLimits::default())
-        .unwrap()
-        .0;
-    assert_eq!(
-        structured(&events),
-        [(
-            8,
-            EventKind::MsixCapabilitySeen {
-                enabled: true,
-                function_masked: false,
-                table_size: 5
-            }
-        )]
-    );
+    let events = events_in("pci.txt", text);
+    assert_eq!(structured(&events), [(8, msix_enabled_unmasked(5))]);
     assert_eq!(events[0].device.as_deref(), Some("00:04.0"));
     // Without the raw bytes the decoded line is what there is.
     let decoded: String = text.lines().take(6).map(|l| format!("{l}\n")).collect();
-    let events = parse_to_vec("pci.txt", decoded.as_bytes(), ParseLimits::default())
-        .unwrap()
-        .0;
-    assert_eq!(
-        structured(&events),
-        [(
-            6,
-            EventKind::MsixCapabilitySeen {
-                enabled: true,
-                function_masked: false,
-                table_size: 4
-            }
-        )]
-    );
+    let events = events_in("pci.txt", &decoded);
+    assert_eq!(structured(&events), [(6, msix_enabled_unmasked(4))]);
 }
 
 /// `!pci 2 ff`: every function of the bus on one line each. Only the virtio functions are the
@@ -536,23 +506,12 @@ fn devnode_output_pasted_without_its_prompt() {
         \x20   Entry 0 - Interrupt (0x2) Shared (0x3)\n\
         \x20     Flags (0000) - LEVEL_SENSITIVE\n\
         \x20     Level 0x8, Vector 0x81, Group 0, Affinity 0xf\n";
-    let events = parse_to_vec("devnode.txt", text.as_bytes(), ParseLimits::default())
-        .unwrap()
-        .0;
-    let line = |level, vector, affinity, raw| EventKind::ResourceAssigned {
-        mode: InterruptMode::Intx,
-        message_count: 0,
-        level,
-        vector,
-        affinity,
-        flags: 0,
-        raw,
-    };
+    let events = events_in("devnode.txt", text);
     assert_eq!(
         structured(&events),
         [
-            (6, line(0xb, 0xb, 0xffff_ffff, true)),
-            (10, line(8, 0x81, 0xf, false)),
+            (6, line_interrupt(0xb, 0xb, 0xffff_ffff, true)),
+            (10, line_interrupt(8, 0x81, 0xf, false)),
         ]
     );
 }
@@ -570,14 +529,7 @@ fn viostor_granted_one_message_uses_it_for_every_queue() {
     assert_eq!(
         structured(&events),
         [
-            (
-                3,
-                EventKind::MsixCapabilitySeen {
-                    enabled: true,
-                    function_masked: false,
-                    table_size: 5
-                }
-            ),
+            (3, msix_enabled_unmasked(5)),
             (
                 7,
                 EventKind::InterruptConnected {
@@ -613,11 +565,7 @@ fn viostor_granted_one_message_uses_it_for_every_queue() {
             r.render_text()
         );
     }
-    assert!(
-        s.step(2).finding.contains("1 message"),
-        "{}",
-        s.step(2).finding
-    );
+    assert_finding_names(s.step(2), "1 message");
     assert_eq!(lines_in(s.step(3), name), [7]);
     assert!(rows(s).is_empty(), "{}", r.render_text());
     // The policy lines stay quotable.
@@ -644,18 +592,7 @@ fn viostor_on_a_line_interrupt_reads_isr_status_and_refuses() {
                     table_size: 5
                 }
             ),
-            (
-                5,
-                EventKind::ResourceAssigned {
-                    mode: InterruptMode::Intx,
-                    message_count: 0,
-                    level: 0,
-                    vector: 0,
-                    affinity: 0,
-                    flags: 0,
-                    raw: false
-                }
-            ),
+            (5, line_interrupt(0, 0, 0, false)),
         ]
     );
     assert_eq!(s.len(), 10);
@@ -683,11 +620,7 @@ fn viostor_on_a_line_interrupt_reads_isr_status_and_refuses() {
         "{:?}",
         sub.step(1).verdict
     );
-    assert!(
-        sub.step(1).finding.contains("INTx"),
-        "{}",
-        sub.step(1).finding
-    );
+    assert_finding_names(sub.step(1), "INTx");
     assert_eq!(lines_in(sub.step(1), name), [5]);
     // A line interrupt with MSI-X Enable clear is what the grant says.
     assert_eq!(sub.step(4).verdict, Verdict::Holds, "{}", r.render_text());
@@ -742,11 +675,7 @@ fn netkvm_wpp_trace_gives_the_grant_and_the_connected_messages() {
     assert_eq!(r.files[0].format, Format::DbgView);
     let s = only(&r);
     assert_eq!(s.step(2).verdict, Verdict::Holds);
-    assert!(
-        s.step(2).finding.contains("3 message"),
-        "{}",
-        s.step(2).finding
-    );
+    assert_finding_names(s.step(2), "3 message");
     assert_eq!(s.step(3).verdict, Verdict::Holds);
     assert_eq!(lines_in(s.step(3), name), [8, 9, 10]);
 }
@@ -790,19 +719,9 @@ fn a_viostor_restart_after_isr_activity_is_a_new_start() {
     assert_eq!(r.subjects().len(), 2, "{}", r.render_text());
     let first = &r.subjects()[0];
     let second = &r.subjects()[1];
-    assert!(
-        first.step(2).finding.contains("3 message"),
-        "{}",
-        first.step(2).finding
-    );
-    assert!(
-        second.step(2).finding.contains("1 message"),
-        "{}",
-        second.step(2).finding
-    );
-    let refused: Vec<u64> = parse_to_vec("t", text.as_bytes(), ParseLimits::default())
-        .unwrap()
-        .0
+    assert_finding_names(first.step(2), "3 message");
+    assert_finding_names(second.step(2), "1 message");
+    let refused: Vec<u64> = events_in("t", &text)
         .iter()
         .filter(|e| {
             matches!(
@@ -825,24 +744,8 @@ fn a_viostor_restart_after_isr_activity_is_a_new_start() {
 fn vioscsi_wpp_lines_are_read_like_its_dbgprint_lines() {
     let text = "[0]0004.0038::12/01/2026-09:14:02.118 [vioscsi]####\t\t[VioScsiHwInitialize] DEBUG: Queues 2 msix_vectors 0\n\
         [0]0004.0038::12/01/2026-09:14:02.119 [vioscsi]####\t\t[VioScsiHwInitialize] DEBUG: Using one MSI vector for all queues\n";
-    let events = parse_to_vec("vioscsi.txt", text.as_bytes(), ParseLimits::default())
-        .unwrap()
-        .0;
-    assert_eq!(
-        structured(&events),
-        [(
-            1,
-            EventKind::ResourceAssigned {
-                mode: InterruptMode::Intx,
-                message_count: 0,
-                level: 0,
-                vector: 0,
-                affinity: 0,
-                flags: 0,
-                raw: false
-            }
-        )]
-    );
+    let events = events_in("vioscsi.txt", text);
+    assert_eq!(structured(&events), [(1, line_interrupt(0, 0, 0, false))]);
     assert_eq!(
         events[0].time_ns,
         Some(((9 * 3600 + 14 * 60 + 2) * 1000 + 118) * 1_000_000)
@@ -862,9 +765,7 @@ fn an_inf_section_pasted_between_dbgview_lines() {
         [vblk_msi]\n\
         HKR, \"Interrupt Management\\MessageSignaledInterruptProperties\", MSISupported, 0x00010001, 1\n\
         3\t0.002\tVIRTIO: device_status write=0x0f\n";
-    let events = parse_to_vec("paste.txt", text.as_bytes(), ParseLimits::default())
-        .unwrap()
-        .0;
+    let events = events_in("paste.txt", text);
     let kinds: Vec<(u64, &str)> = events
         .iter()
         .map(|e| {

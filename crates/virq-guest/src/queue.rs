@@ -517,6 +517,22 @@ mod tests {
         (SplitQueue::new(0, 4, rings, notify, event_idx), ram)
     }
 
+    /// A queue whose rings are laid out and zeroed, as the driver leaves them before
+    /// queue_enable.
+    fn ready_queue(event_idx: bool) -> (SplitQueue, VecRam) {
+        let (mut q, mut ram) = queue(event_idx);
+        let lost = q.init_rings(&mut ram).unwrap();
+        assert!(lost.is_empty(), "a new queue has nothing in flight");
+        (q, ram)
+    }
+
+    /// One byte the device reads (no VRING_DESC_F_WRITE).
+    const ONE_BYTE_READ: Buffer = Buffer {
+        addr: 0,
+        len: 1,
+        device_writes: false,
+    };
+
     /// A device's side of the used ring, written by hand.
     fn device_use(ram: &mut VecRam, q: &SplitQueue, id: u32, len: u32) {
         let used = q.rings().used;
@@ -529,8 +545,7 @@ mod tests {
 
     #[test]
     fn add_writes_descriptors_and_avail_virtio_1_2_2_7_13() {
-        let (mut q, mut ram) = queue(false);
-        q.init_rings(&mut ram).unwrap();
+        let (mut q, mut ram) = ready_queue(false);
         let bufs = [
             Buffer {
                 addr: 0x5000,
@@ -574,8 +589,7 @@ mod tests {
 
     #[test]
     fn chain_rules_are_enforced() {
-        let (mut q, mut ram) = queue(false);
-        q.init_rings(&mut ram).unwrap();
+        let (mut q, mut ram) = ready_queue(false);
         assert_eq!(
             q.add(&mut ram, &[], 0),
             Err(QueueError::EmptyChain { queue: 0 })
@@ -608,21 +622,15 @@ mod tests {
 
     #[test]
     fn device_lies_are_caught() {
-        let (mut q, mut ram) = queue(false);
-        q.init_rings(&mut ram).unwrap();
-        let r = Buffer {
-            addr: 0,
-            len: 1,
-            device_writes: false,
-        };
+        let (mut q, mut ram) = ready_queue(false);
+        let r = ONE_BYTE_READ;
         q.add(&mut ram, &[r], 1).unwrap();
         device_use(&mut ram, &q, 3, 0);
         assert_eq!(
             q.pop_used(&mut ram),
             Err(QueueError::BadUsedId { queue: 0, id: 3 })
         );
-        let (mut q, mut ram) = queue(false);
-        q.init_rings(&mut ram).unwrap();
+        let (mut q, mut ram) = ready_queue(false);
         ram.write_u16(q.rings().used + 2, 9).unwrap();
         assert!(matches!(
             q.pop_used(&mut ram),
@@ -632,8 +640,7 @@ mod tests {
 
     #[test]
     fn no_interrupt_flag_toggles_without_event_idx() {
-        let (mut q, mut ram) = queue(false);
-        q.init_rings(&mut ram).unwrap();
+        let (mut q, mut ram) = ready_queue(false);
         q.disable_interrupts(&mut ram).unwrap();
         assert_eq!(
             ram.read_u16(q.rings().avail).unwrap(),
@@ -645,13 +652,8 @@ mod tests {
 
     #[test]
     fn event_idx_writes_used_event_and_reads_avail_event_virtio_1_2_2_7_10() {
-        let (mut q, mut ram) = queue(true);
-        q.init_rings(&mut ram).unwrap();
-        let r = Buffer {
-            addr: 0,
-            len: 1,
-            device_writes: false,
-        };
+        let (mut q, mut ram) = ready_queue(true);
+        let r = ONE_BYTE_READ;
         q.add(&mut ram, &[r], 1).unwrap();
         q.add(&mut ram, &[r], 2).unwrap();
         // Device wants a kick when avail idx passes 0 (avail_event = 0): old 0 -> new 2 crosses.
@@ -673,8 +675,7 @@ mod tests {
 
     #[test]
     fn drain_takes_a_batch_in_order_and_rearms_virtio_1_2_2_7_14() {
-        let (mut q, mut ram) = queue(false);
-        q.init_rings(&mut ram).unwrap();
+        let (mut q, mut ram) = ready_queue(false);
         q.disable_interrupts(&mut ram).unwrap();
         q.set_interrupts_wanted(true);
         let r = Buffer {
@@ -706,13 +707,8 @@ mod tests {
 
     #[test]
     fn a_bad_entry_in_a_batch_keeps_the_good_ones_before_it() {
-        let (mut q, mut ram) = queue(false);
-        q.init_rings(&mut ram).unwrap();
-        let r = Buffer {
-            addr: 0,
-            len: 1,
-            device_writes: false,
-        };
+        let (mut q, mut ram) = ready_queue(false);
+        let r = ONE_BYTE_READ;
         let h = q.add(&mut ram, &[r], 5).unwrap();
         device_use(&mut ram, &q, u32::from(h), 0);
         device_use(&mut ram, &q, 3, 0);
@@ -753,13 +749,8 @@ mod tests {
 
     #[test]
     fn reinit_returns_lost_tokens() {
-        let (mut q, mut ram) = queue(false);
-        q.init_rings(&mut ram).unwrap();
-        let r = Buffer {
-            addr: 0,
-            len: 1,
-            device_writes: false,
-        };
+        let (mut q, mut ram) = ready_queue(false);
+        let r = ONE_BYTE_READ;
         q.add(&mut ram, &[r], 41).unwrap();
         q.add(&mut ram, &[r, r], 42).unwrap();
         let mut lost = q.init_rings(&mut ram).unwrap();

@@ -30,39 +30,109 @@ fn spec(queues: u16, table_size: u16, msix_enabled: bool) -> FakeSpec {
     }
 }
 
-fn rig_with(
+/// A bring-up as a test describes it: the device model, the OS's grant, the driver's faults
+/// and config, and what the device does differently. `build` wires them in a platform's order:
+/// device first, then the capability parse, then the driver.
+struct RigBuilder {
     spec: FakeSpec,
     messages: u16,
     faults: DriverFaults,
-    cfg: impl FnOnce(&mut DriverConfig),
-    dev_setup: impl FnOnce(&mut FakeState),
-) -> Rig {
-    let ram = SharedRam::new(RAM_BASE, 0x10000);
-    let mut dev = FakeDevice::new(spec, ram.clone());
-    dev_setup(&mut dev.st());
-    let caps = VirtioPciCaps::parse(&mut dev).unwrap();
-    let mut config = DriverConfig::new(
-        spec.queues,
-        InterruptGrant::messages(messages),
-        RAM_BASE,
-        0x8000,
-    );
-    cfg(&mut config);
-    let log = Arc::new(EventLog::new());
-    let drv = VirtioPciDriver::new(dev.clone(), ram.clone(), caps, config)
-        .with_sink(log.clone())
-        .with_faults(faults);
-    Rig { dev, ram, log, drv }
+    config: Box<dyn FnOnce(&mut DriverConfig)>,
+    device: Box<dyn FnOnce(&mut FakeState)>,
 }
 
-fn rig(queues: u16, table: u16, messages: u16) -> Rig {
-    rig_with(
-        spec(queues, table, messages > 0),
-        messages,
-        DriverFaults::default(),
-        |_| {},
-        |_| {},
-    )
+impl RigBuilder {
+    /// `queues` queues, a `table`-entry MSI-X table and `messages` granted by the OS (0: the
+    /// line, with MSI-X off).
+    fn new(queues: u16, table: u16, messages: u16) -> Self {
+        Self {
+            spec: spec(queues, table, messages > 0),
+            messages,
+            faults: DriverFaults::default(),
+            config: Box::new(|_| {}),
+            device: Box::new(|_| {}),
+        }
+    }
+
+    fn spec(mut self, change: impl FnOnce(&mut FakeSpec)) -> Self {
+        change(&mut self.spec);
+        self
+    }
+
+    /// Switches on the driver faults `switch_on` sets; every other fault stays off.
+    fn faults(mut self, switch_on: impl FnOnce(&mut DriverFaults)) -> Self {
+        switch_on(&mut self.faults);
+        self
+    }
+
+    fn config(mut self, change: impl FnOnce(&mut DriverConfig) + 'static) -> Self {
+        self.config = Box::new(change);
+        self
+    }
+
+    fn device(mut self, change: impl FnOnce(&mut FakeState) + 'static) -> Self {
+        self.device = Box::new(change);
+        self
+    }
+
+    /// Without `event_idx` the driver wants only VERSION_1, so RING_EVENT_IDX is not negotiated.
+    fn event_idx(self, event_idx: bool) -> Self {
+        self.config(move |c| {
+            if !event_idx {
+                c.wanted_features = feature::VERSION_1;
+            }
+        })
+    }
+
+    /// Built and brought up; a bring-up error fails the test at the caller.
+    #[track_caller]
+    fn running(self) -> Rig {
+        let mut rig = self.build();
+        if let Err(err) = rig.drv.start() {
+            panic!("bring-up failed: {err}");
+        }
+        rig
+    }
+
+    fn build(self) -> Rig {
+        let ram = SharedRam::new(RAM_BASE, 0x10000);
+        let mut dev = FakeDevice::new(self.spec, ram.clone());
+        (self.device)(&mut dev.st());
+        let caps = VirtioPciCaps::parse(&mut dev).unwrap();
+        let mut config = DriverConfig::new(
+            self.spec.queues,
+            InterruptGrant::messages(self.messages),
+            RAM_BASE,
+            0x8000,
+        );
+        (self.config)(&mut config);
+        let log = Arc::new(EventLog::new());
+        let drv = VirtioPciDriver::new(dev.clone(), ram.clone(), caps, config)
+            .with_sink(log.clone())
+            .with_faults(self.faults);
+        Rig { dev, ram, log, drv }
+    }
+}
+
+/// A rig whose driver has been brought up (DRIVER_OK) without error.
+fn running(queues: u16, table: u16, messages: u16) -> Rig {
+    RigBuilder::new(queues, table, messages).running()
+}
+
+/// A device still finishing a reset: status reads 0x0F for five more polls.
+fn slow_reset(st: &mut FakeState) {
+    st.status = 0x0F;
+    st.reset_delay_reads = 5;
+}
+
+impl Rig {
+    /// One 4-byte buffer the driver wrote, made available on `queue`, kicked, and used by the
+    /// device (nothing written back).
+    fn submit_read_completed(&mut self, queue: u16, token: u64) {
+        self.drv.add_buffers(queue, &[read_buf(4)], token).unwrap();
+        self.drv.kick(queue).unwrap();
+        self.dev.complete(queue, 0);
+    }
 }
 
 fn vectors(dev: &FakeDevice) -> (u16, Vec<u16>) {
@@ -119,10 +189,23 @@ fn rposition(history: &[FakeOp], pred: impl Fn(&FakeOp) -> bool) -> Option<usize
     history.iter().rposition(pred)
 }
 
+/// Checklist 3.3: the vector plan holds (every queue_msix_vector written and read back)
+/// before any queue_enable, so no queue runs on a vector the device may still refuse.
+#[track_caller]
+fn assert_no_queue_enabled_before_the_last_vector_write(history: &[FakeOp]) {
+    let last_vec = rposition(history, |o| matches!(o, FakeOp::QueueVector { .. }))
+        .expect("a queue vector was written");
+    let first_enable = position(history, |o| matches!(o, FakeOp::QueueEnable { .. }))
+        .expect("a queue was enabled");
+    assert!(
+        last_vec < first_enable,
+        "queue_enable at op {first_enable} before the last vector write at op {last_vec}: {history:?}"
+    );
+}
+
 #[test]
 fn bring_up_orders_reset_features_vectors_enable_driver_ok_virtio_1_2_3_1_1() {
-    let mut r = rig(2, 3, 3);
-    r.drv.start().unwrap();
+    let r = running(2, 3, 3);
     assert_eq!(r.drv.state(), DriverState::Running);
     let st = r.dev.st();
     assert_eq!(st.status, 0x0F, "ACKNOWLEDGE|DRIVER|FEATURES_OK|DRIVER_OK");
@@ -165,13 +248,9 @@ fn bring_up_orders_reset_features_vectors_enable_driver_ok_virtio_1_2_3_1_1() {
 
 #[test]
 fn features_ok_refused_fails_with_failed_status_virtio_1_2_3_1_1_step_6() {
-    let mut r = rig_with(
-        spec(1, 2, true),
-        2,
-        DriverFaults::default(),
-        |_| {},
-        |st| st.refuse_features_ok = true,
-    );
+    let mut r = RigBuilder::new(1, 2, 2)
+        .device(|st| st.refuse_features_ok = true)
+        .build();
     let err = r.drv.start().unwrap_err();
     assert!(
         matches!(err, DriverError::FeaturesOkRefused { .. }),
@@ -187,27 +266,16 @@ fn features_ok_refused_fails_with_failed_status_virtio_1_2_3_1_1_step_6() {
 
 #[test]
 fn device_without_version_1_and_driver_without_version_1_are_refused() {
-    let mut r = rig_with(
-        FakeSpec {
-            offered: feature::RING_EVENT_IDX,
-            ..spec(1, 2, true)
-        },
-        2,
-        DriverFaults::default(),
-        |_| {},
-        |_| {},
-    );
+    let mut r = RigBuilder::new(1, 2, 2)
+        .spec(|s| s.offered = feature::RING_EVENT_IDX)
+        .build();
     assert!(matches!(
         r.drv.start(),
         Err(DriverError::DeviceLacksVersion1 { .. })
     ));
-    let mut r = rig_with(
-        spec(1, 2, true),
-        2,
-        DriverFaults::default(),
-        |c| c.wanted_features = feature::RING_EVENT_IDX,
-        |_| {},
-    );
+    let mut r = RigBuilder::new(1, 2, 2)
+        .config(|c| c.wanted_features = feature::RING_EVENT_IDX)
+        .build();
     assert!(matches!(
         r.drv.start(),
         Err(DriverError::WantedLacksVersion1 { .. })
@@ -216,27 +284,12 @@ fn device_without_version_1_and_driver_without_version_1_are_refused() {
 
 #[test]
 fn reset_waits_for_status_zero_and_times_out_virtio_1_2_4_1_4_3_2() {
-    let mut r = rig_with(
-        spec(1, 2, true),
-        2,
-        DriverFaults::default(),
-        |_| {},
-        |st| {
-            st.status = 0x0F;
-            st.reset_delay_reads = 5;
-        },
-    );
-    r.drv.start().unwrap();
-    let mut r = rig_with(
-        spec(1, 2, true),
-        2,
-        DriverFaults::default(),
-        |c| c.reset_poll_limit = 3,
-        |st| {
-            st.status = 0x0F;
-            st.reset_delay_reads = 5;
-        },
-    );
+    let r = RigBuilder::new(1, 2, 2).device(slow_reset).running();
+    assert_eq!(r.drv.state(), DriverState::Running);
+    let mut r = RigBuilder::new(1, 2, 2)
+        .config(|c| c.reset_poll_limit = 3)
+        .device(slow_reset)
+        .build();
     assert_eq!(
         r.drv.start(),
         Err(DriverError::ResetTimeout {
@@ -249,8 +302,7 @@ fn reset_waits_for_status_zero_and_times_out_virtio_1_2_4_1_4_3_2() {
 #[test]
 fn vector_plan_end_to_end_for_every_message_count() {
     for messages in 0..=4u16 {
-        let mut r = rig(2, 3, messages);
-        r.drv.start().unwrap();
+        let r = running(2, 3, messages);
         let expect = match messages {
             0 => (NO_VECTOR, vec![NO_VECTOR, NO_VECTOR]),
             1 | 2 => (0, vec![0, 0]),
@@ -269,14 +321,9 @@ fn vector_plan_end_to_end_for_every_message_count() {
 
 #[test]
 fn refused_per_queue_vector_falls_back_to_message_0_checklist_3_3() {
-    let mut r = rig_with(
-        spec(2, 3, true),
-        3,
-        DriverFaults::default(),
-        |_| {},
-        |st| st.refuse_vectors_from = Some(1),
-    );
-    r.drv.start().unwrap();
+    let mut r = RigBuilder::new(2, 3, 3)
+        .device(|st| st.refuse_vectors_from = Some(1))
+        .running();
     assert_eq!(r.drv.plan().unwrap().shape, PlanShape::AllOnZero);
     assert_eq!(vectors(&r.dev), (0, vec![0, 0]));
     let events = r.log.snapshot();
@@ -313,8 +360,7 @@ fn refused_per_queue_vector_falls_back_to_message_0_checklist_3_3() {
 /// driver that always shares message 0 ends in the same place but never writes vector 1.
 #[test]
 fn table_smaller_than_grant_falls_back_catalogue_row_21() {
-    let mut r = rig(2, 1, 3);
-    r.drv.start().unwrap();
+    let r = running(2, 1, 3);
     assert_eq!(r.drv.plan().unwrap().shape, PlanShape::AllOnZero);
     assert_eq!(vectors(&r.dev), (0, vec![0, 0]));
     // Every selector write as the device saw it: per-queue tried, refused at queue 0, then
@@ -346,16 +392,11 @@ fn table_smaller_than_grant_falls_back_catalogue_row_21() {
         "{h:?}"
     );
     let refused = position(&h, |o| *o == qv(0, 1, NO_VECTOR)).unwrap();
-    let first_enable = position(&h, |o| matches!(o, FakeOp::QueueEnable { .. })).unwrap();
-    let last_vec = rposition(&h, |o| matches!(o, FakeOp::QueueVector { .. })).unwrap();
     assert!(
         !h[refused..].contains(&FakeOp::Reset),
         "fell back without reset"
     );
-    assert!(
-        last_vec < first_enable,
-        "no queue enabled before the plan held"
-    );
+    assert_no_queue_enabled_before_the_last_vector_write(&h);
     // The driver's own evidence: each write with what it read back.
     let evidence: Vec<(Selector, u16, u16)> = r
         .log
@@ -384,13 +425,9 @@ fn table_smaller_than_grant_falls_back_catalogue_row_21() {
 
 #[test]
 fn device_refusing_every_vector_is_an_error_and_no_queue_is_enabled() {
-    let mut r = rig_with(
-        spec(2, 3, true),
-        3,
-        DriverFaults::default(),
-        |_| {},
-        |st| st.refuse_vectors_from = Some(0),
-    );
+    let mut r = RigBuilder::new(2, 3, 3)
+        .device(|st| st.refuse_vectors_from = Some(0))
+        .build();
     let err = r.drv.start().unwrap_err();
     assert_eq!(
         err,
@@ -410,40 +447,29 @@ fn device_refusing_every_vector_is_an_error_and_no_queue_is_enabled() {
 
 #[test]
 fn linux_ladder_goes_shared_then_intx() {
-    let mut r = rig_with(
-        spec(2, 3, true),
-        3,
-        DriverFaults::default(),
-        |c| c.policy = VectorPolicy::LinuxLadder,
-        |st| st.refuse_vectors_from = Some(2),
-    );
-    r.drv.start().unwrap();
+    let r = RigBuilder::new(2, 3, 3)
+        .config(|c| c.policy = VectorPolicy::LinuxLadder)
+        .device(|st| st.refuse_vectors_from = Some(2))
+        .running();
     assert_eq!(r.drv.plan().unwrap().shape, PlanShape::SharedQueues);
     assert_eq!(vectors(&r.dev), (0, vec![1, 1]));
 
-    let mut r = rig_with(
-        spec(2, 3, true),
-        3,
-        DriverFaults::default(),
-        |c| c.policy = VectorPolicy::LinuxLadder,
-        |st| st.refuse_vectors_from = Some(0),
-    );
-    r.drv.start().unwrap();
+    let mut r = RigBuilder::new(2, 3, 3)
+        .config(|c| c.policy = VectorPolicy::LinuxLadder)
+        .device(|st| st.refuse_vectors_from = Some(0))
+        .running();
     assert!(r.drv.plan().unwrap().is_intx());
     assert_eq!(vectors(&r.dev), (NO_VECTOR, vec![NO_VECTOR, NO_VECTOR]));
     assert_eq!(r.dev.st().config.bytes[0x9B] & 0x80, 0, "MSI-X turned off");
     // Now the line works.
-    r.drv.add_buffers(0, &[read_buf(4)], 1).unwrap();
-    r.drv.kick(0).unwrap();
-    r.dev.complete(0, 0);
+    r.submit_read_completed(0, 1);
     let (runs, done) = service_line(&mut r, 10);
     assert_eq!((runs, done.len()), (1, 1));
 }
 
 #[test]
 fn vectors_are_reprogrammed_after_every_reset_checklist_3_4() {
-    let mut r = rig(2, 3, 3);
-    r.drv.start().unwrap();
+    let mut r = running(2, 3, 3);
     r.drv.add_buffers(0, &[read_buf(4)], 5).unwrap();
     let lost = r.drv.quiesce().unwrap();
     assert_eq!(lost, vec![5]);
@@ -481,8 +507,7 @@ fn vectors_are_reprogrammed_after_every_reset_checklist_3_4() {
 
 #[test]
 fn queue_round_trip_on_its_own_message_with_counters_checklist_5_4() {
-    let mut r = rig(2, 3, 3);
-    r.drv.start().unwrap();
+    let mut r = running(2, 3, 3);
     r.ram.clone().write_u32(BUF, 0xABCD).expect("buffer memory");
     r.drv
         .add_buffers(1, &[read_buf(4), write_buf(16)], 42)
@@ -535,8 +560,7 @@ fn queue_round_trip_on_its_own_message_with_counters_checklist_5_4() {
 
 #[test]
 fn intx_isr_reads_status_first_and_deasserts_checklist_4_1() {
-    let mut r = rig(2, 3, 0);
-    r.drv.start().unwrap();
+    let mut r = running(2, 3, 0);
     r.drv.add_buffers(0, &[read_buf(4)], 1).unwrap();
     r.drv.add_buffers(1, &[write_buf(4)], 2).unwrap();
     r.drv.kick(0).unwrap();
@@ -573,23 +597,10 @@ fn intx_isr_reads_status_first_and_deasserts_checklist_4_1() {
 #[test]
 fn interrupt_suppression_no_interrupt_flag_and_event_idx_virtio_1_2_2_7_10() {
     for event_idx in [false, true] {
-        let mut r = rig_with(
-            spec(1, 2, true),
-            2,
-            DriverFaults::default(),
-            |c| {
-                if !event_idx {
-                    c.wanted_features = feature::VERSION_1;
-                }
-            },
-            |_| {},
-        );
-        r.drv.start().unwrap();
+        let mut r = RigBuilder::new(1, 2, 2).event_idx(event_idx).running();
         assert_eq!(r.drv.queue(0).unwrap().event_idx(), event_idx);
         r.drv.disable_queue_interrupts(0).unwrap();
-        r.drv.add_buffers(0, &[read_buf(4)], 1).unwrap();
-        r.drv.kick(0).unwrap();
-        r.dev.complete(0, 0);
+        r.submit_read_completed(0, 1);
         let reason = if event_idx {
             SuppressReason::EventIdx
         } else {
@@ -604,9 +615,7 @@ fn interrupt_suppression_no_interrupt_flag_and_event_idx_virtio_1_2_2_7_10() {
             "the waiting entry is collected on re-enabling"
         );
         assert_eq!(done[0].token, 1);
-        r.drv.add_buffers(0, &[read_buf(4)], 2).unwrap();
-        r.drv.kick(0).unwrap();
-        r.dev.complete(0, 0);
+        r.submit_read_completed(0, 2);
         let st = r.dev.st();
         assert_eq!(
             st.sent,
@@ -619,39 +628,16 @@ fn interrupt_suppression_no_interrupt_flag_and_event_idx_virtio_1_2_2_7_10() {
 
 #[test]
 fn queue_size_is_shrunk_to_a_power_of_two_and_errors_are_named() {
-    let mut r = rig_with(
-        FakeSpec {
-            queue_size: 300,
-            ..spec(1, 2, true)
-        },
-        2,
-        DriverFaults::default(),
-        |_| {},
-        |_| {},
-    );
-    r.drv.start().unwrap();
+    let r = RigBuilder::new(1, 2, 2)
+        .spec(|s| s.queue_size = 300)
+        .running();
     assert_eq!(r.dev.st().queues[0].size, 256);
-    let mut r = rig_with(
-        FakeSpec {
-            queue_size: 0,
-            ..spec(1, 2, true)
-        },
-        2,
-        DriverFaults::default(),
-        |_| {},
-        |_| {},
-    );
+    let mut r = RigBuilder::new(1, 2, 2).spec(|s| s.queue_size = 0).build();
     assert_eq!(
         r.drv.start(),
         Err(DriverError::QueueUnavailable { queue: 0 })
     );
-    let mut r = rig_with(
-        spec(1, 2, true),
-        2,
-        DriverFaults::default(),
-        |c| c.queues = 3,
-        |_| {},
-    );
+    let mut r = RigBuilder::new(1, 2, 2).config(|c| c.queues = 3).build();
     assert_eq!(
         r.drv.start(),
         Err(DriverError::NotEnoughQueues {
@@ -663,27 +649,17 @@ fn queue_size_is_shrunk_to_a_power_of_two_and_errors_are_named() {
 
 // ---- failure catalogue rows reproduced by DriverFaults -----------------------------------
 
-fn faulty(queues: u16, table: u16, messages: u16, faults: DriverFaults) -> Rig {
-    rig_with(
-        spec(queues, table, messages > 0),
-        messages,
-        faults,
-        |_| {},
-        |_| {},
-    )
+fn faulty(queues: u16, table: u16, messages: u16, faults: impl FnOnce(&mut DriverFaults)) -> Rig {
+    RigBuilder::new(queues, table, messages)
+        .faults(faults)
+        .build()
 }
 
 #[test]
 fn row_1_skipping_isr_status_read_storms() {
-    let faults = DriverFaults {
-        skip_isr_status_read: true,
-        ..DriverFaults::default()
-    };
-    let mut r = faulty(1, 2, 0, faults);
-    r.drv.start().unwrap();
-    r.drv.add_buffers(0, &[read_buf(4)], 1).unwrap();
-    r.drv.kick(0).unwrap();
-    r.dev.complete(0, 0);
+    let faults = |f: &mut DriverFaults| f.skip_isr_status_read = true;
+    let mut r = RigBuilder::new(1, 2, 0).faults(faults).running();
+    r.submit_read_completed(0, 1);
     let (runs, _) = service_line(&mut r, 1000);
     assert_eq!(runs, 1000, "line never deasserts");
     assert!(r.dev.st().line);
@@ -703,12 +679,8 @@ fn row_1_skipping_isr_status_read_storms() {
 
 #[test]
 fn row_2_vectors_programmed_before_reset_read_0xffff_while_running() {
-    let faults = DriverFaults {
-        program_vectors_before_reset: true,
-        ..DriverFaults::default()
-    };
-    let mut r = faulty(2, 3, 3, faults);
-    r.drv.start().unwrap();
+    let faults = |f: &mut DriverFaults| f.program_vectors_before_reset = true;
+    let mut r = RigBuilder::new(2, 3, 3).faults(faults).running();
     let h = r.dev.st().history.clone();
     let last_reset = rposition(&h, |o| *o == FakeOp::Reset).unwrap();
     let last_vec = rposition(&h, |o| matches!(o, FakeOp::QueueVector { .. })).unwrap();
@@ -717,9 +689,7 @@ fn row_2_vectors_programmed_before_reset_read_0xffff_while_running() {
     let check = r.drv.verify_vectors();
     assert_eq!(check.len(), 3, "msix_config and two queues");
     assert!(check.iter().all(|v| !v.ok() && v.read_back == NO_VECTOR));
-    r.drv.add_buffers(0, &[read_buf(4)], 1).unwrap();
-    r.drv.kick(0).unwrap();
-    r.dev.complete(0, 0);
+    r.submit_read_completed(0, 1);
     assert!(r.dev.st().sent.is_empty());
     assert_eq!(
         r.dev.st().suppressed,
@@ -740,12 +710,8 @@ fn row_2_vectors_programmed_before_reset_read_0xffff_while_running() {
 /// a reset leaves every selector at VIRTIO_MSI_NO_VECTOR).
 #[test]
 fn row_27_vectors_only_at_first_start_are_lost_across_a_resume() {
-    let faults = DriverFaults {
-        skip_vectors_on_resume: true,
-        ..DriverFaults::default()
-    };
-    let mut r = faulty(2, 3, 3, faults);
-    r.drv.start().unwrap();
+    let faults = |f: &mut DriverFaults| f.skip_vectors_on_resume = true;
+    let mut r = RigBuilder::new(2, 3, 3).faults(faults).running();
     assert_eq!(vectors(&r.dev), (0, vec![1, 2]));
     r.drv.quiesce().unwrap();
     assert_eq!(vectors(&r.dev), (NO_VECTOR, vec![NO_VECTOR, NO_VECTOR]));
@@ -756,8 +722,7 @@ fn row_27_vectors_only_at_first_start_are_lost_across_a_resume() {
     assert_eq!(check.len(), 3, "msix_config and two queues");
     assert!(check.iter().all(|v| !v.ok()));
     // The same driver without the fault programs them again on resume.
-    let mut ok = faulty(2, 3, 3, DriverFaults::default());
-    ok.drv.start().unwrap();
+    let mut ok = running(2, 3, 3);
     ok.drv.quiesce().unwrap();
     ok.drv.resume().unwrap();
     assert_eq!(vectors(&ok.dev), (0, vec![1, 2]));
@@ -765,17 +730,11 @@ fn row_27_vectors_only_at_first_start_are_lost_across_a_resume() {
 
 #[test]
 fn row_3_apic_vector_written_instead_of_message_number() {
-    let faults = DriverFaults {
-        write_apic_vector_instead_of_message_number: true,
-        ..DriverFaults::default()
-    };
-    let mut r = rig_with(
-        spec(2, 3, true),
-        3,
-        faults,
-        |c| c.grant = InterruptGrant::messages(3).with_apic_vectors(vec![0xE1, 0x93, 0xA2]),
-        |_| {},
-    );
+    let faults = |f: &mut DriverFaults| f.write_apic_vector_instead_of_message_number = true;
+    let mut r = RigBuilder::new(2, 3, 3)
+        .faults(faults)
+        .config(|c| c.grant = InterruptGrant::messages(3).with_apic_vectors(vec![0xE1, 0x93, 0xA2]))
+        .build();
     let err = r.drv.start().unwrap_err();
     assert_eq!(
         err,
@@ -805,17 +764,11 @@ fn row_3_apic_vector_written_instead_of_message_number() {
 
 #[test]
 fn row_4_assuming_per_queue_vectors_loses_queue_interrupts() {
-    let faults = DriverFaults {
-        assume_per_queue_vectors: true,
-        ..DriverFaults::default()
-    };
+    let faults = |f: &mut DriverFaults| f.assume_per_queue_vectors = true;
     // The device's table has 3 entries but the OS granted only 2 messages.
-    let mut r = faulty(2, 3, 2, faults);
-    r.drv.start().unwrap();
+    let mut r = RigBuilder::new(2, 3, 2).faults(faults).running();
     assert_eq!(vectors(&r.dev), (0, vec![1, 2]));
-    r.drv.add_buffers(1, &[read_buf(4)], 7).unwrap();
-    r.drv.kick(1).unwrap();
-    r.dev.complete(1, 0);
+    r.submit_read_completed(1, 7);
     assert_eq!(r.dev.st().sent, vec![2]);
     assert!(
         deliver_messages(&mut r, 2).is_empty(),
@@ -823,11 +776,8 @@ fn row_4_assuming_per_queue_vectors_loses_queue_interrupts() {
     );
     assert_eq!(r.drv.queue(1).unwrap().in_flight(), 1);
     // Same grant without the fault: everything on message 0, and the completion arrives.
-    let mut r = rig(2, 3, 2);
-    r.drv.start().unwrap();
-    r.drv.add_buffers(1, &[read_buf(4)], 7).unwrap();
-    r.drv.kick(1).unwrap();
-    r.dev.complete(1, 0);
+    let mut r = running(2, 3, 2);
+    r.submit_read_completed(1, 7);
     assert_eq!(deliver_messages(&mut r, 2).len(), 1);
     // A table smaller than the plan: with the fault init fails instead of falling back.
     let mut r = faulty(2, 2, 2, faults);
@@ -844,12 +794,8 @@ fn row_4_assuming_per_queue_vectors_loses_queue_interrupts() {
 
 #[test]
 fn row_5_config_vector_left_unset_misses_config_changes() {
-    let faults = DriverFaults {
-        leave_config_vector_unset: true,
-        ..DriverFaults::default()
-    };
-    let mut r = faulty(2, 3, 3, faults);
-    r.drv.start().unwrap();
+    let faults = |f: &mut DriverFaults| f.leave_config_vector_unset = true;
+    let mut r = RigBuilder::new(2, 3, 3).faults(faults).running();
     assert_eq!(vectors(&r.dev), (NO_VECTOR, vec![1, 2]));
     r.dev.config_change();
     assert!(r.dev.st().sent.is_empty());
@@ -865,35 +811,23 @@ fn row_5_config_vector_left_unset_misses_config_changes() {
 
 #[test]
 fn row_8_message_id_is_bound_checked() {
-    let mut r = rig(2, 3, 3);
-    r.drv.start().unwrap();
+    let mut r = running(2, 3, 3);
     assert!(!r.drv.isr_message(3));
     assert!(!r.drv.isr_message(u32::MAX));
     assert_eq!(r.drv.counters().unmapped_message_ids, 2);
-    let faults = DriverFaults {
-        skip_message_id_bound_check: true,
-        ..DriverFaults::default()
-    };
-    let mut r = faulty(2, 3, 3, faults);
-    r.drv.start().unwrap();
+    let faults = |f: &mut DriverFaults| f.skip_message_id_bound_check = true;
+    let mut r = RigBuilder::new(2, 3, 3).faults(faults).running();
     let crashed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| r.drv.isr_message(3)));
     assert!(crashed.is_err(), "unchecked index crashes");
 }
 
 #[test]
 fn row_9_message_0_is_a_real_message() {
-    let mut r = rig(2, 3, 1);
-    r.drv.start().unwrap();
+    let mut r = running(2, 3, 1);
     assert!(r.drv.isr_message(0));
-    let faults = DriverFaults {
-        message_zero_means_not_message: true,
-        ..DriverFaults::default()
-    };
-    let mut r = faulty(2, 3, 1, faults);
-    r.drv.start().unwrap();
-    r.drv.add_buffers(0, &[read_buf(4)], 1).unwrap();
-    r.drv.kick(0).unwrap();
-    r.dev.complete(0, 0);
+    let faults = |f: &mut DriverFaults| f.message_zero_means_not_message = true;
+    let mut r = RigBuilder::new(2, 3, 1).faults(faults).running();
+    r.submit_read_completed(0, 1);
     assert!(deliver_messages(&mut r, 1).is_empty());
     assert_eq!(
         r.log.count(|e| *e
@@ -908,18 +842,11 @@ fn row_9_message_0_is_a_real_message() {
 
 #[test]
 fn row_10_queue_enabled_before_vectors_verified() {
-    let faults = DriverFaults {
-        enable_queues_before_vectors_verified: true,
-        ..DriverFaults::default()
-    };
-    let mut r = rig_with(
-        spec(2, 3, true),
-        3,
-        faults,
-        |_| {},
-        |st| st.refuse_vectors_from = Some(1),
-    );
-    r.drv.start().unwrap();
+    let faults = |f: &mut DriverFaults| f.enable_queues_before_vectors_verified = true;
+    let r = RigBuilder::new(2, 3, 3)
+        .faults(faults)
+        .device(|st| st.refuse_vectors_from = Some(1))
+        .running();
     let h = r.dev.st().history.clone();
     let refused = position(&h, |o| {
         *o == FakeOp::QueueVector {
@@ -944,31 +871,18 @@ fn row_10_queue_enabled_before_vectors_verified() {
         "retried without reset"
     );
     // Without the fault no queue is enabled until the plan is accepted.
-    let mut r = rig_with(
-        spec(2, 3, true),
-        3,
-        DriverFaults::default(),
-        |_| {},
-        |st| st.refuse_vectors_from = Some(1),
-    );
-    r.drv.start().unwrap();
+    let r = RigBuilder::new(2, 3, 3)
+        .device(|st| st.refuse_vectors_from = Some(1))
+        .running();
     let h = r.dev.st().history.clone();
-    let last_vec = rposition(&h, |o| matches!(o, FakeOp::QueueVector { .. })).unwrap();
-    let first_enable = position(&h, |o| matches!(o, FakeOp::QueueEnable { .. })).unwrap();
-    assert!(last_vec < first_enable);
+    assert_no_queue_enabled_before_the_last_vector_write(&h);
 }
 
 #[test]
 fn row_11_not_mine_without_reading_starves_the_shared_line() {
-    let faults = DriverFaults {
-        return_not_mine_without_reading_isr: true,
-        ..DriverFaults::default()
-    };
-    let mut r = faulty(1, 2, 0, faults);
-    r.drv.start().unwrap();
-    r.drv.add_buffers(0, &[read_buf(4)], 1).unwrap();
-    r.drv.kick(0).unwrap();
-    r.dev.complete(0, 0);
+    let faults = |f: &mut DriverFaults| f.return_not_mine_without_reading_isr = true;
+    let mut r = RigBuilder::new(1, 2, 0).faults(faults).running();
+    r.submit_read_completed(0, 1);
     let (runs, done) = service_line(&mut r, 50);
     assert_eq!(runs, 50);
     assert!(done.is_empty());
@@ -978,8 +892,7 @@ fn row_11_not_mine_without_reading_starves_the_shared_line() {
 
 #[test]
 fn row_12_surprise_removal_all_ones_is_not_ours() {
-    let mut r = rig(1, 2, 0);
-    r.drv.start().unwrap();
+    let mut r = running(1, 2, 0);
     r.dev.st().removed = true;
     assert!(!r.drv.isr_intx());
     assert_eq!(r.drv.state(), DriverState::Removed);
@@ -990,12 +903,8 @@ fn row_12_surprise_removal_all_ones_is_not_ours() {
         Err(DriverError::DeviceGone { status: 0xFF })
     ));
 
-    let faults = DriverFaults {
-        treat_all_ones_isr_as_ours: true,
-        ..DriverFaults::default()
-    };
-    let mut r = faulty(1, 2, 0, faults);
-    r.drv.start().unwrap();
+    let faults = |f: &mut DriverFaults| f.treat_all_ones_isr_as_ours = true;
+    let mut r = RigBuilder::new(1, 2, 0).faults(faults).running();
     r.dev.st().removed = true;
     assert!(r.drv.isr_intx(), "phantom interrupt claimed");
     let out = r.drv.dpc(None).unwrap();
@@ -1024,22 +933,9 @@ fn row_12_surprise_removal_all_ones_is_not_ours() {
 #[test]
 fn intx_queue_interrupts_off_and_on_strand_nothing_virtio_1_2_2_7_14() {
     for event_idx in [false, true] {
-        let mut r = rig_with(
-            spec(1, 2, false),
-            0,
-            DriverFaults::default(),
-            |c| {
-                if !event_idx {
-                    c.wanted_features = feature::VERSION_1;
-                }
-            },
-            |_| {},
-        );
-        r.drv.start().unwrap();
+        let mut r = RigBuilder::new(1, 2, 0).event_idx(event_idx).running();
         r.drv.disable_queue_interrupts(0).unwrap();
-        r.drv.add_buffers(0, &[read_buf(4)], 1).unwrap();
-        r.drv.kick(0).unwrap();
-        r.dev.complete(0, 0);
+        r.submit_read_completed(0, 1);
         assert!(!r.dev.st().line, "suppressed: the line stays low");
         // Re-enabling collects what arrived meanwhile, with no ISR read behind it.
         let mut done = Vec::new();
@@ -1048,9 +944,7 @@ fn intx_queue_interrupts_off_and_on_strand_nothing_virtio_1_2_2_7_14() {
         // The line DPC drains too, whatever the ISR recorded (nothing left here).
         assert!(r.drv.dpc(None).unwrap().completions.is_empty());
         // And the next completion interrupts again (used_event caught up with used.idx).
-        r.drv.add_buffers(0, &[read_buf(4)], 2).unwrap();
-        r.drv.kick(0).unwrap();
-        r.dev.complete(0, 0);
+        r.submit_read_completed(0, 2);
         assert!(
             r.dev.st().line,
             "event_idx {event_idx}: device suppressed for good"
@@ -1063,8 +957,7 @@ fn intx_queue_interrupts_off_and_on_strand_nothing_virtio_1_2_2_7_14() {
 #[test]
 fn drain_queue_polls_without_an_interrupt_and_keeps_interrupts_off() {
     for messages in [0u16, 2] {
-        let mut r = rig(2, 2, messages);
-        r.drv.start().unwrap();
+        let mut r = running(2, 2, messages);
         r.drv.disable_queue_interrupts(1).unwrap();
         r.drv.add_buffers(1, &[read_buf(4)], 5).unwrap();
         r.drv.add_buffers(0, &[read_buf(4)], 6).unwrap();
@@ -1075,9 +968,7 @@ fn drain_queue_polls_without_an_interrupt_and_keeps_interrupts_off() {
         assert_eq!(r.drv.drain_queue(1, &mut done).unwrap(), 1);
         assert_eq!(done[0].token, 5);
         // Still off after the drain: the next completion is suppressed (virtio 1.2, 2.7.10).
-        r.drv.add_buffers(1, &[read_buf(4)], 7).unwrap();
-        r.drv.kick(1).unwrap();
-        r.dev.complete(1, 0);
+        r.submit_read_completed(1, 7);
         assert_eq!(
             r.dev.st().suppressed.last(),
             Some(&(Cause::Queue(1), SuppressReason::EventIdx))
@@ -1100,8 +991,7 @@ fn drain_queue_polls_without_an_interrupt_and_keeps_interrupts_off() {
 
 #[test]
 fn device_config_read_retries_while_config_generation_moves_virtio_1_2_2_5_1() {
-    let mut r = rig(1, 2, 2);
-    r.drv.start().unwrap();
+    let mut r = running(1, 2, 2);
     r.dev.st().device_cfg[..8].copy_from_slice(&0x1_0000_0800u64.to_le_bytes());
     r.dev.st().device_cfg[8..12].copy_from_slice(&0xABCDu32.to_le_bytes());
     let gen0 = r.dev.st().config_generation;

@@ -188,6 +188,21 @@ impl Rig {
         Rig::build(backend, options, mem, Arc::new(RecordingSink::new()), true)
     }
 
+    /// A [`NullBackend`] with `queues` queues, every queue but the last brought up with MSI-X
+    /// (DRIVER_OK set), the bring-up's messages taken, and the last queue selected: the driver
+    /// is about to set up one more queue on a live device.
+    pub fn setting_up_last_queue(queues: u16) -> Self {
+        let last = queues - 1;
+        let mut r = Rig::new(queues);
+        r.bring_up(&Setup {
+            queues: Some((0..last).collect()),
+            ..Setup::msix()
+        });
+        r.sink.take_messages();
+        r.select_queue(last);
+        r
+    }
+
     /// Where [`Rig::map_bars`] puts BAR `bar`.
     pub fn bar_addr(bar: u8) -> u64 {
         match bar {
