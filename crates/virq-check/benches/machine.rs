@@ -22,7 +22,7 @@ use criterion::{Criterion, Throughput, criterion_group};
 use virq_backends::{Block, BlockConfig, MemoryStorage};
 use virq_check::adapters::{MachineRam, MachineRegs};
 use virq_check::{CheckOptions, Mode, run_check};
-use virq_device::{TransportOptions, VirtioPciDevice};
+use virq_device::TransportOptions;
 use virq_guest::{
     Buffer, DriverConfig, InterruptGrant as DriverGrant, RegisterAccess, UsedElem, VirtioPciCaps,
     VirtioPciDriver, Width,
@@ -94,16 +94,10 @@ struct Rig {
 impl Rig {
     fn new() -> Rig {
         let mut machine = Machine::with_cpus(RAM_BYTES, 1).unwrap();
-        let slot = machine.next_slot();
         let blk = Block::new(MemoryStorage::new(1 << 20), BlockConfig::default()).unwrap();
-        let device = VirtioPciDevice::new(
-            Box::new(blk),
-            machine.ram().clone(),
-            machine.interrupt_sink_for_slot(slot),
-            TransportOptions::default(),
-        )
-        .unwrap();
-        machine.plug(device).unwrap();
+        let slot = machine
+            .plug_backend(Box::new(blk), TransportOptions::default())
+            .unwrap();
         machine.firmware_assign_resources().unwrap();
         let ram = MachineRam(machine.ram().clone());
         let machine = Rc::new(RefCell::new(machine));

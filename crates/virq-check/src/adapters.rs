@@ -118,7 +118,7 @@ impl GuestRam for MachineRam {
 mod tests {
     use super::*;
     use virq_backends::{Block, BlockConfig, MemoryStorage};
-    use virq_device::{TransportOptions, VirtioPciDevice};
+    use virq_device::TransportOptions;
 
     /// `num_queues` in the common configuration structure at the start of BAR 0 (virtio 1.2,
     /// 4.1.4.3).
@@ -129,16 +129,10 @@ mod tests {
     #[test]
     fn bar_accesses_follow_a_bar_moved_or_disabled_behind_the_adapters_back() {
         let mut m = Machine::new(1 << 20).unwrap();
-        let slot = m.next_slot();
         let blk = Block::new(MemoryStorage::new(4096), BlockConfig::default()).unwrap();
-        let dev = VirtioPciDevice::new(
-            Box::new(blk),
-            m.ram().clone(),
-            m.interrupt_sink_for_slot(slot),
-            TransportOptions::default(),
-        )
-        .unwrap();
-        m.plug(dev).unwrap();
+        let slot = m
+            .plug_backend(Box::new(blk), TransportOptions::default())
+            .unwrap();
         m.firmware_assign_resources().unwrap();
         let old = m.bar_address(slot, 0).unwrap();
         let m = Rc::new(RefCell::new(m));

@@ -813,7 +813,7 @@ impl Iterator for DescriptorChain<'_> {
 mod tests {
     use super::*;
     use crate::memory::VecMemory;
-    use crate::testing::{RingAddrs, write_desc};
+    use crate::testing::{NotFlat, RingAddrs, write_desc};
 
     const DESC: u64 = 0x1000;
     const AVAIL: u64 = 0x2000;
@@ -971,33 +971,6 @@ mod tests {
             vq.used_notification().unwrap(),
             UsedNotification::SuppressedByFlag
         );
-    }
-
-    /// A memory without a flat region: every ring access takes the [`Dma`] path.
-    struct NotFlat(VecMemory);
-
-    impl GuestMemory for NotFlat {
-        fn read(&self, addr: u64, buf: &mut [u8]) -> Result<(), MemoryError> {
-            self.0.read(addr, buf)
-        }
-        fn write(&self, addr: u64, data: &[u8]) -> Result<(), MemoryError> {
-            self.0.write(addr, data)
-        }
-        fn check_range(&self, addr: u64, len: u64) -> bool {
-            self.0.check_range(addr, len)
-        }
-        fn load_u16(&self, addr: u64) -> Result<u16, MemoryError> {
-            self.0.load_u16(addr)
-        }
-        fn load_acquire_u16(&self, addr: u64) -> Result<u16, MemoryError> {
-            self.0.load_acquire_u16(addr)
-        }
-        fn store_u16(&self, addr: u64, value: u16) -> Result<(), MemoryError> {
-            self.0.store_u16(addr, value)
-        }
-        fn store_release_u16(&self, addr: u64, value: u16) -> Result<(), MemoryError> {
-            self.0.store_release_u16(addr, value)
-        }
     }
 
     /// virtio 1.2, 2.7.5, 2.7.8 and 2.7.10: the ring windows of a flat memory and the plain

@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex};
 
 use thiserror::Error;
 use virq_device::pci_root::{HostBridge, PciRoot, PciRootError};
-use virq_device::{InterruptSink, VecMemory, VirtioPciDevice};
+use virq_device::{InterruptSink, TransportOptions, VecMemory, VirtioBackend, VirtioPciDevice};
 use virq_events::{Clock, EventKind, EventLog, EventSink};
 
 use apic::{IoApic, LocalApic, decode_msi};
@@ -195,6 +195,9 @@ pub enum MachineError {
     /// A device's BARs do not fit in the window below the IOAPIC.
     #[error("BAR space exhausted: {0}")]
     BarSpace(#[source] PciRootError),
+    /// The device refused its construction options ([`Machine::plug_backend`]).
+    #[error("the device could not be built: {0}")]
+    Device(#[from] virq_device::DeviceError),
 }
 
 impl From<PciRootError> for MachineError {
@@ -346,6 +349,24 @@ impl Machine {
         self.decode_epoch += 1;
         self.polls_backends |= polls;
         Ok(slot)
+    }
+
+    /// Build a virtio-pci device of type `backend` over this machine's RAM, wired to the
+    /// next slot's interrupt routes, and plug it in: what a platform does for each device it
+    /// offers. Returns the slot.
+    pub fn plug_backend(
+        &mut self,
+        backend: Box<dyn VirtioBackend>,
+        options: TransportOptions,
+    ) -> Result<u8, MachineError> {
+        let slot = self.next_slot();
+        let device = VirtioPciDevice::new(
+            backend,
+            self.ram().clone(),
+            self.interrupt_sink_for_slot(slot),
+            options,
+        )?;
+        self.plug(device)
     }
 
     /// The next free slot number (32 when the bus is full).
@@ -627,17 +648,30 @@ mod tests {
 
     fn machine_with_device() -> (Machine, u8) {
         let mut m = Machine::new(1 << 20).unwrap();
-        let slot = m.next_slot();
-        let dev = VirtioPciDevice::new(
-            Box::new(NullBackend::new(2)),
-            m.ram().clone(),
-            m.interrupt_sink_for_slot(slot),
-            TransportOptions::default(),
-        )
-        .unwrap();
-        m.plug(dev).unwrap();
+        let slot = m
+            .plug_backend(Box::new(NullBackend::new(2)), TransportOptions::default())
+            .unwrap();
         m.firmware_assign_resources().unwrap();
         (m, slot)
+    }
+
+    #[test]
+    fn plug_backend_wires_the_slot_and_refuses_a_device_that_cannot_be_built() {
+        let mut m = Machine::new(1 << 20).unwrap();
+        let slot = m
+            .plug_backend(Box::new(NullBackend::new(1)), TransportOptions::default())
+            .unwrap();
+        assert_eq!(m.cfg_read32(slot, 0) & 0xFFFF, 0x1AF4);
+        assert_eq!(m.next_slot(), slot + 1);
+        let refused = m.plug_backend(Box::new(NullBackend::new(0)), TransportOptions::default());
+        assert!(
+            matches!(
+                refused,
+                Err(MachineError::Device(virq_device::DeviceError::NoQueues))
+            ),
+            "{refused:?}"
+        );
+        assert_eq!(m.next_slot(), slot + 1, "nothing plugged");
     }
 
     #[test]
@@ -810,21 +844,14 @@ mod tests {
     fn backends_are_polled_at_every_look_only_when_they_take_host_input() {
         for host_input in [true, false] {
             let mut m = Machine::new(1 << 20).unwrap();
-            let slot = m.next_slot();
             let asked = Arc::new(AtomicU64::new(0));
             let backend = Asked {
                 inner: NullBackend::new(2),
                 host_input,
                 asked: asked.clone(),
             };
-            let dev = VirtioPciDevice::new(
-                Box::new(backend),
-                m.ram().clone(),
-                m.interrupt_sink_for_slot(slot),
-                TransportOptions::default(),
-            )
-            .unwrap();
-            m.plug(dev).unwrap();
+            m.plug_backend(Box::new(backend), TransportOptions::default())
+                .unwrap();
             for _ in 0..3 {
                 assert_eq!(m.take_interrupt(), None);
             }
@@ -864,15 +891,9 @@ mod storm_tests {
 
     fn live_intx_machine() -> (RefCell<Machine>, u64) {
         let mut m = Machine::new(1 << 20).unwrap();
-        let slot = m.next_slot();
-        let dev = VirtioPciDevice::new(
-            Box::new(NullBackend::new(1)),
-            m.ram().clone(),
-            m.interrupt_sink_for_slot(slot),
-            TransportOptions::default(),
-        )
-        .unwrap();
-        m.plug(dev).unwrap();
+        let slot = m
+            .plug_backend(Box::new(NullBackend::new(1)), TransportOptions::default())
+            .unwrap();
         m.firmware_assign_resources().unwrap();
         let bar0 = m.device(slot).unwrap().bar_address(0).unwrap();
         // ACKNOWLEDGE | DRIVER, VERSION_1, FEATURES_OK, DRIVER_OK.

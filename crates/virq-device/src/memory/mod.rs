@@ -353,38 +353,12 @@ impl<'a> Dma<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// A memory without a flat region, to drive [`Dma`]'s trait path.
-    struct Slow(VecMemory);
-
-    impl GuestMemory for Slow {
-        fn read(&self, addr: u64, buf: &mut [u8]) -> Result<(), MemoryError> {
-            self.0.read(addr, buf)
-        }
-        fn write(&self, addr: u64, data: &[u8]) -> Result<(), MemoryError> {
-            self.0.write(addr, data)
-        }
-        fn check_range(&self, addr: u64, len: u64) -> bool {
-            self.0.check_range(addr, len)
-        }
-        fn load_u16(&self, addr: u64) -> Result<u16, MemoryError> {
-            self.0.load_u16(addr)
-        }
-        fn load_acquire_u16(&self, addr: u64) -> Result<u16, MemoryError> {
-            self.0.load_acquire_u16(addr)
-        }
-        fn store_u16(&self, addr: u64, value: u16) -> Result<(), MemoryError> {
-            self.0.store_u16(addr, value)
-        }
-        fn store_release_u16(&self, addr: u64, value: u16) -> Result<(), MemoryError> {
-            self.0.store_release_u16(addr, value)
-        }
-    }
+    use crate::testing::NotFlat;
 
     fn both() -> [(VecMemory, Box<dyn GuestMemory>); 2] {
         let a = VecMemory::new(0x1000);
         let b = VecMemory::new(0x1000);
-        [(a.clone(), Box::new(a)), (b.clone(), Box::new(Slow(b)))]
+        [(a.clone(), Box::new(a)), (b.clone(), Box::new(NotFlat(b)))]
     }
 
     #[test]

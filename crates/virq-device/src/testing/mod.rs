@@ -11,6 +11,7 @@
 //!   indirect tables, the available ring, `used_event`, the used ring read back);
 //!   [`TestQueue`] pairs it with the device's [`SplitQueue`](crate::SplitQueue) to run a
 //!   backend on a ring without a transport.
+//! - [`NotFlat`]: guest RAM that offers no flat region, for the device's trait-call path.
 //! - Sinks: [`RecordingSink`] (every message and line change), [`CountingSink`] (counts, never
 //!   allocates), [`NullInterruptSink`].
 //! - Backends: [`NullBackend`] (completes every chain unread), [`TestBackend`] (the same with
@@ -32,7 +33,8 @@ pub use rig::{
     STATUS_CAP_LIST, STATUS_INTERRUPT, Setup, TABLE, layouts, live_queue, msg,
 };
 pub use ring::{
-    Buf, DATA_BASE, INDIRECT, MEM_SIZE, NEXT, Ring, RingAddrs, TestQueue, USED_RING_OFFSET, WRITE,
-    desc_bytes, guest_byte, guest_memory, pattern, r, read_guest, w, write_desc, write_guest,
+    Buf, DATA_BASE, INDIRECT, MEM_SIZE, NEXT, NotFlat, Ring, RingAddrs, TestQueue,
+    USED_RING_OFFSET, WRITE, desc_bytes, guest_byte, guest_memory, pattern, r, read_guest, w,
+    write_desc, write_guest,
 };
 pub use sinks::{CountingSink, NullInterruptSink, RecordingSink};

@@ -472,6 +472,35 @@ pub const MEM_SIZE: u64 = 0x40_0000;
 /// Where request buffers start in [`guest_memory`] (rings live below).
 pub const DATA_BASE: u64 = 0x10_0000;
 
+/// Guest RAM without a flat region: every access goes through the [`GuestMemory`] trait, so
+/// the device takes its [`Dma`] path (a memory-bus adapter's case), to compare with the flat
+/// fast path over the same bytes.
+pub struct NotFlat(pub VecMemory);
+
+impl GuestMemory for NotFlat {
+    fn read(&self, addr: u64, buf: &mut [u8]) -> Result<(), MemoryError> {
+        self.0.read(addr, buf)
+    }
+    fn write(&self, addr: u64, data: &[u8]) -> Result<(), MemoryError> {
+        self.0.write(addr, data)
+    }
+    fn check_range(&self, addr: u64, len: u64) -> bool {
+        self.0.check_range(addr, len)
+    }
+    fn load_u16(&self, addr: u64) -> Result<u16, MemoryError> {
+        self.0.load_u16(addr)
+    }
+    fn load_acquire_u16(&self, addr: u64) -> Result<u16, MemoryError> {
+        self.0.load_acquire_u16(addr)
+    }
+    fn store_u16(&self, addr: u64, value: u16) -> Result<(), MemoryError> {
+        self.0.store_u16(addr, value)
+    }
+    fn store_release_u16(&self, addr: u64, value: u16) -> Result<(), MemoryError> {
+        self.0.store_release_u16(addr, value)
+    }
+}
+
 /// 4 MiB of guest RAM at address 0, for tests that move real data (the backends').
 pub fn guest_memory() -> VecMemory {
     VecMemory::new(MEM_SIZE as usize)
