@@ -136,41 +136,25 @@ impl<'a> FlatRegion<'a> {
         let off = self.offset(addr, 2)?;
         // SAFETY: pointer arithmetic only: `off + 2 <= self.len`, inside the buffer.
         let p = unsafe { self.host.as_ptr().add(off) };
-        if (p as usize) % std::mem::align_of::<AtomicU16>() != 0 {
-            return None;
-        }
-        // SAFETY: `p` is aligned for `AtomicU16`, valid for reads and writes for 'a, and by
-        // `new`'s contract only ever accessed through raw pointers or atomics, so treating
-        // these two bytes as an atomic cannot conflict with a Rust reference.
-        Some(unsafe { AtomicU16::from_ptr(p.cast::<u16>()) })
+        // SAFETY: `p..p + 2` lies inside the buffer that `new`'s contract keeps valid for
+        // reads and writes for 'a and free of Rust references.
+        unsafe { atomic_u16_at(p) }
     }
 
     /// Atomic little-endian 16-bit load; `order` is `Relaxed` or `Acquire`. `None` outside
     /// the region or when misaligned.
     #[inline(always)]
     pub fn load_u16(&self, addr: u64, order: Ordering) -> Option<u16> {
-        let order = match order {
-            Ordering::Acquire | Ordering::SeqCst => order,
-            _ => Ordering::Relaxed,
-        };
-        self.atomic_u16(addr).map(|a| u16::from_le(a.load(order)))
+        self.atomic_u16(addr).map(|a| load_le_u16(a, order))
     }
 
     /// Atomic little-endian 16-bit store; `order` is `Relaxed` or `Release`. False outside
     /// the region or when misaligned.
     #[inline(always)]
     pub fn store_u16(&self, addr: u64, value: u16, order: Ordering) -> bool {
-        let order = match order {
-            Ordering::Release | Ordering::SeqCst => order,
-            _ => Ordering::Relaxed,
-        };
-        match self.atomic_u16(addr) {
-            Some(a) => {
-                a.store(value.to_le(), order);
-                true
-            }
-            None => false,
-        }
+        self.atomic_u16(addr)
+            .map(|a| store_le_u16(a, value, order))
+            .is_some()
     }
 
     /// [`load_u16`](Self::load_u16) with the refusal as a [`MemoryError`] (misaligned or out
@@ -290,41 +274,62 @@ impl<'a> FlatWindow<'a> {
     #[inline(always)]
     fn atomic_u16(&self, off: usize) -> Option<&'a AtomicU16> {
         let p = self.at(off, 2)?;
-        if (p as usize) % std::mem::align_of::<AtomicU16>() != 0 {
-            return None;
-        }
-        // SAFETY: `p` is aligned for `AtomicU16` and valid for reads and writes for 'a, and by
-        // the region's contract only ever accessed through raw pointers or atomics.
-        Some(unsafe { AtomicU16::from_ptr(p.cast::<u16>()) })
+        // SAFETY: `p..p + 2` lies inside the window, inside the region's buffer, which the
+        // region's contract keeps valid for reads and writes for 'a and free of references.
+        unsafe { atomic_u16_at(p) }
     }
 
     /// Atomic little-endian 16-bit load (`Relaxed` or `Acquire`, as
     /// [`FlatRegion::load_u16`]); `None` past the end or misaligned.
     #[inline(always)]
     pub fn load_u16(&self, off: usize, order: Ordering) -> Option<u16> {
-        let order = match order {
-            Ordering::Acquire | Ordering::SeqCst => order,
-            _ => Ordering::Relaxed,
-        };
-        self.atomic_u16(off).map(|a| u16::from_le(a.load(order)))
+        self.atomic_u16(off).map(|a| load_le_u16(a, order))
     }
 
     /// Atomic little-endian 16-bit store (`Relaxed` or `Release`, as
     /// [`FlatRegion::store_u16`]); false past the end or misaligned.
     #[inline(always)]
     pub fn store_u16(&self, off: usize, value: u16, order: Ordering) -> bool {
-        let order = match order {
-            Ordering::Release | Ordering::SeqCst => order,
-            _ => Ordering::Relaxed,
-        };
-        match self.atomic_u16(off) {
-            Some(a) => {
-                a.store(value.to_le(), order);
-                true
-            }
-            None => false,
-        }
+        self.atomic_u16(off)
+            .map(|a| store_le_u16(a, value, order))
+            .is_some()
     }
+}
+
+/// The two bytes at `p` as an atomic, when `p` is 2-byte aligned.
+///
+/// # Safety
+/// `p..p + 2` must be valid for reads and writes for `'a` and reached only through raw
+/// pointers or atomics while `'a` lasts (the contract of [`FlatRegion::new`]).
+#[inline(always)]
+unsafe fn atomic_u16_at<'a>(p: *mut u8) -> Option<&'a AtomicU16> {
+    if (p as usize) % std::mem::align_of::<AtomicU16>() != 0 {
+        return None;
+    }
+    // SAFETY: `p` is aligned for `AtomicU16` and, by this function's contract, valid for 'a
+    // and never behind a Rust reference, so treating the two bytes as an atomic conflicts
+    // with nothing.
+    Some(unsafe { AtomicU16::from_ptr(p.cast::<u16>()) })
+}
+
+/// A little-endian load from a ring field; any order but `Acquire` (or `SeqCst`) is relaxed.
+#[inline(always)]
+fn load_le_u16(a: &AtomicU16, order: Ordering) -> u16 {
+    let order = match order {
+        Ordering::Acquire | Ordering::SeqCst => order,
+        _ => Ordering::Relaxed,
+    };
+    u16::from_le(a.load(order))
+}
+
+/// A little-endian store to a ring field; any order but `Release` (or `SeqCst`) is relaxed.
+#[inline(always)]
+fn store_le_u16(a: &AtomicU16, value: u16, order: Ordering) {
+    let order = match order {
+        Ordering::Release | Ordering::SeqCst => order,
+        _ => Ordering::Relaxed,
+    };
+    a.store(value.to_le(), order);
 }
 
 /// `copy_nonoverlapping` that moves the sizes of ring fields and descriptors (1, 2, 4, 8 and 16
