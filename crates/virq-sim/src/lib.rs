@@ -644,7 +644,7 @@ pub fn run_cpu(machine: &RefCell<Machine>, os: &mut dyn GuestOs, budget: u64) ->
 mod tests {
     use super::*;
     use virq_device::TransportOptions;
-    use virq_device::testing::NullBackend;
+    use virq_device::testing::{NullBackend, TestBackend};
 
     fn machine_with_device() -> (Machine, u8) {
         let mut m = Machine::new(1 << 20).unwrap();
@@ -789,67 +789,13 @@ mod tests {
         assert_eq!(m.interrupts_delivered(), 2);
     }
 
-    /// A [`NullBackend`] that counts how often the transport asks it for host-side input.
-    struct Asked {
-        inner: NullBackend,
-        host_input: bool,
-        asked: Arc<AtomicU64>,
-    }
-
-    impl virq_device::VirtioBackend for Asked {
-        fn name(&self) -> &'static str {
-            "asked"
-        }
-        fn device_id(&self) -> u16 {
-            self.inner.device_id()
-        }
-        fn device_features(&self) -> u64 {
-            0
-        }
-        fn num_queues(&self) -> u16 {
-            self.inner.num_queues()
-        }
-        fn config_len(&self) -> usize {
-            self.inner.config_len()
-        }
-        fn read_config(&self, offset: u64, data: &mut [u8]) {
-            self.inner.read_config(offset, data)
-        }
-        fn reset(&mut self) {
-            self.inner.reset()
-        }
-        fn process_queue(
-            &mut self,
-            queue_index: u16,
-            queue: &mut virq_device::ring::Virtqueue<'_>,
-        ) -> Result<virq_device::Processed, virq_device::BackendError> {
-            self.inner.process_queue(queue_index, queue)
-        }
-        fn snapshot(&self) -> serde_json::Value {
-            self.inner.snapshot()
-        }
-        fn restore(&mut self, state: &serde_json::Value) -> Result<(), virq_device::BackendError> {
-            self.inner.restore(state)
-        }
-        fn has_pending_input(&self, _queue: u16) -> bool {
-            self.asked.fetch_add(1, Ordering::Relaxed);
-            false
-        }
-        fn takes_host_input(&self) -> bool {
-            self.host_input
-        }
-    }
-
     #[test]
     fn backends_are_polled_at_every_look_only_when_they_take_host_input() {
         for host_input in [true, false] {
             let mut m = Machine::new(1 << 20).unwrap();
-            let asked = Arc::new(AtomicU64::new(0));
-            let backend = Asked {
-                inner: NullBackend::new(2),
-                host_input,
-                asked: asked.clone(),
-            };
+            let mut backend = TestBackend::new(2, 0x1042, 0, 256);
+            backend.host_input = host_input;
+            let asked = backend.input_asks.clone();
             m.plug_backend(Box::new(backend), TransportOptions::default())
                 .unwrap();
             for _ in 0..3 {

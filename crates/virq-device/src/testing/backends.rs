@@ -1,6 +1,9 @@
 //! Stand-in device types: enough of a backend that only the transport (or the ring) is under
 //! test.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use crate::backend::{BackendError, Processed, VirtioBackend};
 use crate::ring::Virtqueue;
 
@@ -101,6 +104,11 @@ pub struct TestBackend {
     pub features: u64,
     /// Largest queue size of every queue.
     pub max_size: u16,
+    /// What it answers to [`VirtioBackend::takes_host_input`] (true, the trait's default).
+    pub host_input: bool,
+    /// How often the transport asked [`VirtioBackend::has_pending_input`] (it never has any):
+    /// a platform's polling, counted.
+    pub input_asks: Arc<AtomicU64>,
 }
 
 impl TestBackend {
@@ -111,6 +119,8 @@ impl TestBackend {
             id,
             features,
             max_size,
+            host_input: true,
+            input_asks: Arc::default(),
         }
     }
 }
@@ -152,6 +162,13 @@ impl VirtioBackend for TestBackend {
     }
     fn restore(&mut self, state: &serde_json::Value) -> Result<(), BackendError> {
         self.inner.restore(state)
+    }
+    fn has_pending_input(&self, _queue: u16) -> bool {
+        self.input_asks.fetch_add(1, Ordering::Relaxed);
+        false
+    }
+    fn takes_host_input(&self) -> bool {
+        self.host_input
     }
 }
 
